@@ -1,0 +1,62 @@
+# Thin wrapper around CMake. Every target first runs `deps`, so a fresh
+# Debian 12 machine needs nothing by hand.
+#   make          release build: build/kubemq-kinesis
+#   make test     ASan+UBSan build, all unit and end-to-end tests via ctest
+#   make demo     local stand-ins + daemon + a short story of real requests
+#   make bench    benchmarks, figures into BENCHMARKS.md
+#   make install  PREFIX=/usr/local
+
+PREFIX ?= /usr/local
+MAKEFLAGS += --no-print-directory
+JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
+DEB_PACKAGES := gcc make cmake pkg-config libgrpc-dev libprotobuf-c-dev \
+	protobuf-c-compiler libcurl4-openssl-dev libssl-dev libjansson-dev libyaml-dev \
+	libmicrohttpd-dev libcmocka-dev curl
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all deps build test demo bench install format clean
+
+all: build
+
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; \
+	done); \
+	if [ -n "$$missing" ]; then \
+		echo "deps: installing Debian packages:" $$missing; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@command -v node >/dev/null && command -v npm >/dev/null || { \
+		echo "deps: installing nodejs and npm"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nodejs npm; }
+	@if [ ! -f tests/rig/node_modules/.package-lock.json ] || \
+	    [ tests/rig/package-lock.json -nt tests/rig/node_modules/.package-lock.json ]; then \
+		echo "deps: npm ci in tests/rig"; \
+		cd tests/rig && npm ci --no-audit --no-fund --loglevel=error; \
+	fi
+
+build: deps
+	@cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DKK_TESTS=OFF >/dev/null
+	@cmake --build build -j$(JOBS)
+
+test: deps
+	@cmake -S . -B build-test -DCMAKE_BUILD_TYPE=Debug -DKK_SANITIZE=ON >/dev/null
+	@cmake --build build-test -j$(JOBS)
+	@cd build-test && ctest --output-on-failure -j$(JOBS) $(CTEST_ARGS)
+
+demo: build
+	@bash tests/rig/demo.sh
+
+bench: build
+	@bash bench/run.sh
+
+install: build
+	@cmake --install build --prefix $(PREFIX)
+
+format:
+	@clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	@rm -rf build build-test build-bench

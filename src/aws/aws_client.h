@@ -1,0 +1,79 @@
+/* aws_client.h - an AWS JSON-protocol client on the engine loop.
+ *
+ * POST / with Content-Type application/x-amz-json-1.1, X-Amz-Target and a
+ * SigV4 signature (our own signer, sigv4.h), sent through libcurl's multi
+ * interface driven by the loop: connections are kept alive and reused and
+ * many calls are in flight at once. Throttling, 5xx and transport errors
+ * are retried with capped exponential backoff and full jitter (SPEC §5);
+ * everything else is handed back at once. */
+#ifndef KK_AWS_CLIENT_H
+#define KK_AWS_CLIENT_H
+
+#include "base/loop.h"
+
+#include <stddef.h>
+
+struct aws_client;
+
+/* The HTTP exchange, as a seam: unit tests and bench/pipeline replace
+ * libcurl with a function that answers in memory. */
+struct aws_http_request {
+    const char *url;
+    const char *const *headers; /* "Name: value", NULL-terminated */
+    const char *body;
+    size_t body_len;
+};
+typedef void (*aws_http_done_fn)(void *cctx, long status, const char *body, size_t len,
+                                 const char *transport_error /* NULL unless status 0 */);
+struct aws_transport {
+    /* Must call done exactly once, on the loop thread (maybe before
+     * returning). Returns 0, or -1 if the request could not be started. */
+    int (*send)(void *tctx, const struct aws_http_request *req, aws_http_done_fn done,
+                void *cctx);
+    void *tctx;
+};
+
+struct aws_client_options {
+    const char *service;       /* "kinesis": signing name and default host */
+    const char *target_prefix; /* "Kinesis_20131202" */
+    const char *region;        /* required */
+    const char *endpoint;      /* NULL/"": https://<service>.<region>.amazonaws.com */
+    const char *access_key;
+    const char *secret_key;
+    const char *session_token; /* NULL/"": none */
+    const char *ca_file;       /* NULL/"": system roots */
+    long connect_timeout_ms;   /* 0: 5000 */
+    long request_timeout_ms;   /* 0: 30000 */
+    int max_attempts;          /* 0: 3; 1 = no AWS-level retry */
+    long retry_base_ms;        /* 0: 50 */
+    long retry_cap_ms;         /* 0: 5000 */
+    int http2;
+    const struct aws_transport *transport; /* NULL: libcurl */
+};
+
+struct aws_response {
+    long status;                /* HTTP status; 0 when no response came */
+    const char *body;           /* valid only during the callback */
+    size_t body_len;
+    const char *error_type;     /* NULL on 2xx; "ResourceNotFoundException",
+                                   "TransportError", ... otherwise */
+    const char *error_message;  /* NULL on 2xx */
+    int attempts;
+};
+
+typedef void (*aws_done_fn)(void *ctx, const struct aws_response *resp);
+
+struct aws_client *aws_client_create(struct loop *loop, const struct aws_client_options *o,
+                                     char *err, size_t errlen);
+/* Calls still in flight are completed with a TransportError first.
+ * Accepts NULL and half-built clients. */
+void aws_client_destroy(struct aws_client *c);
+/* operation: "PutRecord" (sent as <target_prefix>.PutRecord). The body is
+ * copied. done runs exactly once on the loop thread, never before this
+ * returns. Returns 0, or -1 (done will not run) when out of memory. */
+int aws_client_call(struct aws_client *c, const char *operation, const char *body, size_t len,
+                    aws_done_fn done, void *ctx);
+/* Whether an AWS error type is worth retrying (throttling and friends). */
+int aws_error_is_retryable(long status, const char *error_type);
+
+#endif

@@ -1,0 +1,26 @@
+# Unit tests: every tests/unit/test_*.c is one cmocka program.
+# End-to-end tests: every tests/e2e/*.test.js is one node:test file, run
+# against the binary of this build (KK_BIN) with the rig in tests/rig.
+pkg_check_modules(CMOCKA REQUIRED IMPORTED_TARGET cmocka)
+
+file(GLOB KK_UNIT_TESTS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/unit/test_*.c)
+foreach(src ${KK_UNIT_TESTS})
+  get_filename_component(name ${src} NAME_WE)
+  add_executable(${name} ${src})
+  target_link_libraries(${name} PRIVATE kk_core PkgConfig::CMOCKA)
+  target_compile_definitions(${name} PRIVATE
+    KK_SOURCE_DIR="${CMAKE_SOURCE_DIR}" KK_RIG_DIR="${CMAKE_SOURCE_DIR}/tests/rig")
+  add_test(NAME unit/${name} COMMAND ${name})
+  set_tests_properties(unit/${name} PROPERTIES LABELS unit TIMEOUT 120
+    ENVIRONMENT "ASAN_OPTIONS=detect_leaks=1;UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1;LSAN_OPTIONS=suppressions=${CMAKE_SOURCE_DIR}/tests/lsan.supp")
+endforeach()
+
+find_program(NODE node)
+file(GLOB KK_E2E_TESTS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/e2e/*.test.js)
+foreach(src ${KK_E2E_TESTS})
+  get_filename_component(name ${src} NAME)
+  string(REPLACE ".test.js" "" name ${name})
+  add_test(NAME e2e/${name} COMMAND ${NODE} --test --test-reporter=spec ${src})
+  set_tests_properties(e2e/${name} PROPERTIES LABELS e2e TIMEOUT 600
+    ENVIRONMENT "KK_BIN=$<TARGET_FILE:kubemq-kinesis>;KK_SOURCE_DIR=${CMAKE_SOURCE_DIR};NODE_NO_WARNINGS=1;ASAN_OPTIONS=detect_leaks=1;UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1;LSAN_OPTIONS=suppressions=${CMAKE_SOURCE_DIR}/tests/lsan.supp")
+endforeach()

@@ -1,0 +1,189 @@
+/* test_base.c - buf, errs, settings tables and the event loop. */
+#include "base/buf.h"
+#include "base/errs.h"
+#include "base/loop.h"
+#include "base/settings.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+static void test_buf_cap(void **state)
+{
+    struct buf b = BUF_INIT(8);
+
+    (void)state;
+    assert_int_equal(buf_append_str(&b, "12345678"), 0);
+    assert_int_equal(buf_append_char(&b, '9'), -1);
+    assert_int_equal(b.len, 8);
+    assert_string_equal(buf_str(&b), "12345678");
+    buf_reset(&b);
+    assert_int_equal(buf_appendf(&b, "%d-%s", 42, "x"), 0);
+    assert_string_equal(buf_str(&b), "42-x");
+    assert_int_equal(buf_appendf(&b, "%s", "too long now"), -1);
+    assert_string_equal(buf_str(&b), "42-x");
+    buf_free(&b);
+}
+
+static void test_buf_json_str(void **state)
+{
+    struct buf b = BUF_INIT(0);
+    const char in[] = "a\"b\\c\n\x01\x7f";
+
+    (void)state;
+    assert_int_equal(buf_append_json_str(&b, in, sizeof(in) - 1), 0);
+    assert_string_equal(buf_str(&b), "\"a\\\"b\\\\c\\n\\u0001\\u007f\"");
+    buf_free(&b);
+}
+
+struct opts {
+    char *name;
+    long long count;
+    int flag;
+    int mode;
+    char *secret;
+    char *meta;
+};
+
+static const struct settings_entry table[] = {
+    {"name", SETTINGS_STRING, NULL, SETTINGS_REQUIRED, 0, 0, NULL, offsetof(struct opts, name),
+     NULL, "a name"},
+    {"count", SETTINGS_INT, "1", 0, 1, 10, NULL, offsetof(struct opts, count), NULL, "how many"},
+    {"flag", SETTINGS_BOOL, "false", 0, 0, 0, NULL, offsetof(struct opts, flag), NULL, "a flag"},
+    {"mode", SETTINGS_ENUM, "fixed", 0, 0, 0, "back-off|fixed|random",
+     offsetof(struct opts, mode), NULL, "a mode"},
+    {"secret", SETTINGS_STRING, "", SETTINGS_SECRET, 0, 0, NULL, offsetof(struct opts, secret),
+     NULL, "a secret"},
+    {"meta", SETTINGS_JSON, "", 0, 0, 0, NULL, offsetof(struct opts, meta), NULL, "defaults"},
+    {"counts", SETTINGS_INT, NULL, 0, 0, 0, NULL, 0, "count", NULL},
+    {NULL, 0, NULL, 0, 0, 0, NULL, 0, NULL, NULL},
+};
+
+static void test_settings_ok(void **state)
+{
+    struct opts o;
+    struct errs e;
+    json_t *props = json_pack("{s:s, s:s, s:s, s:s}", "name", "n", "counts", "7", "flag", "TRUE",
+                              "secret", "hunter2");
+    json_t *red;
+
+    (void)state;
+    memset(&o, 0, sizeof(o));
+    errs_init(&e);
+    assert_int_equal(settings_apply(table, props, &o, "binding \"b\"", &e), 0);
+    assert_string_equal(o.name, "n");
+    assert_int_equal(o.count, 7);
+    assert_int_equal(o.flag, 1);
+    assert_int_equal(o.mode, 1);
+    red = settings_redact(table, props);
+    assert_string_equal(json_string_value(json_object_get(red, "secret")), "***");
+    assert_string_equal(json_string_value(json_object_get(red, "name")), "n");
+    json_decref(red);
+    json_decref(props);
+    settings_free(table, &o);
+    errs_free(&e);
+}
+
+static void test_settings_errors(void **state)
+{
+    struct opts o;
+    struct errs e;
+    json_t *props = json_pack("{s:s, s:s, s:s, s:[], s:s}", "count", "abc", "mode", "sideways",
+                              "colour", "red", "flag", "meta", "{bad");
+    const char *t;
+
+    (void)state;
+    memset(&o, 0, sizeof(o));
+    errs_init(&e);
+    assert_int_equal(settings_apply(table, props, &o, "binding \"b\"", &e), -1);
+    t = buf_str(&e.text);
+    assert_int_equal(e.count, 6);
+    assert_non_null(strstr(t, "binding \"b\": count: must be an integer from 1 to 10, got \"abc\""));
+    assert_non_null(strstr(t, "mode: must be one of: back-off, fixed, random"));
+    assert_non_null(strstr(t, "colour: unknown property"));
+    assert_non_null(strstr(t, "flag: must be a single value, not a list"));
+    assert_non_null(strstr(t, "meta: not valid JSON"));
+    assert_non_null(strstr(t, "name: is required"));
+    json_decref(props);
+    settings_free(table, &o);
+    errs_free(&e);
+}
+
+static void test_parse_int_strict(void **state)
+{
+    long long v;
+
+    (void)state;
+    assert_int_equal(settings_parse_int("12", 0, 100, &v), 0);
+    assert_int_equal(v, 12);
+    assert_int_equal(settings_parse_int("12x", 0, 100, &v), -1);
+    assert_int_equal(settings_parse_int("", 0, 100, &v), -1);
+    assert_int_equal(settings_parse_int(" 1", 0, 100, &v), -1);
+    assert_int_equal(settings_parse_int("101", 0, 100, &v), -1);
+    assert_int_equal(settings_parse_int("99999999999999999999", 0, 100, &v), -1);
+}
+
+struct tick {
+    struct loop *loop;
+    struct loop_timer t1, t2;
+    int order[4];
+    int n;
+};
+
+static void fire1(void *arg)
+{
+    struct tick *k = arg;
+    k->order[k->n++] = 1;
+}
+
+static void fire2(void *arg)
+{
+    struct tick *k = arg;
+    k->order[k->n++] = 2;
+    loop_stop(k->loop);
+}
+
+static void posted(void *arg)
+{
+    struct tick *k = arg;
+    k->order[k->n++] = 3;
+}
+
+static void test_loop_timers_and_posts(void **state)
+{
+    char err[128];
+    struct tick k;
+
+    (void)state;
+    memset(&k, 0, sizeof(k));
+    k.loop = loop_create(err, sizeof(err));
+    assert_non_null(k.loop);
+    loop_timer_init(&k.t1);
+    loop_timer_init(&k.t2);
+    loop_timer_start(k.loop, &k.t2, 30, fire2, &k);
+    loop_timer_start(k.loop, &k.t1, 10, fire1, &k);
+    assert_int_equal(loop_post(k.loop, posted, &k), 0);
+    assert_int_equal(loop_run(k.loop), 0);
+    assert_int_equal(k.n, 3);
+    assert_int_equal(k.order[0], 3);
+    assert_int_equal(k.order[1], 1);
+    assert_int_equal(k.order[2], 2);
+    loop_destroy(k.loop);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_buf_cap),
+        cmocka_unit_test(test_buf_json_str),
+        cmocka_unit_test(test_settings_ok),
+        cmocka_unit_test(test_settings_errors),
+        cmocka_unit_test(test_parse_int_strict),
+        cmocka_unit_test(test_loop_timers_and_posts),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
