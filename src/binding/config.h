@@ -1,0 +1,50 @@
+/* config.h - the daemon's configuration: YAML or JSON, file or CONFIG env.
+ *
+ * Loading is strict (SPEC §2): every problem is one line in errs naming
+ * the binding, the key and the rule, and the caller exits 2. Both seed
+ * styles load: kinds with and without the source./target. prefixes,
+ * `address` or `host`+`port`. */
+#ifndef KK_BINDING_CONFIG_H
+#define KK_BINDING_CONFIG_H
+
+#include "base/errs.h"
+#include "target/target.h"
+
+#include <jansson.h>
+#include <stddef.h>
+
+struct config_part {
+    char *kind;          /* as written in the file */
+    const char *canonical_kind;  /* "kubemq.query", "aws.kinesis" */
+    char *name;          /* free text from the file */
+    json_t *props;       /* object of strings (never NULL) */
+};
+
+struct config_binding {
+    char *name;
+    struct config_part source;
+    struct config_part target;
+    const struct target_kind *target_kind;
+    json_t *props; /* binding middleware properties (never NULL) */
+};
+
+struct config {
+    long api_port;          /* 0 disables the HTTP API; default 8080 */
+    char *api_address;      /* default "0.0.0.0" */
+    int api_enable_request; /* POST /bindings/request */
+    char *source_path;      /* file it came from, or "CONFIG" */
+    struct config_binding *bindings;
+    size_t n_bindings;
+};
+
+/* Load from path; path NULL: the CONFIG environment variable (text or
+ * base64 text) if set, else ./config.yaml. Returns 0, or -1 with every
+ * problem in errs. Warnings (deprecated spellings) are logged. */
+int config_load(struct config *c, const char *path, struct errs *errs);
+/* Parse from text (YAML or JSON); origin names it in messages. */
+int config_load_text(struct config *c, const char *text, size_t len, const char *origin,
+                     struct errs *errs);
+void config_free(struct config *c);
+const struct config_binding *config_find_binding(const struct config *c, const char *name);
+
+#endif
