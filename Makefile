@@ -5,6 +5,8 @@
 #   make demo     local stand-ins + daemon + a short story of real requests
 #   make bench    benchmarks, figures into BENCHMARKS.md
 #   make install  PREFIX=/usr/local
+# KK_DEPS=build limits `deps` to what building needs (no node, no test
+# peers): the Dockerfile's builder stage uses it.
 
 PREFIX ?= /usr/local
 MAKEFLAGS += --no-print-directory
@@ -27,12 +29,13 @@ deps:
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
-	@command -v node >/dev/null && command -v npm >/dev/null || { \
+	@if [ "$(KK_DEPS)" != build ] && ! { command -v node && command -v npm; } >/dev/null; then \
 		echo "deps: installing nodejs and npm"; \
 		$(SUDO) apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nodejs npm; }
-	@if [ ! -f tests/rig/node_modules/.package-lock.json ] || \
-	    [ tests/rig/package-lock.json -nt tests/rig/node_modules/.package-lock.json ]; then \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nodejs npm; \
+	fi
+	@if [ "$(KK_DEPS)" != build ] && { [ ! -f tests/rig/node_modules/.package-lock.json ] || \
+	    [ tests/rig/package-lock.json -nt tests/rig/node_modules/.package-lock.json ]; }; then \
 		echo "deps: npm ci in tests/rig"; \
 		cd tests/rig && npm ci --no-audit --no-fund --loglevel=error; \
 	fi
