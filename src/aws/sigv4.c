@@ -1,0 +1,647 @@
+/* sigv4.c - AWS Signature Version 4 (header signing) on libcrypto. */
+#include "aws/sigv4.h"
+
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Canonical requests carry hashes, not bodies: this only bounds headers. */
+#define SIGV4_TEXT_MAX ((size_t)1 << 20)
+
+/* ---- libcrypto, fetched once ---- */
+
+static pthread_once_t crypto_once = PTHREAD_ONCE_INIT;
+static EVP_MAC *hmac_alg;
+static EVP_MD *sha256_alg;
+
+static void crypto_fetch(void)
+{
+    hmac_alg = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    sha256_alg = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+static void sha256_raw(const void *data, size_t len, unsigned char out[32], int *ok)
+{
+    unsigned int n = 0;
+
+    pthread_once(&crypto_once, crypto_fetch);
+    *ok = sha256_alg && EVP_Digest(data, len, out, &n, sha256_alg, NULL) == 1 && n == 32;
+}
+
+static void hex32(const unsigned char in[32], char out[65])
+{
+    static const char digits[] = "0123456789abcdef";
+    int i;
+
+    for (i = 0; i < 32; i++) {
+        out[2 * i] = digits[in[i] >> 4];
+        out[2 * i + 1] = digits[in[i] & 15];
+    }
+    out[64] = '\0';
+}
+
+int sigv4_sha256_hex(const void *data, size_t len, char out[65])
+{
+    unsigned char md[32];
+    int ok;
+
+    sha256_raw(data, len, md, &ok);
+    if (!ok) {
+        return -1;
+    }
+    hex32(md, out);
+    return 0;
+}
+
+int sigv4_hmac_sha256(const void *key, size_t keylen, const void *data, size_t len,
+                      unsigned char out[32])
+{
+    EVP_MAC_CTX *ctx;
+    OSSL_PARAM params[2];
+    size_t n = 0;
+    int rc = -1;
+
+    pthread_once(&crypto_once, crypto_fetch);
+    if (!hmac_alg) {
+        return -1;
+    }
+    ctx = EVP_MAC_CTX_new(hmac_alg);
+    if (!ctx) {
+        return -1;
+    }
+    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0);
+    params[1] = OSSL_PARAM_construct_end();
+    if (EVP_MAC_init(ctx, key, keylen, params) == 1 && EVP_MAC_update(ctx, data, len) == 1 &&
+        EVP_MAC_final(ctx, out, &n, 32) == 1 && n == 32) {
+        rc = 0;
+    }
+    EVP_MAC_CTX_free(ctx);
+    return rc;
+}
+
+/* ---- encoding ---- */
+
+static int is_unreserved(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_' || c == '.' || c == '~';
+}
+
+int sigv4_uri_encode(struct buf *out, const char *s, size_t len, int keep_slash)
+{
+    static const char digits[] = "0123456789ABCDEF";
+    size_t i;
+
+    for (i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (is_unreserved(c) || (keep_slash && c == '/')) {
+            if (buf_append_char(out, (char)c) < 0) {
+                return -1;
+            }
+        } else {
+            char esc[3] = {'%', digits[c >> 4], digits[c & 15]};
+            if (buf_append(out, esc, 3) < 0) {
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
+}
+
+/* Percent-decode s[0..len) into out; a '%' not followed by two hex digits
+ * stays as it is. */
+static int uri_decode(struct buf *out, const char *s, size_t len)
+{
+    size_t i;
+
+    buf_reset(out);
+    for (i = 0; i < len; i++) {
+        int hi, lo;
+        if (s[i] == '%' && i + 2 < len && (hi = hexval(s[i + 1])) >= 0 &&
+            (lo = hexval(s[i + 2])) >= 0) {
+            if (buf_append_char(out, (char)(hi << 4 | lo)) < 0) {
+                return -1;
+            }
+            i += 2;
+        } else if (buf_append_char(out, s[i]) < 0) {
+            return -1;
+        }
+    }
+    return buf_append(out, "", 0);
+}
+
+/* ---- canonical URI: RFC 3986 dot-segment removal, empty segments
+ * dropped, then encoded once more (the wire form gets double-encoded) ---- */
+
+static int canonical_uri(struct buf *out, const char *path)
+{
+    const char **segs = NULL;
+    size_t *lens = NULL;
+    size_t nseg = 0, cap, i, plen;
+    const char *p, *end;
+    int trailing = 0, rc = -1;
+
+    if (!path || !*path) {
+        path = "/";
+    }
+    plen = strlen(path);
+    cap = plen / 2 + 2;
+    segs = malloc(cap * sizeof(*segs));
+    lens = malloc(cap * sizeof(*lens));
+    if (!segs || !lens) {
+        goto done;
+    }
+    p = path;
+    end = path + plen;
+    while (p < end) {
+        const char *q;
+        size_t n;
+        while (p < end && *p == '/') {
+            p++;
+        }
+        if (p >= end) {
+            trailing = 1;
+            break;
+        }
+        q = memchr(p, '/', (size_t)(end - p));
+        if (!q) {
+            q = end;
+        }
+        n = (size_t)(q - p);
+        trailing = 0;
+        if (n == 1 && p[0] == '.') {
+            trailing = 1;
+        } else if (n == 2 && p[0] == '.' && p[1] == '.') {
+            if (nseg) {
+                nseg--;
+            }
+            trailing = 1;
+        } else {
+            segs[nseg] = p;
+            lens[nseg] = n;
+            nseg++;
+        }
+        p = q;
+    }
+    if (buf_append_char(out, '/') < 0) {
+        goto done;
+    }
+    for (i = 0; i < nseg; i++) {
+        if (i && buf_append_char(out, '/') < 0) {
+            goto done;
+        }
+        if (sigv4_uri_encode(out, segs[i], lens[i], 0) < 0) {
+            goto done;
+        }
+    }
+    if (nseg && trailing && buf_append_char(out, '/') < 0) {
+        goto done;
+    }
+    rc = 0;
+done:
+    free(segs);
+    free(lens);
+    return rc;
+}
+
+/* ---- canonical query: decoded, re-encoded, sorted by name then value ---- */
+
+struct qparam {
+    char *text; /* "name=value", encoded */
+    size_t name_len;
+};
+
+static int qparam_cmp(const void *a, const void *b)
+{
+    const struct qparam *x = a, *y = b;
+    size_t n = x->name_len < y->name_len ? x->name_len : y->name_len;
+    int c = memcmp(x->text, y->text, n);
+
+    if (c) {
+        return c;
+    }
+    if (x->name_len != y->name_len) {
+        return x->name_len < y->name_len ? -1 : 1;
+    }
+    return strcmp(x->text + x->name_len, y->text + y->name_len);
+}
+
+static int canonical_query(struct buf *out, const char *query)
+{
+    struct qparam *ps = NULL;
+    struct buf tmp = BUF_INIT(SIGV4_TEXT_MAX), enc = BUF_INIT(SIGV4_TEXT_MAX);
+    size_t n = 0, cap = 1, i;
+    const char *p;
+    int rc = -1;
+
+    if (!query || !*query) {
+        return 0;
+    }
+    for (p = query; *p; p++) {
+        cap += *p == '&';
+    }
+    ps = calloc(cap, sizeof(*ps));
+    if (!ps) {
+        goto done;
+    }
+    p = query;
+    while (*p) {
+        const char *amp = strchr(p, '&');
+        size_t len = amp ? (size_t)(amp - p) : strlen(p);
+        const char *eq = memchr(p, '=', len);
+        size_t klen = eq ? (size_t)(eq - p) : len;
+
+        if (len) {
+            buf_reset(&enc);
+            if (uri_decode(&tmp, p, klen) < 0 || sigv4_uri_encode(&enc, tmp.data, tmp.len, 0) < 0) {
+                goto done;
+            }
+            ps[n].name_len = enc.len;
+            if (buf_append_char(&enc, '=') < 0) {
+                goto done;
+            }
+            if (eq && (uri_decode(&tmp, eq + 1, len - klen - 1) < 0 ||
+                       sigv4_uri_encode(&enc, tmp.data, tmp.len, 0) < 0)) {
+                goto done;
+            }
+            ps[n].text = buf_detach(&enc, NULL);
+            if (!ps[n].text) {
+                goto done;
+            }
+            n++;
+        }
+        p += len;
+        if (*p == '&') {
+            p++;
+        }
+    }
+    qsort(ps, n, sizeof(*ps), qparam_cmp);
+    for (i = 0; i < n; i++) {
+        if ((i && buf_append_char(out, '&') < 0) || buf_append_str(out, ps[i].text) < 0) {
+            goto done;
+        }
+    }
+    rc = 0;
+done:
+    for (i = 0; ps && i < n; i++) {
+        free(ps[i].text);
+    }
+    free(ps);
+    buf_free(&tmp);
+    buf_free(&enc);
+    return rc;
+}
+
+/* ---- canonical headers ---- */
+
+struct chdr {
+    char *lname;
+    const char *value;
+    size_t order; /* keeps repeated headers in request order */
+};
+
+static int chdr_cmp(const void *a, const void *b)
+{
+    const struct chdr *x = a, *y = b;
+    int c = strcmp(x->lname, y->lname);
+
+    if (c) {
+        return c;
+    }
+    return x->order < y->order ? -1 : x->order > y->order;
+}
+
+static int is_ws(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+/* Trimmed, inner whitespace runs collapsed to one space. */
+static int append_header_value(struct buf *out, const char *v)
+{
+    int pending = 0, any = 0;
+
+    for (; *v; v++) {
+        if (is_ws(*v)) {
+            pending = any;
+            continue;
+        }
+        if (pending && buf_append_char(out, ' ') < 0) {
+            return -1;
+        }
+        if (buf_append_char(out, *v) < 0) {
+            return -1;
+        }
+        pending = 0;
+        any = 1;
+    }
+    return 0;
+}
+
+static char *lower_dup(const char *s)
+{
+    size_t n = strlen(s), i;
+    char *d = malloc(n + 1);
+
+    if (!d) {
+        return NULL;
+    }
+    for (i = 0; i < n; i++) {
+        d[i] = (s[i] >= 'A' && s[i] <= 'Z') ? (char)(s[i] + 32) : s[i];
+    }
+    d[n] = '\0';
+    return d;
+}
+
+static int valid_amz_date(const char *s)
+{
+    int i;
+
+    if (strlen(s) != 16 || s[8] != 'T' || s[15] != 'Z') {
+        return 0;
+    }
+    for (i = 0; i < 15; i++) {
+        if (i != 8 && (s[i] < '0' || s[i] > '9')) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int build_headers(const struct sigv4_params *p, const struct sigv4_request *req,
+                         struct sigv4_result *out, struct buf *creq, char *err, size_t errlen)
+{
+    struct chdr *hs;
+    size_t n = 0, i;
+    int have_host = 0, have_date = 0, have_token = 0, rc = -1;
+    const char *date_value = NULL;
+
+    hs = calloc(req->nheaders + 2, sizeof(*hs));
+    if (!hs) {
+        snprintf(err, errlen, "sigv4: out of memory");
+        return -1;
+    }
+    for (i = 0; i < req->nheaders; i++) {
+        hs[n].lname = lower_dup(req->headers[i].name);
+        if (!hs[n].lname) {
+            snprintf(err, errlen, "sigv4: out of memory");
+            goto done;
+        }
+        hs[n].value = req->headers[i].value ? req->headers[i].value : "";
+        hs[n].order = n;
+        if (!strcmp(hs[n].lname, "host")) {
+            have_host = 1;
+        } else if (!strcmp(hs[n].lname, "x-amz-date")) {
+            have_date = 1;
+            date_value = hs[n].value;
+        } else if (!strcmp(hs[n].lname, "x-amz-security-token")) {
+            have_token = 1;
+        }
+        n++;
+    }
+    if (!have_host) {
+        snprintf(err, errlen, "sigv4: the Host header must be signed");
+        goto done;
+    }
+    if (have_date) {
+        while (is_ws(*date_value)) {
+            date_value++;
+        }
+        if (!valid_amz_date(date_value)) {
+            snprintf(err, errlen, "sigv4: X-Amz-Date is not of the form YYYYMMDDTHHMMSSZ");
+            goto done;
+        }
+        memcpy(out->amz_date, date_value, 16);
+        out->amz_date[16] = '\0';
+    } else {
+        struct tm tm;
+        time_t when = p->when;
+        if (!gmtime_r(&when, &tm) ||
+            strftime(out->amz_date, sizeof(out->amz_date), "%Y%m%dT%H%M%SZ", &tm) != 16) {
+            snprintf(err, errlen, "sigv4: signing time out of range");
+            goto done;
+        }
+        hs[n].lname = strdup("x-amz-date");
+        hs[n].value = out->amz_date;
+        hs[n].order = n;
+        if (!hs[n].lname) {
+            snprintf(err, errlen, "sigv4: out of memory");
+            goto done;
+        }
+        n++;
+        out->add_date = 1;
+    }
+    if (p->session_token && *p->session_token && !have_token) {
+        hs[n].lname = strdup("x-amz-security-token");
+        hs[n].value = p->session_token;
+        hs[n].order = n;
+        if (!hs[n].lname) {
+            snprintf(err, errlen, "sigv4: out of memory");
+            goto done;
+        }
+        n++;
+        out->add_token = 1;
+    }
+    qsort(hs, n, sizeof(*hs), chdr_cmp);
+    for (i = 0; i < n; i++) {
+        int same = i && !strcmp(hs[i].lname, hs[i - 1].lname);
+        if (same) {
+            if (buf_append_char(creq, ',') < 0) {
+                goto toolong;
+            }
+        } else {
+            if (i && buf_append_char(creq, '\n') < 0) {
+                goto toolong;
+            }
+            if (buf_appendf(creq, "%s:", hs[i].lname) < 0 ||
+                (i && buf_append_char(&out->signed_headers, ';') < 0) ||
+                buf_append_str(&out->signed_headers, hs[i].lname) < 0) {
+                goto toolong;
+            }
+        }
+        if (append_header_value(creq, hs[i].value) < 0) {
+            goto toolong;
+        }
+    }
+    if (buf_append_str(creq, "\n\n") < 0 ||
+        buf_append(creq, out->signed_headers.data, out->signed_headers.len) < 0) {
+        goto toolong;
+    }
+    rc = 0;
+    goto done;
+toolong:
+    snprintf(err, errlen, "sigv4: headers too large to sign");
+done:
+    for (i = 0; i < n; i++) {
+        free(hs[i].lname);
+    }
+    free(hs);
+    return rc;
+}
+
+/* ---- signing key ---- */
+
+static int derive_key(const struct sigv4_params *p, const char *date, unsigned char key[32])
+{
+    struct sigv4_key_cache *c = p->cache;
+    unsigned char digest[32], k1[32], k2[32], k3[32];
+    struct buf seed = BUF_INIT(0);
+    int ok = 0, rc = -1;
+
+    if (c) {
+        sha256_raw(p->secret_key, strlen(p->secret_key), digest, &ok);
+        if (!ok) {
+            return -1;
+        }
+        if (c->valid && !memcmp(c->secret_digest, digest, 32) && !strcmp(c->date, date) &&
+            !strcmp(c->region, p->region) && !strcmp(c->service, p->service)) {
+            memcpy(key, c->key, 32);
+            return 0;
+        }
+    }
+    if (buf_appendf(&seed, "AWS4%s", p->secret_key) < 0) {
+        goto done;
+    }
+    if (sigv4_hmac_sha256(seed.data, seed.len, date, strlen(date), k1) < 0 ||
+        sigv4_hmac_sha256(k1, 32, p->region, strlen(p->region), k2) < 0 ||
+        sigv4_hmac_sha256(k2, 32, p->service, strlen(p->service), k3) < 0 ||
+        sigv4_hmac_sha256(k3, 32, "aws4_request", 12, key) < 0) {
+        goto done;
+    }
+    if (c && strlen(p->region) < sizeof(c->region) && strlen(p->service) < sizeof(c->service)) {
+        memcpy(c->secret_digest, digest, 32);
+        snprintf(c->date, sizeof(c->date), "%s", date);
+        snprintf(c->region, sizeof(c->region), "%s", p->region);
+        snprintf(c->service, sizeof(c->service), "%s", p->service);
+        memcpy(c->key, key, 32);
+        c->valid = 1;
+    }
+    rc = 0;
+done:
+    OPENSSL_cleanse(k1, sizeof(k1));
+    OPENSSL_cleanse(k2, sizeof(k2));
+    OPENSSL_cleanse(k3, sizeof(k3));
+    if (seed.data) {
+        OPENSSL_cleanse(seed.data, seed.len);
+    }
+    buf_free(&seed);
+    return rc;
+}
+
+/* ---- the whole thing ---- */
+
+void sigv4_result_init(struct sigv4_result *r)
+{
+    memset(r, 0, sizeof(*r));
+    buf_init(&r->canonical_request, SIGV4_TEXT_MAX);
+    buf_init(&r->string_to_sign, SIGV4_TEXT_MAX);
+    buf_init(&r->signed_headers, SIGV4_TEXT_MAX);
+    buf_init(&r->authorization, SIGV4_TEXT_MAX);
+}
+
+void sigv4_result_free(struct sigv4_result *r)
+{
+    if (!r) {
+        return;
+    }
+    buf_free(&r->canonical_request);
+    buf_free(&r->string_to_sign);
+    buf_free(&r->signed_headers);
+    buf_free(&r->authorization);
+}
+
+int sigv4_sign(const struct sigv4_params *p, const struct sigv4_request *req,
+               struct sigv4_result *out, char *err, size_t errlen)
+{
+    struct buf *creq = &out->canonical_request, *sts = &out->string_to_sign;
+    char payload_hex[65], creq_hex[65], date[9];
+    unsigned char key[32], sig[32];
+
+    buf_reset(creq);
+    buf_reset(sts);
+    buf_reset(&out->signed_headers);
+    buf_reset(&out->authorization);
+    out->add_date = out->add_token = 0;
+    out->signature[0] = '\0';
+    if (!p->access_key || !*p->access_key || !p->secret_key || !*p->secret_key) {
+        snprintf(err, errlen, "sigv4: no access key or secret key");
+        return -1;
+    }
+    if (!p->region || !*p->region || !p->service || !*p->service) {
+        snprintf(err, errlen, "sigv4: region and service are required");
+        return -1;
+    }
+    if (!req->method || !*req->method) {
+        snprintf(err, errlen, "sigv4: no method");
+        return -1;
+    }
+    if (req->payload_hash) {
+        if (strlen(req->payload_hash) != 64) {
+            snprintf(err, errlen, "sigv4: payload hash is not 64 hex digits");
+            return -1;
+        }
+        memcpy(payload_hex, req->payload_hash, 65);
+    } else if (sigv4_sha256_hex(req->body ? req->body : "", req->body_len, payload_hex) < 0) {
+        snprintf(err, errlen, "sigv4: sha256 failed");
+        return -1;
+    }
+    if (buf_appendf(creq, "%s\n", req->method) < 0 || canonical_uri(creq, req->path) < 0 ||
+        buf_append_char(creq, '\n') < 0 || canonical_query(creq, req->query) < 0 ||
+        buf_append_char(creq, '\n') < 0) {
+        snprintf(err, errlen, "sigv4: request line too large to sign");
+        return -1;
+    }
+    if (build_headers(p, req, out, creq, err, errlen) < 0) {
+        return -1;
+    }
+    if (buf_appendf(creq, "\n%s", payload_hex) < 0) {
+        snprintf(err, errlen, "sigv4: headers too large to sign");
+        return -1;
+    }
+    memcpy(date, out->amz_date, 8);
+    date[8] = '\0';
+    if (sigv4_sha256_hex(creq->data, creq->len, creq_hex) < 0) {
+        snprintf(err, errlen, "sigv4: sha256 failed");
+        return -1;
+    }
+    if (buf_appendf(sts, SIGV4_ALGORITHM "\n%s\n%s/%s/%s/aws4_request\n%s", out->amz_date, date,
+                    p->region, p->service, creq_hex) < 0) {
+        snprintf(err, errlen, "sigv4: scope too large");
+        return -1;
+    }
+    if (derive_key(p, date, key) < 0 || sigv4_hmac_sha256(key, 32, sts->data, sts->len, sig) < 0) {
+        OPENSSL_cleanse(key, sizeof(key));
+        snprintf(err, errlen, "sigv4: hmac failed");
+        return -1;
+    }
+    OPENSSL_cleanse(key, sizeof(key));
+    hex32(sig, out->signature);
+    if (buf_appendf(&out->authorization,
+                    SIGV4_ALGORITHM " Credential=%s/%s/%s/%s/aws4_request, SignedHeaders=%s, "
+                                    "Signature=%s",
+                    p->access_key, date, p->region, p->service, buf_str(&out->signed_headers),
+                    out->signature) < 0) {
+        snprintf(err, errlen, "sigv4: authorization too large");
+        return -1;
+    }
+    return 0;
+}
