@@ -1,0 +1,13 @@
+'use strict';
+// The test rig in one require: Kinesis stand-ins, the SigV4 gate, helpers to
+// run our binary, SigV4 signing, process plumbing.
+//   const rig = require('../rig/lib');
+module.exports = {
+  ...require('./proc'), // startScript, stopChild, pidAlive, freePort, httpRequest, waitHttp, waitFor, listeningAddrs, sleep
+  ...require('./sigv4'), // signKinesis, kinesisCall, verifyRequest
+  ...require('./kinesis'), // startKinesalite, startKinesisLocal
+  ...require('./gate'), // startGate, createGate
+  ...require('./daemon'), // writeConfig, invoke, startDaemon, binPath
+  ...require('./certs'), // makeTestCert
+  // KubeMQ stand-in broker: add `...require('./broker'),` here.
+};
