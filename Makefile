@@ -13,7 +13,7 @@ MAKEFLAGS += --no-print-directory
 JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
 DEB_PACKAGES := gcc make cmake pkg-config libgrpc-dev libprotobuf-c-dev \
 	protobuf-c-compiler libcurl4-openssl-dev libssl-dev libjansson-dev libyaml-dev \
-	libmicrohttpd-dev libcmocka-dev curl
+	libmicrohttpd-dev libcmocka-dev curl openssl
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps build test demo bench install format clean
