@@ -266,11 +266,20 @@ test('delay, drop and expired_iterator faults', withRig(async ({ gate, call }) =
   assert.deepEqual(log.filter((e) => e.fault).map((e) => e.fault), ['delay', 'drop', 'expired_iterator']);
 }));
 
-test('stats: totals and max in-flight under 8 concurrent delayed requests; reset', withRig(async ({ gate, call }) => {
-  await gate.fault({ op: 'ListStreams', kind: 'delay', ms: 1500, count: 8 });
-  const rs = await Promise.all(Array.from({ length: 8 }, () => call('ListStreams', {})));
-  assert.deepEqual(rs.map((r) => r.status), Array(8).fill(200));
+test('stats: totals and max in-flight under 8 concurrent held requests; reset', withRig(async ({ gate, call }) => {
+  await gate.fault({ op: 'ListStreams', kind: 'hold', count: 8 });
+  const pending = Promise.all(Array.from({ length: 8 }, () => call('ListStreams', {})));
+  await rig.waitFor(async () => (await gate.stats()).held === 8, { what: '8 held requests' });
   let st = await gate.stats();
+  assert.equal(st.inFlight, 8);
+  assert.equal(st.maxInFlight, 8);
+  assert.equal((await gate.log()).length, 0, 'nothing answered yet');
+  assert.deepEqual(await gate.release(3), { released: 3, held: 5 });
+  await rig.waitFor(async () => (await gate.stats()).inFlight === 5, { what: '3 answered' });
+  assert.deepEqual(await gate.release(), { released: 5, held: 0 });
+  const rs = await pending;
+  assert.deepEqual(rs.map((r) => r.status), Array(8).fill(200));
+  st = await gate.stats();
   assert.equal(st.total, 8);
   assert.equal(st.byOp.ListStreams, 8);
   assert.equal(st.maxInFlight, 8);
@@ -290,6 +299,14 @@ test('stats: totals and max in-flight under 8 concurrent delayed requests; reset
   assert.deepEqual([st.total, st.maxInFlight, st.sigFailures, st.faultsPending], [0, 0, 0, 0]);
   assert.deepEqual(await gate.log(), []);
   assert.equal((await call('ListStreams', {})).status, 200, 'reset also clears pending faults');
+
+  // The same with delayed (not held) requests.
+  await gate.reset();
+  await gate.fault({ op: 'ListStreams', kind: 'delay', ms: 3000, count: 8 });
+  const delayed = await Promise.all(Array.from({ length: 8 }, () => call('ListStreams', {})));
+  assert.deepEqual(delayed.map((r) => r.status), Array(8).fill(200));
+  st = await gate.stats();
+  assert.deepEqual([st.total, st.maxInFlight, st.inFlight, st.faultsApplied], [8, 8, 0, 8]);
 }));
 
 test('gate over TLS with a test certificate', async () => {

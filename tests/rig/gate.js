@@ -6,7 +6,8 @@
 //     [--tls-key FILE --tls-cert FILE]
 // Ready line: {"ready":true,"port":N,"url":"http://127.0.0.1:N"}
 // Control API (unsigned) on the same port: GET /_gate/stats, POST /_gate/reset,
-// POST /_gate/fault (JSON spec), GET /_gate/faults, GET /_gate/log.
+// POST /_gate/fault (JSON spec), GET /_gate/faults, GET /_gate/log,
+// POST /_gate/release ({"count": n}; releases requests parked by `hold`).
 const http = require('http');
 const https = require('https');
 const fs = require('fs');
@@ -15,7 +16,7 @@ const sig = require('./sigv4');
 const { startScript, httpRequest, parseArgs, announceReady, announceFailure } = require('./proc');
 
 const MAX_BODY = 16 * 1024 * 1024;
-const FAULT_KINDS = ['throttle', 'kms_throttle', 'status', 'error', 'delay', 'drop', 'partial', 'expired_iterator'];
+const FAULT_KINDS = ['throttle', 'kms_throttle', 'status', 'error', 'delay', 'hold', 'drop', 'partial', 'expired_iterator'];
 
 function awsError(res, status, type, message, extraHeaders = {}) {
   const body = JSON.stringify(message === undefined ? { __type: type } : { __type: type, message });
@@ -75,11 +76,18 @@ function createGate(opts) {
   let stats;
   let log;
   let faults = [];
+  let held = []; // resolvers of requests parked by `hold` faults
   let seq = 0;
+  const release = (n = Infinity) => {
+    const out = held.splice(0, Math.min(n, held.length));
+    for (const r of out) r();
+    return out.length;
+  };
   const reset = () => {
     stats = { total: 0, byOp: {}, sigFailures: 0, byStatus: {}, faultsApplied: 0, inFlight: 0, maxInFlight: 0 };
     log = [];
     faults = [];
+    release();
   };
   reset();
   let inFlight = 0;
@@ -108,7 +116,19 @@ function createGate(opts) {
       res.end(b);
     };
     const p = req.url.split('?')[0];
-    if (req.method === 'GET' && p === '/_gate/stats') return send(200, { ...stats, inFlight, faultsPending: faults.length });
+    if (req.method === 'GET' && p === '/_gate/stats') {
+      return send(200, { ...stats, inFlight, held: held.length, faultsPending: faults.length });
+    }
+    if (req.method === 'POST' && p === '/_gate/release') {
+      let n = Infinity;
+      try {
+        const o = body.length ? JSON.parse(body.toString('utf8')) : {};
+        if (o.count !== undefined) n = Number(o.count);
+      } catch (e) {
+        return send(400, { error: e.message });
+      }
+      return send(200, { released: release(n), held: held.length });
+    }
     if (req.method === 'POST' && p === '/_gate/reset') { reset(); return send(200, { ok: true }); }
     if (req.method === 'GET' && p === '/_gate/log') return send(200, log);
     if (req.method === 'GET' && p === '/_gate/faults') return send(200, faults);
@@ -163,7 +183,13 @@ function createGate(opts) {
         done();
       });
     });
+    res.on('close', () => {
+      if (res.writableFinished) return;
+      entry.error = 'client closed the connection';
+      up.destroy();
+    });
     up.on('error', (e) => {
+      if (res.destroyed) return done();
       entry.status = 502;
       entry.error = `upstream: ${e.message}`;
       if (!res.headersSent) awsError(res, 502, 'InternalFailure', `gate: upstream unreachable: ${e.message}`);
@@ -247,7 +273,17 @@ function createGate(opts) {
     const f = takeFault(op);
     if (f) entry.fault = f.kind;
     if (f && f.kind === 'delay') await new Promise((r) => setTimeout(r, f.ms));
-    if (!f || f.kind === 'delay') return forward(req, res, body, entry, null, done);
+    if (f && f.kind === 'hold') {
+      await new Promise((r) => {
+        held.push(r);
+        res.on('close', () => { // client gave up: forget it
+          const i = held.indexOf(r);
+          if (i >= 0) held.splice(i, 1);
+        });
+      });
+      if (res.destroyed) return done();
+    }
+    if (!f || f.kind === 'delay' || f.kind === 'hold') return forward(req, res, body, entry, null, done);
 
     switch (f.kind) {
       case 'throttle':
@@ -321,7 +357,7 @@ function createGate(opts) {
 // Module API: start the gate as a child process.
 // opts: upstream (URL), accessKey, secretKey, sessionToken, port (0), logMax,
 // tlsKey/tlsCert (serve HTTPS), env, timeoutMs.
-// Resolves {url, port, pid, stop(), stats(), reset(), fault(spec), faults(), log(), stderr(), exited}.
+// Resolves {url, port, pid, stop(), stats(), reset(), fault(spec), faults(), log(), release(count), stderr(), exited}.
 async function startGate(opts) {
   if (!opts || !opts.upstream || !opts.accessKey || !opts.secretKey) {
     throw new Error('startGate: upstream, accessKey and secretKey are required');
@@ -350,6 +386,7 @@ async function startGate(opts) {
     fault: (spec) => call('POST', 'fault', spec),
     faults: () => call('GET', 'faults'),
     log: () => call('GET', 'log'),
+    release: (count) => call('POST', 'release', count === undefined ? {} : { count }),
   };
 }
 
