@@ -105,18 +105,19 @@ void settings_rule(const struct settings_entry *e, char *dst, size_t n)
         snprintf(dst, n, "true or false");
         break;
     case SETTINGS_ENUM: {
-        size_t i, len = 0;
-        len += (size_t)snprintf(dst, n, "one of: ");
-        for (i = 0; e->choices[i] && len + 3 < n; i++) {
-            if (e->choices[i] == '|') {
-                len += (size_t)snprintf(dst + len, n - len, ", ");
-            } else {
-                dst[len++] = e->choices[i];
-                dst[len] = '\0';
+        /* "|a|b" lists the empty choice as "" */
+        const char *p = e->choices;
+        size_t len = (size_t)snprintf(dst, n, "one of: ");
+        int first = 1;
+        while (len < n) {
+            size_t w = strcspn(p, "|");
+            len += (size_t)snprintf(dst + len, n - len, "%s%s%.*s%s", first ? "" : ", ",
+                                    w ? "" : "\"", (int)w, p, w ? "" : "\"");
+            first = 0;
+            if (p[w] != '|') {
+                break;
             }
-        }
-        if (e->choices[0] == '|' || strstr(e->choices, "||")) {
-            /* an empty choice is allowed too */
+            p += w + 1;
         }
         break;
     }
@@ -186,6 +187,9 @@ static int store(const struct settings_entry *e, void *obj, const char *text, co
                  const char *key, struct errs *errs)
 {
     char rule[256];
+    /* A bad secret is reported without its value. */
+    const char *shown = (e->flags & SETTINGS_SECRET) ? "(secret, not shown)" : text;
+    const char *q = (e->flags & SETTINGS_SECRET) ? "" : "\"";
     char *field = (char *)obj + e->offset;
 
     switch (e->type) {
@@ -203,7 +207,8 @@ static int store(const struct settings_entry *e, void *obj, const char *text, co
         char why[200];
         char *copy;
         if (*text && json_object_of_strings(text, why, sizeof(why)) < 0) {
-            errs_add(errs, "%s: %s: %s", where, key, why);
+            errs_add(errs, "%s: %s: %s", where, key,
+                     (e->flags & SETTINGS_SECRET) ? "must be a JSON object of string values" : why);
             return -1;
         }
         copy = strdup(text);
@@ -219,7 +224,7 @@ static int store(const struct settings_entry *e, void *obj, const char *text, co
         long long v;
         if (settings_parse_int(text, e->min, e->max, &v) < 0) {
             settings_rule(e, rule, sizeof(rule));
-            errs_add(errs, "%s: %s: must be %s, got \"%s\"", where, key, rule, text);
+            errs_add(errs, "%s: %s: must be %s, got %s%s%s", where, key, rule, q, shown, q);
             return -1;
         }
         *(long long *)field = v;
@@ -228,7 +233,7 @@ static int store(const struct settings_entry *e, void *obj, const char *text, co
     case SETTINGS_BOOL: {
         int v;
         if (settings_parse_bool(text, &v) < 0) {
-            errs_add(errs, "%s: %s: must be true or false, got \"%s\"", where, key, text);
+            errs_add(errs, "%s: %s: must be true or false, got %s%s%s", where, key, q, shown, q);
             return -1;
         }
         *(int *)field = v;
@@ -238,7 +243,7 @@ static int store(const struct settings_entry *e, void *obj, const char *text, co
         int idx = choice_index(e->choices, text, strlen(text));
         if (idx < 0) {
             settings_rule(e, rule, sizeof(rule));
-            errs_add(errs, "%s: %s: must be %s, got \"%s\"", where, key, rule, text);
+            errs_add(errs, "%s: %s: must be %s, got %s%s%s", where, key, rule, q, shown, q);
             return -1;
         }
         *(int *)field = idx;
@@ -375,7 +380,8 @@ int settings_markdown(const struct settings_entry *table, struct buf *out)
         rc |= buf_appendf(out, "| `%s` | %s | %s%s%s | %s | %s%s |\n", e->name,
                           (e->flags & SETTINGS_REQUIRED) ? "yes" : "no", e->def ? "`" : "",
                           e->def ? (*e->def ? e->def : "\"\"") : "", e->def ? "`" : "", rule,
-                          e->description, (e->flags & SETTINGS_SECRET) ? " (secret: never logged or served)" : "");
+                          e->description,
+                          (e->flags & SETTINGS_SECRET) ? " (secret: never logged or served)" : "");
     }
     return rc ? -1 : 0;
 }

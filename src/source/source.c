@@ -1,0 +1,331 @@
+/* source.c - the registry of KubeMQ source kinds and their settings. */
+#include "source/source.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#define OPT(field) offsetof(struct source_options, field)
+
+/* Shared by the query and command sources (the reference's common
+ * properties, §3.2, plus host/port of the older connector, TLS and the
+ * bounds it lacked). */
+static const struct settings_entry subscribe_settings[] = {
+    {"address", SETTINGS_STRING, "", 0, 0, 0, NULL, OPT(address), NULL,
+     "KubeMQ gRPC address `host:port` (IPv6: `[::1]:50000`); give this or `host` + `port`"},
+    {"host", SETTINGS_STRING, "", 0, 0, 0, NULL, OPT(host), NULL,
+     "KubeMQ host, with `port` (older connector style), instead of `address`"},
+    {"port", SETTINGS_INT, NULL, 0, 1, 65535, NULL, OPT(port), NULL,
+     "KubeMQ gRPC port, with `host`"},
+    {"channel", SETTINGS_STRING, NULL, SETTINGS_REQUIRED, 0, 0, NULL, OPT(channel), NULL,
+     "channel to subscribe to"},
+    {"group", SETTINGS_STRING, "", 0, 0, 0, NULL, OPT(group), NULL,
+     "subscription group: the members of a group share the messages (scale-out)"},
+    {"client_id", SETTINGS_STRING, "", 0, 0, 0, NULL, OPT(client_id), NULL,
+     "client id; empty: `kubemq-kinesis-<random hex>`; with `sources` > 1 each connection "
+     "gets `-<i>` appended"},
+    {"auth_token", SETTINGS_STRING, "", SETTINGS_SECRET, 0, 0, NULL, OPT(auth_token), NULL,
+     "KubeMQ JWT, sent as the gRPC `authorization` metadata"},
+    {"auto_reconnect", SETTINGS_BOOL, "true", 0, 0, 0, NULL, OPT(auto_reconnect), NULL,
+     "reconnect and resubscribe when the broker goes away"},
+    {"reconnect_interval_seconds", SETTINGS_INT, "1", 0, 0, 86400, NULL,
+     OPT(reconnect_interval_seconds), NULL, "seconds between reconnect attempts"},
+    {"max_reconnects", SETTINGS_INT, "0", 0, 0, 2147483647, NULL, OPT(max_reconnects), NULL,
+     "reconnect attempts before giving up; 0 = unlimited"},
+    {"sources", SETTINGS_INT, "1", 0, 1, 1024, NULL, OPT(sources), NULL,
+     "parallel KubeMQ connections (subscriptions) for this binding"},
+    {"concurrency", SETTINGS_INT, "64", 0, 1, 100000, NULL, OPT(concurrency), NULL,
+     "requests in flight per binding; more wait in the broker"},
+    {"do_not_parse_payload", SETTINGS_BOOL, "false", 0, 0, 0, NULL, OPT(do_not_parse_payload), NULL,
+     "the whole message body is the data; metadata comes from the binding's `metadata`"},
+    {"tls", SETTINGS_BOOL, "false", 0, 0, 0, NULL, OPT(tls), NULL, "connect to KubeMQ with TLS"},
+    {"ca_file", SETTINGS_STRING, "", 0, 0, 0, NULL, OPT(ca_file), NULL,
+     "PEM CA bundle to verify the broker (with `tls`); empty: the system's"},
+    {"cert_file", SETTINGS_STRING, "", 0, 0, 0, NULL, OPT(cert_file), NULL,
+     "PEM client certificate for mutual TLS (with `key_file`)"},
+    {"key_file", SETTINGS_STRING, "", 0, 0, 0, NULL, OPT(key_file), NULL,
+     "PEM private key of `cert_file`"},
+    {"drain_timeout_seconds", SETTINGS_INT, "30", 0, 0, 3600, NULL, OPT(drain_timeout_seconds),
+     NULL, "on shutdown, how long in-flight requests may still finish"},
+    {NULL, 0, NULL, 0, 0, 0, NULL, 0, NULL, NULL},
+};
+
+static const char *const query_aliases[] = {"source.kubemq.query", "source.query", NULL};
+static const char *const command_aliases[] = {"source.kubemq.command", "source.command", NULL};
+
+static const struct source_kind query_kind = {
+    .kind = "kubemq.query",
+    .aliases = query_aliases,
+    .settings = subscribe_settings,
+    .description = "subscribes to queries; the reply carries the response envelope",
+};
+
+static const struct source_kind command_kind = {
+    .kind = "kubemq.command",
+    .aliases = command_aliases,
+    .settings = subscribe_settings,
+    .description = "subscribes to commands; the reply says executed or not, with the error",
+};
+
+static const struct source_kind *const kinds[] = {&query_kind, &command_kind, NULL};
+
+/* Named by SPEC §6, not built yet: refused with a message saying so. */
+static const char *const planned[] = {
+    "kubemq.events",        "source.events",
+    "source.kubemq.events", "kubemq.events-store",
+    "source.events-store",  "source.kubemq.events-store",
+    "kubemq.queue",         "source.queue",
+    "source.kubemq.queue",  NULL,
+};
+
+const struct source_kind *const *source_kinds(void)
+{
+    return kinds;
+}
+
+const struct source_kind *source_kind_find(const char *name)
+{
+    size_t i, j;
+
+    for (i = 0; kinds[i]; i++) {
+        if (strcmp(kinds[i]->kind, name) == 0) {
+            return kinds[i];
+        }
+        for (j = 0; kinds[i]->aliases[j]; j++) {
+            if (strcmp(kinds[i]->aliases[j], name) == 0) {
+                return kinds[i];
+            }
+        }
+    }
+    return NULL;
+}
+
+int source_kind_is_planned(const char *name)
+{
+    size_t i;
+
+    for (i = 0; planned[i]; i++) {
+        if (strcmp(planned[i], name) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+const char *source_kind_names(void)
+{
+    return "kubemq.query (also source.kubemq.query, source.query), "
+           "kubemq.command (also source.kubemq.command, source.command)";
+}
+
+static int has_key(const json_t *props, const char *key)
+{
+    return json_is_object(props) && json_object_get(props, key) != NULL;
+}
+
+/* "h:p" or "[v6]:p" into o->host and o->port. */
+static int split_address(struct source_options *o, const char *where, struct errs *errs)
+{
+    const char *a = o->address, *colon;
+    size_t hostlen;
+    long long port;
+    char *host;
+
+    if (a[0] == '[') {
+        const char *close = strchr(a, ']');
+        if (!close || close[1] != ':') {
+            errs_add(errs, "%s: address: must be [ipv6]:port, e.g. [::1]:50000, got \"%s\"", where,
+                     a);
+            return -1;
+        }
+        a++;
+        hostlen = (size_t)(close - a);
+        colon = close + 1;
+    } else {
+        colon = strrchr(a, ':');
+        if (!colon) {
+            errs_add(errs, "%s: address: must be host:port, e.g. kubemq-cluster:50000, got \"%s\"",
+                     where, a);
+            return -1;
+        }
+        if (strchr(a, ':') != colon) {
+            errs_add(errs,
+                     "%s: address: an IPv6 address goes in brackets, e.g. [::1]:50000, got \"%s\"",
+                     where, a);
+            return -1;
+        }
+        hostlen = (size_t)(colon - a);
+    }
+    if (hostlen == 0 || strcspn(a, " \t\r\n") < hostlen) {
+        errs_add(errs, "%s: address: no valid host in \"%s\"", where, o->address);
+        return -1;
+    }
+    if (settings_parse_int(colon + 1, 1, 65535, &port) < 0) {
+        errs_add(errs, "%s: address: the port must be an integer from 1 to 65535, got \"%s\"",
+                 where, o->address);
+        return -1;
+    }
+    host = strndup(a, hostlen);
+    if (!host) {
+        errs_add(errs, "%s: address: out of memory", where);
+        return -1;
+    }
+    free(o->host);
+    o->host = host;
+    o->port = port;
+    return 0;
+}
+
+/* host + port (seed 001 style) into o->address. */
+static int join_address(struct source_options *o, const char *where, struct errs *errs)
+{
+    char buf[300];
+    const char *h = o->host;
+    size_t n = strlen(h);
+    int v6 = strchr(h, ':') != NULL;
+    char *addr;
+
+    if (n >= 2 && h[0] == '[' && h[n - 1] == ']') {
+        h++;
+        n -= 2;
+        v6 = 1;
+    }
+    if (n == 0 || strcspn(h, " \t\r\n[]") < n) {
+        errs_add(errs, "%s: host: must be a host name or address, got \"%s\"", where, o->host);
+        return -1;
+    }
+    if (v6 && memchr(h, ':', n) == memrchr(h, ':', n)) {
+        errs_add(errs, "%s: host: must not carry a port; give the port in port", where);
+        return -1;
+    }
+    if (snprintf(buf, sizeof(buf), v6 ? "[%.*s]:%lld" : "%.*s:%lld", (int)n, h, o->port) >=
+        (int)sizeof(buf)) {
+        errs_add(errs, "%s: host: longer than 255 characters", where);
+        return -1;
+    }
+    addr = strdup(buf);
+    if (!addr) {
+        errs_add(errs, "%s: host: out of memory", where);
+        return -1;
+    }
+    free(o->address);
+    o->address = addr;
+    if (h != o->host) { /* drop the brackets */
+        memmove(o->host, h, n);
+        o->host[n] = '\0';
+    }
+    return 0;
+}
+
+static int check_address(struct source_options *o, const json_t *props, const char *where,
+                         struct errs *errs)
+{
+    int has_addr = *o->address != '\0', has_host = *o->host != '\0';
+    int has_port = has_key(props, "port");
+
+    if (has_addr && (has_host || has_port)) {
+        errs_add(errs, "%s: address: give either address or host + port, not both", where);
+        return -1;
+    }
+    if (has_addr) {
+        return split_address(o, where, errs);
+    }
+    if (!has_host && !has_port) {
+        errs_add(errs, "%s: address: is required (host:port, e.g. kubemq-cluster:50000)", where);
+        return -1;
+    }
+    if (!has_host) {
+        errs_add(errs, "%s: host: is required with port (or give address instead)", where);
+        return -1;
+    }
+    if (!has_port) {
+        errs_add(errs, "%s: port: is required with host (or give address instead)", where);
+        return -1;
+    }
+    if (o->port == 0) {
+        return -1; /* a bad port was reported by the table */
+    }
+    return join_address(o, where, errs);
+}
+
+static void check_file(const char *key, const char *path, const char *where, struct errs *errs)
+{
+    if (*path && access(path, R_OK) < 0) {
+        errs_add(errs, "%s: %s: cannot read \"%s\": %s", where, key, path, strerror(errno));
+    }
+}
+
+static int check_tls(const struct source_options *o, const char *where, struct errs *errs)
+{
+    int before = errs->count;
+
+    if (!o->tls && (*o->ca_file || *o->cert_file || *o->key_file)) {
+        errs_add(errs, "%s: tls: ca_file, cert_file and key_file need tls: \"true\"", where);
+    }
+    if (!*o->cert_file != !*o->key_file) {
+        errs_add(errs, "%s: %s: is required with %s (mutual TLS needs both)", where,
+                 *o->cert_file ? "key_file" : "cert_file",
+                 *o->cert_file ? "cert_file" : "key_file");
+    }
+    check_file("ca_file", o->ca_file, where, errs);
+    check_file("cert_file", o->cert_file, where, errs);
+    check_file("key_file", o->key_file, where, errs);
+    return errs->count == before ? 0 : -1;
+}
+
+static int default_client_id(struct source_options *o, const char *where, struct errs *errs)
+{
+    unsigned char rnd[8];
+    char id[64];
+    size_t i, n;
+
+    if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
+        errs_add(errs, "%s: client_id: no random bytes for a default: %s", where, strerror(errno));
+        return -1;
+    }
+    n = (size_t)snprintf(id, sizeof(id), "kubemq-kinesis-");
+    for (i = 0; i < sizeof(rnd); i++) {
+        n += (size_t)snprintf(id + n, sizeof(id) - n, "%02x", rnd[i]);
+    }
+    free(o->client_id);
+    o->client_id = strdup(id);
+    if (!o->client_id) {
+        errs_add(errs, "%s: client_id: out of memory", where);
+        return -1;
+    }
+    return 0;
+}
+
+int source_options_load(const struct source_kind *k, const json_t *props, struct source_options *o,
+                        const char *where, struct errs *errs)
+{
+    int before = errs->count;
+
+    if (settings_apply(k->settings, props, o, where, errs) < 0 && !o->address) {
+        return -1; /* the table did not get far enough to check more */
+    }
+    if (o->address && o->host) {
+        check_address(o, props, where, errs);
+    }
+    if (o->channel && strcspn(o->channel, " \t\r\n") != strlen(o->channel)) {
+        errs_add(errs, "%s: channel: must not contain whitespace", where);
+    }
+    if (o->ca_file && o->cert_file && o->key_file) {
+        check_tls(o, where, errs);
+    }
+    if (o->client_id && !*o->client_id) {
+        default_client_id(o, where, errs);
+    }
+    return errs->count == before ? 0 : -1;
+}
+
+void source_options_free(const struct source_kind *k, struct source_options *o)
+{
+    if (k && o) {
+        settings_free(k->settings, o);
+    }
+}
