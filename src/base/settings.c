@@ -59,6 +59,50 @@ const struct settings_entry *settings_find(const struct settings_entry *table, c
     return NULL;
 }
 
+size_t settings_edit_distance(const char *a, const char *b)
+{
+    /* Levenshtein on one row; keys are short, longer input is "far". */
+    size_t row[65], i, j, n = strlen(a), m = strlen(b);
+
+    if (n > 64 || m > 64) {
+        return (size_t)-1;
+    }
+    for (j = 0; j <= m; j++) {
+        row[j] = j;
+    }
+    for (i = 1; i <= n; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (j = 1; j <= m; j++) {
+            size_t up = row[j], best = diag + (a[i - 1] != b[j - 1]);
+            if (up + 1 < best) {
+                best = up + 1;
+            }
+            if (row[j - 1] + 1 < best) {
+                best = row[j - 1] + 1;
+            }
+            diag = up;
+            row[j] = best;
+        }
+    }
+    return row[m];
+}
+
+const char *settings_nearest(const struct settings_entry *table, const char *key)
+{
+    const char *best = NULL;
+    size_t best_d = 3; /* suggest only close misspellings: at most 2 edits */
+
+    for (; table && table->name; table++) {
+        size_t d = settings_edit_distance(key, table->name);
+        if (d < best_d) {
+            best_d = d;
+            best = table->alias_of ? table->alias_of : table->name;
+        }
+    }
+    return best;
+}
+
 /* The canonical entry for a name or alias. */
 static const struct settings_entry *canonical(const struct settings_entry *table,
                                               const struct settings_entry *e)
@@ -285,7 +329,12 @@ int settings_apply(const struct settings_entry *table, const json_t *props, void
             const char *text;
 
             if (!found || !c) {
-                errs_add(errs, "%s: %s: unknown property", where, key);
+                const char *near = settings_nearest(table, key);
+                if (near) {
+                    errs_add(errs, "%s: %s: unknown property (did you mean %s?)", where, key, near);
+                } else {
+                    errs_add(errs, "%s: %s: unknown property", where, key);
+                }
                 continue;
             }
             if (scalar_text(val, tmp, sizeof(tmp), &text) < 0) {

@@ -48,6 +48,9 @@ int settings_apply(const struct settings_entry *table, const json_t *props, void
 void settings_free(const struct settings_entry *table, void *obj);
 
 const struct settings_entry *settings_find(const struct settings_entry *table, const char *name);
+/* The entry name closest to a misspelt key (at most 2 edits), or NULL. */
+const char *settings_nearest(const struct settings_entry *table, const char *key);
+size_t settings_edit_distance(const char *a, const char *b);
 int settings_is_secret(const struct settings_entry *table, const char *key);
 /* New reference: props with every secret value replaced by "***". */
 json_t *settings_redact(const struct settings_entry *table, const json_t *props);

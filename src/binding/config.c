@@ -70,6 +70,22 @@ static const char *match_key(const char *const *words, const char *key)
     return NULL;
 }
 
+/* The word closest to a misspelt key (at most 2 edits), or NULL. */
+static const char *nearest_word(const char *const *words, const char *key)
+{
+    const char *best = NULL;
+    size_t best_d = 3;
+
+    for (; *words; words++) {
+        size_t d = settings_edit_distance(key, *words);
+        if (d < best_d) {
+            best_d = d;
+            best = *words;
+        }
+    }
+    return best;
+}
+
 /* obj's members under their canonical names; unknown keys reported. */
 static json_t *known_members(const json_t *obj, const char *const *words, const char *where,
                              const char *valid, struct errs *errs)
@@ -86,7 +102,12 @@ static json_t *known_members(const json_t *obj, const char *const *words, const 
     {
         const char *name = match_key(words, key);
         if (!name) {
-            errs_add(errs, "%s: %s: unknown key; valid: %s", where, key, valid);
+            const char *near = nearest_word(words, key);
+            if (near) {
+                errs_add(errs, "%s: %s: unknown key (did you mean %s?)", where, key, near);
+            } else {
+                errs_add(errs, "%s: %s: unknown key; valid: %s", where, key, valid);
+            }
         } else if (json_object_get(out, name)) {
             errs_add(errs, "%s: %s: given twice (also as %s)", where, key, name);
         } else {
@@ -172,8 +193,8 @@ static const json_t *properties_of(const json_t *members, const char *where, int
 /* source: / target: of a binding: kind, name, properties. Returns the
  * properties (borrowed from members), NULL when absent. *ok is 0 when the
  * part is too broken to check its properties. */
-static const json_t *load_part(struct config_part *part, const json_t *node, const char *what,
-                               const char *where, json_t **members_out, int *ok, struct errs *errs)
+static const json_t *load_part(struct config_part *part, const json_t *node, const char *where,
+                               json_t **members_out, int *ok, struct errs *errs)
 {
     json_t *members;
     const json_t *kind, *name, *props;
@@ -182,11 +203,11 @@ static const json_t *load_part(struct config_part *part, const json_t *node, con
     *ok = 0;
     *members_out = NULL;
     if (!node || json_is_null(node)) {
-        errs_add(errs, "%s: %s: is required (a map with kind and properties)", where, what);
+        errs_add(errs, "%s: is required (a map with kind and properties)", where);
         return NULL;
     }
     if (!json_is_object(node)) {
-        errs_add(errs, "%s: %s: must be a map with kind, name and properties, not %s", where, what,
+        errs_add(errs, "%s: must be a map with kind, name and properties, not %s", where,
                  kind_of(node));
         return NULL;
     }
@@ -227,7 +248,7 @@ static void load_source(struct config_binding *b, const json_t *node, const char
     int ok;
 
     snprintf(where, sizeof(where), "%s: source", wb);
-    props = load_part(&b->source, node, "source", where, &members, &ok, errs);
+    props = load_part(&b->source, node, where, &members, &ok, errs);
     b->source.props = strings_of(props);
     if (ok) {
         b->source_kind = source_kind_find(b->source.kind);
@@ -254,7 +275,7 @@ static void load_target(struct config_binding *b, const json_t *node, const char
     int ok, deprecated = 0;
 
     snprintf(where, sizeof(where), "%s: target", wb);
-    props = load_part(&b->target, node, "target", where, &members, &ok, errs);
+    props = load_part(&b->target, node, where, &members, &ok, errs);
     b->target.props = strings_of(props);
     if (ok) {
         b->target_kind = target_kind_find(b->target.kind, &deprecated);
@@ -281,7 +302,7 @@ static void load_target(struct config_binding *b, const json_t *node, const char
 static void load_binding(struct config_binding *b, size_t idx, const json_t *node,
                          struct errs *errs)
 {
-    char wb[WHERE_MAX], where[WHERE_MAX];
+    char wb[WHERE_MAX - 40], where[WHERE_MAX];
     json_t *members;
     const json_t *name, *props;
     int broken;
