@@ -372,7 +372,7 @@ static void check_duplicates(const struct config *c, struct errs *errs)
     }
 }
 
-static void log_loaded(const struct config *c)
+void config_log(const struct config *c)
 {
     size_t i;
 
@@ -508,7 +508,6 @@ int config_load_text(struct config *c, const char *text, size_t len, const char 
         config_free(c);
         return -1;
     }
-    log_loaded(c);
     return 0;
 fail:
     json_decref(root);

@@ -55,6 +55,8 @@ int config_load_text(struct config *c, const char *text, size_t len, const char 
                      struct errs *errs);
 void config_free(struct config *c);
 const struct config_binding *config_find_binding(const struct config *c, const char *name);
+/* One debug line per binding: kinds and properties, secrets redacted. */
+void config_log(const struct config *c);
 
 /* The top-level keys' settings table (apiPort, ...), for the reference. */
 extern const struct settings_entry config_settings[];

@@ -193,6 +193,7 @@ int cli_run(int argc, char **argv)
     if (!a.level_given && c.log_level >= 0) {
         log_setup((enum log_level)c.log_level, a.format);
     }
+    config_log(&c);
     if (a.check) {
         printf("config OK: %zu bindings\n", c.n_bindings);
         config_free(&c);

@@ -652,6 +652,7 @@ static int load_debug(void *arg)
     struct errs e;
     int rc = load(c, &e, text, "d.yaml");
 
+    config_log(c);
     errs_free(&e);
     config_free(c);
     return rc;
