@@ -174,8 +174,7 @@ void settings_rule(const struct settings_entry *e, char *dst, size_t n)
     }
 }
 
-/* A scalar's text: strings as they are, numbers and booleans in JSON form. */
-static int scalar_text(const json_t *v, char *tmp, size_t tmplen, const char **out)
+int settings_scalar_text(const json_t *v, char *tmp, size_t tmplen, const char **out)
 {
     if (json_is_string(v)) {
         *out = json_string_value(v);
@@ -337,7 +336,7 @@ int settings_apply(const struct settings_entry *table, const json_t *props, void
                 }
                 continue;
             }
-            if (scalar_text(val, tmp, sizeof(tmp), &text) < 0) {
+            if (settings_scalar_text(val, tmp, sizeof(tmp), &text) < 0) {
                 errs_add(errs, "%s: %s: must be a single value, not a %s", where, key,
                          json_is_array(val) ? "list" : "map");
                 continue;

@@ -59,6 +59,11 @@ void settings_rule(const struct settings_entry *e, char *dst, size_t n);
 /* A Markdown table of the entries (README reference). */
 int settings_markdown(const struct settings_entry *table, struct buf *out);
 
+/* A scalar's text: strings as they are, numbers and booleans in JSON
+ * form, null as "" (in tmp, >= 64 bytes, when not a string). -1 for lists
+ * and maps. */
+int settings_scalar_text(const json_t *v, char *tmp, size_t tmplen, const char **out);
+
 /* Strict scalar parsers, shared with request metadata validation. */
 int settings_parse_int(const char *s, long long min, long long max, long long *out);
 int settings_parse_bool(const char *s, int *out);

@@ -121,22 +121,9 @@ static json_t *known_members(const json_t *obj, const char *const *words, const 
 static char *scalar_dup(const json_t *v)
 {
     char tmp[64];
+    const char *text;
 
-    if (json_is_string(v)) {
-        return strdup(json_string_value(v));
-    }
-    if (json_is_integer(v)) {
-        snprintf(tmp, sizeof(tmp), "%lld", (long long)json_integer_value(v));
-    } else if (json_is_real(v)) {
-        snprintf(tmp, sizeof(tmp), "%.17g", json_real_value(v));
-    } else if (json_is_boolean(v)) {
-        snprintf(tmp, sizeof(tmp), "%s", json_is_true(v) ? "true" : "false");
-    } else if (json_is_null(v)) {
-        tmp[0] = '\0';
-    } else {
-        return NULL;
-    }
-    return strdup(tmp);
+    return settings_scalar_text(v, tmp, sizeof(tmp), &text) < 0 ? NULL : strdup(text);
 }
 
 /* props with every scalar as a string (the form the reference had). */

@@ -150,7 +150,7 @@ static void report(const struct errs *errs, int check)
         if (check) {
             fprintf(stderr, "%.*s\n", (int)n, p);
         } else {
-            log_error(NULL, "config: %.*s", (int)n, p);
+            log_error(NULL, "%.*s", (int)n, p);
         }
         p += n + (p[n] == '\n');
     }

@@ -122,9 +122,12 @@ const char *source_kind_names(void)
            "kubemq.command (also source.kubemq.command, source.command)";
 }
 
-static int has_key(const json_t *props, const char *key)
+/* key has a value in props (an empty one means "not given"). */
+static int given(const json_t *props, const char *key)
 {
-    return json_is_object(props) && json_object_get(props, key) != NULL;
+    const json_t *v = json_is_object(props) ? json_object_get(props, key) : NULL;
+
+    return v && !json_is_null(v) && !(json_is_string(v) && !*json_string_value(v));
 }
 
 /* "h:p" or "[v6]:p" into o->host and o->port. */
@@ -225,7 +228,7 @@ static int check_address(struct source_options *o, const json_t *props, const ch
                          struct errs *errs)
 {
     int has_addr = *o->address != '\0', has_host = *o->host != '\0';
-    int has_port = has_key(props, "port");
+    int has_port = given(props, "port");
 
     if (has_addr && (has_host || has_port)) {
         errs_add(errs, "%s: address: give either address or host + port, not both", where);

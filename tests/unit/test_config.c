@@ -311,6 +311,29 @@ static void test_kind_aliases_and_addresses(void **state)
     buf_free(&text);
 }
 
+static void test_empty_values_mean_default(void **state)
+{
+    char *b = binding_yaml("e", "kubemq.query",
+                           "        address: a:1\n        host: \"\"\n        port: \"\"\n"
+                           "        channel: c\n        sources: \"\"\n        auto_reconnect:\n",
+                           "aws.kinesis", "    properties:\n      log_level: \"\"\n");
+    struct buf text = BUF_INIT(0);
+    struct config c;
+    struct errs e;
+
+    (void)state;
+    buf_appendf(&text, "bindings:\n%s", b);
+    assert_int_equal(load(&c, &e, buf_str(&text), "e.yaml"), 0);
+    assert_string_equal(c.bindings[0].source_opts.address, "a:1");
+    assert_int_equal(c.bindings[0].source_opts.sources, 1);
+    assert_int_equal(c.bindings[0].source_opts.auto_reconnect, 1);
+    assert_int_equal(c.bindings[0].middleware.log_level, MIDDLEWARE_LOG_NONE);
+    config_free(&c);
+    errs_free(&e);
+    buf_free(&text);
+    free(b);
+}
+
 static void test_config_env(void **state)
 {
     struct buf b64 = BUF_INIT(0), wrapped = BUF_INIT(0);
@@ -770,6 +793,7 @@ int main(void)
         cmocka_unit_test(test_json_text),
         cmocka_unit_test(test_seed001_style),
         cmocka_unit_test(test_kind_aliases_and_addresses),
+        cmocka_unit_test(test_empty_values_mean_default),
         cmocka_unit_test(test_config_env),
         cmocka_unit_test(test_four_problems),
         cmocka_unit_test(test_structure_errors),
