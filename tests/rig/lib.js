@@ -9,5 +9,5 @@ module.exports = {
   ...require('./gate'), // startGate, createGate
   ...require('./daemon'), // writeConfig, invoke, startDaemon, binPath
   ...require('./certs'), // makeTestCert
-  // KubeMQ stand-in broker: add `...require('./broker'),` here.
+  ...require('./broker-lib'), // startBroker, brokerControl, createBroker, KUBEMQ_PROTO, KUBEMQ_LOADER_OPTS
 };
