@@ -5,9 +5,7 @@
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
-const os = require('node:os');
 const path = require('node:path');
-const { execFileSync } = require('node:child_process');
 const { createRequire } = require('node:module');
 
 const RIG = path.join(__dirname, '..', 'rig');
@@ -15,8 +13,9 @@ const rigRequire = createRequire(path.join(RIG, 'package.json'));
 const kubemq = rigRequire('kubemq-js');
 const grpc = rigRequire('@grpc/grpc-js');
 const protoLoader = rigRequire('@grpc/proto-loader');
-const { startBroker } = require(path.join(RIG, 'lib.js'));
-const { PROTO, LOADER_OPTS } = require(path.join(RIG, 'broker.js'));
+const rig = require(path.join(RIG, 'lib.js'));
+
+const { startBroker, KUBEMQ_PROTO: PROTO, KUBEMQ_LOADER_OPTS: LOADER_OPTS } = rig;
 
 const { Utils, EventStoreType } = kubemq;
 const bytes = (s) => Utils.stringToBytes(s);
@@ -84,7 +83,7 @@ describe('stand-in broker with kubemq-js 1.2.3', () => {
     t.closeAll();
     if (b) {
       const r = await b.stop();
-      assert.equal(r.code, 0, `broker exit status ${JSON.stringify(r)}; stderr: ${b.logs()}`);
+      assert.equal(r.code, 0, `broker exit status ${JSON.stringify(r)}; stderr: ${b.stderr()}`);
     }
   });
 
@@ -610,24 +609,19 @@ describe('stand-in broker with an auth token', () => {
 
 describe('stand-in broker over TLS', () => {
   let b;
-  let dir;
+  let cert;
   before(async () => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kk-broker-tls-'));
-    execFileSync('openssl', [
-      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-      '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem'), '-days', '2',
-      '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1',
-    ], { stdio: 'ignore' });
-    b = await startBroker({ port: 0, tlsCert: path.join(dir, 'cert.pem'), tlsKey: path.join(dir, 'key.pem') });
+    cert = rig.makeTestCert();
+    b = await startBroker({ port: 0, tlsCert: cert.certPath, tlsKey: cert.keyPath });
   });
   after(async () => {
     if (b) await b.stop();
-    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+    if (cert) fs.rmSync(cert.dir, { recursive: true, force: true });
   });
 
   it('serves TLS clients that trust its certificate and refuses plaintext', async () => {
     const Ctor = grpc.loadPackageDefinition(protoLoader.loadSync(PROTO, LOADER_OPTS)).kubemq.kubemq;
-    const tls = new Ctor(b.address, grpc.credentials.createSsl(fs.readFileSync(path.join(dir, 'cert.pem'))));
+    const tls = new Ctor(b.address, grpc.credentials.createSsl(Buffer.from(cert.cert)));
     const plain = new Ctor(b.address, grpc.credentials.createInsecure());
     try {
       const res = await rawCall(tls, 'Ping', {});
@@ -642,5 +636,36 @@ describe('stand-in broker over TLS', () => {
       tls.close();
       plain.close();
     }
+  });
+});
+
+describe('stand-in broker process', () => {
+  it('listens on loopback only and restarts on the same port', async () => {
+    let b1 = await startBroker({ port: 0 });
+    let b2 = null;
+    const q = new kubemq.QueuesClient({ address: b1.address, clientId: 'restart' });
+    try {
+      const addrs = rig.listeningAddrs(b1.pid);
+      assert.ok(addrs.includes(`127.0.0.1:${b1.port}`) && addrs.includes(`127.0.0.1:${b1.control}`), addrs.join(' '));
+      assert.ok(addrs.every((a) => a.startsWith('127.0.0.1:')), addrs.join(' '));
+      await q.send({ channel: 'restart.q', body: bytes('gone') });
+      assert.equal((await b1.stop()).code, 0);
+      b1 = null;
+      b2 = await startBroker({ port: Number(q.clientOptions.address.split(':')[1]) });
+      assert.equal(b2.address, q.clientOptions.address);
+      const info = await q.ping(); // the same client reconnects
+      assert.equal(info.version, 'stand-in');
+      const got = await q.pull({ channel: 'restart.q', maxNumberOfMessages: 1, waitTimeoutSeconds: 1 });
+      assert.equal(got.messages.length, 0, 'a new process starts empty');
+    } finally {
+      q.close();
+      if (b1) await b1.stop();
+      if (b2) await b2.stop();
+    }
+  });
+
+  it('refuses bad arguments with a clear error', async () => {
+    await assert.rejects(startBroker({ port: 70000 }), /invalid --port 70000/);
+    await assert.rejects(startBroker({ tlsCert: '/nonexistent/cert.pem', tlsKey: '/nonexistent/key.pem' }), /ENOENT/);
   });
 });

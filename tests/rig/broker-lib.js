@@ -1,135 +1,70 @@
-// broker-lib.js - start the stand-in KubeMQ broker as a child process from a test.
-//
-//   const b = await startBroker({ port: 0, authToken: 'T' });
-//   b.address            '127.0.0.1:N' for gRPC clients
-//   await b.stats()      GET /stats of the control port
-//   await b.stop()       SIGTERM, SIGKILL after 3 s; resolves when the process has exited
 'use strict';
+// Module API of the stand-in KubeMQ broker (broker.js), run as a child process:
+//   const b = await startBroker({ port: 0, authToken: 'T' });
+//   new QueriesClient({ address: b.address, clientId: 'x' })
+//   await b.waitForSubscribers('queries', 'channel');   // instead of sleeping
+//   await b.stop();                                       // SIGTERM, SIGKILL after 3 s
+const { startScript, httpRequest, waitFor } = require('./proc');
+const { createBroker, PROTO, LOADER_OPTS } = require('./broker');
 
-const { spawn } = require('node:child_process');
-const http = require('node:http');
-const path = require('node:path');
-
-const BROKER_JS = path.join(__dirname, 'broker.js');
-const READY_TIMEOUT_MS = 20000;
-
-// JSON request to the control port.
-function control(port, method, route) {
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, method, path: route }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d) => (body += d));
-      res.on('end', () => {
-        try {
-          const json = JSON.parse(body);
-          if (res.statusCode !== 200) reject(new Error(`broker control ${route}: ${json.error || res.statusCode}`));
-          else resolve(json);
-        } catch (e) {
-          reject(e);
-        }
-      });
-    });
-    req.on('error', reject);
-    req.end();
-  });
+// JSON request to a broker's control port; rejects on a non-200 answer.
+async function brokerControl(controlPort, method, route) {
+  const r = await httpRequest(`http://127.0.0.1:${controlPort}${route}`, { method, timeoutMs: 10000 });
+  if (r.status !== 200) throw new Error(`broker control ${method} ${route}: ${(r.json && r.json.error) || r.status}`);
+  return r.json;
 }
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-/**
- * Spawns `node broker.js` and waits for its ready line.
- * opts: {port=0, authToken, tlsCert, tlsKey, controlPort=0}
- * Returns {address, port, control, pid, stop(), stats(), stopListener(),
- *          startListener(), reset(), waitFor(pred, ms), waitForSubscribers(kind, channel, opts), logs()}.
- */
-function startBroker(opts = {}) {
-  const args = [BROKER_JS, '--port', String(opts.port || 0)];
+// opts: {port=0, authToken, tlsCert, tlsKey, controlPort=0, env}
+// -> {address, port, control, pid, child, exited, stop(), stderr(), stats(), stopListener(),
+//     startListener(), reset(), waitFor(pred, opts), waitForSubscribers(kind, channel, opts)}
+async function startBroker(opts = {}) {
+  const args = ['--port', String(opts.port || 0)];
   if (opts.controlPort) args.push('--control-port', String(opts.controlPort));
   if (opts.authToken) args.push('--auth-token', opts.authToken);
-  if (opts.tlsCert) args.push('--tls-cert', opts.tlsCert, '--tls-key', opts.tlsKey);
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  child.stderr.setEncoding('utf8');
-  child.stderr.on('data', (d) => {
-    stderr = (stderr + d).slice(-65536);
-  });
-  const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
-  let hasExited = false;
-  exited.then(() => (hasExited = true));
-
-  const stop = async () => {
-    if (hasExited) return exited;
-    child.kill('SIGTERM');
-    const t = setTimeout(() => {
-      if (!hasExited) child.kill('SIGKILL');
-    }, 3000);
-    const r = await exited;
-    clearTimeout(t);
-    return r;
+  if (opts.tlsCert || opts.tlsKey) args.push('--tls-cert', opts.tlsCert, '--tls-key', opts.tlsKey);
+  const h = await startScript('broker.js', args, { env: opts.env, name: 'stand-in broker' });
+  const ctl = (method, route) => brokerControl(h.ready.control, method, route);
+  const b = {
+    address: `127.0.0.1:${h.ready.port}`,
+    port: h.ready.port,
+    control: h.ready.control,
+    pid: h.pid,
+    child: h.child,
+    exited: h.exited,
+    stop: h.stop,
+    stderr: h.stderr,
+    stats: () => ctl('GET', '/stats'),
+    // Ends open calls with UNAVAILABLE and closes the gRPC port; data is kept.
+    stopListener: () => ctl('POST', '/listener/stop'),
+    // Listens again on the same port.
+    startListener: () => ctl('POST', '/listener/start'),
+    // Drops queues, stored events and counters (not live subscriptions).
+    reset: () => ctl('POST', '/reset'),
+    // Polls /stats until pred(stats) is truthy; resolves with those stats.
+    waitFor: (pred, { timeoutMs = 10000, what = 'broker condition' } = {}) =>
+      waitFor(async () => {
+        const s = await b.stats();
+        return pred(s) ? s : null;
+      }, { timeoutMs, what }),
+    // Until `count` subscribers of kind ('events', 'events_store', 'commands', 'queries')
+    // are live on channel; group '' = ungrouped only, omitted = any group.
+    waitForSubscribers: (kind, channel, { group, count = 1, timeoutMs = 10000 } = {}) =>
+      b.waitFor(
+        (s) => {
+          const ch = s.subscribers[kind][channel] || {};
+          const n = group === undefined ? Object.values(ch).reduce((x, y) => x + y, 0) : ch[group] || 0;
+          return n >= count;
+        },
+        { timeoutMs, what: `${count} ${kind} subscriber(s) on ${channel}` },
+      ),
   };
-
-  return new Promise((resolve, reject) => {
-    let buf = '';
-    const fail = async (msg) => {
-      clearTimeout(timer);
-      await stop();
-      reject(new Error(`${msg}; broker stderr:\n${stderr}`));
-    };
-    const timer = setTimeout(() => fail('stand-in broker did not become ready'), READY_TIMEOUT_MS);
-    const onEarlyExit = (code, signal) => fail(`stand-in broker exited early (code ${code}, signal ${signal})`);
-    child.once('exit', onEarlyExit);
-    child.stdout.setEncoding('utf8');
-    child.stdout.on('data', (d) => {
-      buf += d;
-      const nl = buf.indexOf('\n');
-      if (nl < 0) return;
-      let ready;
-      try {
-        ready = JSON.parse(buf.slice(0, nl));
-      } catch (e) {
-        return fail(`bad ready line ${JSON.stringify(buf.slice(0, nl))}`);
-      }
-      clearTimeout(timer);
-      child.stdout.removeAllListeners('data');
-      child.stdout.resume();
-      child.removeListener('exit', onEarlyExit);
-      const b = {
-        address: `127.0.0.1:${ready.port}`,
-        port: ready.port,
-        control: ready.control,
-        pid: child.pid,
-        process: child,
-        exited,
-        stop,
-        logs: () => stderr,
-        stats: () => control(ready.control, 'GET', '/stats'),
-        stopListener: () => control(ready.control, 'POST', '/listener/stop'),
-        startListener: () => control(ready.control, 'POST', '/listener/start'),
-        reset: () => control(ready.control, 'POST', '/reset'),
-        // Polls /stats until pred(stats) is truthy.
-        async waitFor(pred, timeoutMs = 10000) {
-          const end = Date.now() + timeoutMs;
-          for (;;) {
-            const s = await b.stats();
-            if (pred(s)) return s;
-            if (Date.now() > end) throw new Error('broker: condition not reached; last stats ' + JSON.stringify(s));
-            await sleep(50);
-          }
-        },
-        // Waits until `count` subscribers of kind ('events', 'events_store', 'commands',
-        // 'queries') are live on channel (and group, '' = ungrouped; omitted = any).
-        waitForSubscribers(kind, channel, { group, count = 1, timeoutMs = 10000 } = {}) {
-          return b.waitFor((s) => {
-            const ch = s.subscribers[kind][channel] || {};
-            const n = group === undefined ? Object.values(ch).reduce((a, x) => a + x, 0) : ch[group] || 0;
-            return n >= count;
-          }, timeoutMs);
-        },
-      };
-      resolve(b);
-    });
-  });
+  return b;
 }
 
-module.exports = { startBroker, brokerControl: control };
+module.exports = {
+  startBroker,
+  brokerControl,
+  createBroker, // in-process broker: createBroker(opts).start() -> port
+  KUBEMQ_PROTO: PROTO,
+  KUBEMQ_LOADER_OPTS: LOADER_OPTS,
+};

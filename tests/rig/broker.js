@@ -1,12 +1,12 @@
 #!/usr/bin/env node
 // broker.js - stand-in KubeMQ broker: gRPC service kubemq.kubemq on 127.0.0.1 for tests.
 //
-//   node tests/rig/broker.js --port 0 [--auth-token T] [--tls-cert F --tls-key F] [--control-port 0]
+//   node tests/rig/broker.js --port 0 [--auth-token T] [--tls-cert F --tls-key F] [--control-port 0] [--parent-watch]
 //
 // Prints one line {"ready":true,"port":N,"control":M} when listening; SIGTERM ends
-// open streams with UNAVAILABLE and exits. The control port serves GET /stats,
+// open streams with UNAVAILABLE and exits 0. The control port serves GET /stats,
 // POST /listener/stop, POST /listener/start and POST /reset (see README.md).
-// In-process use: createBroker(opts) -> Broker; spawned use: broker-lib.js.
+// In-process use: createBroker(opts) -> Broker; as a child process: broker-lib.js.
 'use strict';
 
 const fs = require('node:fs');
@@ -19,6 +19,7 @@ const protoLoader = require('@grpc/proto-loader');
 const C = require('./broker-common');
 const { PubSub } = require('./broker-pubsub');
 const { Queues } = require('./broker-queues');
+const { parseArgs, announceReady, announceFailure } = require('./proc');
 
 const PROTO = path.join(__dirname, '../../proto/kubemq.proto');
 const LOADER_OPTS = { keepCase: true, longs: String, enums: Number, defaults: true, oneofs: true };
@@ -309,30 +310,31 @@ function startControl(broker, port) {
   });
 }
 
-function parseArgs(argv) {
-  const o = { port: 0, controlPort: 0, authToken: '', tlsCert: '', tlsKey: '' };
-  const names = { '--port': 'port', '--control-port': 'controlPort', '--auth-token': 'authToken', '--tls-cert': 'tlsCert', '--tls-key': 'tlsKey' };
-  for (let i = 0; i < argv.length; i++) {
-    const key = names[argv[i]];
-    if (!key || i + 1 >= argv.length) throw new Error(`unknown or incomplete argument: ${argv[i]}`);
-    o[key] = argv[++i];
-  }
-  for (const k of ['port', 'controlPort']) {
-    o[k] = Number(o[k]);
-    if (!Number.isInteger(o[k]) || o[k] < 0 || o[k] > 65535) throw new Error(`invalid --${k === 'port' ? 'port' : 'control-port'}`);
-  }
+function parseOptions(argv) {
+  const a = parseArgs(argv, ['parent-watch']);
+  const known = new Set(['_', 'port', 'control-port', 'auth-token', 'tls-cert', 'tls-key', 'parent-watch']);
+  for (const k of Object.keys(a)) if (!known.has(k)) throw new Error(`unknown argument --${k}`);
+  if (a._.length) throw new Error(`unexpected argument ${a._[0]}`);
+  const num = (k) => {
+    const v = a[k] === undefined ? 0 : Number(a[k]);
+    if (!Number.isInteger(v) || v < 0 || v > 65535) throw new Error(`invalid --${k} ${a[k]}`);
+    return v;
+  };
+  const str = (k) => (a[k] === undefined ? '' : String(a[k]));
+  const o = {
+    port: num('port'),
+    controlPort: num('control-port'),
+    authToken: str('auth-token'),
+    tlsCert: str('tls-cert'),
+    tlsKey: str('tls-key'),
+    parentWatch: !!a['parent-watch'],
+  };
   if (!!o.tlsCert !== !!o.tlsKey) throw new Error('--tls-cert and --tls-key go together');
   return o;
 }
 
 async function main() {
-  let o;
-  try {
-    o = parseArgs(process.argv.slice(2));
-  } catch (e) {
-    process.stderr.write(`broker: ${e.message}\n`);
-    process.exit(2);
-  }
+  const o = parseOptions(process.argv.slice(2));
   const broker = createBroker({
     port: o.port,
     authToken: o.authToken,
@@ -340,27 +342,18 @@ async function main() {
   });
   const port = await broker.start();
   const control = await startControl(broker, o.controlPort);
-  let stopping = false;
-  const stop = async () => {
-    if (stopping) return;
-    stopping = true;
-    control.close();
-    await broker.close();
-    process.exit(0);
-  };
-  process.on('SIGTERM', stop);
-  process.on('SIGINT', stop);
-  process.stdout.write(`${JSON.stringify({ ready: true, port, control: control.address().port })}\n`);
+  announceReady(
+    { port, control: control.address().port },
+    {
+      parentWatch: o.parentWatch,
+      onStop: async () => {
+        control.close();
+        await broker.close();
+      },
+    },
+  );
 }
 
-if (require.main === module) {
-  main().catch((e) => {
-    process.stderr.write(`broker: ${e.stack || e}\n`);
-    process.exit(1);
-  });
-}
+if (require.main === module) main().catch(announceFailure);
 
-// startBroker (spawned child) lives in broker-lib.js; re-exported for convenience.
-const startBroker = (opts) => require('./broker-lib').startBroker(opts);
-
-module.exports = { createBroker, startBroker, Broker, startControl, PROTO, LOADER_OPTS };
+module.exports = { createBroker, Broker, startControl, PROTO, LOADER_OPTS };
