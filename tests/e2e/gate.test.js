@@ -407,8 +407,8 @@ process.stdin.on('end', () => {
     // startDaemon: a stand-in that logs, drains on SIGTERM and exits 0.
     const fakeDaemon = path.join(dir, 'fake-daemon.js');
     fs.writeFileSync(fakeDaemon, `#!${process.execPath}
-console.error('started with ' + process.argv.slice(2).join(' '));
 process.on('SIGTERM', () => { console.error('draining'); setTimeout(() => process.exit(0), 100); });
+console.error('started with ' + process.argv.slice(2).join(' '));
 setInterval(() => {}, 1000);
 `, { mode: 0o755 });
     process.env.KK_BIN = fakeDaemon;
