@@ -20,16 +20,20 @@ struct aws_client;
 struct aws_http_request {
     const char *url;
     const char *const *headers; /* "Name: value", NULL-terminated */
-    const char *body;
+    const char *body;           /* stays valid until done has run */
     size_t body_len;
+    /* Optional (NULL: ignore): where the transport stores the response's
+     * x-amzn-ErrorType header, NUL-terminated ("" when absent), before
+     * calling done. */
+    char *error_type_hdr;
+    size_t error_type_hdr_len;
 };
 typedef void (*aws_http_done_fn)(void *cctx, long status, const char *body, size_t len,
                                  const char *transport_error /* NULL unless status 0 */);
 struct aws_transport {
     /* Must call done exactly once, on the loop thread (maybe before
      * returning). Returns 0, or -1 if the request could not be started. */
-    int (*send)(void *tctx, const struct aws_http_request *req, aws_http_done_fn done,
-                void *cctx);
+    int (*send)(void *tctx, const struct aws_http_request *req, aws_http_done_fn done, void *cctx);
     void *tctx;
 };
 
@@ -37,11 +41,11 @@ struct aws_client_options {
     const char *service;       /* "kinesis": signing name and default host */
     const char *target_prefix; /* "Kinesis_20131202" */
     const char *region;        /* required */
-    const char *endpoint;      /* NULL/"": https://<service>.<region>.amazonaws.com */
-    const char *access_key;
+    const char *endpoint;      /* NULL/"": see aws_endpoint_resolve() */
+    const char *access_key;    /* NULL/"": see aws_creds_resolve() */
     const char *secret_key;
     const char *session_token; /* NULL/"": none */
-    const char *ca_file;       /* NULL/"": system roots */
+    const char *ca_file;       /* NULL/"": AWS_CA_BUNDLE, else system roots */
     long connect_timeout_ms;   /* 0: 5000 */
     long request_timeout_ms;   /* 0: 30000 */
     int max_attempts;          /* 0: 3; 1 = no AWS-level retry */
@@ -49,15 +53,18 @@ struct aws_client_options {
     long retry_cap_ms;         /* 0: 5000 */
     int http2;
     const struct aws_transport *transport; /* NULL: libcurl */
+    const char *log_name;                  /* binding name for log lines; NULL: none */
+    size_t max_response_bytes;             /* 0: 20 MiB; larger: ResponseTooLarge */
+    long max_connections;                  /* 0: 64 to the endpoint; more calls queue */
 };
 
 struct aws_response {
-    long status;                /* HTTP status; 0 when no response came */
-    const char *body;           /* valid only during the callback */
+    long status;      /* HTTP status; 0 when no response came */
+    const char *body; /* valid only during the callback */
     size_t body_len;
-    const char *error_type;     /* NULL on 2xx; "ResourceNotFoundException",
-                                   "TransportError", ... otherwise */
-    const char *error_message;  /* NULL on 2xx */
+    const char *error_type;    /* NULL on 2xx; "ResourceNotFoundException",
+                                  "TransportError", ... otherwise */
+    const char *error_message; /* NULL on 2xx; may be "" */
     int attempts;
 };
 
@@ -65,15 +72,22 @@ typedef void (*aws_done_fn)(void *ctx, const struct aws_response *resp);
 
 struct aws_client *aws_client_create(struct loop *loop, const struct aws_client_options *o,
                                      char *err, size_t errlen);
-/* Calls still in flight are completed with a TransportError first.
- * Accepts NULL and half-built clients. */
+/* Calls still in flight (or waiting to retry) are completed with a
+ * TransportError first; new calls from those callbacks fail with -1. May
+ * be called from a done callback. Accepts NULL and half-built clients. */
 void aws_client_destroy(struct aws_client *c);
 /* operation: "PutRecord" (sent as <target_prefix>.PutRecord). The body is
  * copied. done runs exactly once on the loop thread, never before this
- * returns. Returns 0, or -1 (done will not run) when out of memory. */
+ * returns. Returns 0, or -1 (done will not run) when out of memory, the
+ * operation name is empty or too long, or the client is being destroyed. */
 int aws_client_call(struct aws_client *c, const char *operation, const char *body, size_t len,
                     aws_done_fn done, void *ctx);
 /* Whether an AWS error type is worth retrying (throttling and friends). */
 int aws_error_is_retryable(long status, const char *error_type);
+/* Full-jitter backoff before retry number `retry` (0 = the first retry):
+ * random in [0, min(cap_ms, base_ms * 2^retry)], drawn from `rnd`. */
+long aws_backoff_ms(int retry, long base_ms, long cap_ms, unsigned long long rnd);
+/* The endpoint URL the client talks to (after resolution). */
+const char *aws_client_url(const struct aws_client *c);
 
 #endif

@@ -1,0 +1,492 @@
+/* aws_client.c - AWS JSON-protocol calls: sign, send, retry, answer. */
+#include "aws/aws_client.h"
+
+#include "aws/aws_creds.h"
+#include "aws/aws_endpoint.h"
+#include "aws/aws_error.h"
+#include "aws/aws_http.h"
+#include "aws/sigv4.h"
+#include "base/buf.h"
+#include "base/log.h"
+
+#include <openssl/crypto.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CALL_MAX_HEADERS 8
+#define MAX_ATTEMPTS_CAP 20
+#define CALL_MAX_TARGET  256 /* "<prefix>.<Operation>" */
+
+enum call_state {
+    CALL_WAITING, /* timer armed: first attempt or a retry's backoff */
+    CALL_SENDING, /* handed to the transport */
+};
+
+struct aws_call {
+    struct aws_client *c; /* NULL once orphaned by destroy (transport still has it) */
+    struct aws_call *prev, *next;
+    char *operation;
+    char *body;
+    size_t len;
+    aws_done_fn done;
+    void *ctx;
+    int attempts;
+    uint64_t start_ms;
+    enum call_state state;
+    struct loop_timer timer;
+    /* the request of the current attempt */
+    struct buf hdrs; /* header lines, NUL-separated */
+    const char *hdr_ptrs[CALL_MAX_HEADERS];
+    char etype_hdr[128];
+    /* an answer that came while still inside transport->send */
+    int in_send;
+    int sync_done;
+    long sync_status;
+    struct buf sync_body;
+    int sync_has_terr;
+    char sync_terr[512];
+    /* the outcome */
+    char err_type[128];
+    char err_msg[1024];
+};
+
+struct aws_client {
+    struct loop *loop;
+    char *service;
+    char *target_prefix;
+    char *region;
+    char *log_name;
+    struct aws_endpoint ep;
+    struct aws_creds creds;
+    struct sigv4_key_cache key_cache;
+    struct sigv4_result sig; /* reused: the loop signs one request at a time */
+    int max_attempts;
+    long base_ms;
+    long cap_ms;
+    struct aws_http *http; /* ours when no transport was given */
+    const struct aws_transport *transport;
+    size_t max_response;
+    struct aws_call *calls;
+    int destroying;
+    uint64_t rng;
+};
+
+/* ---- backoff ---- */
+
+long aws_backoff_ms(int retry, long base_ms, long cap_ms, unsigned long long rnd)
+{
+    unsigned long long ceiling;
+
+    if (base_ms <= 0 || cap_ms <= 0) {
+        return 0;
+    }
+    if (retry < 0) {
+        retry = 0;
+    }
+    if (retry >= 40 || (unsigned long long)base_ms > ((unsigned long long)cap_ms >> retry)) {
+        ceiling = (unsigned long long)cap_ms;
+    } else {
+        ceiling = (unsigned long long)base_ms << retry;
+    }
+    return (long)(rnd % (ceiling + 1));
+}
+
+static uint64_t rng_next(struct aws_client *c)
+{
+    /* xorshift64*: jitter needs spread, not secrecy */
+    c->rng ^= c->rng >> 12;
+    c->rng ^= c->rng << 25;
+    c->rng ^= c->rng >> 27;
+    return c->rng * 0x2545F4914F6CDD1DULL;
+}
+
+static void rng_seed(struct aws_client *c)
+{
+    uint64_t s = 0;
+
+    if (getrandom(&s, sizeof(s), GRND_NONBLOCK) != (ssize_t)sizeof(s) || !s) {
+        s = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)c;
+    }
+    c->rng = s ? s : 0x9E3779B97F4A7C15ULL;
+}
+
+/* ---- calls ---- */
+
+static void call_free(struct aws_call *call)
+{
+    free(call->operation);
+    free(call->body);
+    buf_free(&call->hdrs);
+    buf_free(&call->sync_body);
+    free(call);
+}
+
+static void call_unlink(struct aws_client *c, struct aws_call *call)
+{
+    if (call->prev) {
+        call->prev->next = call->next;
+    } else {
+        c->calls = call->next;
+    }
+    if (call->next) {
+        call->next->prev = call->prev;
+    }
+    call->prev = call->next = NULL;
+}
+
+/* The answer: unlink, log, call back. Touches nothing of the client after
+ * done, which may destroy it. free_call=0 keeps an orphan for its
+ * transport. */
+static void deliver(struct aws_call *call, long status, const char *body, size_t len, int ok,
+                    int free_call)
+{
+    struct aws_client *c = call->c;
+    struct aws_response r;
+
+    call_unlink(c, call);
+    if (log_enabled(LOG_LEVEL_DEBUG)) {
+        log_debug(c->log_name, "aws %s: status=%ld attempts=%d duration_ms=%llu%s%s",
+                  call->operation, status, call->attempts,
+                  (unsigned long long)(loop_now_ms(c->loop) - call->start_ms),
+                  ok ? "" : " error=", ok ? "" : call->err_type);
+    }
+    memset(&r, 0, sizeof(r));
+    r.status = status;
+    r.body = body ? body : "";
+    r.body_len = body ? len : 0;
+    r.error_type = ok ? NULL : call->err_type;
+    r.error_message = ok ? NULL : call->err_msg;
+    r.attempts = call->attempts;
+    if (!free_call) {
+        call->c = NULL;
+    }
+    call->done(call->ctx, &r);
+    if (free_call) {
+        call_free(call);
+    }
+}
+
+static void attempt(void *arg);
+
+static void handle_result(struct aws_call *call, long status, const char *body, size_t len,
+                          const char *terr)
+{
+    struct aws_client *c = call->c;
+    int ok = 0;
+
+    if (!terr && len > c->max_response) {
+        snprintf(call->sync_terr, sizeof(call->sync_terr), AWS_HTTP_TOO_LARGE " %zu bytes",
+                 c->max_response);
+        terr = call->sync_terr;
+    }
+    if (terr) {
+        status = 0;
+        snprintf(call->err_type, sizeof(call->err_type), "%s",
+                 strncmp(terr, AWS_HTTP_TOO_LARGE, strlen(AWS_HTTP_TOO_LARGE))
+                     ? AWS_ERROR_TRANSPORT
+                     : AWS_ERROR_TOO_LARGE);
+        snprintf(call->err_msg, sizeof(call->err_msg), "%s", terr);
+        body = NULL;
+        len = 0;
+    } else if (status >= 200 && status < 300) {
+        ok = 1;
+    } else {
+        aws_error_parse(status, body, len, call->etype_hdr, call->err_type, sizeof(call->err_type),
+                        call->err_msg, sizeof(call->err_msg));
+    }
+    if (!ok && !c->destroying && call->attempts < c->max_attempts &&
+        aws_error_is_retryable(status, call->err_type)) {
+        long delay = aws_backoff_ms(call->attempts - 1, c->base_ms, c->cap_ms, rng_next(c));
+
+        log_debug(c->log_name, "aws %s: attempt %d failed (%s), retrying in %ld ms",
+                  call->operation, call->attempts, call->err_type, delay);
+        call->state = CALL_WAITING;
+        loop_timer_start(c->loop, &call->timer, (uint64_t)delay, attempt, call);
+        return;
+    }
+    deliver(call, status, body, len, ok, 1);
+}
+
+static void on_transport_done(void *cctx, long status, const char *body, size_t len,
+                              const char *terr)
+{
+    struct aws_call *call = cctx;
+
+    if (!call->c) {
+        call_free(call); /* orphaned by destroy; already answered */
+        return;
+    }
+    if (call->in_send) {
+        /* Answered inside send: finish once send has returned, so the
+         * caller's stack is never re-entered. */
+        call->sync_done = 1;
+        call->sync_status = status;
+        call->sync_has_terr = terr != NULL;
+        if (terr) {
+            snprintf(call->sync_terr, sizeof(call->sync_terr), "%s", terr);
+        } else if (buf_set(&call->sync_body, body ? body : "", body ? len : 0) < 0) {
+            call->sync_has_terr = 1;
+            snprintf(call->sync_terr, sizeof(call->sync_terr), AWS_HTTP_TOO_LARGE " %zu bytes",
+                     call->c->max_response);
+        }
+        return;
+    }
+    handle_result(call, status, body, len, terr);
+}
+
+/* Header lines for this attempt, freshly signed. */
+static int build_request(struct aws_call *call, char *err, size_t errlen)
+{
+    struct aws_client *c = call->c;
+    struct sigv4_header sh[3];
+    struct sigv4_params p;
+    struct sigv4_request req;
+    struct buf *h = &call->hdrs;
+    size_t offs[CALL_MAX_HEADERS], n = 0, i;
+    char target[CALL_MAX_TARGET];
+
+    snprintf(target, sizeof(target), "%s.%s", c->target_prefix, call->operation);
+    sh[0] = (struct sigv4_header){"Host", c->ep.host};
+    sh[1] = (struct sigv4_header){"Content-Type", "application/x-amz-json-1.1"};
+    sh[2] = (struct sigv4_header){"X-Amz-Target", target};
+    memset(&p, 0, sizeof(p));
+    p.access_key = c->creds.access_key;
+    p.secret_key = c->creds.secret_key;
+    p.session_token = c->creds.session_token;
+    p.region = c->region;
+    p.service = c->service;
+    p.when = time(NULL);
+    p.cache = &c->key_cache;
+    memset(&req, 0, sizeof(req));
+    req.method = "POST";
+    req.path = c->ep.path;
+    req.headers = sh;
+    req.nheaders = 3;
+    req.body = call->body;
+    req.body_len = call->len;
+    if (sigv4_sign(&p, &req, &c->sig, err, errlen) < 0) {
+        return -1;
+    }
+    buf_reset(h);
+#define LINE(...)                                                                                  \
+    do {                                                                                           \
+        offs[n++] = h->len;                                                                        \
+        if (buf_appendf(h, __VA_ARGS__) < 0 || buf_append(h, "", 1) < 0) {                         \
+            goto toolong;                                                                          \
+        }                                                                                          \
+    } while (0)
+    for (i = 0; i < 3; i++) {
+        LINE("%s: %s", sh[i].name, sh[i].value);
+    }
+    if (c->sig.add_date) {
+        LINE("X-Amz-Date: %s", c->sig.amz_date);
+    }
+    if (c->sig.add_token) {
+        LINE("X-Amz-Security-Token: %s", c->creds.session_token);
+    }
+    LINE("Authorization: %s", buf_str(&c->sig.authorization));
+#undef LINE
+    for (i = 0; i < n; i++) {
+        call->hdr_ptrs[i] = h->data + offs[i];
+    }
+    call->hdr_ptrs[n] = NULL;
+    return 0;
+toolong:
+    snprintf(err, errlen, "request headers too large");
+    return -1;
+}
+
+static void attempt(void *arg)
+{
+    struct aws_call *call = arg;
+    struct aws_client *c = call->c;
+    struct aws_http_request req;
+    char err[256];
+    int rc;
+
+    call->attempts++;
+    call->state = CALL_SENDING;
+    if (build_request(call, err, sizeof(err)) < 0) {
+        snprintf(call->err_type, sizeof(call->err_type), "%s", AWS_ERROR_SIGNING);
+        snprintf(call->err_msg, sizeof(call->err_msg), "%s", err);
+        deliver(call, 0, NULL, 0, 0, 1);
+        return;
+    }
+    memset(&req, 0, sizeof(req));
+    req.url = c->ep.url;
+    req.headers = call->hdr_ptrs;
+    req.body = call->body;
+    req.body_len = call->len;
+    req.error_type_hdr = call->etype_hdr;
+    req.error_type_hdr_len = sizeof(call->etype_hdr);
+    call->etype_hdr[0] = '\0';
+    call->sync_done = 0;
+    call->in_send = 1;
+    rc = c->transport->send(c->transport->tctx, &req, on_transport_done, call);
+    call->in_send = 0;
+    if (rc < 0) {
+        handle_result(call, 0, NULL, 0, "could not start the HTTP request");
+    } else if (call->sync_done) {
+        handle_result(call, call->sync_status, call->sync_body.data, call->sync_body.len,
+                      call->sync_has_terr ? call->sync_terr : NULL);
+    }
+}
+
+int aws_client_call(struct aws_client *c, const char *operation, const char *body, size_t len,
+                    aws_done_fn done, void *ctx)
+{
+    struct aws_call *call;
+
+    if (!c || c->destroying || !operation || !*operation || !done ||
+        strlen(c->target_prefix) + strlen(operation) + 2 > CALL_MAX_TARGET) {
+        return -1;
+    }
+    call = calloc(1, sizeof(*call));
+    if (!call) {
+        return -1;
+    }
+    call->operation = strdup(operation);
+    call->body = malloc(len + 1);
+    if (!call->operation || !call->body) {
+        call_free(call);
+        return -1;
+    }
+    if (len) {
+        memcpy(call->body, body, len);
+    }
+    call->body[len] = '\0';
+    call->len = len;
+    call->c = c;
+    call->done = done;
+    call->ctx = ctx;
+    call->start_ms = loop_now_ms(c->loop);
+    buf_init(&call->hdrs, 1 << 16);
+    buf_init(&call->sync_body, c->max_response);
+    loop_timer_init(&call->timer);
+    call->state = CALL_WAITING;
+    call->next = c->calls;
+    if (c->calls) {
+        c->calls->prev = call;
+    }
+    c->calls = call;
+    /* Sent from the loop, never from inside the caller. */
+    loop_timer_start(c->loop, &call->timer, 0, attempt, call);
+    return 0;
+}
+
+/* ---- lifecycle ---- */
+
+struct aws_client *aws_client_create(struct loop *loop, const struct aws_client_options *o,
+                                     char *err, size_t errlen)
+{
+    struct aws_client *c;
+    char url[AWS_ENDPOINT_URL_MAX];
+    const char *service = o->service && *o->service ? o->service : NULL;
+
+    if (!service || !o->target_prefix || !*o->target_prefix) {
+        snprintf(err, errlen, "aws client: service and target prefix are required");
+        return NULL;
+    }
+    if (!o->region || !*o->region) {
+        snprintf(err, errlen, "aws client: region is required");
+        return NULL;
+    }
+    c = calloc(1, sizeof(*c));
+    if (!c) {
+        snprintf(err, errlen, "aws client: out of memory");
+        return NULL;
+    }
+    c->loop = loop;
+    sigv4_result_init(&c->sig);
+    rng_seed(c);
+    c->service = strdup(service);
+    c->target_prefix = strdup(o->target_prefix);
+    c->region = strdup(o->region);
+    c->log_name = o->log_name ? strdup(o->log_name) : NULL;
+    if (!c->service || !c->target_prefix || !c->region || (o->log_name && !c->log_name)) {
+        snprintf(err, errlen, "aws client: out of memory");
+        goto fail;
+    }
+    c->max_attempts = o->max_attempts > 0 ? o->max_attempts : 3;
+    if (c->max_attempts > MAX_ATTEMPTS_CAP) {
+        c->max_attempts = MAX_ATTEMPTS_CAP;
+    }
+    c->base_ms = o->retry_base_ms > 0 ? o->retry_base_ms : 50;
+    c->cap_ms = o->retry_cap_ms > 0 ? o->retry_cap_ms : 5000;
+    c->max_response = o->max_response_bytes ? o->max_response_bytes : AWS_HTTP_MAX_RESPONSE;
+    if (aws_endpoint_resolve(o->endpoint, service, o->region, url, sizeof(url), err, errlen) < 0 ||
+        aws_endpoint_parse(url, &c->ep, err, errlen) < 0) {
+        goto fail;
+    }
+    if (aws_creds_resolve(&c->creds, o->access_key, o->secret_key, o->session_token, err, errlen) <
+        0) {
+        goto fail;
+    }
+    if (o->transport) {
+        c->transport = o->transport;
+    } else {
+        struct aws_http_options ho;
+
+        memset(&ho, 0, sizeof(ho));
+        ho.ca_file = o->ca_file;
+        ho.connect_timeout_ms = o->connect_timeout_ms;
+        ho.request_timeout_ms = o->request_timeout_ms;
+        ho.http2 = o->http2;
+        ho.max_response_bytes = o->max_response_bytes;
+        ho.max_connections = o->max_connections;
+        c->http = aws_http_create(loop, &ho, err, errlen);
+        if (!c->http) {
+            goto fail;
+        }
+        c->transport = aws_http_transport(c->http);
+    }
+    log_debug(c->log_name, "aws client: %s at %s, region %s, credentials from %s", c->service,
+              c->ep.url, c->region, c->creds.source);
+    return c;
+fail:
+    aws_client_destroy(c);
+    return NULL;
+}
+
+void aws_client_destroy(struct aws_client *c)
+{
+    if (!c || c->destroying) {
+        return;
+    }
+    c->destroying = 1;
+    /* Our own transport answers its requests (no retries now). */
+    aws_http_destroy(c->http);
+    c->http = NULL;
+    while (c->calls) {
+        struct aws_call *call = c->calls;
+        int sending = call->state == CALL_SENDING;
+
+        snprintf(call->err_type, sizeof(call->err_type), "%s", AWS_ERROR_TRANSPORT);
+        snprintf(call->err_msg, sizeof(call->err_msg), "aws client shut down %s",
+                 sending ? "with the request in flight" : "before the request was sent");
+        if (!sending) {
+            loop_timer_stop(c->loop, &call->timer);
+        }
+        /* An outside transport still holds a sending call: keep it (and
+         * its body) until the transport answers. */
+        deliver(call, 0, NULL, 0, 0, !sending);
+    }
+    aws_creds_free(&c->creds);
+    OPENSSL_cleanse(&c->key_cache, sizeof(c->key_cache));
+    sigv4_result_free(&c->sig);
+    free(c->service);
+    free(c->target_prefix);
+    free(c->region);
+    free(c->log_name);
+    free(c);
+}
+
+const char *aws_client_url(const struct aws_client *c)
+{
+    return c->ep.url;
+}

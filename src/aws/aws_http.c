@@ -1,0 +1,499 @@
+/* aws_http.c - the libcurl multi-socket transport on the engine loop. */
+#include "aws/aws_http.h"
+
+#include "base/buf.h"
+
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define HTTP_IDLE_HANDLES  64          /* easy handles kept for reuse */
+#define HTTP_KEEP_RESPONSE (64u << 10) /* response memory kept with them */
+
+struct xfer {
+    struct aws_http *h;
+    CURL *easy;
+    struct curl_slist *headers;
+    struct buf resp;
+    char errbuf[CURL_ERROR_SIZE];
+    aws_http_done_fn done;
+    void *cctx;
+    char *etype_out;
+    size_t etype_len;
+    int too_large;
+    struct xfer *prev, *next;
+};
+
+struct aws_http {
+    struct loop *loop;
+    CURLM *multi;
+    struct loop_timer timer;
+    struct aws_transport transport;
+    char *ca_file;
+    long connect_timeout_ms;
+    long request_timeout_ms;
+    int http2;
+    size_t max_response;
+    struct xfer *active; /* in flight, doubly linked */
+    struct xfer *idle;   /* free list (singly linked through next) */
+    size_t nidle;
+    int busy; /* > 0 while dispatching into curl or callbacks */
+    int dead; /* destroy was asked for while busy */
+    struct aws_http_stats stats;
+};
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static CURLcode curl_init_rc;
+
+static void curl_init(void)
+{
+    curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+static void http_free(struct aws_http *h);
+
+/* ---- loop <-> curl ---- */
+
+static void check_done(struct aws_http *h);
+
+static void on_timer(void *arg)
+{
+    struct aws_http *h = arg;
+    int running;
+
+    h->busy++;
+    curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    check_done(h);
+    if (--h->busy == 0 && h->dead) {
+        http_free(h);
+    }
+}
+
+static void on_io(void *arg, int fd, unsigned events)
+{
+    struct aws_http *h = arg;
+    int running, flags = 0;
+
+    if (events & LOOP_READ) {
+        flags |= CURL_CSELECT_IN;
+    }
+    if (events & LOOP_WRITE) {
+        flags |= CURL_CSELECT_OUT;
+    }
+    if (events & LOOP_ERROR) {
+        flags |= CURL_CSELECT_ERR;
+    }
+    h->busy++;
+    curl_multi_socket_action(h->multi, fd, flags, &running);
+    check_done(h);
+    if (--h->busy == 0 && h->dead) {
+        http_free(h);
+    }
+}
+
+static int socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
+{
+    struct aws_http *h = userp;
+    unsigned ev = 0;
+
+    (void)easy;
+    (void)socketp;
+    if (what == CURL_POLL_REMOVE) {
+        loop_io_set(h->loop, s, 0, NULL, NULL);
+        return 0;
+    }
+    if (what & CURL_POLL_IN) {
+        ev |= LOOP_READ;
+    }
+    if (what & CURL_POLL_OUT) {
+        ev |= LOOP_WRITE;
+    }
+    if (loop_io_set(h->loop, s, ev, on_io, h) < 0) {
+        /* A stale watch for a reused fd number: drop it and add anew. */
+        loop_io_set(h->loop, s, 0, NULL, NULL);
+        if (loop_io_set(h->loop, s, ev, on_io, h) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
+{
+    struct aws_http *h = userp;
+
+    (void)multi;
+    if (timeout_ms < 0) {
+        loop_timer_stop(h->loop, &h->timer);
+    } else {
+        loop_timer_start(h->loop, &h->timer, (uint64_t)timeout_ms, on_timer, h);
+    }
+    return 0;
+}
+
+/* Unwatch before close, so the loop never holds a closed fd's number. */
+static int closesocket_cb(void *clientp, curl_socket_t s)
+{
+    struct aws_http *h = clientp;
+
+    loop_io_set(h->loop, s, 0, NULL, NULL);
+    return close(s);
+}
+
+static size_t write_cb(char *p, size_t size, size_t n, void *userp)
+{
+    struct xfer *x = userp;
+    size_t len = size * n;
+
+    if (buf_append(&x->resp, p, len) < 0) {
+        x->too_large = 1;
+        return 0; /* curl aborts with CURLE_WRITE_ERROR */
+    }
+    return len;
+}
+
+/* ---- transfers ---- */
+
+static struct xfer *xfer_get(struct aws_http *h)
+{
+    struct xfer *x = h->idle;
+
+    if (x) {
+        h->idle = x->next;
+        h->nidle--;
+    } else {
+        x = calloc(1, sizeof(*x));
+        if (!x) {
+            return NULL;
+        }
+        x->easy = curl_easy_init();
+        if (!x->easy) {
+            free(x);
+            return NULL;
+        }
+        buf_init(&x->resp, h->max_response);
+    }
+    x->h = h;
+    x->prev = x->next = NULL;
+    x->errbuf[0] = '\0';
+    x->too_large = 0;
+    return x;
+}
+
+static void xfer_release(struct aws_http *h, struct xfer *x)
+{
+    curl_slist_free_all(x->headers);
+    x->headers = NULL;
+    if (x->resp.cap > HTTP_KEEP_RESPONSE) {
+        buf_free(&x->resp);
+    } else {
+        buf_reset(&x->resp);
+    }
+    x->done = NULL;
+    x->cctx = NULL;
+    x->etype_out = NULL;
+    if (h->nidle < HTTP_IDLE_HANDLES && !h->dead) {
+        x->next = h->idle;
+        h->idle = x;
+        h->nidle++;
+        return;
+    }
+    buf_free(&x->resp);
+    curl_easy_cleanup(x->easy);
+    free(x);
+}
+
+static void active_unlink(struct aws_http *h, struct xfer *x)
+{
+    if (x->prev) {
+        x->prev->next = x->next;
+    } else {
+        h->active = x->next;
+    }
+    if (x->next) {
+        x->next->prev = x->prev;
+    }
+    x->prev = x->next = NULL;
+    h->stats.in_flight--;
+}
+
+static void set_error_type_header(struct xfer *x)
+{
+    struct curl_header *hd = NULL;
+
+    if (!x->etype_out || !x->etype_len) {
+        return;
+    }
+    x->etype_out[0] = '\0';
+    if (curl_easy_header(x->easy, "x-amzn-ErrorType", 0, CURLH_HEADER, -1, &hd) == CURLHE_OK &&
+        hd && hd->value) {
+        snprintf(x->etype_out, x->etype_len, "%s", hd->value);
+    }
+}
+
+/* "Couldn't connect to server: Failed to connect to 127.0.0.1 port 1
+ * after 0 ms: Connection refused (http://127.0.0.1:1/)" */
+static void describe_error(struct xfer *x, CURLcode res, char *msg, size_t cap)
+{
+    const char *what = curl_easy_strerror(res), *os = NULL;
+    char detail[CURL_ERROR_SIZE];
+    size_t wl = strlen(what), dl;
+    char *url = NULL;
+    long oserr = 0;
+
+    snprintf(detail, sizeof(detail), "%s", x->errbuf);
+    dl = strlen(detail);
+    while (dl && (detail[dl - 1] == '\n' || detail[dl - 1] == ' ')) {
+        detail[--dl] = '\0';
+    }
+    /* curl 7.88 ends some details with the generic text again */
+    if (dl > wl + 2 && !strcmp(detail + dl - wl, what) && detail[dl - wl - 2] == ':') {
+        detail[dl - wl - 2] = '\0';
+    }
+    if ((res == CURLE_COULDNT_CONNECT || res == CURLE_SEND_ERROR || res == CURLE_RECV_ERROR) &&
+        curl_easy_getinfo(x->easy, CURLINFO_OS_ERRNO, &oserr) == CURLE_OK && oserr > 0) {
+        os = strerror((int)oserr);
+        if (strstr(detail, os)) {
+            os = NULL;
+        }
+    }
+    curl_easy_getinfo(x->easy, CURLINFO_EFFECTIVE_URL, &url);
+    snprintf(msg, cap, "%s: %s%s%s (%s)", what, detail[0] ? detail : "no details", os ? ": " : "",
+             os ? os : "", url ? url : "?");
+}
+
+static void finish(struct aws_http *h, struct xfer *x, CURLcode res)
+{
+    aws_http_done_fn done = x->done;
+    void *cctx = x->cctx;
+    long status = 0, connects = 0;
+    char msg[CURL_ERROR_SIZE + 256];
+    const char *terr = NULL;
+
+    curl_multi_remove_handle(h->multi, x->easy);
+    active_unlink(h, x);
+    curl_easy_getinfo(x->easy, CURLINFO_NUM_CONNECTS, &connects);
+    h->stats.connections += (unsigned long)connects;
+    if (res == CURLE_OK) {
+        curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
+        set_error_type_header(x);
+    } else if (x->too_large) {
+        snprintf(msg, sizeof(msg), AWS_HTTP_TOO_LARGE " %zu bytes", h->max_response);
+        terr = msg;
+    } else {
+        describe_error(x, res, msg, sizeof(msg));
+        terr = msg;
+    }
+    if (terr) {
+        done(cctx, 0, NULL, 0, terr);
+    } else {
+        done(cctx, status, x->resp.data ? x->resp.data : "", x->resp.len, NULL);
+    }
+    xfer_release(h, x);
+}
+
+static void check_done(struct aws_http *h)
+{
+    CURLMsg *m;
+    int left;
+
+    while (!h->dead && (m = curl_multi_info_read(h->multi, &left))) {
+        struct xfer *x = NULL;
+
+        if (m->msg != CURLMSG_DONE) {
+            continue;
+        }
+        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+        if (x) {
+            finish(h, x, m->data.result);
+        }
+    }
+}
+
+static int http_send(void *tctx, const struct aws_http_request *req, aws_http_done_fn done,
+                     void *cctx)
+{
+    struct aws_http *h = tctx;
+    struct xfer *x;
+    CURL *e;
+    size_t i;
+
+    if (h->dead) {
+        return -1;
+    }
+    x = xfer_get(h);
+    if (!x) {
+        return -1;
+    }
+    e = x->easy;
+    for (i = 0; req->headers && req->headers[i]; i++) {
+        struct curl_slist *n = curl_slist_append(x->headers, req->headers[i]);
+        if (!n) {
+            goto fail;
+        }
+        x->headers = n;
+    }
+    x->done = done;
+    x->cctx = cctx;
+    x->etype_out = req->error_type_hdr;
+    x->etype_len = req->error_type_hdr_len;
+    if (x->etype_out && x->etype_len) {
+        x->etype_out[0] = '\0';
+    }
+    /* Every option is set on every use, so a recycled handle carries
+     * nothing over except its DNS and TLS session caches. */
+    if (curl_easy_setopt(e, CURLOPT_URL, req->url) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_PRIVATE, x) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_POST, 1L) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body ? req->body : "") != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->headers) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_USERAGENT, "kubemq-kinesis/" KK_VERSION) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_WRITEDATA, x) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, closesocket_cb) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, h) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, h->connect_timeout_ms) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, h->request_timeout_ms) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L) != CURLE_OK ||
+        /* No wait for "100 Continue" on big bodies (curl adds the header
+         * itself, unsigned; a removal entry is avoided on purpose). */
+        curl_easy_setopt(e, CURLOPT_EXPECT_100_TIMEOUT_MS, 0L) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_HTTP_VERSION,
+                         h->http2 ? (long)CURL_HTTP_VERSION_2TLS : (long)CURL_HTTP_VERSION_1_1) !=
+            CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_PIPEWAIT, h->http2 ? 1L : 0L) != CURLE_OK) {
+        goto fail;
+    }
+    if (h->ca_file && curl_easy_setopt(e, CURLOPT_CAINFO, h->ca_file) != CURLE_OK) {
+        goto fail;
+    }
+    x->next = h->active;
+    if (h->active) {
+        h->active->prev = x;
+    }
+    h->active = x;
+    h->stats.in_flight++;
+    if (curl_multi_add_handle(h->multi, e) != CURLM_OK) {
+        active_unlink(h, x);
+        goto fail;
+    }
+    h->stats.requests++;
+    return 0;
+fail:
+    xfer_release(h, x);
+    return -1;
+}
+
+/* ---- lifecycle ---- */
+
+struct aws_http *aws_http_create(struct loop *loop, const struct aws_http_options *o, char *err,
+                                 size_t errlen)
+{
+    struct aws_http *h;
+    const char *ca = o->ca_file && *o->ca_file ? o->ca_file : getenv("AWS_CA_BUNDLE");
+
+    pthread_once(&curl_once, curl_init);
+    if (curl_init_rc != CURLE_OK) {
+        snprintf(err, errlen, "aws http: curl_global_init: %s", curl_easy_strerror(curl_init_rc));
+        return NULL;
+    }
+    if (ca && *ca && access(ca, R_OK) != 0) {
+        snprintf(err, errlen, "aws http: CA file '%s' is not readable", ca);
+        return NULL;
+    }
+    h = calloc(1, sizeof(*h));
+    if (!h) {
+        snprintf(err, errlen, "aws http: out of memory");
+        return NULL;
+    }
+    h->loop = loop;
+    loop_timer_init(&h->timer);
+    h->connect_timeout_ms = o->connect_timeout_ms > 0 ? o->connect_timeout_ms : 5000;
+    h->request_timeout_ms = o->request_timeout_ms > 0 ? o->request_timeout_ms : 30000;
+    h->http2 = o->http2;
+    h->max_response = o->max_response_bytes ? o->max_response_bytes : AWS_HTTP_MAX_RESPONSE;
+    if (ca && *ca && !(h->ca_file = strdup(ca))) {
+        snprintf(err, errlen, "aws http: out of memory");
+        goto fail;
+    }
+    h->multi = curl_multi_init();
+    if (!h->multi) {
+        snprintf(err, errlen, "aws http: curl_multi_init failed");
+        goto fail;
+    }
+    curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+    curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
+    curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+    curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
+    curl_multi_setopt(h->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+    curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
+                      o->max_connections > 0 ? o->max_connections : 64L);
+    h->transport.send = http_send;
+    h->transport.tctx = h;
+    return h;
+fail:
+    http_free(h);
+    return NULL;
+}
+
+static void http_free(struct aws_http *h)
+{
+    struct xfer *x, *n;
+
+    loop_timer_stop(h->loop, &h->timer);
+    for (x = h->idle; x; x = n) {
+        n = x->next;
+        buf_free(&x->resp);
+        curl_easy_cleanup(x->easy);
+        free(x);
+    }
+    h->idle = NULL;
+    if (h->multi) {
+        curl_multi_cleanup(h->multi); /* closes the cached connections */
+    }
+    free(h->ca_file);
+    free(h);
+}
+
+void aws_http_destroy(struct aws_http *h)
+{
+    if (!h || h->dead) {
+        return;
+    }
+    h->dead = 1;
+    h->busy++;
+    while (h->active) {
+        struct xfer *x = h->active;
+        aws_http_done_fn done = x->done;
+        void *cctx = x->cctx;
+
+        curl_multi_remove_handle(h->multi, x->easy);
+        active_unlink(h, x);
+        x->done = NULL;
+        xfer_release(h, x);
+        done(cctx, 0, NULL, 0, "request aborted: client shutting down");
+    }
+    if (--h->busy == 0) {
+        http_free(h);
+    }
+}
+
+const struct aws_transport *aws_http_transport(struct aws_http *h)
+{
+    return &h->transport;
+}
+
+void aws_http_stats(const struct aws_http *h, struct aws_http_stats *out)
+{
+    *out = h->stats;
+}

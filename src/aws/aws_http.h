@@ -1,0 +1,52 @@
+/* aws_http.h - the libcurl transport behind struct aws_transport.
+ *
+ * One curl multi handle driven by the engine loop through curl's socket
+ * interface (loop_io_set for sockets, a loop timer for curl's timeouts).
+ * Connections stay open and are reused; many requests are in flight at
+ * once; easy handles are recycled from a small free list. TLS is verified
+ * (optionally against ca_file, else AWS_CA_BUNDLE, else the system roots);
+ * proxies come from the usual environment variables (libcurl's default,
+ * left on). Single-threaded: use on the loop thread only. */
+#ifndef KK_AWS_HTTP_H
+#define KK_AWS_HTTP_H
+
+#include "aws/aws_client.h"
+#include "base/loop.h"
+
+#include <stddef.h>
+
+/* Default response cap: a 10 MB GetRecords answer, base64-grown, plus its
+ * JSON framing stays below this. */
+#define AWS_HTTP_MAX_RESPONSE ((size_t)20 << 20)
+
+/* Start of the transport error for a response over the cap. */
+#define AWS_HTTP_TOO_LARGE "response larger than"
+
+struct aws_http_options {
+    const char *ca_file;       /* NULL/"": AWS_CA_BUNDLE, else system roots */
+    long connect_timeout_ms;   /* 0: 5000 */
+    long request_timeout_ms;   /* 0: 30000 */
+    int http2;                 /* 1: HTTP/2 over TLS when offered, else HTTP/1.1 */
+    size_t max_response_bytes; /* 0: AWS_HTTP_MAX_RESPONSE */
+    long max_connections;      /* per host; 0: 64. Further requests queue */
+};
+
+struct aws_http;
+
+struct aws_http *aws_http_create(struct loop *loop, const struct aws_http_options *o, char *err,
+                                 size_t errlen);
+/* Requests still in flight complete first with a transport error. May be
+ * called from inside a done callback. Accepts NULL. */
+void aws_http_destroy(struct aws_http *h);
+/* The transport to hand to the client; lives as long as h. */
+const struct aws_transport *aws_http_transport(struct aws_http *h);
+
+/* Counters, for tests and /metrics. */
+struct aws_http_stats {
+    unsigned long requests;    /* started */
+    unsigned long connections; /* new connections opened */
+    unsigned long in_flight;
+};
+void aws_http_stats(const struct aws_http *h, struct aws_http_stats *out);
+
+#endif

@@ -1,0 +1,119 @@
+// aws-test-server.js - a tiny AWS-JSON-protocol server for the AWS client's
+// own tests: it checks every request's SigV4 signature with AWS's JS signer
+// (sigv4-verify.js), counts TCP connections, and answers by X-Amz-Target
+// operation with what the test asks for.
+//
+//   node aws-test-server.js [--secret S] [--tls KEY.pem CERT.pem]
+// Listens on 127.0.0.1 on a free port and prints {"port":N} as one line.
+// With --tls it serves HTTPS with HTTP/2 and HTTP/1.1 (ALPN).
+//
+// Operations (<prefix>.<Op>; the body is JSON):
+//   Echo        200 {verified, reason, connections, requests, httpVersion,
+//                    bodyLength, bodySha256, target, headers}
+//   Stats       200 {connections, requests}
+//   FailTimes   {key, times, status, type, message, header} fails the first
+//               `times` calls with that key, then 200 {attempt}
+//   Big         {size} 200 with a body of that many bytes
+//   Raw         {status, body, header} answers exactly that
+//   Hang        never answers (timeouts)
+// A request whose signature does not verify gets 400
+// {"__type":"InvalidSignatureException"}.
+'use strict';
+
+const crypto = require('node:crypto');
+const fs = require('node:fs');
+const http = require('node:http');
+const http2 = require('node:http2');
+const { verify } = require('./sigv4-verify');
+
+const args = process.argv.slice(2);
+let secret = 'test-secret';
+let tls = null;
+for (let i = 0; i < args.length; i++) {
+  if (args[i] === '--secret') secret = args[++i];
+  else if (args[i] === '--tls') { tls = { key: fs.readFileSync(args[i + 1]), cert: fs.readFileSync(args[i + 2]) }; i += 2; }
+}
+
+let connections = 0;
+let requests = 0;
+const failures = new Map();
+
+function send(res, status, obj, extraHeaders) {
+  const body = typeof obj === 'string' ? obj : JSON.stringify(obj);
+  res.writeHead(status, { 'content-type': 'application/x-amz-json-1.1', ...(extraHeaders || {}) });
+  res.end(body);
+}
+
+async function handle(req, res) {
+  const chunks = [];
+  for await (const c of req) chunks.push(c);
+  const body = Buffer.concat(chunks);
+  requests++;
+  const headers = [];
+  for (let i = 0; i < req.rawHeaders.length; i += 2) {
+    const name = req.rawHeaders[i];
+    if (name.startsWith(':')) {
+      if (name === ':authority') headers.push(['host', req.rawHeaders[i + 1]]);
+      continue;
+    }
+    headers.push([name, req.rawHeaders[i + 1]]);
+  }
+  const [path, query] = (req.url || '/').split('?');
+  const v = await verify({ method: req.method, path, query, headers, body }, () => secret);
+  const target = req.headers['x-amz-target'] || '';
+  const op = target.split('.').pop();
+  if (!v.ok && op !== 'Raw') {
+    send(res, 400, { __type: 'InvalidSignatureException', message: v.reason });
+    return;
+  }
+  let input = {};
+  try { input = body.length ? JSON.parse(body.toString('utf8')) : {}; } catch (e) { input = {}; }
+  switch (op) {
+    case 'Echo':
+      send(res, 200, {
+        verified: v.ok, reason: v.reason, connections, requests, httpVersion: req.httpVersion,
+        bodyLength: body.length, bodySha256: crypto.createHash('sha256').update(body).digest('hex'),
+        target, headers,
+      });
+      return;
+    case 'Stats':
+      send(res, 200, { connections, requests });
+      return;
+    case 'FailTimes': {
+      const n = (failures.get(input.key) || 0) + 1;
+      failures.set(input.key, n);
+      if (n <= input.times) {
+        const h = input.header ? { 'x-amzn-ErrorType': input.header } : {};
+        send(res, input.status || 400, input.type ? { __type: input.type, message: input.message || '' } : (input.body || ''), h);
+      } else {
+        send(res, 200, { attempt: n });
+      }
+      return;
+    }
+    case 'Big':
+      send(res, 200, 'x'.repeat(input.size || 0));
+      return;
+    case 'Raw':
+      send(res, input.status || 200, input.body || '', input.header ? { 'x-amzn-ErrorType': input.header } : {});
+      return;
+    case 'Hang':
+      return;
+    default:
+      send(res, 400, { __type: 'UnknownOperationException', message: `no operation ${op}` });
+  }
+}
+
+function onRequest(req, res) {
+  handle(req, res).catch((e) => { res.statusCode = 500; res.end(String(e)); });
+}
+
+const server = tls
+  ? http2.createSecureServer({ key: tls.key, cert: tls.cert, allowHTTP1: true }, onRequest)
+  : http.createServer({ keepAliveTimeout: 60000 }, onRequest);
+server.on(tls ? 'secureConnection' : 'connection', () => { connections++; });
+server.listen(0, '127.0.0.1', () => {
+  console.log(JSON.stringify({ port: server.address().port }));
+});
+const stop = () => { server.close(); process.exit(0); };
+process.on('SIGTERM', stop);
+process.on('SIGINT', stop);
