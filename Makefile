@@ -14,6 +14,10 @@ JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
 DEB_PACKAGES := gcc make cmake pkg-config libgrpc-dev libprotobuf-c-dev \
 	protobuf-c-compiler libcurl4-openssl-dev libssl-dev libjansson-dev libyaml-dev \
 	libmicrohttpd-dev libcmocka-dev curl openssl
+# Test-only: promtool (Prometheus's own exposition parser) checks /metrics.
+ifneq ($(KK_DEPS),build)
+DEB_PACKAGES += prometheus
+endif
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps build test demo bench install format clean

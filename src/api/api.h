@@ -1,0 +1,80 @@
+/* api.h - the HTTP API: health, readiness, metrics, binding status and
+ * (when enabled by config) running one request through a binding.
+ *
+ *   GET  /health            200 "ok"
+ *   GET  /ready             200 "ready", or 503 with the reason
+ *   GET  /metrics           Prometheus text 0.0.4: the registry + process_*
+ *   GET  /bindings          JSON array of binding status objects
+ *   GET  /bindings/stats    JSON array of per-binding counters
+ *   POST /bindings/request  {"binding":"<name>","payload":<request envelope>}
+ *                           -> the reply envelope (only with enable_request)
+ *
+ * Errors are JSON {"error":"..."}: 400 unparsable body, 404 unknown route
+ * or binding (and the request route when disabled), 405 wrong method,
+ * 413 body past the cap, 500/503 when the provider fails. HEAD works
+ * wherever GET does.
+ *
+ * The server runs on libmicrohttpd's own threads, one per connection (at
+ * most API_MAX_CONNECTIONS), so a long POST /bindings/request never holds
+ * up /health or /ready. It reads everything through a provider, so it
+ * knows nothing of bindings or the engine. */
+#ifndef KK_API_API_H
+#define KK_API_API_H
+
+#include "base/buf.h"
+#include "base/metrics.h"
+
+#include <stddef.h>
+
+#define API_DEFAULT_ADDRESS  "0.0.0.0"
+#define API_DEFAULT_MAX_BODY ((size_t)100 << 20)
+#define API_MAX_CONNECTIONS  64
+
+/* provider->request results besides 0 and -1. */
+#define API_REQUEST_NO_BINDING (-2)
+
+/* What the server shows. Every callback runs on an API thread, several
+ * at once when requests overlap, so the provider must be thread-safe. */
+struct api_provider {
+    void *ctx;
+    /* 1 when every binding is ready; 0 with the reason in why ("binding
+     * b1: source not subscribed"), shown as the 503 body. */
+    int (*ready)(void *ctx, struct buf *why);
+    /* Append a JSON array of status objects, secrets already redacted;
+     * "[]" (or nothing) when there is no binding. Served verbatim: the
+     * API adds nothing. Returns 0, or -1 (500). */
+    int (*bindings_json)(void *ctx, struct buf *out);
+    /* Run payload (a request envelope, as a KubeMQ message body; len 0
+     * when the caller sent none) through the binding's whole middleware
+     * chain and target, blocking until the reply envelope JSON is in
+     * reply_json. Returns 0; API_REQUEST_NO_BINDING (404 "no such binding,
+     * <name>"); or -1 with the reason in err when it cannot run now
+     * (503), e.g. while stopping. A failed Kinesis call is a reply with
+     * is_error set, returned as 0. NULL when enable_request is off. */
+    int (*request)(void *ctx, const char *binding, const char *payload, size_t len,
+                   struct buf *reply_json, char *err, size_t errlen);
+};
+
+struct api_options {
+    const char *address;              /* numeric IPv4/IPv6; NULL: API_DEFAULT_ADDRESS */
+    long port;                        /* 0: a free port (tests), see api_port() */
+    int enable_request;               /* POST /bindings/request (config apiEnableRequest) */
+    struct metrics_registry *metrics; /* NULL: /metrics has process_* only */
+    size_t max_body;                  /* 0: API_DEFAULT_MAX_BODY */
+};
+
+struct api_server;
+
+/* Listen and serve. The provider is copied; its ctx and the registry must
+ * outlive the server. Returns NULL with the reason in err, e.g. "cannot
+ * listen on 127.0.0.1:8080: Address already in use". */
+struct api_server *api_start(const struct api_options *o, const struct api_provider *p, char *err,
+                             size_t errlen);
+/* Close the listener and wait for the connections in progress, including
+ * a provider->request that is still running: stop the API before the
+ * engine that answers those. Accepts NULL. */
+void api_stop(struct api_server *s);
+/* The port actually listened on. */
+long api_port(const struct api_server *s);
+
+#endif
