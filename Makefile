@@ -15,9 +15,9 @@ DEB_PACKAGES := gcc make cmake pkg-config libgrpc-dev libprotobuf-c-dev \
 	protobuf-c-compiler libcurl4-openssl-dev libssl-dev libjansson-dev libyaml-dev \
 	libmicrohttpd-dev libcmocka-dev curl openssl
 # Test-only: promtool (Prometheus's own exposition parser) checks /metrics.
-ifneq ($(KK_DEPS),build)
-DEB_PACKAGES += prometheus
-endif
+# Only the one binary is taken out of Debian's prometheus package, into
+# build-tools/, so no Prometheus server is ever installed or started.
+PROMTOOL := build-tools/promtool
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps build test demo bench install format clean
@@ -37,6 +37,14 @@ deps:
 		echo "deps: installing nodejs and npm"; \
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nodejs npm; \
+	fi
+	@if [ "$(KK_DEPS)" != build ] && [ ! -x $(PROMTOOL) ]; then \
+		echo "deps: promtool from Debian's prometheus package (binary only)"; \
+		rm -rf build-tools/deb && mkdir -p build-tools/deb && cd build-tools/deb && \
+		{ apt-get download prometheus >/dev/null 2>&1 || \
+		  { $(SUDO) apt-get update -qq && apt-get download prometheus >/dev/null; }; } && \
+		dpkg-deb -x prometheus_*.deb x && cp x/usr/bin/promtool ../promtool && \
+		cd .. && rm -rf deb; \
 	fi
 	@if [ "$(KK_DEPS)" != build ] && { [ ! -f tests/rig/node_modules/.package-lock.json ] || \
 	    [ tests/rig/package-lock.json -nt tests/rig/node_modules/.package-lock.json ]; }; then \

@@ -2,6 +2,11 @@
 # End-to-end tests: every tests/e2e/*.test.js is one node:test file, run
 # against the binary of this build (KK_BIN) with the rig in tests/rig.
 pkg_check_modules(CMOCKA REQUIRED IMPORTED_TARGET cmocka)
+# promtool: extracted by `make deps` into build-tools/ (see Makefile).
+find_program(KK_PROMTOOL promtool HINTS ${CMAKE_SOURCE_DIR}/build-tools NO_DEFAULT_PATH)
+if(NOT KK_PROMTOOL)
+  find_program(KK_PROMTOOL promtool REQUIRED)
+endif()
 
 file(GLOB KK_UNIT_TESTS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/unit/test_*.c)
 foreach(src ${KK_UNIT_TESTS})
@@ -9,7 +14,8 @@ foreach(src ${KK_UNIT_TESTS})
   add_executable(${name} ${src})
   target_link_libraries(${name} PRIVATE kk_core PkgConfig::CMOCKA)
   target_compile_definitions(${name} PRIVATE
-    KK_SOURCE_DIR="${CMAKE_SOURCE_DIR}" KK_RIG_DIR="${CMAKE_SOURCE_DIR}/tests/rig")
+    KK_SOURCE_DIR="${CMAKE_SOURCE_DIR}" KK_RIG_DIR="${CMAKE_SOURCE_DIR}/tests/rig"
+    KK_PROMTOOL="${KK_PROMTOOL}")
   add_test(NAME unit/${name} COMMAND ${name})
   set_tests_properties(unit/${name} PROPERTIES LABELS unit TIMEOUT 120
     ENVIRONMENT "ASAN_OPTIONS=detect_leaks=1;UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1;LSAN_OPTIONS=suppressions=${CMAKE_SOURCE_DIR}/tests/lsan.supp")

@@ -375,7 +375,7 @@ static int promtool_check(const char *text, char *out, size_t cap)
     assert_true(fd >= 0);
     assert_int_equal(write(fd, text, len), (ssize_t)len);
     close(fd);
-    snprintf(cmd, sizeof(cmd), "promtool check metrics < %s 2>&1", path);
+    snprintf(cmd, sizeof(cmd), "%s check metrics < %s 2>&1", KK_PROMTOOL, path);
     p = popen(cmd, "r");
     assert_non_null(p);
     n = fread(out, 1, cap - 1, p);
