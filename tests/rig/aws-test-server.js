@@ -3,9 +3,10 @@
 // (sigv4-verify.js), counts TCP connections, and answers by X-Amz-Target
 // operation with what the test asks for.
 //
-//   node aws-test-server.js [--secret S] [--tls KEY.pem CERT.pem]
-// Listens on 127.0.0.1 on a free port and prints {"port":N} as one line.
-// With --tls it serves HTTPS with HTTP/2 and HTTP/1.1 (ALPN).
+//   node aws-test-server.js [--port 0] [--secret S] [--tls-key F --tls-cert F]
+//     [--parent-watch]
+// Listens on 127.0.0.1; ready line {"ready":true,"port":N,"url":...}. With
+// --tls-key/--tls-cert it serves HTTPS with HTTP/2 and HTTP/1.1 (ALPN).
 //
 // Operations (<prefix>.<Op>; the body is JSON):
 //   Echo        200 {verified, reason, connections, requests, httpVersion,
@@ -25,14 +26,11 @@ const fs = require('node:fs');
 const http = require('node:http');
 const http2 = require('node:http2');
 const { verify } = require('./sigv4-verify');
+const { parseArgs, announceReady } = require('./proc');
 
-const args = process.argv.slice(2);
-let secret = 'test-secret';
-let tls = null;
-for (let i = 0; i < args.length; i++) {
-  if (args[i] === '--secret') secret = args[++i];
-  else if (args[i] === '--tls') { tls = { key: fs.readFileSync(args[i + 1]), cert: fs.readFileSync(args[i + 2]) }; i += 2; }
-}
+const argv = parseArgs(process.argv.slice(2), ['parent-watch']);
+const secret = argv.secret || 'test-secret';
+const tls = argv['tls-key'] ? { key: fs.readFileSync(argv['tls-key']), cert: fs.readFileSync(argv['tls-cert']) } : null;
 
 let connections = 0;
 let requests = 0;
@@ -111,9 +109,13 @@ const server = tls
   ? http2.createSecureServer({ key: tls.key, cert: tls.cert, allowHTTP1: true }, onRequest)
   : http.createServer({ keepAliveTimeout: 60000 }, onRequest);
 server.on(tls ? 'secureConnection' : 'connection', () => { connections++; });
-server.listen(0, '127.0.0.1', () => {
-  console.log(JSON.stringify({ port: server.address().port }));
+server.listen(Number(argv.port || 0), '127.0.0.1', () => {
+  const { port } = server.address();
+  announceReady({ port, url: `${tls ? 'https' : 'http'}://127.0.0.1:${port}` }, {
+    parentWatch: !!argv['parent-watch'],
+    onStop: () => new Promise((r) => {
+      if (server.closeAllConnections) server.closeAllConnections();
+      server.close(() => r());
+    }),
+  });
 });
-const stop = () => { server.close(); process.exit(0); };
-process.on('SIGTERM', stop);
-process.on('SIGINT', stop);

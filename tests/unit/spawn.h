@@ -1,9 +1,12 @@
 /* spawn.h - run a child (node scripts of the rig) from a unit test and stop
- * it by its PID. Header-only, for tests. */
+ * it by its PID. Header-only, for tests. The child's stdin is a pipe that
+ * closes when the test process dies, so rig scripts started with
+ * --parent-watch never outlive a crashed test. */
 #ifndef KK_TESTS_SPAWN_H
 #define KK_TESTS_SPAWN_H
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,35 +19,45 @@
 struct spawned {
     pid_t pid;
     int out_fd; /* the child's stdout */
+    int in_fd;  /* the child's stdin (kept open until stop) */
 };
 
 /* Start argv (searched in PATH) with stdout on a pipe. Returns 0 or -1. */
 static inline int spawn_start(struct spawned *s, char *const argv[])
 {
-    int fds[2];
+    int fds[2], in[2];
     pid_t pid;
 
     s->pid = -1;
     s->out_fd = -1;
-    if (pipe(fds) < 0) {
+    s->in_fd = -1;
+    if (pipe2(fds, O_CLOEXEC) < 0) {
+        return -1;
+    }
+    if (pipe2(in, O_CLOEXEC) < 0) {
+        close(fds[0]);
+        close(fds[1]);
         return -1;
     }
     pid = fork();
     if (pid < 0) {
         close(fds[0]);
         close(fds[1]);
+        close(in[0]);
+        close(in[1]);
         return -1;
     }
     if (pid == 0) {
-        dup2(fds[1], 1);
-        close(fds[0]);
-        close(fds[1]);
+        dup2(fds[1], 1); /* dup2 clears close-on-exec on the copy */
+        dup2(in[0], 0);
         execvp(argv[0], argv);
         _exit(127);
     }
     close(fds[1]);
+    close(in[0]);
     s->pid = pid;
     s->out_fd = fds[0];
+    s->in_fd = in[1];
     return 0;
 }
 
@@ -112,6 +125,10 @@ static inline int spawn_wait(struct spawned *s)
         close(s->out_fd);
         s->out_fd = -1;
     }
+    if (s->in_fd >= 0) {
+        close(s->in_fd);
+        s->in_fd = -1;
+    }
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
@@ -137,6 +154,10 @@ reaped:
     if (s->out_fd >= 0) {
         close(s->out_fd);
         s->out_fd = -1;
+    }
+    if (s->in_fd >= 0) {
+        close(s->in_fd);
+        s->in_fd = -1;
     }
 }
 

@@ -761,8 +761,9 @@ struct server {
 
 static void server_start(struct server *s, const char *key, const char *cert)
 {
-    char *argv_plain[] = {"node", SERVER, "--secret", SK, NULL};
-    char *argv_tls[] = {"node", SERVER, "--secret", SK, "--tls", (char *)key, (char *)cert, NULL};
+    char *argv_plain[] = {"node", SERVER, "--secret", SK, "--parent-watch", NULL};
+    char *argv_tls[] = {"node",       SERVER,       "--secret",       SK,  "--tls-key", (char *)key,
+                        "--tls-cert", (char *)cert, "--parent-watch", NULL};
     char line[256];
     json_t *j;
 
@@ -772,6 +773,7 @@ static void server_start(struct server *s, const char *key, const char *cert)
         fail_msg("aws-test-server did not start");
     }
     j = json_loads(line, 0, NULL);
+    assert_true(json_is_true(json_object_get(j, "ready")));
     s->port = (int)json_integer_value(json_object_get(j, "port"));
     json_decref(j);
     assert_true(s->port > 0);

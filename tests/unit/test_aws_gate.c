@@ -51,11 +51,21 @@ static int ready_url(struct spawned *sp, char *url, size_t cap)
 
 static int setup(void **state)
 {
-    char *kargv[] = {"node", KK_RIG_DIR "/kinesalite-server.js", "--port", "0", NULL};
+    char *kargv[] = {"node", KK_RIG_DIR "/kinesalite-server.js", "--port", "0", "--parent-watch",
+                     NULL};
     char kurl[128];
-    char *gargv[] = {
-        "node", KK_RIG_DIR "/gate.js", "--upstream", kurl, "--access-key", AK, "--secret-key",
-        SK,     "--session-token",     TOKEN,        NULL};
+    char *gargv[] = {"node",
+                     KK_RIG_DIR "/gate.js",
+                     "--upstream",
+                     kurl,
+                     "--access-key",
+                     AK,
+                     "--secret-key",
+                     SK,
+                     "--session-token",
+                     TOKEN,
+                     "--parent-watch",
+                     NULL};
 
     (void)state;
     setenv("NO_PROXY", "127.0.0.1,localhost", 1);
