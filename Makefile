@@ -62,7 +62,7 @@ test: deps
 	@cd build-test && ctest --output-on-failure -j$(JOBS) $(CTEST_ARGS)
 
 demo: build
-	@bash tests/rig/demo.sh
+	@NODE_NO_WARNINGS=1 KK_BIN=$(CURDIR)/build/kubemq-kinesis node tests/rig/demo.js
 
 bench: build
 	@bash bench/run.sh
