@@ -343,7 +343,10 @@ int loop_io_set(struct loop *l, int fd, unsigned events, loop_io_fn fn, void *ar
         l->ios = io;
     } else {
         ev.data.ptr = io;
-        if (epoll_ctl(l->epfd, EPOLL_CTL_MOD, fd, &ev) < 0) {
+        /* The kernel drops a closed fd from epoll by itself; when its number
+         * comes back, our stale entry must be added again, not modified. */
+        if (epoll_ctl(l->epfd, EPOLL_CTL_MOD, fd, &ev) < 0 &&
+            (errno != ENOENT || epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)) {
             return -1;
         }
     }

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -175,6 +176,43 @@ static void test_loop_timers_and_posts(void **state)
     loop_destroy(k.loop);
 }
 
+static void on_readable(void *arg, int fd, unsigned events)
+{
+    int *hits = arg;
+    char c;
+
+    (void)events;
+    if (read(fd, &c, 1) == 1) {
+        (*hits)++;
+    }
+}
+
+/* A watched fd closed without loop_io_set(fd, 0) and its number reused
+ * must still be watchable (the kernel dropped the old registration). */
+static void test_loop_fd_reuse(void **state)
+{
+    char err[128];
+    struct loop *l = loop_create(err, sizeof(err));
+    int p1[2], p2[2], hits = 0;
+
+    (void)state;
+    assert_non_null(l);
+    assert_int_equal(pipe(p1), 0);
+    assert_int_equal(loop_io_set(l, p1[0], LOOP_READ, on_readable, &hits), 0);
+    close(p1[0]);
+    close(p1[1]);
+    assert_int_equal(pipe(p2), 0);
+    assert_int_equal(p2[0], p1[0]); /* lowest free number comes back */
+    assert_int_equal(loop_io_set(l, p2[0], LOOP_READ, on_readable, &hits), 0);
+    assert_int_equal(write(p2[1], "x", 1), 1);
+    assert_int_equal(loop_run_once(l, 1000), 0);
+    assert_int_equal(hits, 1);
+    loop_io_set(l, p2[0], 0, NULL, NULL);
+    close(p2[0]);
+    close(p2[1]);
+    loop_destroy(l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -184,6 +222,7 @@ int main(void)
         cmocka_unit_test(test_settings_errors),
         cmocka_unit_test(test_parse_int_strict),
         cmocka_unit_test(test_loop_timers_and_posts),
+        cmocka_unit_test(test_loop_fd_reuse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
