@@ -1,12 +1,210 @@
-/* send.c - placeholder until the send subcommand lands. */
+/* send.c - the send subcommand: one KubeMQ query or command, body on stdin, reply on stdout. */
 #include "cli/cli.h"
 
+#include "base/buf.h"
+#include "base/log.h"
+#include "kubemq/kubemq_client.h"
+
+#include <errno.h>
+#include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define SEND_DEFAULT_TIMEOUT_MS 10000
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: kubemq-kinesis send --address HOST:PORT --channel CHANNEL [options] < body\n"
+            "\n"
+            "Sends stdin as a KubeMQ query (default) or command and prints the reply:\n"
+            "a query's reply body, or {\"executed\":...,\"error\":...} for a command.\n"
+            "\n"
+            "  --address HOST:PORT   KubeMQ gRPC address (required)\n"
+            "  --channel NAME        channel (required)\n"
+            "  --command             send a command instead of a query\n"
+            "  --timeout-ms N        KubeMQ request timeout (default %d)\n"
+            "  --metadata TEXT       request metadata\n"
+            "  --client-id ID        client id (default kubemq-kinesis-send)\n"
+            "  --auth-token TOKEN    sent as the authorization metadata\n"
+            "  --tls                 use TLS (--ca-file, --cert-file, --key-file)\n"
+            "\n"
+            "Exit status: 0 on a reply, 1 on a KubeMQ or gRPC error, 2 on a usage error.\n",
+            SEND_DEFAULT_TIMEOUT_MS);
+}
+
+static int read_stdin(struct buf *b, char *err, size_t errlen)
+{
+    char chunk[65536];
+    ssize_t n;
+
+    for (;;) {
+        n = read(STDIN_FILENO, chunk, sizeof(chunk));
+        if (n == 0) {
+            return 0;
+        }
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            snprintf(err, errlen, "reading stdin: %s", strerror(errno));
+            return -1;
+        }
+        if (buf_append(b, chunk, (size_t)n) < 0) {
+            snprintf(err, errlen, "body on stdin is larger than %d bytes", KUBEMQ_MAX_MESSAGE);
+            return -1;
+        }
+    }
+}
+
+static int parse_timeout(const char *s, int *out)
+{
+    char *end;
+    long v;
+
+    errno = 0;
+    v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v <= 0 || v > 24L * 3600 * 1000) {
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+static int write_all(const void *p, size_t n)
+{
+    return fwrite(p, 1, n, stdout) == n && fflush(stdout) == 0 ? 0 : -1;
+}
 
 int cli_send(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "kubemq-kinesis: 'send' is not built yet\n");
-    return CLI_EXIT_FAIL;
+    static const struct option longopts[] = {
+        {"address", required_argument, NULL, 'a'},
+        {"channel", required_argument, NULL, 'c'},
+        {"command", no_argument, NULL, 'C'},
+        {"timeout-ms", required_argument, NULL, 't'},
+        {"metadata", required_argument, NULL, 'm'},
+        {"client-id", required_argument, NULL, 'i'},
+        {"auth-token", required_argument, NULL, 'T'},
+        {"tls", no_argument, NULL, 'S'},
+        {"ca-file", required_argument, NULL, 'A'},
+        {"cert-file", required_argument, NULL, 'E'},
+        {"key-file", required_argument, NULL, 'K'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    struct kubemq_client_opts o;
+    struct kubemq_client *c = NULL;
+    struct kubemq_response r = {0};
+    struct buf body = BUF_INIT(KUBEMQ_MAX_MESSAGE);
+    struct buf out = BUF_INIT(4096);
+    const char *channel = NULL, *metadata = NULL;
+    enum kubemq_kind kind = KUBEMQ_QUERY;
+    int timeout_ms = SEND_DEFAULT_TIMEOUT_MS;
+    int opt, rc = CLI_EXIT_FAIL;
+    char err[1024];
+
+    kubemq_client_opts_init(&o);
+    o.client_id = "kubemq-kinesis-send";
+    o.ping_interval_ms = -1;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 'a':
+            o.address = optarg;
+            break;
+        case 'c':
+            channel = optarg;
+            break;
+        case 'C':
+            kind = KUBEMQ_COMMAND;
+            break;
+        case 't':
+            if (parse_timeout(optarg, &timeout_ms) < 0) {
+                fprintf(stderr,
+                        "kubemq-kinesis send: --timeout-ms: not a positive number of "
+                        "milliseconds (max one day): %s\n",
+                        optarg);
+                return CLI_EXIT_CONFIG;
+            }
+            break;
+        case 'm':
+            metadata = optarg;
+            break;
+        case 'i':
+            o.client_id = optarg;
+            break;
+        case 'T':
+            o.auth_token = optarg;
+            break;
+        case 'S':
+            o.tls = 1;
+            break;
+        case 'A':
+            o.ca_file = optarg;
+            break;
+        case 'E':
+            o.cert_file = optarg;
+            break;
+        case 'K':
+            o.key_file = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            return CLI_EXIT_OK;
+        default:
+            usage(stderr);
+            return CLI_EXIT_CONFIG;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "kubemq-kinesis send: unexpected argument: %s\n", argv[optind]);
+        usage(stderr);
+        return CLI_EXIT_CONFIG;
+    }
+    if (!o.address || !o.address[0] || !channel || !channel[0] || !o.client_id[0]) {
+        fprintf(stderr, "kubemq-kinesis send: --address and --channel are required "
+                        "(and --client-id must not be empty)\n");
+        usage(stderr);
+        return CLI_EXIT_CONFIG;
+    }
+    log_setup(LOG_LEVEL_ERROR, LOG_FORMAT_TEXT);
+    if (read_stdin(&body, err, sizeof(err)) < 0) {
+        fprintf(stderr, "kubemq-kinesis send: %s\n", err);
+        goto done;
+    }
+    c = kubemq_client_create(&o, err, sizeof(err));
+    if (!c) {
+        fprintf(stderr, "kubemq-kinesis send: %s\n", err);
+        goto done;
+    }
+    if (kubemq_send_request(c, kind, channel, body.data, body.len, metadata, timeout_ms, &r, err,
+                            sizeof(err)) < 0) {
+        fprintf(stderr, "kubemq-kinesis send: %s\n", err);
+        goto done;
+    }
+    if (kind == KUBEMQ_COMMAND) {
+        buf_appendf(&out, "{\"executed\":%s,\"error\":", r.executed ? "true" : "false");
+        if (buf_append_json_str(&out, r.error, strlen(r.error)) < 0 ||
+            buf_append_str(&out, "}\n") < 0) {
+            /* an error text over 4 KiB: cut it rather than fail the reply */
+            buf_reset(&out);
+            buf_appendf(&out, "{\"executed\":%s,\"error\":\"(error text too long)\"}\n",
+                        r.executed ? "true" : "false");
+        }
+        rc = write_all(out.data, out.len) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+    } else {
+        rc = write_all(r.body, r.body_len) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+        if (r.error[0]) {
+            fprintf(stderr, "kubemq-kinesis send: reply error: %s\n", r.error);
+        }
+    }
+done:
+    kubemq_response_free(&r);
+    kubemq_client_destroy(c);
+    buf_free(&body);
+    buf_free(&out);
+    return rc;
 }

@@ -1,0 +1,488 @@
+/* kubemq_subscription.c - SubscribeToRequests streams: four batches, back-pressure, resubscription.
+ *
+ * A stream is one call with four batches posted at once (sends; initial
+ * metadata; status; one message). KubeMQ sends no headers and no ack until
+ * the first request, so "subscribed" means the Subscribe was written and no
+ * status has arrived. Only one RECV_MESSAGE is ever posted, and none while
+ * the daemon has paused the subscription: the server's buffer and HTTP/2
+ * flow control hold the rest, never an unbounded queue here. */
+#include "kubemq/kubemq_internal.h"
+
+#include "base/log.h"
+
+#include <grpc/byte_buffer.h>
+#include <grpc/slice.h>
+#include <grpc/support/time.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define M_SUBSCRIBE "/kubemq.kubemq/SubscribeToRequests"
+
+#define BACKOFF_FIRST_MS 250
+#define STABLE_AFTER_MS  10000 /* a stream this old resets the backoff */
+
+/* A state change to report once mu is released. */
+struct note {
+    int set;
+    enum kubemq_sub_state state;
+    char text[640];
+};
+
+static void describe(const struct kubemq_subscription *s, char *dst, size_t n)
+{
+    snprintf(dst, n, "%s on channel '%s'%s%s%s at %s",
+             s->type == KUBEMQ_COMMAND ? "commands" : "queries", s->channel,
+             s->group[0] ? " group '" : "", s->group, s->group[0] ? "'" : "", s->client->address);
+}
+
+/* Log now (mu held is fine: logging takes no lock of ours); call back later. */
+static void note_set(struct kubemq_subscription *s, struct note *n, enum kubemq_sub_state st,
+                     enum log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+static void note_set(struct kubemq_subscription *s, struct note *n, enum kubemq_sub_state st,
+                     enum log_level level, const char *fmt, ...)
+{
+    va_list ap;
+
+    n->set = 1;
+    n->state = st;
+    va_start(ap, fmt);
+    vsnprintf(n->text, sizeof(n->text), fmt, ap);
+    va_end(ap);
+    log_write(level, s->client->log_name, "kubemq: %s", n->text);
+}
+
+static void note_fire(struct kubemq_subscription *s, struct note *n)
+{
+    if (n->set && s->on_state) {
+        s->on_state(s->ctx, n->state, n->text);
+    }
+}
+
+static void set_subscribed(struct kubemq_subscription *s, int v)
+{
+    __atomic_store_n(&s->subscribed, v, __ATOMIC_RELEASE);
+}
+
+int kubemq_subscription_subscribed(const struct kubemq_subscription *s)
+{
+    return s ? __atomic_load_n(&s->subscribed, __ATOMIC_ACQUIRE) : 0;
+}
+
+/* mu held. Posts the one RECV_MESSAGE when the stream and the daemon allow. */
+static void arm_recv(struct kubemq_subscription *s)
+{
+    grpc_op op;
+
+    if (!s->call || s->recv_armed || s->recv_closed || s->status_received || s->paused) {
+        return;
+    }
+    memset(&op, 0, sizeof(op));
+    op.op = GRPC_OP_RECV_MESSAGE;
+    op.data.recv_message.recv_message = &s->recv_bb;
+    if (grpc_call_start_batch(s->call, &op, 1, &s->tag_recv, NULL) != GRPC_CALL_OK) {
+        s->recv_closed = 1;
+        grpc_call_cancel(s->call, NULL);
+        return;
+    }
+    s->recv_armed = 1;
+    s->outstanding++;
+}
+
+static void schedule(struct kubemq_subscription *s, uint64_t delay_ms)
+{
+    s->resubscribe_at = kk_now_ms() + delay_ms;
+    s->resubscribe_scheduled = 1;
+}
+
+/* mu held: the last batch of the stream completed. */
+static void finish_stream(struct kubemq_subscription *s, struct note *n)
+{
+    struct kubemq_client *c = s->client;
+    uint64_t now = kk_now_ms();
+    char status[512];
+    char desc[400];
+
+    kk_status_text(c, s->status, s->details, status, sizeof(status));
+    grpc_slice_unref(s->details);
+    s->details = grpc_empty_slice();
+    grpc_metadata_array_destroy(&s->init_md);
+    grpc_metadata_array_destroy(&s->trail_md);
+    if (s->send_bb) {
+        grpc_byte_buffer_destroy(s->send_bb);
+        s->send_bb = NULL;
+    }
+    if (s->recv_bb) {
+        grpc_byte_buffer_destroy(s->recv_bb);
+        s->recv_bb = NULL;
+    }
+    grpc_call_unref(s->call);
+    s->call = NULL;
+    set_subscribed(s, 0);
+    if (c->stopping) {
+        log_debug(c->log_name, "kubemq: subscription closed: %s", status);
+        return;
+    }
+    if (s->got_message || now - s->started_ms >= STABLE_AFTER_MS) {
+        s->backoff_ms = 0;
+        s->attempts = 0;
+    }
+    describe(s, desc, sizeof(desc));
+    if (!c->auto_reconnect) {
+        s->gave_up = 1;
+        note_set(s, n, KUBEMQ_SUB_GAVE_UP, LOG_LEVEL_ERROR,
+                 "subscription to %s ended: %s; not resubscribing (auto_reconnect is off)", desc,
+                 status);
+        return;
+    }
+    if (c->max_reconnects > 0 && s->attempts >= c->max_reconnects) {
+        s->gave_up = 1;
+        note_set(s, n, KUBEMQ_SUB_GAVE_UP, LOG_LEVEL_ERROR,
+                 "subscription to %s ended: %s; gave up after %d reconnects", desc, status,
+                 c->max_reconnects);
+        return;
+    }
+    schedule(s, s->backoff_ms);
+    /* Repeated failures of a stream that never opened are logged at debug. */
+    note_set(s, n, KUBEMQ_SUB_LOST,
+             s->opened || s->attempts == 0 ? LOG_LEVEL_WARN : LOG_LEVEL_DEBUG,
+             "subscription to %s lost: %s; resubscribing in %llu ms (attempt %d)", desc, status,
+             (unsigned long long)s->backoff_ms, s->attempts + 1);
+    s->attempts++;
+    s->backoff_ms = s->backoff_ms ? s->backoff_ms * 2 : BACKOFF_FIRST_MS;
+    if (s->backoff_ms > c->backoff_cap_ms) {
+        s->backoff_ms = c->backoff_cap_ms;
+    }
+}
+
+static void batch_done(struct kubemq_subscription *s, struct note *n)
+{
+    s->outstanding--;
+    if (s->outstanding == 0 && s->call) {
+        finish_stream(s, n);
+    }
+}
+
+static void on_send(struct kk_tag *t, int ok)
+{
+    struct kubemq_subscription *s = KK_CONTAINER_OF(t, struct kubemq_subscription, tag_send);
+    struct note n1 = {0}, n2 = {0};
+
+    pthread_mutex_lock(&s->client->mu);
+    if (s->send_bb) {
+        grpc_byte_buffer_destroy(s->send_bb);
+        s->send_bb = NULL;
+    }
+    if (ok && !s->status_received && !s->client->stopping) {
+        char desc[400];
+
+        describe(s, desc, sizeof(desc));
+        s->opened = 1;
+        set_subscribed(s, 1);
+        note_set(s, &n1, KUBEMQ_SUB_SUBSCRIBED, LOG_LEVEL_INFO, "%s to %s",
+                 s->ever_subscribed ? "resubscribed" : "subscribed", desc);
+        s->ever_subscribed = 1;
+    }
+    batch_done(s, &n2);
+    pthread_mutex_unlock(&s->client->mu);
+    note_fire(s, &n1);
+    note_fire(s, &n2);
+}
+
+static void on_meta(struct kk_tag *t, int ok)
+{
+    struct kubemq_subscription *s = KK_CONTAINER_OF(t, struct kubemq_subscription, tag_meta);
+    struct note n = {0};
+
+    (void)ok;
+    pthread_mutex_lock(&s->client->mu);
+    batch_done(s, &n);
+    pthread_mutex_unlock(&s->client->mu);
+    note_fire(s, &n);
+}
+
+static void on_status(struct kk_tag *t, int ok)
+{
+    struct kubemq_subscription *s = KK_CONTAINER_OF(t, struct kubemq_subscription, tag_status);
+    struct note n = {0};
+
+    (void)ok;
+    pthread_mutex_lock(&s->client->mu);
+    s->status_received = 1;
+    set_subscribed(s, 0);
+    batch_done(s, &n);
+    pthread_mutex_unlock(&s->client->mu);
+    note_fire(s, &n);
+}
+
+static struct kubemq_request *request_from(struct kubemq_subscription *s, Kubemq__Request *m)
+{
+    struct kubemq_request *r = calloc(1, sizeof(*r));
+
+    if (!r) {
+        return NULL;
+    }
+    if (m->requesttypedata == KUBEMQ__REQUEST__REQUEST_TYPE__Command) {
+        r->type = KUBEMQ_COMMAND;
+    } else if (m->requesttypedata == KUBEMQ__REQUEST__REQUEST_TYPE__Query) {
+        r->type = KUBEMQ_QUERY;
+    } else {
+        r->type = s->type;
+    }
+    r->id = m->requestid;
+    r->channel = m->channel;
+    r->reply_channel = m->replychannel;
+    r->client_id = m->clientid;
+    r->metadata = m->metadata;
+    r->body = m->body.data ? m->body.data : (const unsigned char *)"";
+    r->body_len = m->body.len;
+    r->timeout_ms = m->timeout;
+    r->priv = m;
+    return r;
+}
+
+void kubemq_request_free(struct kubemq_request *req)
+{
+    if (!req) {
+        return;
+    }
+    if (req->priv) {
+        kubemq__request__free_unpacked(req->priv, NULL);
+    }
+    free(req);
+}
+
+static void on_recv(struct kk_tag *t, int ok)
+{
+    struct kubemq_subscription *s = KK_CONTAINER_OF(t, struct kubemq_subscription, tag_recv);
+    struct kubemq_client *c = s->client;
+    struct note n = {0};
+    grpc_byte_buffer *bb;
+    Kubemq__Request *m;
+    struct kubemq_request *req;
+    int rc;
+
+    pthread_mutex_lock(&c->mu);
+    s->recv_armed = 0;
+    bb = s->recv_bb;
+    s->recv_bb = NULL;
+    if (!ok || !bb) {
+        s->recv_closed = 1; /* the status batch says why */
+        goto out;
+    }
+    m = kk_unpack(&kubemq__request__descriptor, bb);
+    grpc_byte_buffer_destroy(bb);
+    req = m ? request_from(s, m) : NULL;
+    if (!req) {
+        log_error(c->log_name, "kubemq: dropped a request on channel '%s': %s", s->channel,
+                  m ? "out of memory" : "malformed message");
+        if (m) {
+            kubemq__request__free_unpacked(m, NULL);
+        }
+        arm_recv(s);
+        goto out;
+    }
+    s->got_message = 1;
+    s->backoff_ms = 0;
+    s->attempts = 0;
+    c->last_activity_ms = kk_now_ms();
+    s->delivering = 1;
+    pthread_mutex_unlock(&c->mu);
+    rc = s->on_request(s->ctx, req);
+    pthread_mutex_lock(&c->mu);
+    s->delivering = 0;
+    if (rc != 0 && !s->resume_pending) {
+        s->paused = 1;
+    }
+    s->resume_pending = 0;
+    if (!c->stopping) {
+        arm_recv(s);
+    }
+out:
+    batch_done(s, &n);
+    pthread_mutex_unlock(&c->mu);
+    note_fire(s, &n);
+}
+
+void kubemq_subscription_pause(struct kubemq_subscription *s)
+{
+    pthread_mutex_lock(&s->client->mu);
+    s->paused = 1;
+    s->resume_pending = 0;
+    pthread_mutex_unlock(&s->client->mu);
+}
+
+void kubemq_subscription_resume(struct kubemq_subscription *s)
+{
+    pthread_mutex_lock(&s->client->mu);
+    if (s->delivering) {
+        s->resume_pending = 1; /* wins over the callback's "pause" */
+    }
+    s->paused = 0;
+    if (!s->client->stopping) {
+        arm_recv(s);
+    }
+    pthread_mutex_unlock(&s->client->mu);
+}
+
+/* Client's thread, mu held. */
+void kk_sub_start_stream(struct kubemq_subscription *s)
+{
+    struct kubemq_client *c = s->client;
+    Kubemq__Subscribe sub = KUBEMQ__SUBSCRIBE__INIT;
+    struct note n = {0};
+    grpc_op ops[3];
+    grpc_op op;
+
+    s->resubscribe_scheduled = 0;
+    s->call = grpc_channel_create_call(c->channel, NULL, GRPC_PROPAGATE_DEFAULTS, c->cq,
+                                       grpc_slice_from_static_string(M_SUBSCRIBE), NULL,
+                                       gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    if (!s->call) {
+        log_error(c->log_name, "kubemq: cannot create the subscription call");
+        schedule(s, c->backoff_cap_ms);
+        return;
+    }
+    grpc_metadata_array_init(&s->init_md);
+    grpc_metadata_array_init(&s->trail_md);
+    s->details = grpc_empty_slice();
+    s->status = GRPC_STATUS_UNKNOWN;
+    s->recv_bb = NULL;
+    s->recv_armed = 0;
+    s->recv_closed = 0;
+    s->status_received = 0;
+    s->got_message = 0;
+    s->opened = 0;
+    s->outstanding = 0;
+    s->started_ms = kk_now_ms();
+
+    sub.subscribetypedata = s->type == KUBEMQ_COMMAND ? KUBEMQ__SUBSCRIBE__SUBSCRIBE_TYPE__Commands
+                                                      : KUBEMQ__SUBSCRIBE__SUBSCRIBE_TYPE__Queries;
+    sub.clientid = c->client_id;
+    sub.channel = s->channel;
+    sub.group = s->group;
+    s->send_bb = kk_pack(&sub.base);
+
+    /* A: the Subscribe; WAIT_FOR_READY lets the channel's backoff pace us. */
+    memset(ops, 0, sizeof(ops));
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[0].flags = GRPC_INITIAL_METADATA_WAIT_FOR_READY;
+    ops[0].data.send_initial_metadata.count = c->has_auth ? 1 : 0;
+    ops[0].data.send_initial_metadata.metadata = c->has_auth ? &c->auth_md : NULL;
+    ops[1].op = GRPC_OP_SEND_MESSAGE;
+    ops[1].data.send_message.send_message = s->send_bb;
+    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    if (grpc_call_start_batch(s->call, ops, 3, &s->tag_send, NULL) != GRPC_CALL_OK) {
+        goto fail;
+    }
+    s->outstanding++;
+
+    /* B: headers, which KubeMQ sends only with the first request. */
+    memset(&op, 0, sizeof(op));
+    op.op = GRPC_OP_RECV_INITIAL_METADATA;
+    op.data.recv_initial_metadata.recv_initial_metadata = &s->init_md;
+    if (grpc_call_start_batch(s->call, &op, 1, &s->tag_meta, NULL) != GRPC_CALL_OK) {
+        goto fail;
+    }
+    s->outstanding++;
+
+    /* C: the status, the only sign that the stream ended. */
+    memset(&op, 0, sizeof(op));
+    op.op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    op.data.recv_status_on_client.trailing_metadata = &s->trail_md;
+    op.data.recv_status_on_client.status = &s->status;
+    op.data.recv_status_on_client.status_details = &s->details;
+    if (grpc_call_start_batch(s->call, &op, 1, &s->tag_status, NULL) != GRPC_CALL_OK) {
+        goto fail;
+    }
+    s->outstanding++;
+
+    /* D: one message (unless the daemon is full). */
+    arm_recv(s);
+    return;
+fail:
+    /* Cannot happen with a fresh call; the accepted batches still complete. */
+    log_error(c->log_name, "kubemq: cannot start the subscription batches");
+    grpc_call_cancel(s->call, NULL);
+    if (s->outstanding == 0) {
+        finish_stream(s, &n); /* logged; on_state hears of the next change */
+    }
+}
+
+/* mu held; any thread. */
+void kk_sub_cancel(struct kubemq_subscription *s)
+{
+    s->resubscribe_scheduled = 0;
+    if (s->call) {
+        grpc_call_cancel(s->call, NULL);
+    }
+}
+
+int kk_sub_idle(const struct kubemq_subscription *s)
+{
+    return s->call == NULL && s->outstanding == 0;
+}
+
+void kk_sub_free(struct kubemq_subscription *s)
+{
+    if (!s) {
+        return;
+    }
+    free(s->channel);
+    free(s->group);
+    free(s);
+}
+
+struct kubemq_subscription *
+kubemq_subscribe_requests(struct kubemq_client *c, enum kubemq_kind type, const char *channel,
+                          const char *group, kubemq_request_fn on_request, kubemq_state_fn on_state,
+                          void *ctx, char *err, size_t errlen)
+{
+    struct kubemq_subscription *s, **tail;
+
+    if (!channel || !channel[0]) {
+        snprintf(err, errlen, "subscription channel is empty");
+        return NULL;
+    }
+    if (!on_request) {
+        snprintf(err, errlen, "subscription needs a request callback");
+        return NULL;
+    }
+    if (type != KUBEMQ_COMMAND && type != KUBEMQ_QUERY) {
+        snprintf(err, errlen, "subscription type must be queries or commands");
+        return NULL;
+    }
+    s = calloc(1, sizeof(*s));
+    if (!s || !(s->channel = kk_strdup(channel)) || !(s->group = kk_strdup(group))) {
+        snprintf(err, errlen, "out of memory");
+        kk_sub_free(s);
+        return NULL;
+    }
+    s->client = c;
+    s->type = type;
+    s->on_request = on_request;
+    s->on_state = on_state;
+    s->ctx = ctx;
+    s->tag_send.done = on_send;
+    s->tag_meta.done = on_meta;
+    s->tag_status.done = on_status;
+    s->tag_recv.done = on_recv;
+    s->details = grpc_empty_slice();
+
+    pthread_mutex_lock(&c->mu);
+    if (c->stopping) {
+        pthread_mutex_unlock(&c->mu);
+        snprintf(err, errlen, "kubemq client is shutting down");
+        kk_sub_free(s);
+        return NULL;
+    }
+    for (tail = &c->subs; *tail; tail = &(*tail)->next) {
+    }
+    *tail = s;
+    schedule(s, 0); /* the client's thread opens the stream */
+    pthread_mutex_unlock(&c->mu);
+    return s;
+}
