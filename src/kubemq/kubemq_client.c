@@ -189,10 +189,11 @@ static int all_idle(const struct kubemq_client *c)
 static void tick(struct kubemq_client *c)
 {
     struct kubemq_subscription *s;
-    uint64_t now = kk_now_ms();
     grpc_channel *ch = NULL;
+    uint64_t now;
 
     pthread_mutex_lock(&c->mu);
+    now = kk_now_ms(); /* after the lock: last_activity_ms is never ahead of it */
     if (!c->stopping) {
         for (s = c->subs; s; s = s->next) {
             if (s->resubscribe_scheduled && now >= s->resubscribe_at && !s->call) {

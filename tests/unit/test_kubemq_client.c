@@ -4,6 +4,7 @@
  * in teardown. Waits are generous deadlines, never speed assertions. */
 #include "kubemq/kubemq_client.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -16,6 +17,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -31,7 +35,8 @@ extern char **environ;
 struct broker {
     pid_t pid;
     int port;
-    int out_fd; /* kept open: the broker may still write to stdout */
+    int control; /* HTTP JSON control port: GET /stats */
+    int out_fd;  /* kept open: the broker may still write to stdout */
     char address[64];
 };
 
@@ -57,8 +62,8 @@ static void sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
-/* Reads the broker's {"ready":true,"port":N} line. */
-static int read_ready(int fd, int *port)
+/* Reads the broker's {"ready":true,"port":N,"control":M} line. */
+static int read_ready(int fd, int *port, int *control)
 {
     char line[512];
     size_t len = 0;
@@ -83,7 +88,9 @@ static int read_ready(int fd, int *port)
                 return -1;
             }
             *port = atoi(k + 7);
-            return *port > 0 ? 0 : -1;
+            k = strstr(line, "\"control\":");
+            *control = k ? atoi(k + 10) : 0;
+            return *port > 0 && *control > 0 ? 0 : -1;
         }
     }
     return -1;
@@ -128,7 +135,7 @@ static int broker_spawn(struct broker *b, int port, const char *token)
         return -1;
     }
     b->out_fd = fds[0];
-    if (read_ready(b->out_fd, &b->port) < 0) {
+    if (read_ready(b->out_fd, &b->port, &b->control) < 0) {
         return -1;
     }
     snprintf(b->address, sizeof(b->address), "127.0.0.1:%d", b->port);
@@ -157,6 +164,74 @@ static void broker_stop(struct broker *b)
         close(b->out_fd);
         b->out_fd = 0;
     }
+}
+
+/* GET /stats from the control port into dst; 0 on a complete answer. */
+static int broker_stats(const struct broker *b, char *dst, size_t n)
+{
+    static const char req[] = "GET /stats HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+    struct sockaddr_in a;
+    size_t len = 0;
+    ssize_t r;
+    int fd;
+
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)b->control);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return -1;
+    }
+    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
+        write(fd, req, sizeof(req) - 1) != (ssize_t)(sizeof(req) - 1)) {
+        close(fd);
+        return -1;
+    }
+    while (len < n - 1 && (r = read(fd, dst + len, n - 1 - len)) > 0) {
+        len += (size_t)r;
+    }
+    close(fd);
+    dst[len] = '\0';
+    return strstr(dst, " 200 ") ? 0 : -1;
+}
+
+/* Live subscribers the broker counts on channel (all groups). */
+static int broker_subscribers(const struct broker *b, const char *channel)
+{
+    char stats[16384], key[128];
+    const char *p;
+    int total = 0;
+
+    if (broker_stats(b, stats, sizeof(stats)) < 0) {
+        return -1;
+    }
+    snprintf(key, sizeof(key), "\"%s\":{", channel);
+    p = strstr(stats, "\"subscribers\":");
+    p = p ? strstr(p, key) : NULL;
+    if (!p) {
+        return 0;
+    }
+    for (p += strlen(key); *p && *p != '}'; p++) {
+        if (*p == ':') {
+            total += atoi(p + 1);
+        }
+    }
+    return total;
+}
+
+/* Until the broker has `count` subscribers on channel (no settle sleeps). */
+static int broker_wait_subscribers(const struct broker *b, const char *channel, int count)
+{
+    uint64_t deadline = now_ms() + WAIT_MS;
+
+    while (broker_subscribers(b, channel) < count) {
+        if (now_ms() > deadline) {
+            return -1;
+        }
+        sleep_ms(20);
+    }
+    return 0;
 }
 
 /* Start on `port` (0: any); a just-freed port may take a moment. */
@@ -240,6 +315,8 @@ static int on_request(void *ctx, struct kubemq_request *req)
                      (const char *)req->body);
         if (strcmp(req->metadata, "fail") == 0) {
             kubemq_send_response(r->responder, req, 0, "boom", NULL, 0, NULL);
+        } else if (strcmp(req->metadata, "echo") == 0) {
+            kubemq_send_response(r->responder, req, 1, NULL, req->body, req->body_len, NULL);
         } else {
             kubemq_send_response(r->responder, req, 1, NULL, reply, (size_t)n, "meta-back");
         }
@@ -314,8 +391,6 @@ static int wait_subscribed(struct kubemq_subscription *s, int want, int ms)
         }
         sleep_ms(20);
     }
-    /* "Subscribed" means the Subscribe was written; let the broker register it. */
-    sleep_ms(300);
     return 0;
 }
 
@@ -423,6 +498,7 @@ static void test_query_round_trip(void **state)
                                   &f->rec, err, sizeof(err));
     assert_non_null(s);
     assert_int_equal(wait_subscribed(s, 1, WAIT_MS), 0);
+    assert_int_equal(broker_wait_subscribers(&f->b, "q.round", 1), 0);
     assert_int_equal(count_state(&f->rec, KUBEMQ_SUB_SUBSCRIBED), 1);
 
     for (i = 0; i < 20; i++) {
@@ -470,6 +546,7 @@ static void test_command_same_client(void **state)
                                   &f->rec, err, sizeof(err));
     assert_non_null(s);
     assert_int_equal(wait_subscribed(s, 1, WAIT_MS), 0);
+    assert_int_equal(broker_wait_subscribers(&f->b, "c.same", 1), 0);
     if (kubemq_send_request(f->c[0], KUBEMQ_COMMAND, "c.same", "do", 2, NULL, 5000, &r, err,
                             sizeof(err)) < 0) {
         fail_msg("send_request: %s", err);
@@ -530,6 +607,7 @@ static void test_pause_resume(void **state)
                                   err, sizeof(err));
     assert_non_null(s);
     assert_int_equal(wait_subscribed(s, 1, WAIT_MS), 0);
+    assert_int_equal(broker_wait_subscribers(&f->b, "q.bp", 1), 0);
     for (i = 0; i < 3; i++) {
         memset(&snd[i], 0, sizeof(snd[i]));
         snd[i].c = f->c[1];
@@ -612,6 +690,7 @@ static void test_broker_restart(void **state)
                                   &f->rec, err, sizeof(err));
     assert_non_null(s);
     assert_int_equal(wait_subscribed(s, 1, WAIT_MS), 0);
+    assert_int_equal(broker_wait_subscribers(&f->b, "q.restart", 1), 0);
     assert_int_equal(
         send_retry(f->c[1], KUBEMQ_QUERY, "q.restart", "a", NULL, &r, err, sizeof(err)), 0);
     kubemq_response_free(&r);
@@ -622,6 +701,7 @@ static void test_broker_restart(void **state)
     assert_int_equal(broker_start(&f->b, port, NULL), 0);
     assert_int_equal(f->b.port, port);
     assert_int_equal(wait_subscribed(s, 1, WAIT_MS), 0);
+    assert_int_equal(broker_wait_subscribers(&f->b, "q.restart", 1), 0);
     assert_true(count_state(&f->rec, KUBEMQ_SUB_SUBSCRIBED) >= 2);
     if (send_retry(f->c[1], KUBEMQ_QUERY, "q.restart", "b", NULL, &r, err, sizeof(err)) < 0) {
         fail_msg("after restart: %s", err);
@@ -655,6 +735,7 @@ static void test_auth_token(void **state)
                                   err, sizeof(err));
     assert_non_null(s);
     assert_int_equal(wait_subscribed(s, 1, WAIT_MS), 0);
+    assert_int_equal(broker_wait_subscribers(&f->b, "q.auth", 1), 0);
     if (kubemq_send_request(f->c[2], KUBEMQ_QUERY, "q.auth", "tok", 3, NULL, 5000, &r, err,
                             sizeof(err)) < 0) {
         fail_msg("with token: %s", err);
@@ -686,6 +767,163 @@ static void test_gives_up(void **state)
     assert_int_equal(count_state(&f->rec, KUBEMQ_SUB_LOST), 2);
     assert_int_equal(kubemq_subscription_subscribed(s), 0);
     assert_int_equal(f->rec.delivered, 0);
+}
+
+static void test_large_and_many_subscriptions(void **state)
+{
+    struct fx *f = *state;
+    struct kubemq_subscription *sq, *sc;
+    struct kubemq_response r;
+    size_t n = 5 * 1000 * 1000 + 7, i;
+    unsigned char *big = malloc(n);
+    char err[512];
+
+    /* Past gRPC's 4 MiB default in both directions; two streams on one client. */
+    assert_non_null(big);
+    for (i = 0; i < n; i++) {
+        big[i] = (unsigned char)(i * 31 + 7);
+    }
+    client(f, 0, "multi", NULL);
+    client(f, 1, "big-requester", NULL);
+    f->rec.responder = f->c[0];
+    sq = kubemq_subscribe_requests(f->c[0], KUBEMQ_QUERY, "q.big", NULL, on_request, NULL, &f->rec,
+                                   err, sizeof(err));
+    sc = kubemq_subscribe_requests(f->c[0], KUBEMQ_COMMAND, "c.big", NULL, on_request, NULL,
+                                   &f->rec, err, sizeof(err));
+    assert_non_null(sq);
+    assert_non_null(sc);
+    assert_int_equal(wait_subscribed(sq, 1, WAIT_MS), 0);
+    assert_int_equal(wait_subscribed(sc, 1, WAIT_MS), 0);
+    assert_int_equal(broker_wait_subscribers(&f->b, "q.big", 1), 0);
+    assert_int_equal(broker_wait_subscribers(&f->b, "c.big", 1), 0);
+    if (kubemq_send_request(f->c[1], KUBEMQ_QUERY, "q.big", big, n, "echo", 20000, &r, err,
+                            sizeof(err)) < 0) {
+        free(big);
+        fail_msg("large query: %s", err);
+    }
+    assert_int_equal(r.body_len, n);
+    assert_memory_equal(r.body, big, n);
+    kubemq_response_free(&r);
+    free(big);
+    assert_int_equal(kubemq_send_request(f->c[1], KUBEMQ_COMMAND, "c.big", "c", 1, NULL, 5000, &r,
+                                         err, sizeof(err)),
+                     0);
+    assert_int_equal(r.executed, 1);
+    assert_int_equal(f->rec.last_type, KUBEMQ_COMMAND);
+    kubemq_response_free(&r);
+}
+
+/* Connections the broker (IPv4, 127.0.0.1) accepted on port and still holds. */
+static int connections_to(int port)
+{
+    char line[512];
+    unsigned lport, rport, st;
+    int n = 0;
+    FILE *f = fopen("/proc/net/tcp", "r");
+
+    if (!f) {
+        return -1;
+    }
+    while (fgets(line, sizeof(line), f)) {
+        if (sscanf(line, " %*d: %*8x:%x %*8x:%x %x", &lport, &rport, &st) == 3 &&
+            lport == (unsigned)port && rport != 0 && st == 1) {
+            n++;
+        }
+    }
+    fclose(f);
+    return n;
+}
+
+static void test_one_connection_per_client(void **state)
+{
+    struct fx *f = *state;
+    struct kubemq_ping_result p;
+    char err[256];
+    uint64_t deadline;
+
+    /* gRPC would share one subchannel between identical channels. */
+    assert_int_equal(connections_to(f->b.port), 0);
+    client(f, 0, "conn-a", NULL);
+    client(f, 1, "conn-b", NULL);
+    assert_int_equal(kubemq_client_ping(f->c[0], 5000, &p, err, sizeof(err)), 0);
+    assert_int_equal(kubemq_client_ping(f->c[1], 5000, &p, err, sizeof(err)), 0);
+    assert_int_equal(connections_to(f->b.port), 2);
+    kubemq_client_destroy(f->c[1]);
+    f->c[1] = NULL;
+    deadline = now_ms() + WAIT_MS;
+    while (connections_to(f->b.port) != 1 && now_ms() < deadline) {
+        sleep_ms(20);
+    }
+    assert_int_equal(connections_to(f->b.port), 1);
+}
+
+/* Count of Ping calls the broker has seen. */
+static int broker_pings(const struct broker *b)
+{
+    char stats[16384];
+    const char *p;
+
+    if (broker_stats(b, stats, sizeof(stats)) < 0) {
+        return -1;
+    }
+    p = strstr(stats, "\"Ping\":");
+    return p ? atoi(p + 7) : 0;
+}
+
+static void test_idle_ping_and_signal_mask(void **state)
+{
+    struct fx *f = *state;
+    struct kubemq_client_opts o;
+    char err[256], path[300], line[256];
+    uint64_t deadline;
+    unsigned long long blk;
+    FILE *st;
+    DIR *d;
+    struct dirent *e;
+    int threads = 0;
+
+    kubemq_client_opts_init(&o);
+    o.address = f->b.address;
+    o.client_id = "idle";
+    o.ping_interval_ms = 200;
+    f->c[0] = kubemq_client_create(&o, err, sizeof(err));
+    assert_non_null(f->c[0]);
+    deadline = now_ms() + WAIT_MS;
+    while (broker_pings(&f->b) < 3 && now_ms() < deadline) {
+        sleep_ms(50);
+    }
+    assert_true(broker_pings(&f->b) >= 3);
+
+    /* Every thread but this one (gRPC's and the client's) blocks the
+     * signals the daemon's main thread waits for. */
+    d = opendir("/proc/self/task");
+    assert_non_null(d);
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.' || atoi(e->d_name) == (int)getpid()) {
+            continue;
+        }
+        snprintf(path, sizeof(path), "/proc/self/task/%s/status", e->d_name);
+        st = fopen(path, "r");
+        if (!st) {
+            continue;
+        }
+        blk = 0;
+        while (fgets(line, sizeof(line), st)) {
+            if (sscanf(line, "SigBlk: %llx", &blk) == 1) {
+                break;
+            }
+        }
+        fclose(st);
+        threads++;
+        if ((blk & (1ull << (SIGINT - 1))) == 0 || (blk & (1ull << (SIGTERM - 1))) == 0 ||
+            (blk & (1ull << (SIGHUP - 1))) == 0) {
+            closedir(d);
+            fail_msg("thread %s does not block SIGINT/SIGTERM/SIGHUP (SigBlk %llx)", e->d_name,
+                     blk);
+        }
+    }
+    closedir(d);
+    assert_true(threads >= 1);
 }
 
 static void test_bad_options(void **state)
@@ -750,6 +988,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_timeout_301, setup_plain, teardown),
         cmocka_unit_test_setup_teardown(test_pause_resume, setup_plain, teardown),
         cmocka_unit_test_setup_teardown(test_broker_restart, setup_plain, teardown),
+        cmocka_unit_test_setup_teardown(test_large_and_many_subscriptions, setup_plain, teardown),
+        cmocka_unit_test_setup_teardown(test_one_connection_per_client, setup_plain, teardown),
+        cmocka_unit_test_setup_teardown(test_idle_ping_and_signal_mask, setup_plain, teardown),
         cmocka_unit_test_setup_teardown(test_auth_token, setup_token, teardown),
         cmocka_unit_test_setup_teardown(test_gives_up, setup_token, teardown),
     };
