@@ -48,6 +48,18 @@ void kk_unary_cleanup(struct kk_unary *u)
     }
 }
 
+void kk_send_ops(struct kubemq_client *c, grpc_op ops[3], grpc_byte_buffer *bb, uint32_t md_flags)
+{
+    memset(ops, 0, 3 * sizeof(*ops));
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[0].flags = md_flags;
+    ops[0].data.send_initial_metadata.count = c->has_auth ? 1 : 0;
+    ops[0].data.send_initial_metadata.metadata = c->has_auth ? &c->auth_md : NULL;
+    ops[1].op = GRPC_OP_SEND_MESSAGE;
+    ops[1].data.send_message.send_message = bb;
+    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+}
+
 int kk_unary_start(struct kubemq_client *c, struct kk_unary *u, grpc_completion_queue *cq,
                    const char *method, const ProtobufCMessage *req, int deadline_ms,
                    uint32_t md_flags, void *tag, char *err, size_t errlen)
@@ -65,13 +77,7 @@ int kk_unary_start(struct kubemq_client *c, struct kk_unary *u, grpc_completion_
     }
     u->send_bb = kk_pack(req);
     memset(ops, 0, sizeof(ops));
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    ops[0].flags = md_flags;
-    ops[0].data.send_initial_metadata.count = c->has_auth ? 1 : 0;
-    ops[0].data.send_initial_metadata.metadata = c->has_auth ? &c->auth_md : NULL;
-    ops[1].op = GRPC_OP_SEND_MESSAGE;
-    ops[1].data.send_message.send_message = u->send_bb;
-    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    kk_send_ops(c, ops, u->send_bb, md_flags);
     ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
     ops[3].data.recv_initial_metadata.recv_initial_metadata = &u->init_md;
     ops[4].op = GRPC_OP_RECV_MESSAGE;

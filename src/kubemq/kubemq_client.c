@@ -196,7 +196,7 @@ static void tick(struct kubemq_client *c)
     now = kk_now_ms(); /* after the lock: last_activity_ms is never ahead of it */
     if (!c->stopping) {
         for (s = c->subs; s; s = s->next) {
-            if (s->resubscribe_scheduled && now >= s->resubscribe_at && !s->call) {
+            if (s->resubscribe_scheduled && now >= s->resubscribe_at && !s->st.call) {
                 kk_sub_start_stream(s);
             }
         }

@@ -22,7 +22,7 @@ struct kk_tag {
     void (*done)(struct kk_tag *t, int ok);
 };
 
-/* One unary call: the six-op batch and what it owns. */
+/* One call's buffers: a unary call's six-op batch, or a stream's four batches. */
 struct kk_unary {
     grpc_call *call;
     grpc_byte_buffer *send_bb;
@@ -43,18 +43,12 @@ struct kubemq_subscription {
     void *ctx;
     struct kubemq_subscription *next;
 
-    /* The current stream; call is NULL between streams. */
+    /* The current stream; st.call is NULL between streams. */
     struct kk_tag tag_send, tag_meta, tag_status, tag_recv;
-    grpc_call *call;
-    int outstanding; /* accepted batches not yet completed */
-    grpc_byte_buffer *send_bb;
-    grpc_byte_buffer *recv_bb;
-    grpc_metadata_array init_md;
-    grpc_metadata_array trail_md;
-    grpc_status_code status;
-    grpc_slice details;
-    int recv_armed;  /* a RECV_MESSAGE is posted */
-    int recv_closed; /* the stream delivered its last message */
+    struct kk_unary st; /* the same buffers as a unary call, in four batches */
+    int outstanding;    /* accepted batches not yet completed */
+    int recv_armed;     /* a RECV_MESSAGE is posted */
+    int recv_closed;    /* the stream delivered its last message */
     int status_received;
     int got_message;
     int opened; /* the Subscribe was written */
@@ -125,6 +119,8 @@ char *kk_strdup(const char *s);
 
 /* kubemq_call.c */
 void kk_unary_init(struct kk_unary *u);
+/* SEND_INITIAL_METADATA (auth) + SEND_MESSAGE(bb) + SEND_CLOSE_FROM_CLIENT. */
+void kk_send_ops(struct kubemq_client *c, grpc_op ops[3], grpc_byte_buffer *bb, uint32_t md_flags);
 /* Create the call on cq and start the one six-op batch with tag. */
 int kk_unary_start(struct kubemq_client *c, struct kk_unary *u, grpc_completion_queue *cq,
                    const char *method, const ProtobufCMessage *req, int deadline_ms,

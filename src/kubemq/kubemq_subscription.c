@@ -77,15 +77,15 @@ static void arm_recv(struct kubemq_subscription *s)
 {
     grpc_op op;
 
-    if (!s->call || s->recv_armed || s->recv_closed || s->status_received || s->paused) {
+    if (!s->st.call || s->recv_armed || s->recv_closed || s->status_received || s->paused) {
         return;
     }
     memset(&op, 0, sizeof(op));
     op.op = GRPC_OP_RECV_MESSAGE;
-    op.data.recv_message.recv_message = &s->recv_bb;
-    if (grpc_call_start_batch(s->call, &op, 1, &s->tag_recv, NULL) != GRPC_CALL_OK) {
+    op.data.recv_message.recv_message = &s->st.recv_bb;
+    if (grpc_call_start_batch(s->st.call, &op, 1, &s->tag_recv, NULL) != GRPC_CALL_OK) {
         s->recv_closed = 1;
-        grpc_call_cancel(s->call, NULL);
+        grpc_call_cancel(s->st.call, NULL);
         return;
     }
     s->recv_armed = 1;
@@ -106,21 +106,8 @@ static void finish_stream(struct kubemq_subscription *s, struct note *n)
     char status[512];
     char desc[400];
 
-    kk_status_text(c, s->status, s->details, status, sizeof(status));
-    grpc_slice_unref(s->details);
-    s->details = grpc_empty_slice();
-    grpc_metadata_array_destroy(&s->init_md);
-    grpc_metadata_array_destroy(&s->trail_md);
-    if (s->send_bb) {
-        grpc_byte_buffer_destroy(s->send_bb);
-        s->send_bb = NULL;
-    }
-    if (s->recv_bb) {
-        grpc_byte_buffer_destroy(s->recv_bb);
-        s->recv_bb = NULL;
-    }
-    grpc_call_unref(s->call);
-    s->call = NULL;
+    kk_status_text(c, s->st.status, s->st.details, status, sizeof(status));
+    kk_unary_cleanup(&s->st);
     set_subscribed(s, 0);
     if (c->stopping) {
         log_debug(c->log_name, "kubemq: subscription closed: %s", status);
@@ -161,7 +148,7 @@ static void finish_stream(struct kubemq_subscription *s, struct note *n)
 static void batch_done(struct kubemq_subscription *s, struct note *n)
 {
     s->outstanding--;
-    if (s->outstanding == 0 && s->call) {
+    if (s->outstanding == 0 && s->st.call) {
         finish_stream(s, n);
     }
 }
@@ -172,9 +159,9 @@ static void on_send(struct kk_tag *t, int ok)
     struct note n1 = {0}, n2 = {0};
 
     pthread_mutex_lock(&s->client->mu);
-    if (s->send_bb) {
-        grpc_byte_buffer_destroy(s->send_bb);
-        s->send_bb = NULL;
+    if (s->st.send_bb) {
+        grpc_byte_buffer_destroy(s->st.send_bb);
+        s->st.send_bb = NULL;
     }
     if (ok && !s->status_received && !s->client->stopping) {
         char desc[400];
@@ -267,8 +254,8 @@ static void on_recv(struct kk_tag *t, int ok)
 
     pthread_mutex_lock(&c->mu);
     s->recv_armed = 0;
-    bb = s->recv_bb;
-    s->recv_bb = NULL;
+    bb = s->st.recv_bb;
+    s->st.recv_bb = NULL;
     if (!ok || !bb) {
         s->recv_closed = 1; /* the status batch says why */
         goto out;
@@ -338,19 +325,16 @@ void kk_sub_start_stream(struct kubemq_subscription *s)
     grpc_op op;
 
     s->resubscribe_scheduled = 0;
-    s->call = grpc_channel_create_call(c->channel, NULL, GRPC_PROPAGATE_DEFAULTS, c->cq,
-                                       grpc_slice_from_static_string(M_SUBSCRIBE), NULL,
-                                       gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-    if (!s->call) {
+    kk_unary_init(&s->st);
+    s->st.call = grpc_channel_create_call(c->channel, NULL, GRPC_PROPAGATE_DEFAULTS, c->cq,
+                                          grpc_slice_from_static_string(M_SUBSCRIBE), NULL,
+                                          gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    if (!s->st.call) {
         log_error(c->log_name, "kubemq: cannot create the subscription call");
+        kk_unary_cleanup(&s->st);
         schedule(s, c->backoff_cap_ms);
         return;
     }
-    grpc_metadata_array_init(&s->init_md);
-    grpc_metadata_array_init(&s->trail_md);
-    s->details = grpc_empty_slice();
-    s->status = GRPC_STATUS_UNKNOWN;
-    s->recv_bb = NULL;
     s->recv_armed = 0;
     s->recv_closed = 0;
     s->status_received = 0;
@@ -364,18 +348,11 @@ void kk_sub_start_stream(struct kubemq_subscription *s)
     sub.clientid = c->client_id;
     sub.channel = s->channel;
     sub.group = s->group;
-    s->send_bb = kk_pack(&sub.base);
+    s->st.send_bb = kk_pack(&sub.base);
 
     /* A: the Subscribe; WAIT_FOR_READY lets the channel's backoff pace us. */
-    memset(ops, 0, sizeof(ops));
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    ops[0].flags = GRPC_INITIAL_METADATA_WAIT_FOR_READY;
-    ops[0].data.send_initial_metadata.count = c->has_auth ? 1 : 0;
-    ops[0].data.send_initial_metadata.metadata = c->has_auth ? &c->auth_md : NULL;
-    ops[1].op = GRPC_OP_SEND_MESSAGE;
-    ops[1].data.send_message.send_message = s->send_bb;
-    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-    if (grpc_call_start_batch(s->call, ops, 3, &s->tag_send, NULL) != GRPC_CALL_OK) {
+    kk_send_ops(c, ops, s->st.send_bb, GRPC_INITIAL_METADATA_WAIT_FOR_READY);
+    if (grpc_call_start_batch(s->st.call, ops, 3, &s->tag_send, NULL) != GRPC_CALL_OK) {
         goto fail;
     }
     s->outstanding++;
@@ -383,8 +360,8 @@ void kk_sub_start_stream(struct kubemq_subscription *s)
     /* B: headers, which KubeMQ sends only with the first request. */
     memset(&op, 0, sizeof(op));
     op.op = GRPC_OP_RECV_INITIAL_METADATA;
-    op.data.recv_initial_metadata.recv_initial_metadata = &s->init_md;
-    if (grpc_call_start_batch(s->call, &op, 1, &s->tag_meta, NULL) != GRPC_CALL_OK) {
+    op.data.recv_initial_metadata.recv_initial_metadata = &s->st.init_md;
+    if (grpc_call_start_batch(s->st.call, &op, 1, &s->tag_meta, NULL) != GRPC_CALL_OK) {
         goto fail;
     }
     s->outstanding++;
@@ -392,10 +369,10 @@ void kk_sub_start_stream(struct kubemq_subscription *s)
     /* C: the status, the only sign that the stream ended. */
     memset(&op, 0, sizeof(op));
     op.op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-    op.data.recv_status_on_client.trailing_metadata = &s->trail_md;
-    op.data.recv_status_on_client.status = &s->status;
-    op.data.recv_status_on_client.status_details = &s->details;
-    if (grpc_call_start_batch(s->call, &op, 1, &s->tag_status, NULL) != GRPC_CALL_OK) {
+    op.data.recv_status_on_client.trailing_metadata = &s->st.trail_md;
+    op.data.recv_status_on_client.status = &s->st.status;
+    op.data.recv_status_on_client.status_details = &s->st.details;
+    if (grpc_call_start_batch(s->st.call, &op, 1, &s->tag_status, NULL) != GRPC_CALL_OK) {
         goto fail;
     }
     s->outstanding++;
@@ -406,7 +383,7 @@ void kk_sub_start_stream(struct kubemq_subscription *s)
 fail:
     /* Cannot happen with a fresh call; the accepted batches still complete. */
     log_error(c->log_name, "kubemq: cannot start the subscription batches");
-    grpc_call_cancel(s->call, NULL);
+    grpc_call_cancel(s->st.call, NULL);
     if (s->outstanding == 0) {
         finish_stream(s, &n); /* logged; on_state hears of the next change */
     }
@@ -416,14 +393,14 @@ fail:
 void kk_sub_cancel(struct kubemq_subscription *s)
 {
     s->resubscribe_scheduled = 0;
-    if (s->call) {
-        grpc_call_cancel(s->call, NULL);
+    if (s->st.call) {
+        grpc_call_cancel(s->st.call, NULL);
     }
 }
 
 int kk_sub_idle(const struct kubemq_subscription *s)
 {
-    return s->call == NULL && s->outstanding == 0;
+    return s->st.call == NULL && s->outstanding == 0;
 }
 
 void kk_sub_free(struct kubemq_subscription *s)
@@ -470,7 +447,6 @@ kubemq_subscribe_requests(struct kubemq_client *c, enum kubemq_kind type, const 
     s->tag_meta.done = on_meta;
     s->tag_status.done = on_status;
     s->tag_recv.done = on_recv;
-    s->details = grpc_empty_slice();
 
     pthread_mutex_lock(&c->mu);
     if (c->stopping) {
