@@ -185,6 +185,17 @@ static int all_idle(const struct kubemq_client *c)
     return c->calls_inflight == 0 && !c->ping_inflight;
 }
 
+/* mu held, stopping: once nothing uses the channel, take it for destruction
+ * (outside mu), which completes the connectivity watch (state SHUTDOWN). */
+static grpc_channel *channel_to_destroy(struct kubemq_client *c)
+{
+    if (c->channel_destroyed || !all_idle(c)) {
+        return NULL;
+    }
+    c->channel_destroyed = 1;
+    return c->channel;
+}
+
 /* Client's thread, after every event and every poll. */
 static void tick(struct kubemq_client *c)
 {
@@ -205,11 +216,7 @@ static void tick(struct kubemq_client *c)
             kk_ping_start(c);
         }
     } else {
-        if (!c->channel_destroyed && all_idle(c)) {
-            /* Completes the connectivity watch (state SHUTDOWN). */
-            c->channel_destroyed = 1;
-            ch = c->channel;
-        }
+        ch = channel_to_destroy(c);
         if (c->channel_destroyed && !ch && !c->watch_armed && !c->cq_shutdown) {
             c->cq_shutdown = 1;
             grpc_completion_queue_shutdown(c->cq);
@@ -369,6 +376,7 @@ static void drain_without_thread(struct kubemq_client *c)
 void kubemq_client_destroy(struct kubemq_client *c)
 {
     struct kubemq_subscription *s, *next;
+    grpc_channel *ch;
 
     if (!c) {
         return;
@@ -382,7 +390,12 @@ void kubemq_client_destroy(struct kubemq_client *c)
         if (c->ping_inflight) {
             grpc_call_cancel(c->ping.call, NULL);
         }
+        /* Idle already: the watch's completion wakes the thread at once. */
+        ch = channel_to_destroy(c);
         pthread_mutex_unlock(&c->mu);
+        if (ch) {
+            grpc_channel_destroy(ch);
+        }
         pthread_join(c->thread, NULL);
     } else if (c->cq) {
         drain_without_thread(c);
