@@ -271,8 +271,8 @@ struct kubemq_client *kubemq_client_create(const struct kubemq_client_opts *o, c
         snprintf(err, errlen, "kubemq client_id is empty");
         return NULL;
     }
-    if (o->reconnect_interval_seconds < 0 || o->reconnect_interval_seconds > 3600) {
-        snprintf(err, errlen, "reconnect interval must be between 0 and 3600 seconds");
+    if (o->reconnect_interval_seconds < 0 || o->reconnect_interval_seconds > 86400) {
+        snprintf(err, errlen, "reconnect interval must be between 0 and 86400 seconds");
         return NULL;
     }
     c = calloc(1, sizeof(*c));
