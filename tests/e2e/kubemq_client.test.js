@@ -15,7 +15,7 @@ const kubemq = rigRequire('kubemq-js');
 const grpc = rigRequire('@grpc/grpc-js');
 const protoLoader = rigRequire('@grpc/proto-loader');
 const rig = require(path.join(RIG, 'lib.js'));
-const { startBroker, KUBEMQ_PROTO, KUBEMQ_LOADER_OPTS } = require(path.join(RIG, 'broker-lib.js'));
+const { startBroker, KUBEMQ_PROTO, KUBEMQ_LOADER_OPTS } = rig;
 
 const BIN = process.env.KK_BIN || path.join(__dirname, '..', '..', 'build', 'kubemq-kinesis');
 const TOKEN = 'e2e-s3cret-token';
