@@ -106,7 +106,10 @@ static void finish_stream(struct kubemq_subscription *s, struct note *n)
     char status[512];
     char desc[400];
 
-    kk_status_text(c, s->st.status, s->st.details, status, sizeof(status));
+    /* The status code too: operators match on it (14 = connection, 13 = server error). */
+    snprintf(status, sizeof(status), "%s (%d): %.*s", kk_status_name(s->st.status),
+             (int)s->st.status, (int)GRPC_SLICE_LENGTH(s->st.details),
+             (const char *)GRPC_SLICE_START_PTR(s->st.details));
     kk_unary_cleanup(&s->st);
     set_subscribed(s, 0);
     if (c->stopping) {
