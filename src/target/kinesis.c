@@ -1,10 +1,19 @@
-/* kinesis.c - the aws.kinesis target: settings and instance lifecycle.
- * (Methods land with the Kinesis target issue.) */
+/* kinesis.c - the aws.kinesis target: settings, lifecycle, method dispatch
+ * and the helpers every method shares (metadata, request body, reply). */
 #include "target/kinesis.h"
 
+#include "base/b64.h"
+#include "target/kinesis_call.h"
+#include "target/kinesis_validate.h"
+
+#include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
 
 struct kinesis_options {
     char *aws_key;
@@ -12,50 +21,580 @@ struct kinesis_options {
     char *region;
     char *token;
     char *endpoint;
+    char *ca_file;
+    long long connect_timeout_ms;
+    long long request_timeout_ms;
+    long long max_attempts;
+    int http2;
 };
 
 static const struct settings_entry kinesis_settings[] = {
-    {"aws_key", SETTINGS_STRING, "", 0, 0, 0, NULL, offsetof(struct kinesis_options, aws_key),
-     NULL, "AWS access key id; when empty, the standard AWS credential chain is used"},
+    {"aws_key", SETTINGS_STRING, "", 0, 0, 0, NULL, offsetof(struct kinesis_options, aws_key), NULL,
+     "AWS access key id; when empty, the standard AWS credential chain is used"},
     {"aws_secret_key", SETTINGS_STRING, "", SETTINGS_SECRET, 0, 0, NULL,
      offsetof(struct kinesis_options, aws_secret_key), NULL, "AWS secret access key"},
     {"region", SETTINGS_STRING, "", 0, 0, 0, NULL, offsetof(struct kinesis_options, region), NULL,
-     "AWS region; default AWS_REGION, else us-east-1"},
+     "AWS region; default AWS_REGION, else AWS_DEFAULT_REGION, else us-east-1"},
     {"token", SETTINGS_STRING, "", SETTINGS_SECRET, 0, 0, NULL,
      offsetof(struct kinesis_options, token), NULL, "AWS session token"},
     {"endpoint", SETTINGS_STRING, "", 0, 0, 0, NULL, offsetof(struct kinesis_options, endpoint),
      NULL, "endpoint URL override (else AWS_ENDPOINT_URL_KINESIS, AWS_ENDPOINT_URL)"},
+    {"ca_file", SETTINGS_STRING, "", 0, 0, 0, NULL, offsetof(struct kinesis_options, ca_file), NULL,
+     "PEM file of CA certificates to verify the endpoint with (default: system roots)"},
+    {"connect_timeout_ms", SETTINGS_INT, "5000", 0, 1, 600000, NULL,
+     offsetof(struct kinesis_options, connect_timeout_ms), NULL,
+     "TCP+TLS connect timeout per attempt"},
+    {"request_timeout_ms", SETTINGS_INT, "30000", 0, 1, 3600000, NULL,
+     offsetof(struct kinesis_options, request_timeout_ms), NULL,
+     "whole HTTP exchange timeout per attempt"},
+    {"max_attempts", SETTINGS_INT, "3", 0, 1, 20, NULL,
+     offsetof(struct kinesis_options, max_attempts), NULL,
+     "attempts per AWS call (throttling, 5xx, transport errors) and per put_records entry"},
+    {"http2", SETTINGS_BOOL, "false", 0, 0, 0, NULL, offsetof(struct kinesis_options, http2), NULL,
+     "use HTTP/2 to the endpoint when it offers it"},
     {NULL, 0, NULL, 0, 0, 0, NULL, 0, NULL, NULL},
 };
 
 static const char *const kinesis_aliases[] = {"target.aws.kinesis", NULL};
 static const char *const kinesis_deprecated[] = {"target.aws.kenisis", NULL};
 
-static void *kinesis_create(struct loop *loop, const json_t *props, const char *binding,
-                            const char *where, struct errs *errs)
+/* The order error messages and the README list them in. */
+static const struct kinesis_method methods[] = {
+    {"list_streams", kinesis_list_streams, 0},
+    {"create_stream", kinesis_create_stream, 0},
+    {"delete_stream", kinesis_delete_stream, 0},
+    {"describe_stream", kinesis_describe_stream, 0},
+    {"list_shards", kinesis_list_shards, 0},
+    {"list_stream_consumers", kinesis_list_stream_consumers, 0},
+    {"create_stream_consumer", kinesis_create_stream_consumer, 0},
+    {"get_shard_iterator", kinesis_get_shard_iterator, 0},
+    {"put_record", kinesis_put_record, 0},
+    {"put_records", kinesis_put_records, 0},
+    {"get_records", kinesis_get_records, 0},
+    {"put", kinesis_put, 1},
+    {"create", kinesis_create_stream, 1},
+    {NULL, NULL, 0},
+};
+
+const char *kinesis_method_names(void)
+{
+    static char names[512];
+    size_t i, len = 0;
+
+    if (names[0]) {
+        return names;
+    }
+    for (i = 0; methods[i].name; i++) {
+        len += (size_t)snprintf(names + len, sizeof(names) - len, "%s%s", i ? ", " : "",
+                                methods[i].name);
+    }
+    return names;
+}
+
+/* ---------------------------------------------------------------- setup */
+
+static int check_region(const char *r)
+{
+    size_t i, n = strlen(r);
+
+    if (n < 1 || n > 64) {
+        return -1;
+    }
+    for (i = 0; i < n; i++) {
+        if (!((r[i] >= 'a' && r[i] <= 'z') || (r[i] >= '0' && r[i] <= '9') || r[i] == '-')) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static const char *env_first(const char *a, const char *b)
+{
+    const char *v = getenv(a);
+
+    if (v && *v) {
+        return v;
+    }
+    v = b ? getenv(b) : NULL;
+    return v && *v ? v : NULL;
+}
+
+static void seed_rng(struct kinesis *k)
+{
+    uint64_t s = 0;
+
+    if (getrandom(&s, sizeof(s), GRND_NONBLOCK) != (ssize_t)sizeof(s)) {
+        s = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+    }
+    k->rng = s | 1;
+}
+
+void *kinesis_instance_create(struct loop *loop, const json_t *props, const char *binding,
+                              const char *where, const struct aws_transport *transport,
+                              struct errs *errs)
 {
     struct kinesis_options o;
+    struct aws_client_options ao;
+    struct kinesis *k = NULL;
+    const char *region, *endpoint;
+    char err[512];
+    int before = errs->count;
 
-    (void)loop;
-    (void)binding;
     memset(&o, 0, sizeof(o));
     settings_apply(kinesis_settings, props, &o, where, errs);
+    if (errs->count != before) {
+        goto fail;
+    }
+    region = *o.region ? o.region : env_first("AWS_REGION", "AWS_DEFAULT_REGION");
+    if (!region) {
+        region = "us-east-1";
+    }
+    if (check_region(region) < 0) {
+        errs_add(errs, "%s: region: must be an AWS region name like us-east-1, got \"%s\"", where,
+                 region);
+    }
+    endpoint = *o.endpoint ? o.endpoint : env_first("AWS_ENDPOINT_URL_KINESIS", "AWS_ENDPOINT_URL");
+    if (endpoint && strncmp(endpoint, "http://", 7) != 0 && strncmp(endpoint, "https://", 8) != 0) {
+        errs_add(errs, "%s: endpoint: must be an http:// or https:// URL, got \"%s\"", where,
+                 endpoint);
+    }
+    if (*o.aws_key && !*o.aws_secret_key) {
+        errs_add(errs, "%s: aws_secret_key: is required when aws_key is set", where);
+    }
+    if (!*o.aws_key && *o.aws_secret_key) {
+        errs_add(errs, "%s: aws_key: is required when aws_secret_key is set", where);
+    }
+    if (*o.ca_file && access(o.ca_file, R_OK) != 0) {
+        errs_add(errs, "%s: ca_file: cannot read \"%s\"", where, o.ca_file);
+    }
+    if (errs->count != before || !loop) {
+        goto fail;
+    }
+
+    k = calloc(1, sizeof(*k));
+    if (!k || !(k->binding = strdup(binding ? binding : ""))) {
+        errs_add(errs, "%s: out of memory", where);
+        goto fail;
+    }
+    k->loop = loop;
+    k->max_attempts = (int)o.max_attempts;
+    k->retry_base_ms = 100;
+    k->retry_cap_ms = 5000;
+    seed_rng(k);
+
+    memset(&ao, 0, sizeof(ao));
+    ao.service = "kinesis";
+    ao.target_prefix = "Kinesis_20131202";
+    ao.region = region;
+    ao.endpoint = endpoint;
+    ao.access_key = *o.aws_key ? o.aws_key : NULL;
+    ao.secret_key = *o.aws_secret_key ? o.aws_secret_key : NULL;
+    ao.session_token = *o.token ? o.token : NULL;
+    ao.ca_file = *o.ca_file ? o.ca_file : NULL;
+    ao.connect_timeout_ms = (long)o.connect_timeout_ms;
+    ao.request_timeout_ms = (long)o.request_timeout_ms;
+    ao.max_attempts = (int)o.max_attempts;
+    ao.http2 = o.http2;
+    ao.transport = transport;
+    k->aws = aws_client_create(loop, &ao, err, sizeof(err));
+    if (!k->aws) {
+        errs_add(errs, "%s: %s", where, err);
+        goto fail;
+    }
+    settings_free(kinesis_settings, &o);
+    return k;
+
+fail:
+    if (k) {
+        free(k->binding);
+        free(k);
+    }
     settings_free(kinesis_settings, &o);
     return NULL;
 }
 
+static void *kinesis_create(struct loop *loop, const json_t *props, const char *binding,
+                            const char *where, struct errs *errs)
+{
+    return kinesis_instance_create(loop, props, binding, where, NULL, errs);
+}
+
 static void kinesis_destroy(void *instance)
 {
-    (void)instance;
+    struct kinesis *k = instance;
+
+    if (!k) {
+        return;
+    }
+    k->stopping = 1;
+    /* Completes in-flight calls (TransportError); their steps cannot send
+     * again while stopping. What is left waits on a backoff timer. */
+    aws_client_destroy(k->aws);
+    k->aws = NULL;
+    while (k->calls) {
+        kinesis_call_fail(k->calls, "aws.kinesis: target stopped before the request finished");
+    }
+    free(k->binding);
+    free(k);
 }
+
+/* ------------------------------------------------------------ the calls */
+
+static void call_free(struct kinesis_call *c)
+{
+    if (loop_timer_armed(&c->timer)) {
+        loop_timer_stop(c->k->loop, &c->timer);
+    }
+    if (c->state_free && c->state) {
+        c->state_free(c->state);
+    }
+    buf_free(&c->body);
+    if (c->prev) {
+        c->prev->next = c->next;
+    } else {
+        c->k->calls = c->next;
+    }
+    if (c->next) {
+        c->next->prev = c->prev;
+    }
+    free(c);
+}
+
+void kinesis_call_finish(struct kinesis_call *c)
+{
+    target_done_fn done = c->done;
+    void *ctx = c->ctx;
+
+    call_free(c);
+    done(ctx);
+}
+
+static void call_verror(struct kinesis_call *c, const char *fmt, va_list ap)
+{
+    char msg[1024];
+
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    envelope_reply_set_error(c->reply, "%s", msg);
+}
+
+void kinesis_call_error(struct kinesis_call *c, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    call_verror(c, fmt, ap);
+    va_end(ap);
+}
+
+void kinesis_call_fail(struct kinesis_call *c, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    call_verror(c, fmt, ap);
+    va_end(ap);
+    kinesis_call_finish(c);
+}
+
+static void on_aws_done(void *ctx, const struct aws_response *r)
+{
+    struct kinesis_call *c = ctx;
+
+    c->step(c, r);
+}
+
+int kinesis_call_send(struct kinesis_call *c, const char *operation, kinesis_step_fn step)
+{
+    if (c->body_err) {
+        kinesis_call_fail(c, "request: too large for one %s call", operation);
+        return -1;
+    }
+    if (c->k->stopping || !c->k->aws) {
+        kinesis_call_fail(c, "aws.kinesis: target stopped before the request finished");
+        return -1;
+    }
+    c->step = step;
+    if (aws_client_call(c->k->aws, operation, buf_str(&c->body), c->body.len, on_aws_done, c) < 0) {
+        kinesis_call_fail(c, "aws.kinesis: out of memory starting %s", operation);
+        return -1;
+    }
+    return 0;
+}
+
+int kinesis_reply_aws_error(struct kinesis_call *c, const struct aws_response *r)
+{
+    if (!r->error_type && r->status >= 200 && r->status < 300) {
+        return 0;
+    }
+    if (!r->error_type) {
+        kinesis_call_error(c, "HTTPError: Kinesis answered with HTTP status %ld", r->status);
+    } else if (r->error_message && *r->error_message) {
+        kinesis_call_error(c, "%s: %s", r->error_type, r->error_message);
+    } else {
+        kinesis_call_error(c, "%s", r->error_type);
+    }
+    return 1;
+}
+
+static int body_is_empty(const char *p, size_t n)
+{
+    size_t i, braces = 0, other = 0;
+
+    for (i = 0; i < n; i++) {
+        if (p[i] == '{' || p[i] == '}') {
+            braces++;
+        } else if (p[i] != ' ' && p[i] != '\n' && p[i] != '\r' && p[i] != '\t') {
+            other++;
+        }
+    }
+    return other == 0 && braces <= 2;
+}
+
+void kinesis_reply_ok(struct kinesis_call *c, const char *body, size_t len)
+{
+    if (envelope_reply_meta_set(c->reply, "result", "ok") < 0 ||
+        (!body_is_empty(body, len) && envelope_reply_set_data(c->reply, body, len) < 0)) {
+        kinesis_call_error(c, "aws.kinesis: out of memory building the reply");
+    }
+}
+
+json_t *kinesis_parse_response(struct kinesis_call *c, const struct aws_response *r)
+{
+    json_error_t jerr;
+    json_t *root = json_loadb(r->body ? r->body : "", r->body_len, 0, &jerr);
+
+    if (!json_is_object(root)) {
+        json_decref(root);
+        kinesis_call_error(c, "InvalidResponse: Kinesis answered with a body that is not a JSON "
+                              "object");
+        return NULL;
+    }
+    return root;
+}
+
+void kinesis_step_plain(struct kinesis_call *c, const struct aws_response *r)
+{
+    if (!kinesis_reply_aws_error(c, r)) {
+        kinesis_reply_ok(c, r->body, r->body_len);
+    }
+    kinesis_call_finish(c);
+}
+
+static uint64_t rng_next(struct kinesis *k)
+{
+    /* xorshift64*: jitter needs speed, not secrecy. */
+    k->rng ^= k->rng >> 12;
+    k->rng ^= k->rng << 25;
+    k->rng ^= k->rng >> 27;
+    return k->rng * 0x2545F4914F6CDD1DULL;
+}
+
+uint64_t kinesis_backoff_ms(struct kinesis *k, int attempt)
+{
+    uint64_t cap = (uint64_t)k->retry_base_ms;
+    int i;
+
+    for (i = 1; i < attempt && cap < (uint64_t)k->retry_cap_ms; i++) {
+        cap *= 2;
+    }
+    if (cap > (uint64_t)k->retry_cap_ms) {
+        cap = (uint64_t)k->retry_cap_ms;
+    }
+    return rng_next(k) % (cap + 1);
+}
+
+/* ------------------------------------------------------------- metadata */
+
+int kinesis_arg(struct kinesis_call *c, const char *key, int required, kinesis_check_fn check,
+                const char **out)
+{
+    const char *v = envelope_meta(c->req, key);
+    char err[512];
+
+    *out = v;
+    if (!v) {
+        if (!required) {
+            return 0;
+        }
+        if (c->method_defaulted) {
+            kinesis_call_error(c,
+                               "%s: is required for %s (the default method when \"method\" is "
+                               "absent; valid methods: %s)",
+                               key, c->m->name, kinesis_method_names());
+        } else {
+            kinesis_call_error(c, "%s: is required for %s", key, c->m->name);
+        }
+        return -1;
+    }
+    if (check && check(key, v, err, sizeof(err)) < 0) {
+        kinesis_call_error(c, "%s", err);
+        return -1;
+    }
+    return 0;
+}
+
+int kinesis_arg_stream(struct kinesis_call *c, int required, const char **out)
+{
+    const char *a = envelope_meta(c->req, "stream_name");
+    const char *b = envelope_meta(c->req, "stream");
+    const char *key = c->m->legacy ? "stream" : "stream_name";
+
+    if (a && b && strcmp(a, b) != 0) {
+        kinesis_call_error(c,
+                           "stream_name: conflicts with stream (\"%.128s\" vs \"%.128s\"); they "
+                           "are two spellings of one key",
+                           a, b);
+        return -1;
+    }
+    if (a || b) {
+        key = a ? "stream_name" : "stream";
+    }
+    return kinesis_arg(c, key, required, kinesis_check_name, out);
+}
+
+int kinesis_arg_int(struct kinesis_call *c, const char *key, long long min, long long max,
+                    long long *out, int *present)
+{
+    const char *v = envelope_meta(c->req, key);
+
+    if (present) {
+        *present = v != NULL;
+    }
+    if (!v) {
+        return 0;
+    }
+    if (settings_parse_int(v, min, max, out) < 0) {
+        kinesis_call_error(c, "%s: must be an integer from %lld to %lld, got \"%.64s\"", key, min,
+                           max, v);
+        return -1;
+    }
+    return 0;
+}
+
+int kinesis_arg_bool(struct kinesis_call *c, const char *key, int *out, int *present)
+{
+    const char *v = envelope_meta(c->req, key);
+
+    if (present) {
+        *present = v != NULL;
+    }
+    if (!v) {
+        return 0;
+    }
+    if (settings_parse_bool(v, out) < 0) {
+        kinesis_call_error(c, "%s: must be true or false, got \"%.64s\"", key, v);
+        return -1;
+    }
+    return 0;
+}
+
+/* ----------------------------------------------------------------- body */
+
+void kinesis_body_begin(struct kinesis_call *c)
+{
+    buf_reset(&c->body);
+    c->body_err = buf_append_char(&c->body, '{') < 0;
+}
+
+static void body_key(struct kinesis_call *c, const char *name)
+{
+    if (c->body.len > 1) {
+        c->body_err |= buf_append_char(&c->body, ',') < 0;
+    }
+    c->body_err |= buf_append_json_str(&c->body, name, strlen(name)) < 0;
+    c->body_err |= buf_append_char(&c->body, ':') < 0;
+}
+
+void kinesis_body_strn(struct kinesis_call *c, const char *name, const char *v, size_t n)
+{
+    body_key(c, name);
+    c->body_err |= buf_append_json_str(&c->body, v, n) < 0;
+}
+
+void kinesis_body_str(struct kinesis_call *c, const char *name, const char *v)
+{
+    kinesis_body_strn(c, name, v, strlen(v));
+}
+
+void kinesis_body_b64(struct kinesis_call *c, const char *name, const void *p, size_t n)
+{
+    body_key(c, name);
+    c->body_err |= buf_append_char(&c->body, '"') < 0;
+    c->body_err |= b64_encode(p, n, &c->body) < 0;
+    c->body_err |= buf_append_char(&c->body, '"') < 0;
+}
+
+void kinesis_body_int(struct kinesis_call *c, const char *name, long long v)
+{
+    body_key(c, name);
+    c->body_err |= buf_appendf(&c->body, "%lld", v) < 0;
+}
+
+void kinesis_body_raw(struct kinesis_call *c, const char *name, const char *v)
+{
+    body_key(c, name);
+    c->body_err |= buf_append_str(&c->body, v) < 0;
+}
+
+void kinesis_body_end(struct kinesis_call *c)
+{
+    c->body_err |= buf_append_char(&c->body, '}') < 0;
+}
+
+/* ------------------------------------------------------------- dispatch */
 
 static void kinesis_execute(void *instance, const struct envelope_request *req,
                             struct envelope_reply *reply, target_done_fn done, void *ctx)
 {
-    (void)instance;
-    (void)req;
-    envelope_reply_set_error(reply, "aws.kinesis: not built yet");
-    done(ctx);
+    struct kinesis *k = instance;
+    struct kinesis_call *c = calloc(1, sizeof(*c));
+    const char *name;
+    size_t i;
+
+    if (!c) {
+        envelope_reply_set_error(reply, "aws.kinesis: out of memory");
+        done(ctx);
+        return;
+    }
+    c->k = k;
+    c->req = req;
+    c->reply = reply;
+    c->done = done;
+    c->ctx = ctx;
+    buf_init(&c->body, BUF_DEFAULT_MAX);
+    loop_timer_init(&c->timer);
+    c->next = k->calls;
+    if (k->calls) {
+        k->calls->prev = c;
+    }
+    k->calls = c;
+
+    if (req->not_json) {
+        kinesis_call_fail(c, "request: the body is not a JSON request envelope; send "
+                             "{\"metadata\":{\"method\":\"...\",...},\"data\":...}");
+        return;
+    }
+    name = envelope_meta(req, "method");
+    if (!name) {
+        name = "put";
+        c->method_defaulted = 1;
+    }
+    for (i = 0; methods[i].name; i++) {
+        if (strcmp(methods[i].name, name) == 0) {
+            c->m = &methods[i];
+            break;
+        }
+    }
+    if (!c->m) {
+        kinesis_call_fail(c, "method: unknown method \"%.64s\"; valid methods: %s", name,
+                          kinesis_method_names());
+        return;
+    }
+    if (k->stopping) {
+        kinesis_call_fail(c, "aws.kinesis: target is stopping");
+        return;
+    }
+    c->m->start(c);
 }
 
 const struct target_kind kinesis_target_kind = {

@@ -16,15 +16,15 @@
 typedef void (*target_done_fn)(void *ctx);
 
 struct target_kind {
-    const char *kind;                     /* canonical: "aws.kinesis" */
-    const char *const *aliases;           /* NULL-terminated */
-    const char *const *deprecated;        /* accepted with a warning naming `kind` */
+    const char *kind;              /* canonical: "aws.kinesis" */
+    const char *const *aliases;    /* NULL-terminated */
+    const char *const *deprecated; /* accepted with a warning naming `kind` */
     const struct settings_entry *settings;
     /* Validate props (all problems into errs, prefixed by where) and build
      * the instance. With loop NULL only validate (--check): no network,
      * no instance; returns NULL and the caller looks at errs. */
-    void *(*create)(struct loop *loop, const json_t *props, const char *binding,
-                    const char *where, struct errs *errs);
+    void *(*create)(struct loop *loop, const json_t *props, const char *binding, const char *where,
+                    struct errs *errs);
     void (*destroy)(void *instance);
     /* Run req, fill reply (already initialised by the caller), then call
      * done(ctx) exactly once on the loop thread - possibly before execute

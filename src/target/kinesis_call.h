@@ -1,0 +1,131 @@
+/* kinesis_call.h - the aws.kinesis target's internals, shared by its files.
+ *
+ * One request = one struct kinesis_call: a small step machine on the
+ * engine loop. A method's start function reads and validates metadata
+ * (no network on any error), builds the AWS request body in c->body and
+ * sends it; each AWS answer runs the next step, and the last step fills
+ * the reply and finishes the call (done(ctx), then the call is freed). */
+#ifndef KK_TARGET_KINESIS_CALL_H
+#define KK_TARGET_KINESIS_CALL_H
+
+#include "aws/aws_client.h"
+#include "base/buf.h"
+#include "base/envelope.h"
+#include "base/loop.h"
+#include "target/target.h"
+
+#include <jansson.h>
+#include <stdint.h>
+
+struct kinesis_call;
+
+struct kinesis {
+    struct loop *loop;
+    struct aws_client *aws;
+    char *binding;
+    int max_attempts;   /* also bounds put_records entry resends */
+    long retry_base_ms; /* put_records resend backoff */
+    long retry_cap_ms;
+    uint64_t rng;               /* jitter */
+    int stopping;               /* destroy in progress: no new AWS calls */
+    struct kinesis_call *calls; /* live calls */
+};
+
+struct kinesis_method {
+    const char *name;
+    void (*start)(struct kinesis_call *c);
+    int legacy; /* seed 001 form: the stream key is spelled "stream" */
+};
+
+typedef void (*kinesis_step_fn)(struct kinesis_call *c, const struct aws_response *r);
+
+struct kinesis_call {
+    struct kinesis *k;
+    const struct kinesis_method *m;
+    const struct envelope_request *req;
+    struct envelope_reply *reply;
+    target_done_fn done;
+    void *ctx;
+    int method_defaulted; /* no "method": seed 001's default put */
+    struct kinesis_call *prev, *next;
+    struct buf body;         /* the AWS request being sent */
+    int body_err;            /* an append to body failed (too large) */
+    kinesis_step_fn step;    /* runs when the AWS call completes */
+    struct loop_timer timer; /* backoff between put_records resends */
+    void *state;             /* the method's own state */
+    void (*state_free)(void *state);
+};
+
+/* ---- lifecycle (kinesis.c) ---- */
+
+/* Set the reply's error (is_error true). The call goes on until finished. */
+void kinesis_call_error(struct kinesis_call *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Hand the reply back (done) and free the call. c is gone afterwards. */
+void kinesis_call_finish(struct kinesis_call *c);
+/* kinesis_call_error + kinesis_call_finish. */
+void kinesis_call_fail(struct kinesis_call *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Send c->body as <operation>; step runs with the answer. Returns 0, or
+ * -1 when the call was failed and finished (c is gone). */
+int kinesis_call_send(struct kinesis_call *c, const char *operation, kinesis_step_fn step);
+/* A step for methods whose reply is the AWS response as it is. */
+void kinesis_step_plain(struct kinesis_call *c, const struct aws_response *r);
+/* If r is an error: put "<Type>: <message>" in the reply and return 1. */
+int kinesis_reply_aws_error(struct kinesis_call *c, const struct aws_response *r);
+/* result=ok and data = body (null when body is empty or "{}"). */
+void kinesis_reply_ok(struct kinesis_call *c, const char *body, size_t len);
+/* Parse an AWS 2xx body as a JSON object; on failure the reply gets an
+ * InvalidResponse error and NULL comes back. */
+json_t *kinesis_parse_response(struct kinesis_call *c, const struct aws_response *r);
+/* Milliseconds of full-jitter backoff before resend number `attempt` (1..). */
+uint64_t kinesis_backoff_ms(struct kinesis *k, int attempt);
+
+/* ---- request metadata (kinesis.c) ---- */
+
+typedef int (*kinesis_check_fn)(const char *key, const char *v, char *err, size_t errlen);
+
+/* The value of key in *out (NULL when absent or empty). Absent and
+ * required: "<key>: is required for <method>". Present: check(v) must
+ * pass. Returns 0, or -1 with the reply's error set. */
+int kinesis_arg(struct kinesis_call *c, const char *key, int required, kinesis_check_fn check,
+                const char **out);
+/* stream_name, or its alias stream (seed 001). */
+int kinesis_arg_stream(struct kinesis_call *c, int required, const char **out);
+/* An integer in [min, max]; *out keeps its value when the key is absent. */
+int kinesis_arg_int(struct kinesis_call *c, const char *key, long long min, long long max,
+                    long long *out, int *present);
+int kinesis_arg_bool(struct kinesis_call *c, const char *key, int *out, int *present);
+
+/* ---- request body, a JSON object built in c->body ---- */
+
+void kinesis_body_begin(struct kinesis_call *c);
+void kinesis_body_str(struct kinesis_call *c, const char *name, const char *v);
+void kinesis_body_strn(struct kinesis_call *c, const char *name, const char *v, size_t n);
+/* p[0..n) as a base64 string (a Kinesis blob). */
+void kinesis_body_b64(struct kinesis_call *c, const char *name, const void *p, size_t n);
+void kinesis_body_int(struct kinesis_call *c, const char *name, long long v);
+/* v is JSON text already (a number, true/false, base64 in quotes, ...). */
+void kinesis_body_raw(struct kinesis_call *c, const char *name, const char *v);
+void kinesis_body_end(struct kinesis_call *c);
+
+/* ---- methods ---- */
+
+/* kinesis_admin.c */
+void kinesis_list_streams(struct kinesis_call *c);
+void kinesis_create_stream(struct kinesis_call *c);
+void kinesis_delete_stream(struct kinesis_call *c);
+void kinesis_describe_stream(struct kinesis_call *c);
+void kinesis_list_shards(struct kinesis_call *c);
+void kinesis_list_stream_consumers(struct kinesis_call *c);
+void kinesis_create_stream_consumer(struct kinesis_call *c);
+/* kinesis_put.c */
+void kinesis_put_record(struct kinesis_call *c);
+void kinesis_put(struct kinesis_call *c); /* seed 001: random key when absent */
+/* kinesis_put_records.c */
+void kinesis_put_records(struct kinesis_call *c);
+/* kinesis_get.c */
+void kinesis_get_shard_iterator(struct kinesis_call *c);
+void kinesis_get_records(struct kinesis_call *c);
+
+#endif

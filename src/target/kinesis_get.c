@@ -1,0 +1,431 @@
+/* kinesis_get.c - get_shard_iterator and get_records.
+ *
+ * get_records has three forms (SPEC §4):
+ *   shard_iterator_id            GetRecords
+ *   stream_name + shard_id       GetShardIterator, GetRecords
+ *   stream_name alone            ListShards (all pages), then per shard in
+ *                                order GetShardIterator + GetRecords until
+ *                                `limit` records in all (seed 000's form) */
+#include "target/kinesis_call.h"
+#include "target/kinesis_validate.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* GetRecords may answer short while the shard still holds more (MillisBehind
+ * > 0): follow NextShardIterator this many times per shard at most. */
+#define GR_CALLS_PER_SHARD 5
+
+struct iter_args {
+    const char *type;
+    const char *seq;
+    double ts;
+    int has_ts;
+};
+
+static int iterator_args(struct kinesis_call *c, int type_required, struct iter_args *a)
+{
+    memset(a, 0, sizeof(*a));
+    if (kinesis_arg(c, "shard_iterator_type", type_required, kinesis_check_iterator_type,
+                    &a->type) < 0) {
+        return -1;
+    }
+    if (!a->type) {
+        a->type = "TRIM_HORIZON";
+    }
+    if (kinesis_iterator_needs_sequence(a->type)) {
+        if (kinesis_arg(c, "starting_sequence_number", 0, kinesis_check_sequence_number, &a->seq) <
+            0) {
+            return -1;
+        }
+        if (!a->seq) {
+            kinesis_call_error(c,
+                               "starting_sequence_number: is required for %s with "
+                               "shard_iterator_type %s",
+                               c->m->name, a->type);
+            return -1;
+        }
+    }
+    if (kinesis_iterator_needs_timestamp(a->type)) {
+        const char *ts = envelope_meta(c->req, "timestamp");
+        char err[512];
+        if (!ts) {
+            kinesis_call_error(c, "timestamp: is required for %s with shard_iterator_type %s",
+                               c->m->name, a->type);
+            return -1;
+        }
+        if (kinesis_parse_timestamp("timestamp", ts, &a->ts, err, sizeof(err)) < 0) {
+            kinesis_call_error(c, "%s", err);
+            return -1;
+        }
+        a->has_ts = 1;
+    }
+    return 0;
+}
+
+static void iterator_body(struct kinesis_call *c, const char *stream, const char *shard,
+                          const struct iter_args *a)
+{
+    char ts[64];
+
+    kinesis_body_begin(c);
+    kinesis_body_str(c, "StreamName", stream);
+    kinesis_body_str(c, "ShardId", shard);
+    kinesis_body_str(c, "ShardIteratorType", a->type);
+    if (a->seq) {
+        kinesis_body_str(c, "StartingSequenceNumber", a->seq);
+    }
+    if (a->has_ts) {
+        snprintf(ts, sizeof(ts), "%.3f", a->ts);
+        kinesis_body_raw(c, "Timestamp", ts);
+    }
+    kinesis_body_end(c);
+}
+
+/* --------------------------------------------------- get_shard_iterator */
+
+static void shard_iterator_done(struct kinesis_call *c, const struct aws_response *r)
+{
+    json_t *root;
+    const char *it;
+
+    if (kinesis_reply_aws_error(c, r)) {
+        kinesis_call_finish(c);
+        return;
+    }
+    root = kinesis_parse_response(c, r);
+    if (root) {
+        it = json_string_value(json_object_get(root, "ShardIterator"));
+        kinesis_reply_ok(c, r->body, r->body_len);
+        if (it && envelope_reply_meta_set(c->reply, "shard_iterator", it) < 0) {
+            kinesis_call_error(c, "aws.kinesis: out of memory building the reply");
+        }
+        json_decref(root);
+    }
+    kinesis_call_finish(c);
+}
+
+void kinesis_get_shard_iterator(struct kinesis_call *c)
+{
+    const char *stream, *shard;
+    struct iter_args a;
+
+    if (kinesis_arg_stream(c, 1, &stream) < 0 ||
+        kinesis_arg(c, "shard_id", 1, kinesis_check_name, &shard) < 0 ||
+        iterator_args(c, 1, &a) < 0) {
+        kinesis_call_finish(c);
+        return;
+    }
+    iterator_body(c, stream, shard, &a);
+    kinesis_call_send(c, "GetShardIterator", shard_iterator_done);
+}
+
+/* ---------------------------------------------------------- get_records */
+
+struct gr_state {
+    long long limit;
+    const char *stream;
+    struct iter_args it;
+    json_t *shards; /* shard ids, ListShards order */
+    size_t shard_idx;
+    int calls_on_shard;
+    json_t *records;   /* every record so far, each with its ShardId */
+    json_t *per_shard; /* [{ShardId, NextShardIterator, MillisBehindLatest}] */
+    json_int_t max_behind;
+};
+
+static void gr_free(void *p)
+{
+    struct gr_state *s = p;
+
+    json_decref(s->shards);
+    json_decref(s->records);
+    json_decref(s->per_shard);
+    free(s);
+}
+
+static void records_body(struct kinesis_call *c, const char *iterator, long long limit)
+{
+    kinesis_body_begin(c);
+    kinesis_body_str(c, "ShardIterator", iterator);
+    kinesis_body_int(c, "Limit", limit);
+    kinesis_body_end(c);
+}
+
+/* Single-shard forms: the reply is GetRecords' answer as it is. */
+static void single_records_done(struct kinesis_call *c, const struct aws_response *r)
+{
+    json_t *root, *behind;
+    const char *next;
+    char num[32];
+
+    if (kinesis_reply_aws_error(c, r)) {
+        kinesis_call_finish(c);
+        return;
+    }
+    root = kinesis_parse_response(c, r);
+    if (root) {
+        next = json_string_value(json_object_get(root, "NextShardIterator"));
+        behind = json_object_get(root, "MillisBehindLatest");
+        kinesis_reply_ok(c, r->body, r->body_len);
+        if (next && envelope_reply_meta_set(c->reply, "next_shard_iterator", next) < 0) {
+            kinesis_call_error(c, "aws.kinesis: out of memory building the reply");
+        }
+        if (json_is_integer(behind)) {
+            snprintf(num, sizeof(num), "%lld", (long long)json_integer_value(behind));
+            if (envelope_reply_meta_set(c->reply, "millis_behind_latest", num) < 0) {
+                kinesis_call_error(c, "aws.kinesis: out of memory building the reply");
+            }
+        }
+        json_decref(root);
+    }
+    kinesis_call_finish(c);
+}
+
+/* The ShardIterator member of a GetShardIterator answer, or NULL (error set). */
+static json_t *iterator_of(struct kinesis_call *c, const struct aws_response *r, const char **it)
+{
+    json_t *root;
+
+    if (kinesis_reply_aws_error(c, r)) {
+        return NULL;
+    }
+    root = kinesis_parse_response(c, r);
+    *it = json_string_value(json_object_get(root, "ShardIterator"));
+    if (root && !*it) {
+        json_decref(root);
+        kinesis_call_error(c, "InvalidResponse: GetShardIterator answered without ShardIterator");
+        return NULL;
+    }
+    return root;
+}
+
+static void single_iterator_done(struct kinesis_call *c, const struct aws_response *r)
+{
+    struct gr_state *s = c->state;
+    const char *it;
+    json_t *root = iterator_of(c, r, &it);
+
+    if (!root) {
+        kinesis_call_finish(c);
+        return;
+    }
+    records_body(c, it, s->limit);
+    json_decref(root);
+    kinesis_call_send(c, "GetRecords", single_records_done);
+}
+
+/* Stream-only form. */
+static void multi_next_shard(struct kinesis_call *c);
+
+static void multi_finish(struct kinesis_call *c)
+{
+    struct gr_state *s = c->state;
+    json_t *data = json_object();
+    char num[32];
+    char *text;
+
+    json_object_set(data, "Records", s->records);
+    json_object_set_new(data, "MillisBehindLatest", json_integer(s->max_behind));
+    json_object_set(data, "Shards", s->per_shard);
+    /* ApproximateArrivalTimestamp is epoch seconds with milliseconds. */
+    text = json_dumps(data, JSON_COMPACT | JSON_REAL_PRECISION(15));
+    json_decref(data);
+    snprintf(num, sizeof(num), "%lld", (long long)s->max_behind);
+    if (!text || envelope_reply_meta_set(c->reply, "result", "ok") < 0 ||
+        envelope_reply_meta_set(c->reply, "millis_behind_latest", num) < 0 ||
+        envelope_reply_set_data(c->reply, text, strlen(text)) < 0) {
+        kinesis_call_error(c, "aws.kinesis: out of memory building the reply");
+    }
+    free(text);
+    kinesis_call_finish(c);
+}
+
+static void multi_records_done(struct kinesis_call *c, const struct aws_response *r)
+{
+    struct gr_state *s = c->state;
+    const char *shard = json_string_value(json_array_get(s->shards, s->shard_idx));
+    json_t *root = NULL, *recs, *rec, *behind, *next, *entry;
+    json_int_t b = 0;
+    size_t i;
+
+    if (kinesis_reply_aws_error(c, r) || !(root = kinesis_parse_response(c, r))) {
+        kinesis_call_finish(c);
+        return;
+    }
+    recs = json_object_get(root, "Records");
+    behind = json_object_get(root, "MillisBehindLatest");
+    next = json_object_get(root, "NextShardIterator");
+    json_array_foreach(recs, i, rec)
+    {
+        if (json_is_object(rec)) {
+            json_object_set_new(rec, "ShardId", json_string(shard));
+            json_array_append(s->records, rec);
+        }
+    }
+    if (json_is_integer(behind)) {
+        b = json_integer_value(behind);
+        if (b > s->max_behind) {
+            s->max_behind = b;
+        }
+    }
+    /* One entry per shard visited; a follow-up call replaces it. */
+    entry = json_pack("{s:s,s:O,s:I}", "ShardId", shard, "NextShardIterator",
+                      next ? next : json_null(), "MillisBehindLatest", b);
+    if (s->calls_on_shard > 1) {
+        json_array_set_new(s->per_shard, json_array_size(s->per_shard) - 1, entry);
+    } else {
+        json_array_append_new(s->per_shard, entry);
+    }
+    s->limit -= (long long)json_array_size(recs);
+    if (s->limit > 0 && json_is_string(next) && b > 0 && s->calls_on_shard < GR_CALLS_PER_SHARD) {
+        s->calls_on_shard++;
+        records_body(c, json_string_value(next), s->limit);
+        json_decref(root);
+        kinesis_call_send(c, "GetRecords", multi_records_done);
+        return;
+    }
+    json_decref(root);
+    s->shard_idx++;
+    multi_next_shard(c);
+}
+
+static void multi_iterator_done(struct kinesis_call *c, const struct aws_response *r)
+{
+    struct gr_state *s = c->state;
+    const char *it;
+    json_t *root = iterator_of(c, r, &it);
+
+    if (!root) {
+        kinesis_call_finish(c);
+        return;
+    }
+    s->calls_on_shard = 1;
+    records_body(c, it, s->limit);
+    json_decref(root);
+    kinesis_call_send(c, "GetRecords", multi_records_done);
+}
+
+static void multi_next_shard(struct kinesis_call *c)
+{
+    struct gr_state *s = c->state;
+
+    if (s->limit <= 0 || s->shard_idx >= json_array_size(s->shards)) {
+        multi_finish(c);
+        return;
+    }
+    iterator_body(c, s->stream, json_string_value(json_array_get(s->shards, s->shard_idx)), &s->it);
+    kinesis_call_send(c, "GetShardIterator", multi_iterator_done);
+}
+
+static void multi_shards_done(struct kinesis_call *c, const struct aws_response *r)
+{
+    struct gr_state *s = c->state;
+    json_t *root = NULL, *shards, *sh;
+    const char *token;
+    size_t i;
+
+    if (kinesis_reply_aws_error(c, r) || !(root = kinesis_parse_response(c, r))) {
+        kinesis_call_finish(c);
+        return;
+    }
+    shards = json_object_get(root, "Shards");
+    json_array_foreach(shards, i, sh)
+    {
+        json_t *id = json_object_get(sh, "ShardId");
+        if (json_is_string(id)) {
+            json_array_append(s->shards, id);
+        }
+    }
+    token = json_string_value(json_object_get(root, "NextToken"));
+    if (token && json_array_size(shards) > 0) {
+        kinesis_body_begin(c);
+        kinesis_body_str(c, "NextToken", token);
+        kinesis_body_end(c);
+        json_decref(root);
+        kinesis_call_send(c, "ListShards", multi_shards_done);
+        return;
+    }
+    json_decref(root);
+    multi_next_shard(c);
+}
+
+static int check_iterator(const char *key, const char *v, char *err, size_t errlen)
+{
+    size_t n = strlen(v);
+
+    if (n < 1 || n > 512) {
+        snprintf(err, errlen, "%s: must be 1 to 512 characters (a shard iterator), got %zu", key,
+                 n);
+        return -1;
+    }
+    return 0;
+}
+
+void kinesis_get_records(struct kinesis_call *c)
+{
+    const char *a = envelope_meta(c->req, "shard_iterator_id");
+    const char *b = envelope_meta(c->req, "shard_iterator");
+    const char *iterator, *shard;
+    struct gr_state *s;
+
+    s = calloc(1, sizeof(*s));
+    if (!s) {
+        kinesis_call_fail(c, "aws.kinesis: out of memory");
+        return;
+    }
+    c->state = s;
+    c->state_free = gr_free;
+    s->limit = 1;
+    if (a && b && strcmp(a, b) != 0) {
+        kinesis_call_fail(c, "shard_iterator_id: conflicts with shard_iterator; they are two "
+                             "spellings of one key");
+        return;
+    }
+    if (kinesis_arg(c, a || !b ? "shard_iterator_id" : "shard_iterator", 0, check_iterator,
+                    &iterator) < 0 ||
+        kinesis_arg_int(c, "limit", 1, KINESIS_MAX_LIMIT, &s->limit, NULL) < 0) {
+        kinesis_call_finish(c);
+        return;
+    }
+    if (iterator) {
+        records_body(c, iterator, s->limit);
+        kinesis_call_send(c, "GetRecords", single_records_done);
+        return;
+    }
+    if (kinesis_arg_stream(c, 0, &s->stream) < 0 ||
+        kinesis_arg(c, "shard_id", 0, kinesis_check_name, &shard) < 0 ||
+        iterator_args(c, 0, &s->it) < 0) {
+        kinesis_call_finish(c);
+        return;
+    }
+    if (!s->stream) {
+        kinesis_call_fail(c, "shard_iterator_id: is required for get_records (or stream_name, "
+                             "with or without shard_id)");
+        return;
+    }
+    if (shard) {
+        iterator_body(c, s->stream, shard, &s->it);
+        kinesis_call_send(c, "GetShardIterator", single_iterator_done);
+        return;
+    }
+    if (s->it.seq) {
+        kinesis_call_fail(c,
+                          "shard_id: is required for get_records with shard_iterator_type %s "
+                          "(a sequence number belongs to one shard)",
+                          s->it.type);
+        return;
+    }
+    s->shards = json_array();
+    s->records = json_array();
+    s->per_shard = json_array();
+    if (!s->shards || !s->records || !s->per_shard) {
+        kinesis_call_fail(c, "aws.kinesis: out of memory");
+        return;
+    }
+    kinesis_body_begin(c);
+    kinesis_body_str(c, "StreamName", s->stream);
+    kinesis_body_end(c);
+    kinesis_call_send(c, "ListShards", multi_shards_done);
+}

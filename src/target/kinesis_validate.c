@@ -1,0 +1,249 @@
+/* kinesis_validate.c - client-side checks with the Kinesis limits. */
+#include "target/kinesis_validate.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static const char *const iterator_types[] = {
+    "AT_SEQUENCE_NUMBER", "AFTER_SEQUENCE_NUMBER", "TRIM_HORIZON", "LATEST", "AT_TIMESTAMP", NULL,
+};
+
+size_t kinesis_utf8_chars(const char *s, size_t n)
+{
+    size_t i, count = 0;
+
+    for (i = 0; i < n; i++) {
+        if (((unsigned char)s[i] & 0xC0) != 0x80) {
+            count++;
+        }
+    }
+    return count;
+}
+
+int kinesis_check_name(const char *key, const char *v, char *err, size_t errlen)
+{
+    size_t i, n = strlen(v);
+
+    if (n < 1 || n > 128) {
+        snprintf(err, errlen, "%s: must be 1 to 128 characters, got %zu", key, n);
+        return -1;
+    }
+    for (i = 0; i < n; i++) {
+        char ch = v[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '_' || ch == '.' || ch == '-')) {
+            snprintf(err, errlen,
+                     "%s: may contain only letters, digits, '_', '.' and '-' "
+                     "([a-zA-Z0-9_.-]{1,128}), got \"%s\"",
+                     key, v);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int kinesis_check_partition_keyn(const char *key, const char *v, size_t n, char *err, size_t errlen)
+{
+    size_t chars = kinesis_utf8_chars(v, n);
+
+    if (chars < 1 || chars > KINESIS_MAX_PARTITION_KEY) {
+        snprintf(err, errlen, "%s: must be 1 to 256 characters, got %zu", key, chars);
+        return -1;
+    }
+    return 0;
+}
+
+int kinesis_check_partition_key(const char *key, const char *v, char *err, size_t errlen)
+{
+    return kinesis_check_partition_keyn(key, v, strlen(v), err, errlen);
+}
+
+static int all_digits(const char *v, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        if (v[i] < '0' || v[i] > '9') {
+            return 0;
+        }
+    }
+    return n > 0;
+}
+
+int kinesis_check_hash_key(const char *key, const char *v, char *err, size_t errlen)
+{
+    static const char max[] = "340282366920938463463374607431768211455"; /* 2^128-1 */
+    size_t n = strlen(v);
+
+    if (!all_digits(v, n) || (n > 1 && v[0] == '0') || n > sizeof(max) - 1 ||
+        (n == sizeof(max) - 1 && strcmp(v, max) > 0)) {
+        snprintf(err, errlen,
+                 "%s: must be a decimal integer from 0 to 2^128-1 "
+                 "(340282366920938463463374607431768211455), got \"%.64s\"",
+                 key, v);
+        return -1;
+    }
+    return 0;
+}
+
+int kinesis_check_sequence_number(const char *key, const char *v, char *err, size_t errlen)
+{
+    size_t n = strlen(v);
+
+    if (!all_digits(v, n) || (n > 1 && v[0] == '0') || n > 129) {
+        snprintf(err, errlen,
+                 "%s: must be a sequence number (digits, 0|[1-9][0-9]{0,128}), got \"%.64s\"", key,
+                 v);
+        return -1;
+    }
+    return 0;
+}
+
+int kinesis_check_iterator_type(const char *key, const char *v, char *err, size_t errlen)
+{
+    size_t i;
+
+    for (i = 0; iterator_types[i]; i++) {
+        if (strcmp(v, iterator_types[i]) == 0) {
+            return 0;
+        }
+    }
+    snprintf(err, errlen,
+             "%s: must be one of AT_SEQUENCE_NUMBER, AFTER_SEQUENCE_NUMBER, TRIM_HORIZON, "
+             "LATEST, AT_TIMESTAMP, got \"%.64s\"",
+             key, v);
+    return -1;
+}
+
+int kinesis_iterator_needs_sequence(const char *type)
+{
+    return strcmp(type, "AT_SEQUENCE_NUMBER") == 0 || strcmp(type, "AFTER_SEQUENCE_NUMBER") == 0;
+}
+
+int kinesis_iterator_needs_timestamp(const char *type)
+{
+    return strcmp(type, "AT_TIMESTAMP") == 0;
+}
+
+int kinesis_check_arn(const char *key, const char *v, char *err, size_t errlen)
+{
+    size_t n = strlen(v);
+
+    if (n < 5 || strncmp(v, "arn:", 4) != 0 || n > 2048) {
+        snprintf(err, errlen,
+                 "%s: must be an ARN (\"arn:...\", at most 2048 characters), got \"%.64s\"", key,
+                 v);
+        return -1;
+    }
+    return 0;
+}
+
+int kinesis_check_token(const char *key, const char *v, char *err, size_t errlen)
+{
+    size_t n = strlen(v);
+
+    if (n < 1 || n > 1048576) {
+        snprintf(err, errlen, "%s: must be 1 to 1048576 characters", key);
+        return -1;
+    }
+    return 0;
+}
+
+/* Read exactly n digits. */
+static int digits(const char **p, int n, int *out)
+{
+    int v = 0;
+
+    while (n-- > 0) {
+        if (**p < '0' || **p > '9') {
+            return -1;
+        }
+        v = v * 10 + (**p - '0');
+        (*p)++;
+    }
+    *out = v;
+    return 0;
+}
+
+static int parse_rfc3339(const char *v, double *out)
+{
+    const char *p = v;
+    struct tm tm;
+    int year, mon, day, hh, mm, ss, oh = 0, om = 0, sign = 0;
+    double frac = 0, scale = 0.1;
+    time_t t;
+
+    memset(&tm, 0, sizeof(tm));
+    if (digits(&p, 4, &year) || *p++ != '-' || digits(&p, 2, &mon) || *p++ != '-' ||
+        digits(&p, 2, &day) || (*p != 'T' && *p != 't' && *p != ' ')) {
+        return -1;
+    }
+    p++;
+    if (digits(&p, 2, &hh) || *p++ != ':' || digits(&p, 2, &mm) || *p++ != ':' ||
+        digits(&p, 2, &ss)) {
+        return -1;
+    }
+    if (*p == '.') {
+        p++;
+        if (*p < '0' || *p > '9') {
+            return -1;
+        }
+        while (*p >= '0' && *p <= '9') {
+            frac += (*p - '0') * scale;
+            scale /= 10;
+            p++;
+        }
+    }
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        sign = *p == '+' ? 1 : -1;
+        p++;
+        if (digits(&p, 2, &oh) || *p++ != ':' || digits(&p, 2, &om) || oh > 23 || om > 59) {
+            return -1;
+        }
+    } else {
+        return -1;
+    }
+    if (*p || mon < 1 || mon > 12 || day < 1 || day > 31 || hh > 23 || mm > 59 || ss > 60) {
+        return -1;
+    }
+    tm.tm_year = year - 1900;
+    tm.tm_mon = mon - 1;
+    tm.tm_mday = day;
+    tm.tm_hour = hh;
+    tm.tm_min = mm;
+    tm.tm_sec = ss;
+    t = timegm(&tm);
+    *out = (double)t - sign * (oh * 3600 + om * 60) + frac;
+    return 0;
+}
+
+int kinesis_parse_timestamp(const char *key, const char *v, double *out, char *err, size_t errlen)
+{
+    const char *p = v;
+    char *end;
+    double d;
+
+    /* Epoch seconds: digits with an optional fraction, nothing else. */
+    while (*p >= '0' && *p <= '9') {
+        p++;
+    }
+    if (p != v && (*p == '\0' || (*p == '.' && p[1] >= '0' && p[1] <= '9'))) {
+        d = strtod(v, &end);
+        if (*end == '\0' && d >= 0 && d < 1e11) {
+            *out = d;
+            return 0;
+        }
+    }
+    if (parse_rfc3339(v, out) == 0 && *out >= 0) {
+        return 0;
+    }
+    snprintf(err, errlen,
+             "%s: must be an RFC 3339 date-time (2024-01-31T12:00:00Z) or epoch seconds, "
+             "got \"%.64s\"",
+             key, v);
+    return -1;
+}
