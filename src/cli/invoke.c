@@ -1,12 +1,200 @@
-/* invoke.c - placeholder until the invoke subcommand lands. */
+/* invoke.c - `kubemq-kinesis invoke`: one request envelope from stdin
+ * through one binding's target, the reply envelope on stdout. No broker. */
 #include "cli/cli.h"
 
+#include "base/buf.h"
+#include "base/envelope.h"
+#include "base/errs.h"
+#include "base/log.h"
+#include "base/loop.h"
+#include "base/settings.h"
+#include "binding/config.h"
+#include "target/target.h"
+
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct invoke {
+    int finished;
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: kubemq-kinesis invoke --config FILE --binding NAME [--log-level LEVEL]\n"
+               "  reads one request envelope ({\"metadata\":{...},\"data\":...}) on stdin,\n"
+               "  runs it through the binding's target and prints the reply envelope.\n");
+}
+
+/* All of stdin, at most max bytes; -1 when larger or unreadable. */
+static int read_stdin(struct buf *in, size_t max)
+{
+    char chunk[65536];
+    ssize_t n;
+
+    for (;;) {
+        n = read(STDIN_FILENO, chunk, sizeof(chunk));
+        if (n == 0) {
+            return 0;
+        }
+        if (n < 0) {
+            return -1;
+        }
+        if (in->len + (size_t)n > max || buf_append(in, chunk, (size_t)n) < 0) {
+            return -1;
+        }
+    }
+}
+
+static void on_done(void *ctx)
+{
+    struct invoke *iv = ctx;
+
+    iv->finished = 1;
+}
+
+/* The binding's handling of one request. Middleware (log, retry, rate
+ * limit, metadata defaults) goes between here and the target. */
+static void invoke_execute(const struct config_binding *b, void *instance,
+                           const struct envelope_request *req, struct envelope_reply *reply,
+                           struct invoke *iv)
+{
+    b->target_kind->execute(instance, req, reply, on_done, iv);
+}
+
+static int print_reply(const struct envelope_reply *reply)
+{
+    struct buf out = BUF_INIT((size_t)256 << 20);
+    int rc = 0;
+
+    if (envelope_reply_serialize(reply, &out) < 0 || buf_append_char(&out, '\n') < 0 ||
+        fwrite(out.data, 1, out.len, stdout) != out.len || fflush(stdout) != 0) {
+        fprintf(stderr, "kubemq-kinesis invoke: cannot write the reply\n");
+        rc = -1;
+    }
+    buf_free(&out);
+    return rc;
+}
+
+static int raw_payload(const struct config_binding *b)
+{
+    const char *v = json_string_value(json_object_get(b->source.props, "do_not_parse_payload"));
+    int raw = 0;
+
+    return v && settings_parse_bool(v, &raw) == 0 && raw;
+}
 
 int cli_invoke(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "kubemq-kinesis: 'invoke' is not built yet\n");
-    return CLI_EXIT_FAIL;
+    const char *config_path = NULL, *binding = NULL;
+    struct config cfg;
+    struct errs errs;
+    struct loop *loop = NULL;
+    void *instance = NULL;
+    const struct config_binding *b = NULL;
+    struct envelope_request req;
+    struct envelope_reply reply;
+    struct buf in = BUF_INIT(ENVELOPE_MAX_BODY + 1);
+    struct invoke iv = {0};
+    char err[512], where[300];
+    enum log_level level = LOG_LEVEL_ERROR;
+    int i, rc = CLI_EXIT_CONFIG, loaded = 0;
+
+    for (i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+            config_path = argv[++i];
+        } else if (strcmp(argv[i], "--binding") == 0 && i + 1 < argc) {
+            binding = argv[++i];
+        } else if (strcmp(argv[i], "--log-level") == 0 && i + 1 < argc) {
+            if (log_level_parse(argv[++i], &level) < 0) {
+                fprintf(stderr, "kubemq-kinesis invoke: --log-level: must be error, warn, info "
+                                "or debug\n");
+                return CLI_EXIT_CONFIG;
+            }
+        } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return CLI_EXIT_OK;
+        } else {
+            fprintf(stderr, "kubemq-kinesis invoke: unknown or incomplete argument \"%s\"\n",
+                    argv[i]);
+            usage(stderr);
+            return CLI_EXIT_CONFIG;
+        }
+    }
+    if (!binding) {
+        fprintf(stderr, "kubemq-kinesis invoke: --binding NAME is required\n");
+        usage(stderr);
+        return CLI_EXIT_CONFIG;
+    }
+    log_setup(level, LOG_FORMAT_TEXT);
+    envelope_request_init(&req);
+    envelope_reply_init(&reply);
+    errs_init(&errs);
+    memset(&cfg, 0, sizeof(cfg));
+
+    if (config_load(&cfg, config_path, &errs) < 0) {
+        fprintf(stderr, "%s", buf_str(&errs.text));
+        goto out;
+    }
+    loaded = 1;
+    b = config_find_binding(&cfg, binding);
+    if (!b) {
+        size_t j;
+        fprintf(stderr,
+                "kubemq-kinesis invoke: --binding: no binding named \"%s\" in %s (have:", binding,
+                cfg.source_path ? cfg.source_path : "the config");
+        for (j = 0; j < cfg.n_bindings; j++) {
+            fprintf(stderr, "%s %s", j ? "," : "", cfg.bindings[j].name);
+        }
+        fprintf(stderr, ")\n");
+        goto out;
+    }
+    loop = loop_create(err, sizeof(err));
+    if (!loop) {
+        fprintf(stderr, "kubemq-kinesis invoke: %s\n", err);
+        rc = CLI_EXIT_FAIL;
+        goto out;
+    }
+    snprintf(where, sizeof(where), "binding %s: target", b->name);
+    instance = b->target_kind->create(loop, b->target.props, b->name, where, &errs);
+    if (!instance) {
+        fprintf(stderr, "%s", errs.count ? buf_str(&errs.text) : "target: could not start\n");
+        goto out;
+    }
+
+    rc = CLI_EXIT_OK;
+    if (read_stdin(&in, ENVELOPE_MAX_BODY) < 0) {
+        envelope_reply_set_error(&reply, "request: cannot read stdin, or larger than %zu bytes",
+                                 (size_t)ENVELOPE_MAX_BODY);
+    } else if (envelope_request_parse(&req, buf_str(&in), in.len, raw_payload(b), err,
+                                      sizeof(err)) < 0) {
+        envelope_reply_set_error(&reply, "invalid request format, %s", err);
+    } else {
+        buf_free(&in);
+        invoke_execute(b, instance, &req, &reply, &iv);
+        while (!iv.finished) {
+            if (loop_run_once(loop, 1000) < 0) {
+                envelope_reply_set_error(&reply, "invoke: event loop failed");
+                break;
+            }
+        }
+    }
+    if (print_reply(&reply) < 0) {
+        rc = CLI_EXIT_FAIL;
+    }
+
+out:
+    if (instance) {
+        b->target_kind->destroy(instance);
+    }
+    loop_destroy(loop);
+    if (loaded) {
+        config_free(&cfg);
+    }
+    errs_free(&errs);
+    envelope_request_free(&req);
+    envelope_reply_free(&reply);
+    buf_free(&in);
+    return rc;
 }
