@@ -143,6 +143,22 @@ describe('aws.kinesis faults', () => {
     assert.equal(r.reply.metadata.result, undefined);
   });
 
+  it('invoke: unknown binding or unreadable config exit 2; an oversized body gets an error reply', async () => {
+    const nb = await rig.invoke(k.cfg, 'no-such-binding', req({ method: 'list_streams' }), { env: k.env });
+    assert.equal(nb.code, 2);
+    assert.equal(nb.stdout, '');
+    assert.match(nb.stderr, /--binding: no binding named "no-such-binding" in .* \(have: kinesis, wrong-secret, one-attempt\)/);
+    const nc = await rig.invoke('/nonexistent/kk.yaml', 'kinesis', req({ method: 'list_streams' }), { env: k.env });
+    assert.equal(nc.code, 2);
+    assert.match(nc.stderr, /nonexistent\/kk\.yaml/);
+    await k.gate.reset();
+    const huge = Buffer.alloc(100 * 1024 * 1024 + 1, 0x20);
+    const r = await rig.invoke(k.cfg, 'kinesis', huge, { env: k.env });
+    assert.equal(r.code, 0, r.stderr);
+    fails(r.reply, 'request: cannot read stdin, or larger than 104857600 bytes');
+    assert.equal((await k.gate.stats()).total, 0);
+  });
+
   it('bad requests: each gets its own specific error and no network call is made', async () => {
     await k.gate.reset();
     const pk257 = 'k'.repeat(257);
