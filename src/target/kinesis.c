@@ -2,6 +2,7 @@
  * and the helpers every method shares (metadata, request body, reply). */
 #include "target/kinesis.h"
 
+#include "aws/aws_endpoint.h"
 #include "base/b64.h"
 #include "target/kinesis_call.h"
 #include "target/kinesis_validate.h"
@@ -40,7 +41,8 @@ static const struct settings_entry kinesis_settings[] = {
     {"endpoint", SETTINGS_STRING, "", 0, 0, 0, NULL, offsetof(struct kinesis_options, endpoint),
      NULL, "endpoint URL override (else AWS_ENDPOINT_URL_KINESIS, AWS_ENDPOINT_URL)"},
     {"ca_file", SETTINGS_STRING, "", 0, 0, 0, NULL, offsetof(struct kinesis_options, ca_file), NULL,
-     "PEM file of CA certificates to verify the endpoint with (default: system roots)"},
+     "PEM file of CA certificates to verify the endpoint with (default: AWS_CA_BUNDLE, else the "
+     "system roots)"},
     {"connect_timeout_ms", SETTINGS_INT, "5000", 0, 1, 600000, NULL,
      offsetof(struct kinesis_options, connect_timeout_ms), NULL,
      "TCP+TLS connect timeout per attempt"},
@@ -137,6 +139,7 @@ void *kinesis_instance_create(struct loop *loop, const json_t *props, const char
     struct aws_client_options ao;
     struct kinesis *k = NULL;
     const char *region, *endpoint;
+    struct aws_endpoint ep;
     char err[512];
     int before = errs->count;
 
@@ -153,10 +156,12 @@ void *kinesis_instance_create(struct loop *loop, const json_t *props, const char
         errs_add(errs, "%s: region: must be an AWS region name like us-east-1, got \"%s\"", where,
                  region);
     }
-    endpoint = *o.endpoint ? o.endpoint : env_first("AWS_ENDPOINT_URL_KINESIS", "AWS_ENDPOINT_URL");
-    if (endpoint && strncmp(endpoint, "http://", 7) != 0 && strncmp(endpoint, "https://", 8) != 0) {
-        errs_add(errs, "%s: endpoint: must be an http:// or https:// URL, got \"%s\"", where,
-                 endpoint);
+    /* Empty: the AWS client resolves AWS_ENDPOINT_URL_KINESIS, AWS_ENDPOINT_URL,
+     * else the region's public endpoint. */
+    endpoint = *o.endpoint ? o.endpoint : NULL;
+    if (endpoint && aws_endpoint_parse(endpoint, &ep, err, sizeof(err)) < 0) {
+        errs_add(errs, "%s: endpoint: must be an http:// or https:// URL, got \"%s\" (%s)", where,
+                 endpoint, err);
     }
     if (*o.aws_key && !*o.aws_secret_key) {
         errs_add(errs, "%s: aws_secret_key: is required when aws_key is set", where);
@@ -196,6 +201,7 @@ void *kinesis_instance_create(struct loop *loop, const json_t *props, const char
     ao.max_attempts = (int)o.max_attempts;
     ao.http2 = o.http2;
     ao.transport = transport;
+    ao.log_name = k->binding;
     k->aws = aws_client_create(loop, &ao, err, sizeof(err));
     if (!k->aws) {
         errs_add(errs, "%s: %s", where, err);
@@ -391,16 +397,7 @@ static uint64_t rng_next(struct kinesis *k)
 
 uint64_t kinesis_backoff_ms(struct kinesis *k, int attempt)
 {
-    uint64_t cap = (uint64_t)k->retry_base_ms;
-    int i;
-
-    for (i = 1; i < attempt && cap < (uint64_t)k->retry_cap_ms; i++) {
-        cap *= 2;
-    }
-    if (cap > (uint64_t)k->retry_cap_ms) {
-        cap = (uint64_t)k->retry_cap_ms;
-    }
-    return rng_next(k) % (cap + 1);
+    return (uint64_t)aws_backoff_ms(attempt - 1, k->retry_base_ms, k->retry_cap_ms, rng_next(k));
 }
 
 /* ------------------------------------------------------------- metadata */

@@ -669,6 +669,7 @@ static int load_debug(void *arg)
                                "    target:\n"
                                "      kind: aws.kinesis\n"
                                "      properties:\n"
+                               "        aws_key: AKIDEXAMPLE\n"
                                "        aws_secret_key: SECRET-AWS-2\n"
                                "        token: SECRET-SESSION-3\n";
     struct config *c = arg;
