@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 struct invoke {
+    struct loop *loop;
     int finished;
 };
 
@@ -52,6 +53,7 @@ static void on_done(void *ctx)
     struct invoke *iv = ctx;
 
     iv->finished = 1;
+    loop_stop(iv->loop);
 }
 
 /* The binding's handling of one request. Middleware (log, retry, rate
@@ -172,12 +174,11 @@ int cli_invoke(int argc, char **argv)
         envelope_reply_set_error(&reply, "invalid request format, %s", err);
     } else {
         buf_free(&in);
+        iv.loop = loop;
         invoke_execute(b, instance, &req, &reply, &iv);
-        while (!iv.finished) {
-            if (loop_run_once(loop, 1000) < 0) {
-                envelope_reply_set_error(&reply, "invoke: event loop failed");
-                break;
-            }
+        /* done may already have run (a request refused before any I/O). */
+        if (!iv.finished && loop_run(loop) < 0) {
+            envelope_reply_set_error(&reply, "invoke: event loop failed");
         }
     }
     if (print_reply(&reply) < 0) {

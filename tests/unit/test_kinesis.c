@@ -150,6 +150,7 @@ static int teardown(void **state)
 static void on_done(void *ctx)
 {
     (*(int *)ctx)++;
+    loop_stop(H.loop);
 }
 
 /* Run one request body through the target; returns the reply. */
@@ -163,8 +164,8 @@ static struct envelope_reply *run(const char *body)
     H.finished = 0;
     assert_int_equal(envelope_request_parse(&H.req, body, strlen(body), 0, err, sizeof(err)), 0);
     kinesis_target_kind.execute(H.k, &H.req, &H.reply, on_done, &H.finished);
-    while (!H.finished) {
-        assert_int_equal(loop_run_once(H.loop, 1000), 0);
+    if (!H.finished) {
+        assert_int_equal(loop_run(H.loop), 0);
     }
     assert_int_equal(H.finished, 1);
     if (H.reply.has_data) {
