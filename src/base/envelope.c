@@ -511,6 +511,7 @@ void envelope_reply_init(struct envelope_reply *r)
     r->has_data = 0;
     r->is_error = 0;
     buf_init(&r->error, 0);
+    r->retryable = 0;
 }
 
 void envelope_reply_free(struct envelope_reply *r)
@@ -524,6 +525,7 @@ void envelope_reply_free(struct envelope_reply *r)
     buf_free(&r->error);
     r->has_data = 0;
     r->is_error = 0;
+    r->retryable = 0;
 }
 
 void envelope_reply_reset(struct envelope_reply *r)
@@ -535,6 +537,7 @@ void envelope_reply_reset(struct envelope_reply *r)
     buf_reset(&r->error);
     r->has_data = 0;
     r->is_error = 0;
+    r->retryable = 0;
 }
 
 int envelope_reply_meta_set(struct envelope_reply *r, const char *key, const char *value)

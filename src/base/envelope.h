@@ -44,6 +44,10 @@ struct envelope_reply {
     int has_data;
     int is_error;
     struct buf error;
+    /* Not serialised: the target sets it when the failure is worth
+     * retrying (throttling, 5xx, transport); validation errors leave it 0.
+     * The binding's retry middleware reads it. */
+    int retryable;
 };
 
 void envelope_reply_init(struct envelope_reply *r);
