@@ -1,5 +1,6 @@
 /* invoke.c - `kubemq-kinesis invoke`: one request envelope from stdin
- * through one binding's target, the reply envelope on stdout. No broker. */
+ * through one binding's middleware and target, the reply envelope on
+ * stdout. No broker. */
 #include "cli/cli.h"
 
 #include "base/buf.h"
@@ -9,6 +10,7 @@
 #include "base/loop.h"
 #include "base/settings.h"
 #include "binding/config.h"
+#include "binding/middleware.h"
 #include "target/target.h"
 
 #include <stdio.h>
@@ -23,9 +25,10 @@ struct invoke {
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: kubemq-kinesis invoke --config FILE --binding NAME [--log-level LEVEL]\n"
-               "  reads one request envelope ({\"metadata\":{...},\"data\":...}) on stdin,\n"
-               "  runs it through the binding's target and prints the reply envelope.\n");
+    fprintf(f,
+            "usage: kubemq-kinesis invoke --config FILE --binding NAME [--log-level LEVEL]\n"
+            "  reads one request envelope ({\"metadata\":{...},\"data\":...}) on stdin,\n"
+            "  runs it through the binding's middleware and target, prints the reply envelope.\n");
 }
 
 /* All of stdin, at most max bytes; -1 when larger or unreadable. */
@@ -54,15 +57,6 @@ static void on_done(void *ctx)
 
     iv->finished = 1;
     loop_stop(iv->loop);
-}
-
-/* The binding's handling of one request. Middleware (log, retry, rate
- * limit, metadata defaults) goes between here and the target. */
-static void invoke_execute(const struct config_binding *b, void *instance,
-                           const struct envelope_request *req, struct envelope_reply *reply,
-                           struct invoke *iv)
-{
-    b->target_kind->execute(instance, req, reply, on_done, iv);
 }
 
 static int print_reply(const struct envelope_reply *reply)
@@ -94,6 +88,7 @@ int cli_invoke(int argc, char **argv)
     struct errs errs;
     struct loop *loop = NULL;
     void *instance = NULL;
+    struct middleware *mw = NULL;
     const struct config_binding *b = NULL;
     struct envelope_request req;
     struct envelope_reply reply;
@@ -164,6 +159,13 @@ int cli_invoke(int argc, char **argv)
         fprintf(stderr, "%s", errs.count ? buf_str(&errs.text) : "target: could not start\n");
         goto out;
     }
+    /* The binding's own chain: metadata defaults, log, retry, rate limit. */
+    mw = middleware_create(loop, &b->middleware, b->name, b->target_kind, instance, NULL, err,
+                           sizeof(err));
+    if (!mw) {
+        fprintf(stderr, "%s\n", err);
+        goto out;
+    }
 
     rc = CLI_EXIT_OK;
     if (read_stdin(&in, ENVELOPE_MAX_BODY) < 0) {
@@ -175,7 +177,7 @@ int cli_invoke(int argc, char **argv)
     } else {
         buf_free(&in);
         iv.loop = loop;
-        invoke_execute(b, instance, &req, &reply, &iv);
+        middleware_execute(mw, &req, &reply, on_done, &iv);
         /* done may already have run (a request refused before any I/O). */
         if (!iv.finished && loop_run(loop) < 0) {
             envelope_reply_set_error(&reply, "invoke: event loop failed");
@@ -186,6 +188,7 @@ int cli_invoke(int argc, char **argv)
     }
 
 out:
+    middleware_destroy(mw); /* before the target it calls */
     if (instance) {
         b->target_kind->destroy(instance);
     }

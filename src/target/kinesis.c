@@ -339,6 +339,7 @@ int kinesis_reply_aws_error(struct kinesis_call *c, const struct aws_response *r
     } else {
         kinesis_call_error(c, "%s", r->error_type);
     }
+    c->reply->retryable = aws_error_is_retryable(r->status, r->error_type);
     return 1;
 }
 

@@ -319,6 +319,7 @@ static void pr_abort(struct kinesis_call *c, const char *type, const char *msg)
     size_t i;
 
     if (s->written == 0) {
+        c->reply->retryable = aws_error_is_retryable(0, type); /* nothing written: safe */
         if (msg && *msg) {
             kinesis_call_fail(c, "%s: %s", type, msg);
         } else {

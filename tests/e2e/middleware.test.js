@@ -135,6 +135,24 @@ describe('binding middleware through invoke, the gate and kinesalite', () => {
     assert.doesNotMatch(r.stderr, /request ok/);
   });
 
+  it('put_records: a throttled PutRecords call (nothing written) is retried, records written once', async () => {
+    await gate.reset();
+    await gate.fault({ op: 'PutRecords', kind: 'throttle', count: 2 });
+    const recs = [{ partition_key: 'a', data: b64('batch-rec-1') }, { partition_key: 'b', data: b64('batch-rec-2') }];
+    const r = await call('retry3', {
+      metadata: { method: 'put_records', stream_name: 's1' },
+      data: b64(JSON.stringify(recs)),
+    });
+    assert.equal(r.reply.is_error, false, r.reply.error);
+    assert.equal(r.reply.metadata.failed_record_count, '0');
+    assert.equal((await gate.stats()).byOp.PutRecords, 3);
+    const it = await call('plain', { metadata: { method: 'get_records', stream_name: 's1', limit: '1000' } });
+    const texts = JSON.parse(Buffer.from(it.reply.data, 'base64')).Records
+      .map((x) => Buffer.from(x.Data, 'base64').toString());
+    assert.equal(texts.filter((t) => t === 'batch-rec-1').length, 1);
+    assert.equal(texts.filter((t) => t === 'batch-rec-2').length, 1);
+  });
+
   it('a validation error is answered at once, without calling AWS or retrying', async () => {
     await gate.reset();
     const r = await call('retry3', { metadata: { method: 'put_record', partition_key: 'pk' }, data: b64('x') });
