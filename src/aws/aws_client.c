@@ -21,6 +21,11 @@
 #define CALL_MAX_HEADERS 8
 #define MAX_ATTEMPTS_CAP 20
 #define CALL_MAX_TARGET  256 /* "<prefix>.<Operation>" */
+/* Finished calls kept for reuse (with their buffers), so a steady stream
+ * of requests allocates nothing; bodies past CALL_POOL_MAX_BODY are not
+ * kept, so a burst of large records does not pin memory. */
+#define CALL_POOL_MAX      256
+#define CALL_POOL_MAX_BODY ((size_t)256 << 10)
 
 enum call_state {
     CALL_WAITING, /* timer armed: first attempt or a retry's backoff */
@@ -28,11 +33,11 @@ enum call_state {
 };
 
 struct aws_call {
-    struct aws_client *c; /* NULL once orphaned by destroy (transport still has it) */
-    struct aws_call *prev, *next;
-    char *operation;
-    char *body;
-    size_t len;
+    struct aws_client *c;         /* NULL once orphaned by destroy (transport still has it) */
+    struct aws_call *prev, *next; /* the client's live calls, or the pool */
+    const char *operation;        /* points into target */
+    char target[CALL_MAX_TARGET]; /* "<prefix>.<Operation>" */
+    struct buf body;
     aws_done_fn done;
     void *ctx;
     int attempts;
@@ -72,7 +77,11 @@ struct aws_client {
     const struct aws_transport *transport;
     size_t max_response;
     struct aws_call *calls;
+    struct aws_call *pool; /* finished calls for reuse */
+    int npool;
     int destroying;
+    int delivering;   /* depth of done callbacks running */
+    int free_pending; /* destroyed from a done callback: free when it returns */
     uint64_t rng;
 };
 
@@ -119,12 +128,26 @@ static void rng_seed(struct aws_client *c)
 
 static void call_free(struct aws_call *call)
 {
-    free(call->operation);
-    free(call->body);
+    buf_free(&call->body);
     buf_free(&call->hdrs);
     buf_free(&call->sync_body);
     free(call);
 }
+
+/* Back to the pool, or freed when the pool is full or the call big. */
+static void call_release(struct aws_client *c, struct aws_call *call)
+{
+    if (!c || c->destroying || c->npool >= CALL_POOL_MAX || call->body.cap > CALL_POOL_MAX_BODY ||
+        call->sync_body.cap > CALL_POOL_MAX_BODY) {
+        call_free(call);
+        return;
+    }
+    call->next = c->pool;
+    c->pool = call;
+    c->npool++;
+}
+
+static void client_free(struct aws_client *c);
 
 static void call_unlink(struct aws_client *c, struct aws_call *call)
 {
@@ -165,9 +188,14 @@ static void deliver(struct aws_call *call, long status, const char *body, size_t
     if (!free_call) {
         call->c = NULL;
     }
+    c->delivering++;
     call->done(call->ctx, &r);
+    c->delivering--;
     if (free_call) {
-        call_free(call);
+        call_release(c, call);
+    }
+    if (c->free_pending && !c->delivering) {
+        client_free(c);
     }
 }
 
@@ -248,12 +276,10 @@ static int build_request(struct aws_call *call, char *err, size_t errlen)
     struct sigv4_request req;
     struct buf *h = &call->hdrs;
     size_t offs[CALL_MAX_HEADERS], n = 0, i;
-    char target[CALL_MAX_TARGET];
 
-    snprintf(target, sizeof(target), "%s.%s", c->target_prefix, call->operation);
     sh[0] = (struct sigv4_header){"Host", c->ep.host};
     sh[1] = (struct sigv4_header){"Content-Type", "application/x-amz-json-1.1"};
-    sh[2] = (struct sigv4_header){"X-Amz-Target", target};
+    sh[2] = (struct sigv4_header){"X-Amz-Target", call->target};
     memset(&p, 0, sizeof(p));
     p.access_key = c->creds.access_key;
     p.secret_key = c->creds.secret_key;
@@ -267,29 +293,30 @@ static int build_request(struct aws_call *call, char *err, size_t errlen)
     req.path = c->ep.path;
     req.headers = sh;
     req.nheaders = 3;
-    req.body = call->body;
-    req.body_len = call->len;
+    req.body = call->body.data;
+    req.body_len = call->body.len;
     if (sigv4_sign(&p, &req, &c->sig, err, errlen) < 0) {
         return -1;
     }
     buf_reset(h);
-#define LINE(...)                                                                                  \
+#define LINE(name, value, vlen)                                                                    \
     do {                                                                                           \
         offs[n++] = h->len;                                                                        \
-        if (buf_appendf(h, __VA_ARGS__) < 0 || buf_append(h, "", 1) < 0) {                         \
+        if (buf_append_str(h, name) < 0 || buf_append(h, ": ", 2) < 0 ||                           \
+            buf_append(h, value, vlen) < 0 || buf_append(h, "", 1) < 0) {                          \
             goto toolong;                                                                          \
         }                                                                                          \
     } while (0)
     for (i = 0; i < 3; i++) {
-        LINE("%s: %s", sh[i].name, sh[i].value);
+        LINE(sh[i].name, sh[i].value, strlen(sh[i].value));
     }
     if (c->sig.add_date) {
-        LINE("X-Amz-Date: %s", c->sig.amz_date);
+        LINE("X-Amz-Date", c->sig.amz_date, strlen(c->sig.amz_date));
     }
     if (c->sig.add_token) {
-        LINE("X-Amz-Security-Token: %s", c->creds.session_token);
+        LINE("X-Amz-Security-Token", c->creds.session_token, strlen(c->creds.session_token));
     }
-    LINE("Authorization: %s", buf_str(&c->sig.authorization));
+    LINE("Authorization", c->sig.authorization.data, c->sig.authorization.len);
 #undef LINE
     for (i = 0; i < n; i++) {
         call->hdr_ptrs[i] = h->data + offs[i];
@@ -320,8 +347,8 @@ static void attempt(void *arg)
     memset(&req, 0, sizeof(req));
     req.url = c->ep.url;
     req.headers = call->hdr_ptrs;
-    req.body = call->body;
-    req.body_len = call->len;
+    req.body = call->body.data;
+    req.body_len = call->body.len;
     req.error_type_hdr = call->etype_hdr;
     req.error_type_hdr_len = sizeof(call->etype_hdr);
     call->etype_hdr[0] = '\0';
@@ -341,32 +368,46 @@ int aws_client_call(struct aws_client *c, const char *operation, const char *bod
                     aws_done_fn done, void *ctx)
 {
     struct aws_call *call;
+    size_t plen, olen;
 
     if (!c || c->destroying || !operation || !*operation || !done ||
         strlen(c->target_prefix) + strlen(operation) + 2 > CALL_MAX_TARGET) {
         return -1;
     }
-    call = calloc(1, sizeof(*call));
-    if (!call) {
-        return -1;
+    if (c->pool) {
+        call = c->pool;
+        c->pool = call->next;
+        c->npool--;
+        buf_reset(&call->body);
+        buf_reset(&call->hdrs);
+        buf_reset(&call->sync_body);
+        call->prev = call->next = NULL;
+        call->attempts = 0;
+        call->in_send = call->sync_done = 0;
+        call->err_type[0] = call->err_msg[0] = '\0';
+    } else {
+        call = calloc(1, sizeof(*call));
+        if (!call) {
+            return -1;
+        }
+        buf_init(&call->body, (size_t)1 << 31);
+        buf_init(&call->hdrs, 1 << 16);
+        buf_init(&call->sync_body, c->max_response);
     }
-    call->operation = strdup(operation);
-    call->body = malloc(len + 1);
-    if (!call->operation || !call->body) {
+    plen = strlen(c->target_prefix);
+    olen = strlen(operation);
+    memcpy(call->target, c->target_prefix, plen);
+    call->target[plen] = '.';
+    memcpy(call->target + plen + 1, operation, olen + 1);
+    call->operation = call->target + plen + 1;
+    if (buf_set(&call->body, body ? body : "", body ? len : 0) < 0) {
         call_free(call);
         return -1;
     }
-    if (len) {
-        memcpy(call->body, body, len);
-    }
-    call->body[len] = '\0';
-    call->len = len;
     call->c = c;
     call->done = done;
     call->ctx = ctx;
     call->start_ms = loop_now_ms(c->loop);
-    buf_init(&call->hdrs, 1 << 16);
-    buf_init(&call->sync_body, c->max_response);
     loop_timer_init(&call->timer);
     call->state = CALL_WAITING;
     call->next = c->calls;
@@ -476,6 +517,22 @@ void aws_client_destroy(struct aws_client *c)
          * its body) until the transport answers. */
         deliver(call, 0, NULL, 0, 0, !sending);
     }
+    while (c->pool) {
+        struct aws_call *call = c->pool;
+
+        c->pool = call->next;
+        call_free(call);
+    }
+    c->npool = 0;
+    if (c->delivering) {
+        c->free_pending = 1; /* the done callback that destroys us is still running */
+        return;
+    }
+    client_free(c);
+}
+
+static void client_free(struct aws_client *c)
+{
     aws_creds_free(&c->creds);
     OPENSSL_cleanse(&c->key_cache, sizeof(c->key_cache));
     sigv4_result_free(&c->sig);

@@ -1,10 +1,8 @@
 /* sigv4.c - AWS Signature Version 4 (header signing) on libcrypto. */
 #include "aws/sigv4.h"
 
-#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/params.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,12 +14,10 @@
 /* ---- libcrypto, fetched once ---- */
 
 static pthread_once_t crypto_once = PTHREAD_ONCE_INIT;
-static EVP_MAC *hmac_alg;
 static EVP_MD *sha256_alg;
 
 static void crypto_fetch(void)
 {
-    hmac_alg = EVP_MAC_fetch(NULL, "HMAC", NULL);
     sha256_alg = EVP_MD_fetch(NULL, "SHA256", NULL);
 }
 
@@ -58,29 +54,54 @@ int sigv4_sha256_hex(const void *data, size_t len, char out[65])
     return 0;
 }
 
+/* HMAC by hand on one digest context: EVP_MAC_init looks the digest up
+ * by name on every call, which cost more than the hashing itself. */
 int sigv4_hmac_sha256(const void *key, size_t keylen, const void *data, size_t len,
                       unsigned char out[32])
 {
-    EVP_MAC_CTX *ctx;
-    OSSL_PARAM params[2];
-    size_t n = 0;
-    int rc = -1;
+    unsigned char k[64], pad[64], inner[32];
+    unsigned int n = 0;
+    EVP_MD_CTX *ctx;
+    int i, ok, rc = -1;
 
     pthread_once(&crypto_once, crypto_fetch);
-    if (!hmac_alg) {
+    if (!sha256_alg) {
         return -1;
     }
-    ctx = EVP_MAC_CTX_new(hmac_alg);
+    memset(k, 0, sizeof(k));
+    if (keylen > sizeof(k)) {
+        sha256_raw(key, keylen, k, &ok);
+        if (!ok) {
+            return -1;
+        }
+    } else if (keylen) {
+        memcpy(k, key, keylen);
+    }
+    ctx = EVP_MD_CTX_new();
     if (!ctx) {
-        return -1;
+        goto done;
     }
-    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0);
-    params[1] = OSSL_PARAM_construct_end();
-    if (EVP_MAC_init(ctx, key, keylen, params) == 1 && EVP_MAC_update(ctx, data, len) == 1 &&
-        EVP_MAC_final(ctx, out, &n, 32) == 1 && n == 32) {
-        rc = 0;
+    for (i = 0; i < 64; i++) {
+        pad[i] = k[i] ^ 0x36;
     }
-    EVP_MAC_CTX_free(ctx);
+    if (EVP_DigestInit_ex2(ctx, sha256_alg, NULL) != 1 || EVP_DigestUpdate(ctx, pad, 64) != 1 ||
+        EVP_DigestUpdate(ctx, data, len) != 1 || EVP_DigestFinal_ex(ctx, inner, &n) != 1 ||
+        n != 32) {
+        goto done;
+    }
+    for (i = 0; i < 64; i++) {
+        pad[i] = k[i] ^ 0x5c;
+    }
+    if (EVP_DigestInit_ex2(ctx, sha256_alg, NULL) != 1 || EVP_DigestUpdate(ctx, pad, 64) != 1 ||
+        EVP_DigestUpdate(ctx, inner, 32) != 1 || EVP_DigestFinal_ex(ctx, out, &n) != 1 || n != 32) {
+        goto done;
+    }
+    rc = 0;
+done:
+    EVP_MD_CTX_free(ctx);
+    OPENSSL_cleanse(k, sizeof(k));
+    OPENSSL_cleanse(pad, sizeof(pad));
+    OPENSSL_cleanse(inner, sizeof(inner));
     return rc;
 }
 
@@ -160,8 +181,8 @@ static int canonical_uri(struct buf *out, const char *path)
     const char *p, *end;
     int trailing = 0, rc = -1;
 
-    if (!path || !*path) {
-        path = "/";
+    if (!path || !*path || (path[0] == '/' && !path[1])) {
+        return buf_append_char(out, '/'); /* every JSON-protocol call */
     }
     plen = strlen(path);
     cap = plen / 2 + 2;
@@ -314,20 +335,35 @@ done:
 /* ---- canonical headers ---- */
 
 struct chdr {
-    char *lname;
+    const char *lname;
+    size_t lname_len;
     const char *value;
     size_t order; /* keeps repeated headers in request order */
 };
 
-static int chdr_cmp(const void *a, const void *b)
+static int chdr_cmp(const struct chdr *x, const struct chdr *y)
 {
-    const struct chdr *x = a, *y = b;
     int c = strcmp(x->lname, y->lname);
 
     if (c) {
         return c;
     }
     return x->order < y->order ? -1 : x->order > y->order;
+}
+
+/* Insertion sort: a request signs a handful of headers. */
+static void chdr_sort(struct chdr *hs, size_t n)
+{
+    size_t i, j;
+
+    for (i = 1; i < n; i++) {
+        struct chdr t = hs[i];
+
+        for (j = i; j > 0 && chdr_cmp(&hs[j - 1], &t) > 0; j--) {
+            hs[j] = hs[j - 1];
+        }
+        hs[j] = t;
+    }
 }
 
 static int is_ws(char c)
@@ -338,38 +374,26 @@ static int is_ws(char c)
 /* Trimmed, inner whitespace runs collapsed to one space. */
 static int append_header_value(struct buf *out, const char *v)
 {
-    int pending = 0, any = 0;
+    const char *run;
+    int any = 0;
 
-    for (; *v; v++) {
-        if (is_ws(*v)) {
-            pending = any;
-            continue;
+    while (*v) {
+        while (is_ws(*v)) {
+            v++;
         }
-        if (pending && buf_append_char(out, ' ') < 0) {
+        if (!*v) {
+            break;
+        }
+        run = v;
+        while (*v && !is_ws(*v)) {
+            v++;
+        }
+        if ((any && buf_append_char(out, ' ') < 0) || buf_append(out, run, (size_t)(v - run)) < 0) {
             return -1;
         }
-        if (buf_append_char(out, *v) < 0) {
-            return -1;
-        }
-        pending = 0;
         any = 1;
     }
     return 0;
-}
-
-static char *lower_dup(const char *s)
-{
-    size_t n = strlen(s), i;
-    char *d = malloc(n + 1);
-
-    if (!d) {
-        return NULL;
-    }
-    for (i = 0; i < n; i++) {
-        d[i] = (s[i] >= 'A' && s[i] <= 'Z') ? (char)(s[i] + 32) : s[i];
-    }
-    d[n] = '\0';
-    return d;
 }
 
 static int valid_amz_date(const char *s)
@@ -387,33 +411,70 @@ static int valid_amz_date(const char *s)
     return 1;
 }
 
+/* "YYYYMMDDTHHMMSSZ" for when; the last answer is kept per thread, since
+ * a busy loop signs many requests in the same second. */
+static int format_amz_date(time_t when, char out[17])
+{
+    static __thread time_t last_when = (time_t)-1;
+    static __thread char last[17];
+    struct tm tm;
+
+    if (when != last_when) {
+        if (!gmtime_r(&when, &tm) || strftime(last, sizeof(last), "%Y%m%dT%H%M%SZ", &tm) != 16) {
+            return -1;
+        }
+        last_when = when;
+    }
+    memcpy(out, last, 17);
+    return 0;
+}
+
+#define SIGV4_LOCAL_HEADERS 16
+#define SIGV4_LOCAL_NAMES   1024
+
 static int build_headers(const struct sigv4_params *p, const struct sigv4_request *req,
                          struct sigv4_result *out, struct buf *creq, char *err, size_t errlen)
 {
-    struct chdr *hs;
-    size_t n = 0, i;
+    struct chdr local[SIGV4_LOCAL_HEADERS], *hs = local;
+    char local_names[SIGV4_LOCAL_NAMES], *names = local_names;
+    size_t n = 0, i, j, names_len = 0, names_need = 0;
     int have_host = 0, have_date = 0, have_token = 0, rc = -1;
     const char *date_value = NULL;
 
-    hs = calloc(req->nheaders + 2, sizeof(*hs));
-    if (!hs) {
+    /* Lowercased names go into one block: on the stack unless the request
+     * has unusually many or long headers. */
+    for (i = 0; i < req->nheaders; i++) {
+        names_need += strlen(req->headers[i].name) + 1;
+    }
+    if (req->nheaders + 2 > SIGV4_LOCAL_HEADERS) {
+        hs = calloc(req->nheaders + 2, sizeof(*hs));
+    }
+    if (names_need > SIGV4_LOCAL_NAMES) {
+        names = malloc(names_need);
+    }
+    if (!hs || !names) {
         snprintf(err, errlen, "sigv4: out of memory");
-        return -1;
+        goto done;
     }
     for (i = 0; i < req->nheaders; i++) {
-        hs[n].lname = lower_dup(req->headers[i].name);
-        if (!hs[n].lname) {
-            snprintf(err, errlen, "sigv4: out of memory");
-            goto done;
+        const char *src = req->headers[i].name;
+        char *d = names + names_len;
+
+        for (j = 0; src[j]; j++) {
+            d[j] = (src[j] >= 'A' && src[j] <= 'Z') ? (char)(src[j] + 32) : src[j];
         }
+        d[j] = '\0';
+        names_len += j + 1;
+        hs[n].lname = d;
+        hs[n].lname_len = j;
         hs[n].value = req->headers[i].value ? req->headers[i].value : "";
         hs[n].order = n;
-        if (!strcmp(hs[n].lname, "host")) {
+        if (!strcmp(d, "host")) {
             have_host = 1;
-        } else if (!strcmp(hs[n].lname, "x-amz-date")) {
+        } else if (!strcmp(d, "x-amz-date")) {
             have_date = 1;
             date_value = hs[n].value;
-        } else if (!strcmp(hs[n].lname, "x-amz-security-token")) {
+        } else if (!strcmp(d, "x-amz-security-token")) {
             have_token = 1;
         }
         n++;
@@ -433,35 +494,26 @@ static int build_headers(const struct sigv4_params *p, const struct sigv4_reques
         memcpy(out->amz_date, date_value, 16);
         out->amz_date[16] = '\0';
     } else {
-        struct tm tm;
-        time_t when = p->when;
-        if (!gmtime_r(&when, &tm) ||
-            strftime(out->amz_date, sizeof(out->amz_date), "%Y%m%dT%H%M%SZ", &tm) != 16) {
+        if (format_amz_date(p->when, out->amz_date) < 0) {
             snprintf(err, errlen, "sigv4: signing time out of range");
             goto done;
         }
-        hs[n].lname = strdup("x-amz-date");
+        hs[n].lname = "x-amz-date";
+        hs[n].lname_len = 10;
         hs[n].value = out->amz_date;
         hs[n].order = n;
-        if (!hs[n].lname) {
-            snprintf(err, errlen, "sigv4: out of memory");
-            goto done;
-        }
         n++;
         out->add_date = 1;
     }
     if (p->session_token && *p->session_token && !have_token) {
-        hs[n].lname = strdup("x-amz-security-token");
+        hs[n].lname = "x-amz-security-token";
+        hs[n].lname_len = 20;
         hs[n].value = p->session_token;
         hs[n].order = n;
-        if (!hs[n].lname) {
-            snprintf(err, errlen, "sigv4: out of memory");
-            goto done;
-        }
         n++;
         out->add_token = 1;
     }
-    qsort(hs, n, sizeof(*hs), chdr_cmp);
+    chdr_sort(hs, n);
     for (i = 0; i < n; i++) {
         int same = i && !strcmp(hs[i].lname, hs[i - 1].lname);
         if (same) {
@@ -472,9 +524,10 @@ static int build_headers(const struct sigv4_params *p, const struct sigv4_reques
             if (i && buf_append_char(creq, '\n') < 0) {
                 goto toolong;
             }
-            if (buf_appendf(creq, "%s:", hs[i].lname) < 0 ||
+            if (buf_append(creq, hs[i].lname, hs[i].lname_len) < 0 ||
+                buf_append_char(creq, ':') < 0 ||
                 (i && buf_append_char(&out->signed_headers, ';') < 0) ||
-                buf_append_str(&out->signed_headers, hs[i].lname) < 0) {
+                buf_append(&out->signed_headers, hs[i].lname, hs[i].lname_len) < 0) {
                 goto toolong;
             }
         }
@@ -482,7 +535,7 @@ static int build_headers(const struct sigv4_params *p, const struct sigv4_reques
             goto toolong;
         }
     }
-    if (buf_append_str(creq, "\n\n") < 0 ||
+    if (buf_append(creq, "\n\n", 2) < 0 ||
         buf_append(creq, out->signed_headers.data, out->signed_headers.len) < 0) {
         goto toolong;
     }
@@ -491,10 +544,12 @@ static int build_headers(const struct sigv4_params *p, const struct sigv4_reques
 toolong:
     snprintf(err, errlen, "sigv4: headers too large to sign");
 done:
-    for (i = 0; i < n; i++) {
-        free(hs[i].lname);
+    if (hs != local) {
+        free(hs);
     }
-    free(hs);
+    if (names != local_names) {
+        free(names);
+    }
     return rc;
 }
 
@@ -548,6 +603,17 @@ done:
 }
 
 /* ---- the whole thing ---- */
+
+/* "<date>/<region>/<service>/aws4_request" */
+static int append_scope(struct buf *b, const char *date, const struct sigv4_params *p)
+{
+    if (buf_append(b, date, 8) < 0 || buf_append_char(b, '/') < 0 ||
+        buf_append_str(b, p->region) < 0 || buf_append_char(b, '/') < 0 ||
+        buf_append_str(b, p->service) < 0) {
+        return -1;
+    }
+    return buf_append_str(b, "/aws4_request");
+}
 
 void sigv4_result_init(struct sigv4_result *r)
 {
@@ -604,16 +670,16 @@ int sigv4_sign(const struct sigv4_params *p, const struct sigv4_request *req,
         snprintf(err, errlen, "sigv4: sha256 failed");
         return -1;
     }
-    if (buf_appendf(creq, "%s\n", req->method) < 0 || canonical_uri(creq, req->path) < 0 ||
-        buf_append_char(creq, '\n') < 0 || canonical_query(creq, req->query) < 0 ||
-        buf_append_char(creq, '\n') < 0) {
+    if (buf_append_str(creq, req->method) < 0 || buf_append_char(creq, '\n') < 0 ||
+        canonical_uri(creq, req->path) < 0 || buf_append_char(creq, '\n') < 0 ||
+        canonical_query(creq, req->query) < 0 || buf_append_char(creq, '\n') < 0) {
         snprintf(err, errlen, "sigv4: request line too large to sign");
         return -1;
     }
     if (build_headers(p, req, out, creq, err, errlen) < 0) {
         return -1;
     }
-    if (buf_appendf(creq, "\n%s", payload_hex) < 0) {
+    if (buf_append_char(creq, '\n') < 0 || buf_append(creq, payload_hex, 64) < 0) {
         snprintf(err, errlen, "sigv4: headers too large to sign");
         return -1;
     }
@@ -623,8 +689,9 @@ int sigv4_sign(const struct sigv4_params *p, const struct sigv4_request *req,
         snprintf(err, errlen, "sigv4: sha256 failed");
         return -1;
     }
-    if (buf_appendf(sts, SIGV4_ALGORITHM "\n%s\n%s/%s/%s/aws4_request\n%s", out->amz_date, date,
-                    p->region, p->service, creq_hex) < 0) {
+    if (buf_append_str(sts, SIGV4_ALGORITHM "\n") < 0 || buf_append(sts, out->amz_date, 16) < 0 ||
+        buf_append_char(sts, '\n') < 0 || append_scope(sts, date, p) < 0 ||
+        buf_append_char(sts, '\n') < 0 || buf_append(sts, creq_hex, 64) < 0) {
         snprintf(err, errlen, "sigv4: scope too large");
         return -1;
     }
@@ -635,11 +702,14 @@ int sigv4_sign(const struct sigv4_params *p, const struct sigv4_request *req,
     }
     OPENSSL_cleanse(key, sizeof(key));
     hex32(sig, out->signature);
-    if (buf_appendf(&out->authorization,
-                    SIGV4_ALGORITHM " Credential=%s/%s/%s/%s/aws4_request, SignedHeaders=%s, "
-                                    "Signature=%s",
-                    p->access_key, date, p->region, p->service, buf_str(&out->signed_headers),
-                    out->signature) < 0) {
+    if (buf_append_str(&out->authorization, SIGV4_ALGORITHM " Credential=") < 0 ||
+        buf_append_str(&out->authorization, p->access_key) < 0 ||
+        buf_append_char(&out->authorization, '/') < 0 ||
+        append_scope(&out->authorization, date, p) < 0 ||
+        buf_append_str(&out->authorization, ", SignedHeaders=") < 0 ||
+        buf_append(&out->authorization, out->signed_headers.data, out->signed_headers.len) < 0 ||
+        buf_append_str(&out->authorization, ", Signature=") < 0 ||
+        buf_append(&out->authorization, out->signature, 64) < 0) {
         snprintf(err, errlen, "sigv4: authorization too large");
         return -1;
     }
