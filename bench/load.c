@@ -1,0 +1,419 @@
+/* load.c - end-to-end load generator: queries through a KubeMQ broker to the daemon.
+ *
+ * C threads each send blocking queries (our own KubeMQ client) until N
+ * have been answered; every reply envelope is checked. Measures
+ * throughput and latency percentiles, and - from /proc - the daemon's CPU
+ * seconds (user+sys) per 1,000 requests and its peak RSS (VmHWM, reset
+ * through clear_refs before the run so the peak is this run's).
+ *
+ *   bench-load --address H:P --channel CH [--requests N] [--concurrency C]
+ *              [--size BYTES] [--method put_record|put_records] [--records R]
+ *              [--stream NAME] [--pid DAEMON_PID] [--broker-pid PID]
+ *              [--warmup N] [--timeout-ms T] [--label TEXT]
+ * Prints one JSON line with the figures. Exit 1 when any request failed. */
+#include "base/b64.h"
+#include "base/buf.h"
+#include "kubemq/kubemq_client.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_CONCURRENCY 4096
+
+struct opts {
+    const char *address;
+    const char *channel;
+    const char *method;
+    const char *stream;
+    const char *label;
+    unsigned long requests;
+    unsigned long warmup;
+    int concurrency;
+    size_t size;
+    int records;
+    int pid;
+    int broker_pid;
+    int timeout_ms;
+};
+
+struct run {
+    const struct opts *o;
+    struct kubemq_client *client;
+    const char *b64; /* the record, base64 */
+    atomic_ulong next;
+    unsigned long total;
+    atomic_ulong ok, failed;
+    double *lat_ms; /* per request, indexed by its number */
+    pthread_mutex_t err_lock;
+    char first_error[512];
+};
+
+struct proc_sample {
+    double cpu_s; /* utime + stime */
+    long rss_kb;
+    long hwm_kb;
+    int ok;
+};
+
+static double now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void proc_read(int pid, struct proc_sample *s)
+{
+    char path[64], line[4096];
+    FILE *f;
+    unsigned long long ut = 0, st = 0;
+    char *p;
+
+    memset(s, 0, sizeof(*s));
+    if (pid <= 0) {
+        return;
+    }
+    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+    f = fopen(path, "r");
+    if (!f) {
+        return;
+    }
+    if (fgets(line, sizeof(line), f) && (p = strrchr(line, ')')) != NULL &&
+        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) == 2) {
+        s->cpu_s = (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+        s->ok = 1;
+    }
+    fclose(f);
+    snprintf(path, sizeof(path), "/proc/%d/status", pid);
+    f = fopen(path, "r");
+    if (!f) {
+        return;
+    }
+    while (fgets(line, sizeof(line), f)) {
+        if (strncmp(line, "VmRSS:", 6) == 0) {
+            s->rss_kb = strtol(line + 6, NULL, 10);
+        } else if (strncmp(line, "VmHWM:", 6) == 0) {
+            s->hwm_kb = strtol(line + 6, NULL, 10);
+        }
+    }
+    fclose(f);
+}
+
+/* Start a new peak-RSS window (works for our own processes). */
+static void proc_reset_hwm(int pid)
+{
+    char path[64];
+    int fd;
+
+    if (pid <= 0) {
+        return;
+    }
+    snprintf(path, sizeof(path), "/proc/%d/clear_refs", pid);
+    fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        if (write(fd, "5", 1) != 1) {
+            /* The peak then covers the process's whole life: still an upper bound. */
+        }
+        close(fd);
+    }
+}
+
+static void note_error(struct run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void note_error(struct run *r, const char *fmt, ...)
+{
+    va_list ap;
+
+    pthread_mutex_lock(&r->err_lock);
+    if (!r->first_error[0]) {
+        va_start(ap, fmt);
+        vsnprintf(r->first_error, sizeof(r->first_error), fmt, ap);
+        va_end(ap);
+    }
+    pthread_mutex_unlock(&r->err_lock);
+}
+
+static int build_body(const struct run *r, unsigned long i, struct buf *body)
+{
+    const struct opts *o = r->o;
+    int k;
+
+    buf_reset(body);
+    if (strcmp(o->method, "put_records") == 0) {
+        struct buf data = BUF_INIT(BUF_DEFAULT_MAX);
+        int rc;
+
+        rc = buf_append_char(&data, '[');
+        for (k = 0; k < o->records && rc == 0; k++) {
+            rc = buf_appendf(&data, "%s{\"partition_key\":\"k-%lu-%d\",\"data\":\"%s\"}",
+                             k ? "," : "", i, k, r->b64);
+        }
+        rc = rc < 0 ? rc : buf_append_char(&data, ']');
+        rc = rc < 0 ? rc
+                    : buf_appendf(body,
+                                  "{\"metadata\":{\"method\":\"put_records\",\"stream_name\":"
+                                  "\"%s\"},\"data\":\"",
+                                  o->stream);
+        rc = rc < 0 ? rc : b64_encode(data.data, data.len, body);
+        rc = rc < 0 ? rc : buf_append_str(body, "\"}");
+        buf_free(&data);
+        return rc;
+    }
+    return buf_appendf(body,
+                       "{\"metadata\":{\"method\":\"%s\",\"stream_name\":\"%s\","
+                       "\"partition_key\":\"k-%lu\"},\"data\":\"%s\"}",
+                       o->method, o->stream, i, r->b64);
+}
+
+static void *worker(void *arg)
+{
+    struct run *r = arg;
+    struct buf body = BUF_INIT(BUF_DEFAULT_MAX);
+    struct kubemq_response res;
+    char err[512];
+    unsigned long i;
+    double t0;
+
+    for (;;) {
+        i = atomic_fetch_add(&r->next, 1);
+        if (i >= r->total) {
+            break;
+        }
+        if (build_body(r, i, &body) < 0) {
+            note_error(r, "cannot build the request body");
+            atomic_fetch_add(&r->failed, 1);
+            continue;
+        }
+        t0 = now_s();
+        if (kubemq_send_request(r->client, KUBEMQ_QUERY, r->o->channel, body.data, body.len, NULL,
+                                r->o->timeout_ms, &res, err, sizeof(err)) < 0) {
+            r->lat_ms[i] = (now_s() - t0) * 1e3;
+            note_error(r, "send: %s", err);
+            atomic_fetch_add(&r->failed, 1);
+            continue;
+        }
+        r->lat_ms[i] = (now_s() - t0) * 1e3;
+        if (res.error[0] || !strstr((const char *)res.body, "\"is_error\":false")) {
+            note_error(r, "reply: %s %.300s", res.error, (const char *)res.body);
+            atomic_fetch_add(&r->failed, 1);
+        } else {
+            atomic_fetch_add(&r->ok, 1);
+        }
+        kubemq_response_free(&res);
+    }
+    buf_free(&body);
+    return NULL;
+}
+
+static int run_phase(struct run *r, unsigned long n)
+{
+    pthread_t th[MAX_CONCURRENCY];
+    int i, started = 0;
+
+    r->total = n;
+    atomic_store(&r->next, 0);
+    atomic_store(&r->ok, 0);
+    atomic_store(&r->failed, 0);
+    for (i = 0; i < r->o->concurrency; i++) {
+        if (pthread_create(&th[i], NULL, worker, r) != 0) {
+            fprintf(stderr, "bench-load: cannot start thread %d: %s\n", i, strerror(errno));
+            break;
+        }
+        started++;
+    }
+    for (i = 0; i < started; i++) {
+        pthread_join(th[i], NULL);
+    }
+    return started > 0 ? 0 : -1;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+
+    return (x > y) - (x < y);
+}
+
+static double pct(const double *sorted, unsigned long n, double p)
+{
+    unsigned long i;
+
+    if (!n) {
+        return 0;
+    }
+    i = (unsigned long)(p / 100.0 * (double)n);
+    return sorted[i >= n ? n - 1 : i];
+}
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: bench-load --address H:P --channel CH [--requests N] [--concurrency C] "
+                    "[--size BYTES] [--method put_record|put_records] [--records R] "
+                    "[--stream NAME] [--pid PID] [--broker-pid PID] [--warmup N] "
+                    "[--timeout-ms T] [--label TEXT]\n");
+}
+
+static double cpu_self_s(void)
+{
+    struct rusage ru;
+
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+int main(int argc, char **argv)
+{
+    struct opts o = {
+        NULL, NULL, "put_record", "bench-stream", "", 1000, (unsigned long)-1, 16, 1024, 500,
+        0,    0,    30000};
+    struct kubemq_client_opts co;
+    static struct run r;
+    struct proc_sample d0, d1, b0, b1;
+    struct buf rec = BUF_INIT(BUF_DEFAULT_MAX), b64 = BUF_INIT(BUF_DEFAULT_MAX);
+    double t0, t, self0, self1, units;
+    char err[512], id[64];
+    unsigned long i;
+    int rc = 1;
+
+    for (int a = 1; a < argc; a++) {
+        const char *k = argv[a], *v = a + 1 < argc ? argv[a + 1] : NULL;
+
+        if (!v) {
+            usage();
+            return 2;
+        }
+        a++;
+        if (strcmp(k, "--address") == 0) {
+            o.address = v;
+        } else if (strcmp(k, "--channel") == 0) {
+            o.channel = v;
+        } else if (strcmp(k, "--requests") == 0) {
+            o.requests = strtoul(v, NULL, 10);
+        } else if (strcmp(k, "--concurrency") == 0) {
+            o.concurrency = atoi(v);
+        } else if (strcmp(k, "--size") == 0) {
+            o.size = strtoul(v, NULL, 10);
+        } else if (strcmp(k, "--method") == 0) {
+            o.method = v;
+        } else if (strcmp(k, "--records") == 0) {
+            o.records = atoi(v);
+        } else if (strcmp(k, "--stream") == 0) {
+            o.stream = v;
+        } else if (strcmp(k, "--pid") == 0) {
+            o.pid = atoi(v);
+        } else if (strcmp(k, "--broker-pid") == 0) {
+            o.broker_pid = atoi(v);
+        } else if (strcmp(k, "--warmup") == 0) {
+            o.warmup = strtoul(v, NULL, 10);
+        } else if (strcmp(k, "--timeout-ms") == 0) {
+            o.timeout_ms = atoi(v);
+        } else if (strcmp(k, "--label") == 0) {
+            o.label = v;
+        } else {
+            usage();
+            return 2;
+        }
+    }
+    if (!o.address || !o.channel || o.requests < 1 || o.concurrency < 1 ||
+        o.concurrency > MAX_CONCURRENCY || o.records < 1 || o.records > 100000 ||
+        o.size > ((size_t)1 << 20)) {
+        usage();
+        return 2;
+    }
+    if (o.warmup == (unsigned long)-1) {
+        o.warmup = o.requests / 10 < 200 ? o.requests / 10 : 200;
+    }
+    r.o = &o;
+    pthread_mutex_init(&r.err_lock, NULL);
+    if (buf_reserve(&rec, o.size) < 0) {
+        goto out;
+    }
+    for (i = 0; i < o.size; i++) {
+        rec.data[i] = (char)('a' + (i * 7) % 26);
+    }
+    rec.len = o.size;
+    if (b64_encode(rec.data ? rec.data : "", rec.len, &b64) < 0) {
+        goto out;
+    }
+    r.b64 = buf_str(&b64);
+    r.lat_ms = calloc(o.requests + o.warmup + 1, sizeof(double));
+    if (!r.lat_ms) {
+        goto out;
+    }
+    kubemq_client_opts_init(&co);
+    snprintf(id, sizeof(id), "bench-load-%d", (int)getpid());
+    co.address = o.address;
+    co.client_id = id;
+    co.ping_interval_ms = -1;
+    r.client = kubemq_client_create(&co, err, sizeof(err));
+    if (!r.client) {
+        fprintf(stderr, "bench-load: %s\n", err);
+        goto out;
+    }
+    if (o.warmup && run_phase(&r, o.warmup) < 0) {
+        goto out;
+    }
+    if (atomic_load(&r.failed)) {
+        fprintf(stderr, "bench-load: warm-up failed: %s\n", r.first_error);
+        goto out;
+    }
+    proc_reset_hwm(o.pid);
+    proc_read(o.pid, &d0);
+    proc_read(o.broker_pid, &b0);
+    self0 = cpu_self_s();
+    t0 = now_s();
+    if (run_phase(&r, o.requests) < 0) {
+        goto out;
+    }
+    t = now_s() - t0;
+    self1 = cpu_self_s();
+    proc_read(o.pid, &d1);
+    proc_read(o.broker_pid, &b1);
+    qsort(r.lat_ms, o.requests, sizeof(double), cmp_double);
+    units = (double)o.requests / 1000.0;
+    printf("{\"label\":\"%s\",\"method\":\"%s\",\"requests\":%lu,\"records_per_request\":%d,"
+           "\"concurrency\":%d,\"size\":%zu,\"ok\":%lu,\"failed\":%lu,\"seconds\":%.3f,"
+           "\"per_second\":%.1f,\"records_per_second\":%.1f,"
+           "\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f",
+           o.label, o.method, o.requests, strcmp(o.method, "put_records") == 0 ? o.records : 1,
+           o.concurrency, o.size, atomic_load(&r.ok), atomic_load(&r.failed), t,
+           (double)o.requests / t,
+           (double)o.requests * (strcmp(o.method, "put_records") == 0 ? o.records : 1) / t,
+           pct(r.lat_ms, o.requests, 50), pct(r.lat_ms, o.requests, 90),
+           pct(r.lat_ms, o.requests, 99), r.lat_ms[o.requests - 1]);
+    if (d0.ok && d1.ok) {
+        printf(",\"daemon_cpu_s_per_1000\":%.4f,\"daemon_cpu_share\":%.3f,\"daemon_rss_kb\":%ld,"
+               "\"daemon_peak_rss_kb\":%ld",
+               (d1.cpu_s - d0.cpu_s) / units, (d1.cpu_s - d0.cpu_s) / t, d1.rss_kb, d1.hwm_kb);
+    }
+    if (b0.ok && b1.ok) {
+        printf(",\"broker_cpu_s_per_1000\":%.4f,\"broker_cpu_share\":%.3f",
+               (b1.cpu_s - b0.cpu_s) / units, (b1.cpu_s - b0.cpu_s) / t);
+    }
+    printf(",\"loadgen_cpu_share\":%.3f}\n", (self1 - self0) / t);
+    fflush(stdout);
+    if (atomic_load(&r.failed)) {
+        fprintf(stderr, "bench-load: %lu requests failed, first: %s\n", atomic_load(&r.failed),
+                r.first_error);
+        goto out;
+    }
+    rc = 0;
+out:
+    kubemq_client_destroy(r.client);
+    free(r.lat_ms);
+    buf_free(&rec);
+    buf_free(&b64);
+    pthread_mutex_destroy(&r.err_lock);
+    return rc;
+}

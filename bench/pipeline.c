@@ -1,0 +1,394 @@
+/* pipeline.c - in-process benchmark of the whole per-request path.
+ *
+ * envelope parse -> validation -> Kinesis request JSON -> SigV4 signing ->
+ * (null transport: a canned Kinesis reply) -> reply parse -> reply
+ * envelope serialised, all on one thread and one engine loop, exactly the
+ * code the daemon runs between the KubeMQ source and the HTTP transport.
+ *
+ *   bench-pipeline [--case NAME] [--requests N] [--batch B] [--seconds S]
+ * cases: put_record_100, put_record_1k, put_record_64k, put_records_500x1k
+ * (default: all). Prints one JSON line per case:
+ *   {"case":"put_record_1k","requests":N,"seconds":S,"per_second":R}
+ * B requests are started together and the loop runs until all are
+ * answered, as the engine does with B queries in flight (default 16).
+ *
+ * Instructions per request: run under
+ *   valgrind --tool=callgrind --collect-atstart=no --toggle-collect=pipeline_run
+ * and divide the total Ir by the requests of that case (bench/run.sh does). */
+#include "base/b64.h"
+#include "base/buf.h"
+#include "base/envelope.h"
+#include "base/errs.h"
+#include "base/loop.h"
+#include "target/kinesis.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MAX_BATCH 1024
+
+struct bcase {
+    const char *name;
+    size_t record_bytes;
+    size_t records; /* 0: put_record, else put_records of this many */
+};
+
+static const struct bcase cases[] = {
+    {"put_record_100", 100, 0},
+    {"put_record_1k", 1024, 0},
+    {"put_record_64k", 65536, 0},
+    {"put_records_500x1k", 1024, 500},
+    {NULL, 0, 0},
+};
+
+static const char put_record_reply[] =
+    "{\"ShardId\":\"shardId-000000000003\",\"SequenceNumber\":"
+    "\"49654194640963434468016234098126325098775614473245868082\"}";
+
+struct sink {
+    struct buf put_records_reply;
+    unsigned long long calls;
+};
+
+/* The null transport: answers at once with a canned 200. */
+static int null_send(void *tctx, const struct aws_http_request *req, aws_http_done_fn done,
+                     void *cctx)
+{
+    struct sink *s = tctx;
+    size_t i;
+    int put_records = 0;
+
+    s->calls++;
+    for (i = 0; req->headers[i]; i++) {
+        if (strncmp(req->headers[i], "X-Amz-Target: ", 14) == 0) {
+            put_records = strstr(req->headers[i], ".PutRecords") != NULL;
+        }
+    }
+    if (put_records) {
+        done(cctx, 200, s->put_records_reply.data, s->put_records_reply.len, NULL);
+    } else {
+        done(cctx, 200, put_record_reply, sizeof(put_record_reply) - 1, NULL);
+    }
+    return 0;
+}
+
+struct slot {
+    struct envelope_request req;
+    struct envelope_reply reply;
+    struct buf out; /* the serialised reply, as the source would send it */
+    int done;
+};
+
+struct bench {
+    struct loop *loop;
+    void *kinesis;
+    struct slot slots[MAX_BATCH];
+    size_t outstanding;
+    unsigned long long errors;
+    char first_error[512];
+};
+
+static void on_done(void *ctx)
+{
+    struct slot *s = ctx;
+
+    s->done = 1;
+}
+
+/* One request through the pipeline, started. */
+static int start_one(struct bench *b, struct slot *s, const struct buf *body)
+{
+    char err[256];
+
+    if (envelope_request_parse(&s->req, body->data, body->len, 0, err, sizeof(err)) < 0) {
+        fprintf(stderr, "bench-pipeline: envelope: %s\n", err);
+        return -1;
+    }
+    envelope_reply_reset(&s->reply);
+    s->done = 0;
+    b->outstanding++;
+    kinesis_target_kind.execute(b->kinesis, &s->req, &s->reply, on_done, s);
+    return 0;
+}
+
+static void finish_one(struct bench *b, struct slot *s)
+{
+    buf_reset(&s->out);
+    if (envelope_reply_serialize(&s->reply, &s->out) < 0 || s->reply.is_error) {
+        if (!b->errors++) {
+            snprintf(b->first_error, sizeof(b->first_error), "%s",
+                     s->reply.is_error ? buf_str(&s->reply.error) : "serialise failed");
+        }
+    }
+}
+
+static int pipeline_loop(struct bench *b, const struct buf *body, unsigned long long n,
+                         size_t batch)
+{
+    unsigned long long started = 0;
+    size_t i, k;
+
+    while (started < n) {
+        k = batch;
+        if (n - started < k) {
+            k = (size_t)(n - started);
+        }
+        for (i = 0; i < k; i++) {
+            if (start_one(b, &b->slots[i], body) < 0) {
+                return -1;
+            }
+        }
+        started += k;
+        for (;;) {
+            size_t left = 0;
+
+            for (i = 0; i < k; i++) {
+                left += !b->slots[i].done;
+            }
+            if (!left) {
+                break;
+            }
+            if (loop_run_once(b->loop, 0) < 0) {
+                return -1;
+            }
+        }
+        for (i = 0; i < k; i++) {
+            finish_one(b, &b->slots[i]);
+        }
+        b->outstanding -= k;
+    }
+    return 0;
+}
+
+/* The envelope a client sends: {"metadata":{...},"data":"<base64>"}. */
+/* The measured part (callgrind's --toggle-collect names this function;
+ * noipa keeps it from being cloned or inlined under another name). */
+__attribute__((noipa)) int pipeline_run(struct bench *b, const struct buf *body,
+                                        unsigned long long n, size_t batch);
+
+__attribute__((noipa)) int pipeline_run(struct bench *b, const struct buf *body,
+                                        unsigned long long n, size_t batch)
+{
+    return pipeline_loop(b, body, n, batch);
+}
+
+static int build_body(const struct bcase *c, struct buf *body)
+{
+    struct buf rec = BUF_INIT(BUF_DEFAULT_MAX), data = BUF_INIT(BUF_DEFAULT_MAX);
+    size_t i;
+    int rc = -1;
+
+    if (buf_reserve(&rec, c->record_bytes) < 0) {
+        goto out;
+    }
+    for (i = 0; i < c->record_bytes; i++) {
+        rec.data[i] = (char)('a' + (i * 7) % 26);
+    }
+    rec.len = c->record_bytes;
+    if (c->records) {
+        /* put_records, ordered form: [{"partition_key":"k<i>","data":"<b64>"},...] */
+        if (buf_append_char(&data, '[') < 0) {
+            goto out;
+        }
+        for (i = 0; i < c->records; i++) {
+            if (buf_appendf(&data, "%s{\"partition_key\":\"key-%zu\",\"data\":\"", i ? "," : "",
+                            i) < 0 ||
+                b64_encode(rec.data, rec.len, &data) < 0 || buf_append_str(&data, "\"}") < 0) {
+                goto out;
+            }
+        }
+        if (buf_append_char(&data, ']') < 0) {
+            goto out;
+        }
+    } else if (buf_set(&data, rec.data, rec.len) < 0) {
+        goto out;
+    }
+    buf_reset(body);
+    if (buf_appendf(body,
+                    "{\"metadata\":{\"method\":\"%s\",\"stream_name\":\"bench-stream\"%s},"
+                    "\"data\":\"",
+                    c->records ? "put_records" : "put_record",
+                    c->records ? "" : ",\"partition_key\":\"partition-key-0001\"") < 0 ||
+        b64_encode(data.data, data.len, body) < 0 || buf_append_str(body, "\"}") < 0) {
+        goto out;
+    }
+    rc = 0;
+out:
+    buf_free(&rec);
+    buf_free(&data);
+    return rc;
+}
+
+static int build_put_records_reply(struct buf *out, size_t n)
+{
+    size_t i;
+
+    if (buf_append_str(out, "{\"FailedRecordCount\":0,\"Records\":[") < 0) {
+        return -1;
+    }
+    for (i = 0; i < n; i++) {
+        if (buf_appendf(out,
+                        "%s{\"SequenceNumber\":\"4965419464096343446801623409812632509877561447"
+                        "%010zu\",\"ShardId\":\"shardId-000000000003\"}",
+                        i ? "," : "", i) < 0) {
+            return -1;
+        }
+    }
+    return buf_append_str(out, "]}");
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int run_case(struct bench *b, const struct bcase *c, unsigned long long requests,
+                    double seconds, size_t batch)
+{
+    struct buf body = BUF_INIT(BUF_DEFAULT_MAX);
+    unsigned long long done = 0, step;
+    double t0, t;
+    int rc = -1;
+
+    if (build_body(c, &body) < 0) {
+        fprintf(stderr, "bench-pipeline: cannot build the %s request\n", c->name);
+        goto out;
+    }
+    b->errors = 0;
+    /* Warm up: buffers reach their size, the signing key is cached. */
+    if (pipeline_loop(b, &body, batch, batch) < 0) {
+        goto out;
+    }
+    t0 = now_s();
+    if (requests) {
+        if (pipeline_run(b, &body, requests, batch) < 0) {
+            goto out;
+        }
+        done = requests;
+    } else {
+        step = c->records ? 20 : 2000;
+        do {
+            if (pipeline_run(b, &body, step, batch) < 0) {
+                goto out;
+            }
+            done += step;
+        } while (now_s() - t0 < seconds);
+    }
+    t = now_s() - t0;
+    if (b->errors) {
+        fprintf(stderr, "bench-pipeline: %s: %llu error replies, first: %s\n", c->name, b->errors,
+                b->first_error);
+        goto out;
+    }
+    printf("{\"case\":\"%s\",\"requests\":%llu,\"records\":%llu,\"batch\":%zu,\"seconds\":%.3f,"
+           "\"per_second\":%.0f,\"records_per_second\":%.0f,\"us_per_request\":%.3f}\n",
+           c->name, done, done * (c->records ? c->records : 1), batch, t, (double)done / t,
+           (double)done * (double)(c->records ? c->records : 1) / t, t * 1e6 / (double)done);
+    fflush(stdout);
+    rc = 0;
+out:
+    buf_free(&body);
+    return rc;
+}
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: bench-pipeline [--case NAME] [--requests N] [--batch B] "
+                    "[--seconds S]\ncases:");
+    for (size_t i = 0; cases[i].name; i++) {
+        fprintf(stderr, " %s", cases[i].name);
+    }
+    fprintf(stderr, "\n");
+}
+
+int main(int argc, char **argv)
+{
+    static struct bench b;
+    struct sink sink = {BUF_INIT(BUF_DEFAULT_MAX), 0};
+    struct aws_transport transport = {null_send, &sink};
+    const char *only = NULL;
+    unsigned long long requests = 0;
+    double seconds = 2.0;
+    size_t batch = 16, i;
+    json_t *props = NULL;
+    struct errs errs;
+    char err[256];
+    int rc = 1, ran = 0;
+
+    for (int a = 1; a < argc; a++) {
+        if (strcmp(argv[a], "--case") == 0 && a + 1 < argc) {
+            only = argv[++a];
+        } else if (strcmp(argv[a], "--requests") == 0 && a + 1 < argc) {
+            requests = strtoull(argv[++a], NULL, 10);
+        } else if (strcmp(argv[a], "--batch") == 0 && a + 1 < argc) {
+            batch = strtoul(argv[++a], NULL, 10);
+        } else if (strcmp(argv[a], "--seconds") == 0 && a + 1 < argc) {
+            seconds = strtod(argv[++a], NULL);
+        } else {
+            usage();
+            return 2;
+        }
+    }
+    if (batch < 1 || batch > MAX_BATCH) {
+        fprintf(stderr, "bench-pipeline: --batch must be 1..%d\n", MAX_BATCH);
+        return 2;
+    }
+    errs_init(&errs);
+    if (build_put_records_reply(&sink.put_records_reply, 500) < 0) {
+        goto out;
+    }
+    b.loop = loop_create(err, sizeof(err));
+    if (!b.loop) {
+        fprintf(stderr, "bench-pipeline: %s\n", err);
+        goto out;
+    }
+    props = json_pack("{s:s, s:s, s:s, s:s}", "aws_key", "AKIDBENCHMARK000000", "aws_secret_key",
+                      "bench/secret/key/0000000000000000000000", "region", "us-east-1", "endpoint",
+                      "http://127.0.0.1:1");
+    b.kinesis = kinesis_instance_create(b.loop, props, "bench", "bench", &transport, &errs);
+    if (!b.kinesis) {
+        fprintf(stderr, "bench-pipeline: %s", buf_str(&errs.text));
+        goto out;
+    }
+    for (i = 0; i < MAX_BATCH; i++) {
+        envelope_request_init(&b.slots[i].req);
+        envelope_reply_init(&b.slots[i].reply);
+        buf_init(&b.slots[i].out, BUF_DEFAULT_MAX);
+    }
+    for (i = 0; cases[i].name; i++) {
+        if (only && strcmp(only, cases[i].name) != 0) {
+            continue;
+        }
+        ran++;
+        if (run_case(&b, &cases[i], requests, seconds, batch) < 0) {
+            goto out;
+        }
+    }
+    if (!ran) {
+        usage();
+        goto out;
+    }
+    rc = 0;
+out:
+    if (b.kinesis) {
+        kinesis_target_kind.destroy(b.kinesis);
+    }
+    for (i = 0; i < MAX_BATCH; i++) {
+        if (b.slots[i].req.metadata) {
+            envelope_request_free(&b.slots[i].req);
+            envelope_reply_free(&b.slots[i].reply);
+            buf_free(&b.slots[i].out);
+        }
+    }
+    loop_destroy(b.loop);
+    json_decref(props);
+    errs_free(&errs);
+    buf_free(&sink.put_records_reply);
+    return rc;
+}
