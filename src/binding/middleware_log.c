@@ -75,32 +75,29 @@ static void append_meta(struct buf *b, const json_t *meta)
     free(s);
 }
 
-static void append_debug(struct buf *b, const struct envelope_request *req,
-                         const struct envelope_reply *reply)
+/* "; <what> metadata {...}, N bytes of data <excerpt>": request data as
+ * base64 (records are bytes), reply data as text (AWS JSON). */
+static void append_part(struct buf *b, const char *what, const json_t *meta, const struct buf *data,
+                        int has_data, int as_b64)
 {
-    size_t n;
+    size_t len = has_data ? data->len : 0;
+    size_t n = len < LOG_DATA_EXCERPT ? len : LOG_DATA_EXCERPT;
 
-    buf_append_str(b, "; request metadata ");
-    append_meta(b, req->metadata);
-    buf_appendf(b, ", %zu bytes of data", req->has_data ? req->data.len : (size_t)0);
-    if (req->has_data && req->data.len) {
-        n = req->data.len < LOG_DATA_EXCERPT ? req->data.len : LOG_DATA_EXCERPT;
-        buf_append_str(b, " (base64) ");
-        b64_encode(req->data.data, n, b);
-        if (n < req->data.len) {
-            buf_append_str(b, "[...]");
-        }
+    buf_appendf(b, "; %s metadata ", what);
+    append_meta(b, meta);
+    buf_appendf(b, ", %zu bytes of data", len);
+    if (!n) {
+        return;
     }
-    buf_append_str(b, "; reply metadata ");
-    append_meta(b, reply->metadata);
-    buf_appendf(b, ", %zu bytes of data", reply->has_data ? reply->data.len : (size_t)0);
-    if (reply->has_data && reply->data.len) {
-        n = reply->data.len < LOG_DATA_EXCERPT ? reply->data.len : LOG_DATA_EXCERPT;
+    if (as_b64) {
+        buf_append_str(b, " (base64) ");
+        b64_encode(data->data, n, b);
+    } else {
         buf_append_char(b, ' ');
-        buf_append_json_str(b, reply->data.data, n);
-        if (n < reply->data.len) {
-            buf_append_str(b, "[...]");
-        }
+        buf_append_json_str(b, data->data, n);
+    }
+    if (n < len) {
+        buf_append_str(b, "[...]");
     }
 }
 
@@ -124,7 +121,8 @@ void middleware_log_result(const char *binding, int log_level, const struct enve
         append_clean(&line, &reply->error);
     }
     if (log_level == MIDDLEWARE_LOG_DEBUG) {
-        append_debug(&line, req, reply);
+        append_part(&line, "request", req->metadata, &req->data, req->has_data, 1);
+        append_part(&line, "reply", reply->metadata, &reply->data, reply->has_data, 0);
     }
     log_write(reply->is_error ? LOG_LEVEL_ERROR : LOG_LEVEL_INFO, binding, "%s", buf_str(&line));
     buf_free(&line);

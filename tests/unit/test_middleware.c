@@ -120,6 +120,9 @@ struct fix {
     const struct metrics_binding *mb;
     struct middleware_options o;
     struct middleware *m;
+    struct req r; /* retry_run's request */
+    int r_used;
+    int counter;
 };
 
 static void opts_default(struct middleware_options *o)
@@ -152,11 +155,16 @@ static int setup(void **state)
     return 0;
 }
 
+static void req_free(struct req *r);
+
 static int teardown(void **state)
 {
     struct fix *x = *state;
 
     middleware_destroy(x->m);
+    if (x->r_used) {
+        req_free(&x->r);
+    }
     loop_destroy(x->loop);
     metrics_registry_free(x->reg);
     log_set_fd(-1);
@@ -282,103 +290,97 @@ static void test_create_rejects_bad_options(void **state)
 
 /* ---- retry ------------------------------------------------------------ */
 
+/* Build the chain on x->o and run one put_record through a fake that fails
+ * its first fail_n calls; the fixture owns the request (x->r). */
+static const struct envelope_reply *retry_run(struct fix *x, long long attempts, int fail_n,
+                                              int retryable)
+{
+    x->o.retry_attempts = attempts;
+    x->fake.fail_n = fail_n;
+    x->fake.retryable = retryable;
+    if (!x->m) {
+        build(x);
+    }
+    req_init(&x->r, &x->counter, "put_record", "abc");
+    x->r_used = 1;
+    run_one(x, &x->r);
+    return &x->r.reply;
+}
+
+static const char *error_of(const struct envelope_reply *reply)
+{
+    assert_true(reply->is_error);
+    return buf_str(&reply->error);
+}
+
 static void test_retry_until_success(void **state)
 {
     struct fix *x = *state;
-    struct req r;
-    int counter = 0;
+    const struct envelope_reply *reply;
 
-    x->o.retry_attempts = 3;
-    x->fake.fail_n = 2;
-    x->fake.retryable = 1;
     x->fake.async_ms = 1; /* the asynchronous path */
-    build(x);
-    req_init(&r, &counter, "put_record", "abc");
-    run_one(x, &r);
+    reply = retry_run(x, 3, 2, 1);
     assert_int_equal(x->fake.calls, 3);
-    assert_false(r.reply.is_error);
-    assert_string_equal(json_string_value(json_object_get(r.reply.metadata, "result")), "ok");
+    assert_false(reply->is_error);
+    assert_string_equal(json_string_value(json_object_get(reply->metadata, "result")), "ok");
     assert_int_equal(metrics_counter_get(x->mb->retries), 2);
     assert_int_equal(metrics_counter_get(x->mb->requests_count), 1);
     assert_int_equal(metrics_counter_get(x->mb->errors_count), 0);
     assert_int_equal(middleware_in_flight(x->m), 0);
-    req_free(&r);
 }
 
 static void test_retry_exhausted(void **state)
 {
     struct fix *x = *state;
-    struct req r;
-    int counter = 0;
 
-    x->o.retry_attempts = 2;
-    x->fake.fail_n = 100;
-    x->fake.retryable = 1;
-    build(x);
-    req_init(&r, &counter, "put_record", "abc");
-    run_one(x, &r);
-    assert_int_equal(x->fake.calls, 2);
-    assert_true(r.reply.is_error);
     /* the last attempt's error, not an accumulation */
-    assert_string_equal(buf_str(&r.reply.error), "FakeThrottle: call 2 failed (after 2 attempts)");
+    assert_string_equal(error_of(retry_run(x, 2, 100, 1)),
+                        "FakeThrottle: call 2 failed (after 2 attempts)");
+    assert_int_equal(x->fake.calls, 2);
     assert_int_equal(metrics_counter_get(x->mb->retries), 1);
     assert_int_equal(metrics_counter_get(x->mb->errors_count), 1);
-    req_free(&r);
 }
 
 static void test_not_retryable(void **state)
 {
     struct fix *x = *state;
-    struct req r;
-    int counter = 0;
 
-    x->o.retry_attempts = 5;
-    x->fake.fail_n = 100;
-    x->fake.retryable = 0;
     x->fake.err = "stream_name: is required for put_record";
-    build(x);
-    req_init(&r, &counter, "put_record", "abc");
-    run_one(x, &r);
+    assert_string_equal(error_of(retry_run(x, 5, 100, 0)),
+                        "stream_name: is required for put_record");
     assert_int_equal(x->fake.calls, 1);
-    assert_string_equal(buf_str(&r.reply.error), "stream_name: is required for put_record");
     assert_int_equal(metrics_counter_get(x->mb->retries), 0);
-    req_free(&r);
 }
 
 static void test_single_attempt_error_plain(void **state)
 {
     struct fix *x = *state;
-    struct req r;
-    int counter = 0;
 
-    x->fake.fail_n = 1;
-    x->fake.retryable = 1;
-    build(x);
-    req_init(&r, &counter, "put_record", "abc");
-    run_one(x, &r);
-    assert_int_equal(x->fake.calls, 1);
     /* no "All attempts fail" wrapping and no attempt count */
-    assert_string_equal(buf_str(&r.reply.error), "FakeThrottle: call 1 failed");
-    req_free(&r);
+    assert_string_equal(error_of(retry_run(x, 1, 1, 1)), "FakeThrottle: call 1 failed");
+    assert_int_equal(x->fake.calls, 1);
 }
 
 /* Many synchronous retries with no delay: loop timers, no recursion. */
 static void test_many_sync_retries(void **state)
 {
     struct fix *x = *state;
-    struct req r;
-    int counter = 0;
 
-    x->o.retry_attempts = 1000;
-    x->fake.fail_n = 999;
-    x->fake.retryable = 1;
-    build(x);
-    req_init(&r, &counter, "put_record", NULL);
-    run_one(x, &r);
+    assert_false(retry_run(x, 1000, 999, 1)->is_error);
     assert_int_equal(x->fake.calls, 1000);
-    assert_false(r.reply.is_error);
     assert_int_equal(metrics_counter_get(x->mb->retries), 999);
-    req_free(&r);
+}
+
+static void test_no_metrics_binding(void **state)
+{
+    struct fix *x = *state;
+    char err[256];
+
+    x->o.retry_attempts = 2;
+    x->m = middleware_create(x->loop, &x->o, "b1", &fake_kind, &x->fake, NULL, err, sizeof(err));
+    assert_non_null(x->m);
+    assert_false(retry_run(x, 2, 1, 1)->is_error); /* retried without metrics */
+    assert_int_equal(x->fake.calls, 2);
 }
 
 /* ---- delays ------------------------------------------------------------ */
@@ -425,50 +427,42 @@ static void test_delay_values(void **state)
     assert_true(hi >= 246);
 }
 
+/* Lower bounds only (a busy machine is slower, never faster); 1 ms of
+ * timer rounding allowed. */
+static void assert_gap(const struct fix *x, int call, uint64_t min_ms)
+{
+    uint64_t gap = x->fake.call_us[call] - x->fake.call_us[call - 1];
+
+    if (gap + 1000 < min_ms * 1000) {
+        fail_msg("call %d came %llu us after the one before, expected >= %llu ms", call + 1,
+                 (unsigned long long)gap, (unsigned long long)min_ms);
+    }
+}
+
 static void test_delays_on_the_loop(void **state)
 {
     struct fix *x = *state;
-    struct req r;
-    int counter = 0;
 
     /* back-off 40 ms: gaps of at least 40 and 80 ms between the calls */
-    x->o.retry_attempts = 3;
     x->o.retry_delay_type = MIDDLEWARE_RETRY_BACKOFF;
     x->o.retry_delay_ms = 40;
     x->o.retry_max_jitter_ms = 10;
-    x->fake.fail_n = 2;
-    x->fake.retryable = 1;
-    build(x);
-    req_init(&r, &counter, "put_record", "abc");
-    run_one(x, &r);
+    assert_false(retry_run(x, 3, 2, 1)->is_error);
     assert_int_equal(x->fake.calls, 3);
-    assert_false(r.reply.is_error);
-    /* lower bounds only (a busy machine is slower, never faster); 1 ms of
-     * timer rounding allowed */
-    assert_true(x->fake.call_us[1] - x->fake.call_us[0] >= 39000);
-    assert_true(x->fake.call_us[2] - x->fake.call_us[1] >= 79000);
-    req_free(&r);
+    assert_gap(x, 1, 40);
+    assert_gap(x, 2, 80);
 }
 
 static void test_fixed_delay_on_the_loop(void **state)
 {
     struct fix *x = *state;
-    struct req r;
-    int counter = 0;
 
-    x->o.retry_attempts = 3;
     x->o.retry_delay_type = MIDDLEWARE_RETRY_FIXED;
     x->o.retry_delay_ms = 60;
-    x->fake.fail_n = 5;
-    x->fake.retryable = 1;
-    build(x);
-    req_init(&r, &counter, "put_record", "abc");
-    run_one(x, &r);
+    assert_non_null(strstr(error_of(retry_run(x, 3, 5, 1)), "(after 3 attempts)"));
     assert_int_equal(x->fake.calls, 3);
-    assert_true(x->fake.call_us[1] - x->fake.call_us[0] >= 59000);
-    assert_true(x->fake.call_us[2] - x->fake.call_us[1] >= 59000);
-    assert_non_null(strstr(buf_str(&r.reply.error), "(after 3 attempts)"));
-    req_free(&r);
+    assert_gap(x, 1, 60);
+    assert_gap(x, 2, 60);
 }
 
 /* ---- rate limit ---------------------------------------------------------- */
@@ -525,7 +519,7 @@ static void test_rate_limit_spacing_fifo(void **state)
     /* 50/s: 9 gaps of 20 ms (1 ms of timer rounding allowed per gap) */
     assert_true(x->fake.call_us[9] - x->fake.call_us[0] >= 171000);
     for (i = 1; i < 10; i++) {
-        assert_true(x->fake.call_us[i] - x->fake.call_us[i - 1] >= 19000);
+        assert_gap(x, i, 20);
     }
 }
 
@@ -533,20 +527,12 @@ static void test_rate_limit_spacing_fifo(void **state)
 static void test_rate_limit_counts_retries(void **state)
 {
     struct fix *x = *state;
-    struct req r;
-    int counter = 0;
 
     x->o.rate_per_second = 20;
-    x->o.retry_attempts = 3;
-    x->fake.fail_n = 2;
-    x->fake.retryable = 1;
-    build(x);
-    req_init(&r, &counter, "put_record", "abc");
-    run_one(x, &r);
+    assert_false(retry_run(x, 3, 2, 1)->is_error);
     assert_int_equal(x->fake.calls, 3);
-    assert_true(x->fake.call_us[1] - x->fake.call_us[0] >= 49000);
-    assert_true(x->fake.call_us[2] - x->fake.call_us[1] >= 49000);
-    req_free(&r);
+    assert_gap(x, 1, 50);
+    assert_gap(x, 2, 50);
 }
 
 /* ---- in flight and metrics -------------------------------------------------- */
@@ -581,25 +567,6 @@ static void test_in_flight_and_metrics(void **state)
     for (i = 0; i < 4; i++) {
         req_free(&rs[i]);
     }
-}
-
-static void test_no_metrics_binding(void **state)
-{
-    struct fix *x = *state;
-    struct req r;
-    int counter = 0;
-    char err[256];
-
-    x->fake.fail_n = 1;
-    x->fake.retryable = 1;
-    x->o.retry_attempts = 2;
-    x->m = middleware_create(x->loop, &x->o, "b1", &fake_kind, &x->fake, NULL, err, sizeof(err));
-    assert_non_null(x->m);
-    req_init(&r, &counter, "put_record", "abc");
-    run_one(x, &r);
-    assert_false(r.reply.is_error); /* retried without metrics */
-    assert_int_equal(x->fake.calls, 2);
-    req_free(&r);
 }
 
 /* ---- destroy with requests still inside ------------------------------------ */
