@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 struct invoke {
     struct loop *loop;
@@ -29,26 +28,6 @@ static void usage(FILE *f)
             "usage: kubemq-kinesis invoke --config FILE --binding NAME [--log-level LEVEL]\n"
             "  reads one request envelope ({\"metadata\":{...},\"data\":...}) on stdin,\n"
             "  runs it through the binding's middleware and target, prints the reply envelope.\n");
-}
-
-/* All of stdin, at most max bytes; -1 when larger or unreadable. */
-static int read_stdin(struct buf *in, size_t max)
-{
-    char chunk[65536];
-    ssize_t n;
-
-    for (;;) {
-        n = read(STDIN_FILENO, chunk, sizeof(chunk));
-        if (n == 0) {
-            return 0;
-        }
-        if (n < 0) {
-            return -1;
-        }
-        if (in->len + (size_t)n > max || buf_append(in, chunk, (size_t)n) < 0) {
-            return -1;
-        }
-    }
 }
 
 static void on_done(void *ctx)
@@ -92,7 +71,7 @@ int cli_invoke(int argc, char **argv)
     const struct config_binding *b = NULL;
     struct envelope_request req;
     struct envelope_reply reply;
-    struct buf in = BUF_INIT(ENVELOPE_MAX_BODY + 1);
+    struct buf in = BUF_INIT(ENVELOPE_MAX_BODY);
     struct invoke iv = {0};
     char err[512], where[300];
     enum log_level level = LOG_LEVEL_ERROR;
@@ -168,9 +147,8 @@ int cli_invoke(int argc, char **argv)
     }
 
     rc = CLI_EXIT_OK;
-    if (read_stdin(&in, ENVELOPE_MAX_BODY) < 0) {
-        envelope_reply_set_error(&reply, "request: cannot read stdin, or larger than %zu bytes",
-                                 (size_t)ENVELOPE_MAX_BODY);
+    if (cli_read_stdin(&in, err, sizeof(err)) < 0) {
+        envelope_reply_set_error(&reply, "request: %s", err);
     } else if (envelope_request_parse(&req, buf_str(&in), in.len, raw_payload(b), err,
                                       sizeof(err)) < 0) {
         envelope_reply_set_error(&reply, "invalid request format, %s", err);

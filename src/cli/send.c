@@ -35,30 +35,6 @@ static void usage(FILE *f)
             SEND_DEFAULT_TIMEOUT_MS);
 }
 
-static int read_stdin(struct buf *b, char *err, size_t errlen)
-{
-    char chunk[65536];
-    ssize_t n;
-
-    for (;;) {
-        n = read(STDIN_FILENO, chunk, sizeof(chunk));
-        if (n == 0) {
-            return 0;
-        }
-        if (n < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            snprintf(err, errlen, "reading stdin: %s", strerror(errno));
-            return -1;
-        }
-        if (buf_append(b, chunk, (size_t)n) < 0) {
-            snprintf(err, errlen, "body on stdin is larger than %d bytes", KUBEMQ_MAX_MESSAGE);
-            return -1;
-        }
-    }
-}
-
 static int parse_timeout(const char *s, int *out)
 {
     char *end;
@@ -171,7 +147,7 @@ int cli_send(int argc, char **argv)
         return CLI_EXIT_CONFIG;
     }
     log_setup(LOG_LEVEL_ERROR, LOG_FORMAT_TEXT);
-    if (read_stdin(&body, err, sizeof(err)) < 0) {
+    if (cli_read_stdin(&body, err, sizeof(err)) < 0) {
         fprintf(stderr, "kubemq-kinesis send: %s\n", err);
         goto done;
     }

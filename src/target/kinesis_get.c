@@ -201,21 +201,6 @@ static json_t *iterator_of(struct kinesis_call *c, const struct aws_response *r,
     return root;
 }
 
-static void single_iterator_done(struct kinesis_call *c, const struct aws_response *r)
-{
-    struct gr_state *s = c->state;
-    const char *it;
-    json_t *root = iterator_of(c, r, &it);
-
-    if (!root) {
-        kinesis_call_finish(c);
-        return;
-    }
-    records_body(c, it, s->limit);
-    json_decref(root);
-    kinesis_call_send(c, "GetRecords", single_records_done);
-}
-
 /* Stream-only form. */
 static void multi_next_shard(struct kinesis_call *c);
 
@@ -291,7 +276,8 @@ static void multi_records_done(struct kinesis_call *c, const struct aws_response
     multi_next_shard(c);
 }
 
-static void multi_iterator_done(struct kinesis_call *c, const struct aws_response *r)
+/* GetShardIterator answered (both stream forms): GetRecords from there. */
+static void iterator_done(struct kinesis_call *c, const struct aws_response *r)
 {
     struct gr_state *s = c->state;
     const char *it;
@@ -304,7 +290,7 @@ static void multi_iterator_done(struct kinesis_call *c, const struct aws_respons
     s->calls_on_shard = 1;
     records_body(c, it, s->limit);
     json_decref(root);
-    kinesis_call_send(c, "GetRecords", multi_records_done);
+    kinesis_call_send(c, "GetRecords", s->shards ? multi_records_done : single_records_done);
 }
 
 static void multi_next_shard(struct kinesis_call *c)
@@ -316,7 +302,7 @@ static void multi_next_shard(struct kinesis_call *c)
         return;
     }
     iterator_body(c, s->stream, json_string_value(json_array_get(s->shards, s->shard_idx)), &s->it);
-    kinesis_call_send(c, "GetShardIterator", multi_iterator_done);
+    kinesis_call_send(c, "GetShardIterator", iterator_done);
 }
 
 static void multi_shards_done(struct kinesis_call *c, const struct aws_response *r)
@@ -407,7 +393,7 @@ void kinesis_get_records(struct kinesis_call *c)
     }
     if (shard) {
         iterator_body(c, s->stream, shard, &s->it);
-        kinesis_call_send(c, "GetShardIterator", single_iterator_done);
+        kinesis_call_send(c, "GetShardIterator", iterator_done);
         return;
     }
     if (s->it.seq) {

@@ -155,7 +155,7 @@ describe('aws.kinesis faults', () => {
     const huge = Buffer.alloc(100 * 1024 * 1024 + 1, 0x20);
     const r = await rig.invoke(k.cfg, 'kinesis', huge, { env: k.env });
     assert.equal(r.code, 0, r.stderr);
-    fails(r.reply, 'request: cannot read stdin, or larger than 104857600 bytes');
+    fails(r.reply, 'request: body on stdin is larger than 104857600 bytes');
     assert.equal((await k.gate.stats()).total, 0);
   });
 

@@ -34,6 +34,9 @@ struct fake {
     fake_answer_fn answer;
     int counter; /* free for the answer function */
     const char *canned;
+    int hold_from; /* > 0: call number hold_from (1-based) on is not answered */
+    aws_http_done_fn held_done;
+    void *held_cctx;
 };
 
 static struct fake F;
@@ -58,6 +61,11 @@ static int fake_send(void *tctx, const struct aws_http_request *req, aws_http_do
     if (n < MAX_SEEN) {
         snprintf(f->ops[n], sizeof(f->ops[n]), "%s", op);
         f->bodies[n] = strndup(req->body, req->body_len);
+    }
+    if (f->hold_from > 0 && n + 1 >= f->hold_from) {
+        f->held_done = done;
+        f->held_cctx = cctx;
+        return 0;
     }
     body = json_loadb(req->body, req->body_len, 0, NULL);
     assert_non_null(body);
@@ -842,6 +850,81 @@ static void test_get_records_stream_walk(void **state)
     assert_int_equal(json_array_size(json_object_get(H.data, "Records")), 3);
 }
 
+/* ------------------------------------------------------ stopping */
+
+/* Start a request and run loop rounds until the fake saw `calls` calls. */
+static void start_until(const char *body, int calls)
+{
+    char err[256];
+    int i;
+
+    envelope_reply_reset(&H.reply);
+    H.finished = 0;
+    assert_int_equal(envelope_request_parse(&H.req, body, strlen(body), 0, err, sizeof(err)), 0);
+    kinesis_target_kind.execute(H.k, &H.req, &H.reply, on_done, &H.finished);
+    for (i = 0; i < 1000 && F.calls < calls; i++) {
+        assert_int_equal(loop_run_once(H.loop, 10), 0);
+    }
+    assert_int_equal(F.calls, calls);
+}
+
+static void test_destroy_with_call_in_flight(void **state)
+{
+    (void)state;
+    F.hold_from = 1;
+    start_until("{\"metadata\":{\"method\":\"list_streams\"}}", 1);
+    assert_int_equal(H.finished, 0);
+    kinesis_target_kind.destroy(H.k);
+    H.k = NULL;
+    assert_int_equal(H.finished, 1);
+    assert_true(H.reply.is_error);
+    assert_string_equal(buf_str(&H.reply.error),
+                        "TransportError: aws client shut down with the request in flight");
+    /* The transport answers late: nothing reaches the finished request. */
+    F.held_done(F.held_cctx, 200, "{}", 2, NULL);
+    assert_int_equal(H.finished, 1);
+    H.k = make(NULL);
+}
+
+static void test_destroy_during_resend_backoff(void **state)
+{
+    struct buf arr = BUF_INIT(0), b64 = BUF_INIT(0);
+    char body[4096];
+    int i;
+
+    (void)state;
+    F.answer = answer_put_records;
+    F.canned = "|k1|k7|";
+    F.counter = 100;
+    F.hold_from = 2; /* a resend, if its timer fires first, stays in flight */
+    buf_append_char(&arr, '[');
+    for (i = 0; i < 10; i++) {
+        buf_appendf(&arr, "%s{\"partition_key\":\"k%d\",\"data\":\"QQ==\"}", i ? "," : "", i);
+    }
+    buf_append_char(&arr, ']');
+    b64_encode(arr.data, arr.len, &b64);
+    snprintf(body, sizeof(body), ten_records, buf_str(&b64));
+    start_until(body, 1);
+    assert_int_equal(H.finished, 0);
+    kinesis_target_kind.destroy(H.k);
+    H.k = NULL;
+    assert_int_equal(H.finished, 1);
+    assert_true(H.reply.is_error);
+    if (F.calls == 1) {
+        /* Stopped while waiting to resend k1 and k7. */
+        assert_string_equal(buf_str(&H.reply.error),
+                            "aws.kinesis: target stopped before the request finished");
+    } else {
+        /* The backoff drew 0 ms: the resend was in flight. */
+        assert_string_equal(buf_str(&H.reply.error),
+                            "put_records: 2 of 10 records failed (TransportError)");
+        F.held_done(F.held_cctx, 200, "{}", 2, NULL);
+    }
+    buf_free(&arr);
+    buf_free(&b64);
+    H.k = make(NULL);
+}
+
 /* ------------------------------------------------------ settings */
 
 static void test_settings(void **state)
@@ -894,6 +977,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_put_records_partial_exhausted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_put_records_array_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_get_records_stream_walk, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_destroy_with_call_in_flight, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_destroy_during_resend_backoff, setup, teardown),
         cmocka_unit_test(test_settings),
     };
 
