@@ -865,7 +865,8 @@ static void start_until(const char *body, int calls)
     for (i = 0; i < 1000 && F.calls < calls; i++) {
         assert_int_equal(loop_run_once(H.loop, 10), 0);
     }
-    assert_int_equal(F.calls, calls);
+    /* A 0 ms resend backoff may add a call in the same round. */
+    assert_true(F.calls >= calls);
 }
 
 static void test_destroy_with_call_in_flight(void **state)
