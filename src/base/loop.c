@@ -360,13 +360,14 @@ int loop_io_set(struct loop *l, int fd, unsigned events, loop_io_fn fn, void *ar
 int loop_run_once(struct loop *l, int timeout_ms)
 {
     struct epoll_event evs[LOOP_MAX_EVENTS];
-    int n, i;
+    int n, i, ran;
 
-    run_timers(l);
+    /* When timers ran, the caller may be done already: only poll. */
+    ran = run_timers(l);
     if (__atomic_load_n(&l->stop, __ATOMIC_SEQ_CST)) {
         return 0;
     }
-    n = epoll_wait(l->epfd, evs, LOOP_MAX_EVENTS, next_timeout(l, timeout_ms));
+    n = epoll_wait(l->epfd, evs, LOOP_MAX_EVENTS, ran ? 0 : next_timeout(l, timeout_ms));
     if (n < 0) {
         return errno == EINTR ? 0 : -1;
     }

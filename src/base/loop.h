@@ -34,7 +34,8 @@ void loop_destroy(struct loop *l);
 
 /* Run callbacks until loop_stop(). Returns 0, or -1 on an epoll error. */
 int loop_run(struct loop *l);
-/* Run one round: wait at most timeout_ms (-1 = until something happens). */
+/* Run one round: due timers, then wait at most timeout_ms (-1 = until
+ * something happens) for I/O and posts; no wait when a timer ran. */
 int loop_run_once(struct loop *l, int timeout_ms);
 /* Thread-safe: makes loop_run() return after the current callback. */
 void loop_stop(struct loop *l);
