@@ -27,6 +27,10 @@ struct kinesis_options {
     long long request_timeout_ms;
     long long max_attempts;
     int http2;
+    int coalesce;
+    long long coalesce_max_records;
+    long long coalesce_max_bytes;
+    long long coalesce_linger_ms;
 };
 
 static const struct settings_entry kinesis_settings[] = {
@@ -54,6 +58,19 @@ static const struct settings_entry kinesis_settings[] = {
      "attempts per AWS call (throttling, 5xx, transport errors) and per put_records entry"},
     {"http2", SETTINGS_BOOL, "false", 0, 0, 0, NULL, offsetof(struct kinesis_options, http2), NULL,
      "use HTTP/2 to the endpoint when it offers it"},
+    {"coalesce", SETTINGS_BOOL, "false", 0, 0, 0, NULL, offsetof(struct kinesis_options, coalesce),
+     NULL,
+     "send concurrent put_record requests for the same stream as one PutRecords call; each "
+     "caller still gets its own record's reply"},
+    {"coalesce_max_records", SETTINGS_INT, "500", 0, 1, 500, NULL,
+     offsetof(struct kinesis_options, coalesce_max_records), NULL,
+     "most records in one coalesced PutRecords call"},
+    {"coalesce_max_bytes", SETTINGS_INT, "5242880", 0, 1, 5242880, NULL,
+     offsetof(struct kinesis_options, coalesce_max_bytes), NULL,
+     "most bytes (data plus partition keys) in one coalesced PutRecords call"},
+    {"coalesce_linger_ms", SETTINGS_INT, "5", 0, 0, 10000, NULL,
+     offsetof(struct kinesis_options, coalesce_linger_ms), NULL,
+     "how long the first record of a coalesced call waits for others"},
     {NULL, 0, NULL, 0, 0, 0, NULL, 0, NULL, NULL},
 };
 
@@ -185,6 +202,10 @@ void *kinesis_instance_create(struct loop *loop, const json_t *props, const char
     k->max_attempts = (int)o.max_attempts;
     k->retry_base_ms = 100;
     k->retry_cap_ms = 5000;
+    k->coalesce = o.coalesce;
+    k->coalesce_max_records = (size_t)o.coalesce_max_records;
+    k->coalesce_max_bytes = (size_t)o.coalesce_max_bytes;
+    k->coalesce_linger_ms = (uint64_t)o.coalesce_linger_ms;
     seed_rng(k);
 
     memset(&ao, 0, sizeof(ao));
@@ -233,6 +254,8 @@ static void kinesis_destroy(void *instance)
         return;
     }
     k->stopping = 1;
+    /* Batches not yet sent let go of their calls (failed below). */
+    kinesis_coalesce_stop(k);
     /* Completes in-flight calls (TransportError); their steps cannot send
      * again while stopping. What is left waits on a backoff timer. */
     aws_client_destroy(k->aws);
@@ -240,6 +263,7 @@ static void kinesis_destroy(void *instance)
     while (k->calls) {
         kinesis_call_fail(k->calls, "aws.kinesis: target stopped before the request finished");
     }
+    kinesis_coalesce_free(k);
     free(k->binding);
     free(k);
 }

@@ -29,6 +29,13 @@ struct kinesis {
     uint64_t rng;               /* jitter */
     int stopping;               /* destroy in progress: no new AWS calls */
     struct kinesis_call *calls; /* live calls */
+    /* put_record coalescing (kinesis_coalesce.c) */
+    int coalesce;
+    size_t coalesce_max_records;
+    size_t coalesce_max_bytes;
+    uint64_t coalesce_linger_ms;
+    struct kinesis_batch *batches; /* filling, one per stream */
+    struct kinesis_batch *spare;   /* sent and answered, for reuse */
 };
 
 struct kinesis_method {
@@ -121,9 +128,21 @@ void kinesis_list_stream_consumers(struct kinesis_call *c);
 void kinesis_create_stream_consumer(struct kinesis_call *c);
 /* kinesis_put.c */
 void kinesis_put_record(struct kinesis_call *c);
+/* put_record's step: shard_id and sequence_number into the reply. */
+void kinesis_put_record_done(struct kinesis_call *c, const struct aws_response *r);
 void kinesis_put(struct kinesis_call *c); /* seed 001: random key when absent */
 /* kinesis_put_records.c */
 void kinesis_put_records(struct kinesis_call *c);
+/* kinesis_coalesce.c: c->body holds the PutRecord body, whose record
+ * members start at c->body[rec_off] (the ',' after StreamName); size is
+ * data plus partition key bytes. The call joins the stream's batch and is
+ * answered from its entry of the PutRecords reply. Returns 0, or -1 when
+ * the record cannot be coalesced (c untouched: send it alone). */
+int kinesis_coalesce_add(struct kinesis_call *c, const char *stream, size_t rec_off, size_t size);
+/* Destroy: forget batches not yet sent (their calls stay in k->calls). */
+void kinesis_coalesce_stop(struct kinesis *k);
+void kinesis_coalesce_free(struct kinesis *k);
+
 /* kinesis_get.c */
 void kinesis_get_shard_iterator(struct kinesis_call *c);
 void kinesis_get_records(struct kinesis_call *c);

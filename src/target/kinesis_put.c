@@ -8,7 +8,7 @@
 #include <time.h>
 
 /* Copy the string members `shard_id` and `sequence_number` to metadata. */
-static void put_record_done(struct kinesis_call *c, const struct aws_response *r)
+void kinesis_put_record_done(struct kinesis_call *c, const struct aws_response *r)
 {
     json_t *root;
     const char *shard, *seq;
@@ -54,7 +54,7 @@ static void put_common(struct kinesis_call *c, int key_optional)
     const struct envelope_request *req = c->req;
     const char *stream, *key, *hash, *seq;
     char generated[40];
-    size_t size;
+    size_t size, rec_off;
 
     if (kinesis_arg_stream(c, 1, &stream) < 0 ||
         kinesis_arg(c, "partition_key", !key_optional, kinesis_check_partition_key, &key) < 0 ||
@@ -85,6 +85,7 @@ static void put_common(struct kinesis_call *c, int key_optional)
     }
     kinesis_body_begin(c);
     kinesis_body_str(c, "StreamName", stream);
+    rec_off = c->body.len;
     kinesis_body_str(c, "PartitionKey", key);
     kinesis_body_b64(c, "Data", req->data.data ? req->data.data : "", req->data.len);
     if (hash) {
@@ -94,7 +95,12 @@ static void put_common(struct kinesis_call *c, int key_optional)
         kinesis_body_str(c, "SequenceNumberForOrdering", seq);
     }
     kinesis_body_end(c);
-    kinesis_call_send(c, "PutRecord", put_record_done);
+    /* SequenceNumberForOrdering exists only in PutRecord. */
+    if (c->k->coalesce && !seq && !c->body_err &&
+        kinesis_coalesce_add(c, stream, rec_off, size) == 0) {
+        return;
+    }
+    kinesis_call_send(c, "PutRecord", kinesis_put_record_done);
 }
 
 void kinesis_put_record(struct kinesis_call *c)

@@ -1,0 +1,292 @@
+/* kinesis_coalesce.c - put_record coalescing: concurrent records for one
+ * stream travel as one PutRecords call.
+ *
+ * With `coalesce: true`, a validated put_record joins the batch of its
+ * stream instead of being sent. A batch is sent when it holds
+ * coalesce_max_records records or would pass coalesce_max_bytes, or
+ * coalesce_linger_ms after its first record arrived. Every caller is
+ * answered from its own entry of the PutRecords reply (shard id and
+ * sequence number); an entry that failed is sent again alone, as the
+ * PutRecord it would have been (with the AWS client's own retries), so a
+ * caller sees the same outcome as without coalescing. A failure of the
+ * whole call is every caller's error.
+ *
+ * A record sits in c->body as the complete PutRecord body; the batch takes
+ * its members after StreamName, so nothing is encoded twice and the
+ * resend needs no rebuilding. */
+#include "target/kinesis_call.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SPARE_BATCHES 4
+
+struct batch_entry {
+    struct kinesis_call *c;
+    size_t rec_off;
+};
+
+struct kinesis_batch {
+    struct kinesis *k;
+    struct kinesis_batch *next;
+    char stream[129];
+    struct batch_entry *e; /* k->coalesce_max_records of them */
+    size_t n;
+    size_t bytes;
+    struct loop_timer linger;
+    struct buf body;
+};
+
+static void batch_free(struct kinesis_batch *b)
+{
+    if (!b) {
+        return;
+    }
+    buf_free(&b->body);
+    free(b->e);
+    free(b);
+}
+
+static void batch_unlink(struct kinesis *k, struct kinesis_batch *b)
+{
+    struct kinesis_batch **pp;
+
+    for (pp = &k->batches; *pp; pp = &(*pp)->next) {
+        if (*pp == b) {
+            *pp = b->next;
+            break;
+        }
+    }
+    b->next = NULL;
+}
+
+/* An answered batch: kept for the next one, or freed. */
+static void batch_recycle(struct kinesis *k, struct kinesis_batch *b)
+{
+    struct kinesis_batch *s;
+    int spares = 0;
+
+    for (s = k->spare; s; s = s->next) {
+        spares++;
+    }
+    if (k->stopping || spares >= SPARE_BATCHES || b->body.cap > ((size_t)1 << 20)) {
+        batch_free(b);
+        return;
+    }
+    b->n = 0;
+    b->bytes = 0;
+    buf_reset(&b->body);
+    b->next = k->spare;
+    k->spare = b;
+}
+
+static struct kinesis_batch *batch_new(struct kinesis *k, const char *stream)
+{
+    struct kinesis_batch *b = k->spare;
+
+    if (b) {
+        k->spare = b->next;
+    } else {
+        b = calloc(1, sizeof(*b));
+        if (!b || !(b->e = calloc(k->coalesce_max_records, sizeof(*b->e)))) {
+            free(b);
+            return NULL;
+        }
+        b->k = k;
+        buf_init(&b->body, BUF_DEFAULT_MAX);
+        loop_timer_init(&b->linger);
+    }
+    snprintf(b->stream, sizeof(b->stream), "%s", stream);
+    b->next = k->batches;
+    k->batches = b;
+    return b;
+}
+
+/* The reply's data for one entry, in PutRecord's shape. */
+static int entry_reply(struct kinesis_call *c, const char *shard, const char *seq,
+                       const char *encryption)
+{
+    struct buf data = BUF_INIT(4096);
+    int rc = -1;
+
+    if (buf_append_str(&data, "{\"ShardId\":") < 0 ||
+        buf_append_json_str(&data, shard, strlen(shard)) < 0 ||
+        buf_append_str(&data, ",\"SequenceNumber\":") < 0 ||
+        buf_append_json_str(&data, seq, strlen(seq)) < 0) {
+        goto out;
+    }
+    if (encryption && (buf_append_str(&data, ",\"EncryptionType\":") < 0 ||
+                       buf_append_json_str(&data, encryption, strlen(encryption)) < 0)) {
+        goto out;
+    }
+    if (buf_append_char(&data, '}') < 0) {
+        goto out;
+    }
+    kinesis_reply_ok(c, data.data, data.len);
+    if (envelope_reply_meta_set(c->reply, "shard_id", shard) < 0 ||
+        envelope_reply_meta_set(c->reply, "sequence_number", seq) < 0) {
+        goto out;
+    }
+    rc = 0;
+out:
+    buf_free(&data);
+    return rc;
+}
+
+static void batch_done(void *ctx, const struct aws_response *r)
+{
+    struct kinesis_batch *b = ctx;
+    struct kinesis *k = b->k;
+    json_t *root = NULL, *records = NULL;
+    const char *encryption = NULL;
+    size_t i;
+
+    if (!r->error_type && r->status >= 200 && r->status < 300) {
+        root = json_loadb(r->body ? r->body : "", r->body_len, 0, NULL);
+        records = json_object_get(root, "Records");
+        encryption = json_string_value(json_object_get(root, "EncryptionType"));
+        if (!json_is_array(records) || json_array_size(records) != b->n) {
+            records = NULL;
+        }
+    }
+    for (i = 0; i < b->n; i++) {
+        struct kinesis_call *c = b->e[i].c;
+        json_t *e = records ? json_array_get(records, i) : NULL;
+        const char *shard = json_string_value(json_object_get(e, "ShardId"));
+        const char *seq = json_string_value(json_object_get(e, "SequenceNumber"));
+
+        if (kinesis_reply_aws_error(c, r)) {
+            kinesis_call_finish(c);
+        } else if (!records) {
+            kinesis_call_fail(c, "InvalidResponse: Kinesis answered PutRecords with a body that "
+                                 "does not hold one result per record");
+        } else if (json_object_get(e, "ErrorCode") || !shard || !seq) {
+            /* Alone, as the PutRecord it was: its own retries and error. */
+            kinesis_call_send(c, "PutRecord", kinesis_put_record_done);
+        } else {
+            if (entry_reply(c, shard, seq, encryption) < 0) {
+                kinesis_call_error(c, "aws.kinesis: out of memory building the reply");
+            }
+            kinesis_call_finish(c);
+        }
+    }
+    json_decref(root);
+    b->n = 0;
+    batch_recycle(k, b);
+}
+
+/* {"StreamName":"s","Records":[{<record members>},...]} from the calls'
+ * PutRecord bodies. */
+static int batch_body(struct kinesis_batch *b)
+{
+    struct buf *o = &b->body;
+    size_t i;
+
+    buf_reset(o);
+    if (buf_append_str(o, "{\"StreamName\":") < 0 ||
+        buf_append_json_str(o, b->stream, strlen(b->stream)) < 0 ||
+        buf_append_str(o, ",\"Records\":[") < 0) {
+        return -1;
+    }
+    for (i = 0; i < b->n; i++) {
+        const struct buf *cb = &b->e[i].c->body;
+        size_t off = b->e[i].rec_off + 1; /* past the ',' */
+
+        if ((i && buf_append_char(o, ',') < 0) || buf_append_char(o, '{') < 0 ||
+            buf_append(o, cb->data + off, cb->len - off) < 0) {
+            return -1;
+        }
+    }
+    return buf_append_str(o, "]}");
+}
+
+static void batch_send(struct kinesis_batch *b)
+{
+    struct kinesis *k = b->k;
+    size_t i;
+
+    batch_unlink(k, b);
+    if (loop_timer_armed(&b->linger)) {
+        loop_timer_stop(k->loop, &b->linger);
+    }
+    if (b->n == 0) {
+        batch_recycle(k, b);
+        return;
+    }
+    if (k->stopping || !k->aws || batch_body(b) < 0 ||
+        aws_client_call(k->aws, "PutRecords", b->body.data, b->body.len, batch_done, b) < 0) {
+        for (i = 0; i < b->n; i++) {
+            kinesis_call_fail(b->e[i].c, k->stopping ? "aws.kinesis: target stopped before the "
+                                                       "request finished"
+                                                     : "aws.kinesis: out of memory starting "
+                                                       "PutRecords");
+        }
+        b->n = 0;
+        batch_recycle(k, b);
+    }
+}
+
+static void on_linger(void *arg)
+{
+    batch_send(arg);
+}
+
+int kinesis_coalesce_add(struct kinesis_call *c, const char *stream, size_t rec_off, size_t size)
+{
+    struct kinesis *k = c->k;
+    struct kinesis_batch *b;
+
+    if (strlen(stream) >= sizeof(b->stream) || k->stopping) {
+        return -1;
+    }
+    for (b = k->batches; b; b = b->next) {
+        if (strcmp(b->stream, stream) == 0) {
+            break;
+        }
+    }
+    if (b && b->bytes + size > k->coalesce_max_bytes) {
+        batch_send(b);
+        b = NULL;
+    }
+    if (!b) {
+        b = batch_new(k, stream);
+        if (!b) {
+            return -1;
+        }
+    }
+    b->e[b->n].c = c;
+    b->e[b->n].rec_off = rec_off;
+    b->n++;
+    b->bytes += size;
+    if (b->n >= k->coalesce_max_records || b->bytes >= k->coalesce_max_bytes) {
+        batch_send(b);
+    } else if (b->n == 1) {
+        loop_timer_start(k->loop, &b->linger, k->coalesce_linger_ms, on_linger, b);
+    }
+    return 0;
+}
+
+void kinesis_coalesce_stop(struct kinesis *k)
+{
+    while (k->batches) {
+        struct kinesis_batch *b = k->batches;
+
+        k->batches = b->next;
+        if (loop_timer_armed(&b->linger)) {
+            loop_timer_stop(k->loop, &b->linger);
+        }
+        batch_free(b);
+    }
+}
+
+void kinesis_coalesce_free(struct kinesis *k)
+{
+    kinesis_coalesce_stop(k);
+    while (k->spare) {
+        struct kinesis_batch *b = k->spare;
+
+        k->spare = b->next;
+        batch_free(b);
+    }
+}
