@@ -35,6 +35,7 @@ struct kinesis {
     size_t coalesce_max_bytes;
     uint64_t coalesce_linger_ms;
     struct kinesis_batch *batches; /* filling, one per stream */
+    struct kinesis_batch *sending; /* PutRecords calls in flight */
     struct kinesis_batch *spare;   /* sent and answered, for reuse */
 };
 

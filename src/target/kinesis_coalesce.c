@@ -3,8 +3,13 @@
  *
  * With `coalesce: true`, a validated put_record joins the batch of its
  * stream instead of being sent. A batch is sent when it holds
- * coalesce_max_records records or would pass coalesce_max_bytes, or
- * coalesce_linger_ms after its first record arrived. Every caller is
+ * coalesce_max_records records or would pass coalesce_max_bytes; when no
+ * PutRecords call of its stream is in flight (on the next loop round, so
+ * what arrived together goes together: a lone request waits for nothing);
+ * when the stream's call in flight is answered; and at the latest
+ * coalesce_linger_ms after its first record arrived. Under load records
+ * gather while a call is out, so batches grow with the load by
+ * themselves, like TCP corking. Every caller is
  * answered from its own entry of the PutRecords reply (shard id and
  * sequence number); an entry that failed is sent again alone, as the
  * PutRecord it would have been (with the AWS client's own retries), so a
@@ -46,19 +51,6 @@ static void batch_free(struct kinesis_batch *b)
     buf_free(&b->body);
     free(b->e);
     free(b);
-}
-
-static void batch_unlink(struct kinesis *k, struct kinesis_batch *b)
-{
-    struct kinesis_batch **pp;
-
-    for (pp = &k->batches; *pp; pp = &(*pp)->next) {
-        if (*pp == b) {
-            *pp = b->next;
-            break;
-        }
-    }
-    b->next = NULL;
 }
 
 /* An answered batch: kept for the next one, or freed. */
@@ -134,13 +126,44 @@ out:
     return rc;
 }
 
+static struct kinesis_batch *find(struct kinesis_batch *list, const char *stream)
+{
+    for (; list; list = list->next) {
+        if (strcmp(list->stream, stream) == 0) {
+            return list;
+        }
+    }
+    return NULL;
+}
+
+static void remove_from(struct kinesis_batch **list, struct kinesis_batch *b)
+{
+    for (; *list; list = &(*list)->next) {
+        if (*list == b) {
+            *list = b->next;
+            break;
+        }
+    }
+    b->next = NULL;
+}
+
+static void batch_send(struct kinesis_batch *b);
+
 static void batch_done(void *ctx, const struct aws_response *r)
 {
     struct kinesis_batch *b = ctx;
     struct kinesis *k = b->k;
+    struct kinesis_batch *next;
     json_t *root = NULL, *records = NULL;
     const char *encryption = NULL;
     size_t i;
+
+    remove_from(&k->sending, b);
+    /* What gathered while this call was out goes now. */
+    next = k->stopping ? NULL : find(k->batches, b->stream);
+    if (next && !find(k->sending, b->stream)) {
+        batch_send(next);
+    }
 
     if (!r->error_type && r->status >= 200 && r->status < 300) {
         root = json_loadb(r->body ? r->body : "", r->body_len, 0, NULL);
@@ -206,7 +229,7 @@ static void batch_send(struct kinesis_batch *b)
     struct kinesis *k = b->k;
     size_t i;
 
-    batch_unlink(k, b);
+    remove_from(&k->batches, b);
     if (loop_timer_armed(&b->linger)) {
         loop_timer_stop(k->loop, &b->linger);
     }
@@ -216,6 +239,7 @@ static void batch_send(struct kinesis_batch *b)
     }
     if (k->stopping || !k->aws || batch_body(b) < 0 ||
         aws_client_call(k->aws, "PutRecords", b->body.data, b->body.len, batch_done, b) < 0) {
+        /* Not sent: answered here, never in k->sending. */
         for (i = 0; i < b->n; i++) {
             kinesis_call_fail(b->e[i].c, k->stopping ? "aws.kinesis: target stopped before the "
                                                        "request finished"
@@ -224,7 +248,10 @@ static void batch_send(struct kinesis_batch *b)
         }
         b->n = 0;
         batch_recycle(k, b);
+        return;
     }
+    b->next = k->sending;
+    k->sending = b;
 }
 
 static void on_linger(void *arg)
@@ -240,11 +267,7 @@ int kinesis_coalesce_add(struct kinesis_call *c, const char *stream, size_t rec_
     if (strlen(stream) >= sizeof(b->stream) || k->stopping) {
         return -1;
     }
-    for (b = k->batches; b; b = b->next) {
-        if (strcmp(b->stream, stream) == 0) {
-            break;
-        }
-    }
+    b = find(k->batches, stream);
     if (b && b->bytes + size > k->coalesce_max_bytes) {
         batch_send(b);
         b = NULL;
@@ -262,7 +285,8 @@ int kinesis_coalesce_add(struct kinesis_call *c, const char *stream, size_t rec_
     if (b->n >= k->coalesce_max_records || b->bytes >= k->coalesce_max_bytes) {
         batch_send(b);
     } else if (b->n == 1) {
-        loop_timer_start(k->loop, &b->linger, k->coalesce_linger_ms, on_linger, b);
+        loop_timer_start(k->loop, &b->linger, find(k->sending, stream) ? k->coalesce_linger_ms : 0,
+                         on_linger, b);
     }
     return 0;
 }

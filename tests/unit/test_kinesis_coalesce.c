@@ -40,8 +40,16 @@ struct fake {
     const char *whole_error;
     int short_reply; /* PutRecords answers one result too few */
     int fail_single; /* PutRecord of a fail key fails too (HTTP 500) */
-    /* Held answers: the transport answers from a timer, like a network. */
     unsigned long long seq;
+    /* hold: answers wait for release(), like a slow network. */
+    int hold;
+    int nheld;
+    struct {
+        aws_http_done_fn done;
+        void *cctx;
+        long status;
+        char *body;
+    } held[MAX_SEEN];
 };
 
 static struct fake F;
@@ -130,9 +138,31 @@ static int fake_send(void *tctx, const struct aws_http_request *req, aws_http_do
     } else {
         json_decref(body);
     }
+    if (F.hold) {
+        assert_true(F.nheld < MAX_SEEN);
+        F.held[F.nheld].done = done;
+        F.held[F.nheld].cctx = cctx;
+        F.held[F.nheld].status = status;
+        F.held[F.nheld].body = buf_detach(&resp, NULL);
+        F.nheld++;
+        return 0;
+    }
     done(cctx, status, buf_str(&resp), resp.len, NULL);
     buf_free(&resp);
     return 0;
+}
+
+/* Answer what the transport holds, oldest first. */
+static void release(void)
+{
+    int i, n = F.nheld;
+
+    F.nheld = 0;
+    for (i = 0; i < n; i++) {
+        F.held[i].done(F.held[i].cctx, F.held[i].status, F.held[i].body, strlen(F.held[i].body),
+                       NULL);
+        free(F.held[i].body);
+    }
 }
 
 static const struct aws_transport fake_transport = {fake_send, NULL};
@@ -362,11 +392,18 @@ static void test_max_records_splits(void **state)
     for (int i = 0; i < 7; i++) {
         start(i, "s1", NULL);
     }
-    /* Two full batches went out on the next loop round; the seventh lingers. */
+    /* Two full batches went out; the seventh waits for them. */
+    F.hold = 1;
     assert_int_equal(F.calls, 0);
     assert_int_equal(loop_run_once(H.loop, 0), 0);
     assert_int_equal(F.calls, 2);
+    assert_int_equal(H.pending, 7);
+    /* Both answered: the seventh goes at once, not after its linger. */
+    F.hold = 0;
+    release();
     assert_int_equal(H.pending, 1);
+    assert_int_equal(loop_run_once(H.loop, 0), 0);
+    assert_int_equal(F.calls, 3);
     run_all();
     assert_int_equal(F.calls, 3);
     expect_records(0, "s1", 0, 3);
@@ -488,12 +525,13 @@ static void test_ordering_key_goes_alone(void **state)
     start(2, "s1", NULL);
     run_all();
     assert_int_equal(F.calls, 2);
-    /* The PutRecord went first (sent from the loop at once); the others lingered. */
-    assert_string_equal(F.seen[0].op, "PutRecord");
+    /* One PutRecord with the ordering key, one PutRecords of the others. */
+    int single = strcmp(F.seen[0].op, "PutRecord") == 0 ? 0 : 1;
+    assert_string_equal(F.seen[single].op, "PutRecord");
     assert_string_equal(
-        json_string_value(json_object_get(F.seen[0].body, "SequenceNumberForOrdering")), "1");
-    assert_string_equal(F.seen[1].op, "PutRecords");
-    assert_int_equal(json_array_size(json_object_get(F.seen[1].body, "Records")), 2);
+        json_string_value(json_object_get(F.seen[single].body, "SequenceNumberForOrdering")), "1");
+    assert_string_equal(F.seen[1 - single].op, "PutRecords");
+    assert_int_equal(json_array_size(json_object_get(F.seen[1 - single].body, "Records")), 2);
     for (int i = 0; i < 3; i++) {
         expect_ok(i);
     }
@@ -513,23 +551,61 @@ static void test_invalid_record_not_coalesced(void **state)
     expect_ok(0);
 }
 
+/* A lone request leaves at once; what arrives while a call is out gathers
+ * and leaves when that call is answered (no linger wait). */
+static void test_gathers_while_a_call_is_out(void **state)
+{
+    (void)state;
+    H.k = make("\"coalesce_linger_ms\":\"10000\"");
+    F.hold = 1;
+    start(0, "s1", NULL);
+    assert_int_equal(loop_run_once(H.loop, 0), 0);
+    assert_int_equal(F.calls, 1);
+    expect_records(0, "s1", 0, 1);
+    for (int i = 1; i < 6; i++) {
+        start(i, "s1", NULL);
+    }
+    assert_int_equal(loop_run_once(H.loop, 0), 0);
+    assert_int_equal(F.calls, 1); /* gathering */
+    release();
+    assert_int_equal(H.r[0].done, 1);
+    assert_int_equal(loop_run_once(H.loop, 0), 0);
+    assert_int_equal(F.calls, 2);
+    expect_records(1, "s1", 1, 5);
+    F.hold = 0;
+    release();
+    assert_int_equal(H.pending, 0);
+    for (int i = 0; i < 6; i++) {
+        expect_ok(i);
+    }
+}
+
 static void test_stop_answers_lingering(void **state)
 {
     (void)state;
     H.k = make("\"coalesce_linger_ms\":\"10000\"");
-    for (int i = 0; i < 3; i++) {
+    F.hold = 1;
+    start(0, "s1", NULL);
+    assert_int_equal(loop_run_once(H.loop, 0), 0);
+    assert_int_equal(F.calls, 1);
+    for (int i = 1; i < 4; i++) {
         start(i, "s1", NULL);
     }
     assert_int_equal(loop_run_once(H.loop, 0), 0);
-    assert_int_equal(F.calls, 0);
+    assert_int_equal(F.calls, 1);
     kinesis_target_kind.destroy(H.k);
     H.k = NULL;
-    assert_int_equal(F.calls, 0);
-    for (int i = 0; i < 3; i++) {
+    assert_int_equal(F.calls, 1);
+    for (int i = 0; i < 4; i++) {
         assert_int_equal(H.r[i].done, 1);
         assert_int_equal(H.r[i].reply.is_error, 1);
+    }
+    assert_non_null(strstr(buf_str(&H.r[0].reply.error), "TransportError"));
+    for (int i = 1; i < 4; i++) {
         assert_non_null(strstr(buf_str(&H.r[i].reply.error), "target stopped"));
     }
+    /* The transport's late answer finds nobody waiting. */
+    release();
 }
 
 static void test_settings_rules(void **state)
@@ -577,6 +653,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_short_reply_is_invalid, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ordering_key_goes_alone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invalid_record_not_coalesced, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gathers_while_a_call_is_out, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_answers_lingering, setup, teardown),
         cmocka_unit_test(test_settings_rules),
     };
