@@ -6,11 +6,17 @@
  * code the daemon runs between the KubeMQ source and the HTTP transport.
  *
  *   bench-pipeline [--case NAME] [--requests N] [--batch B] [--seconds S]
+ *                  [--sink URL [--coalesce]]
  * cases: put_record_100, put_record_1k, put_record_64k, put_records_500x1k
  * (default: all). Prints one JSON line per case:
  *   {"case":"put_record_1k","requests":N,"seconds":S,"per_second":R}
  * B requests are started together and the loop runs until all are
  * answered, as the engine does with B queries in flight (default 16).
+ *
+ * With --sink URL the requests go over HTTP (libcurl, the daemon's own
+ * transport) to that endpoint (bench-sink), B in flight at all times, and
+ * --coalesce turns on put_record coalescing: the records/s of the two
+ * show what coalescing buys against the same sink.
  *
  * Instructions per request: run under
  *   valgrind --tool=callgrind --collect-atstart=no --toggle-collect=pipeline_run
@@ -26,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #define MAX_BATCH 1024
@@ -80,6 +87,7 @@ struct slot {
     struct envelope_reply reply;
     struct buf out; /* the serialised reply, as the source would send it */
     int done;
+    int idle; /* --sink: answered and not restarted */
 };
 
 struct bench {
@@ -297,10 +305,75 @@ out:
     return rc;
 }
 
+/* Keep `batch` requests in flight against a real endpoint until n are done. */
+static int run_sink(struct bench *b, const struct bcase *c, unsigned long long n, size_t batch,
+                    int coalesce)
+{
+    struct buf body = BUF_INIT(BUF_DEFAULT_MAX);
+    unsigned long long started = 0, finished = 0;
+    struct rusage r0, r1;
+    double t0, t, cpu;
+    size_t i;
+    int rc = -1;
+
+    if (build_body(c, &body) < 0) {
+        goto out;
+    }
+    b->errors = 0;
+    getrusage(RUSAGE_SELF, &r0);
+    t0 = now_s();
+    for (i = 0; i < batch && started < n; i++, started++) {
+        if (start_one(b, &b->slots[i], &body) < 0) {
+            goto out;
+        }
+    }
+    while (finished < n) {
+        if (loop_run_once(b->loop, 100) < 0) {
+            goto out;
+        }
+        for (i = 0; i < batch; i++) {
+            struct slot *s = &b->slots[i];
+
+            if (!s->done || s->idle) {
+                continue;
+            }
+            finish_one(b, s);
+            finished++;
+            s->idle = 1;
+            if (started < n) {
+                started++;
+                s->idle = 0;
+                if (start_one(b, s, &body) < 0) {
+                    goto out;
+                }
+            }
+        }
+    }
+    t = now_s() - t0;
+    getrusage(RUSAGE_SELF, &r1);
+    cpu = (double)(r1.ru_utime.tv_sec - r0.ru_utime.tv_sec) +
+          (double)(r1.ru_utime.tv_usec - r0.ru_utime.tv_usec) / 1e6 +
+          (double)(r1.ru_stime.tv_sec - r0.ru_stime.tv_sec) +
+          (double)(r1.ru_stime.tv_usec - r0.ru_stime.tv_usec) / 1e6;
+    if (b->errors) {
+        fprintf(stderr, "bench-pipeline: %s: %llu error replies, first: %s\n", c->name, b->errors,
+                b->first_error);
+        goto out;
+    }
+    printf("{\"case\":\"%s\",\"sink\":true,\"coalesce\":%s,\"requests\":%llu,\"concurrency\":%zu,"
+           "\"seconds\":%.3f,\"records_per_second\":%.0f,\"cpu_us_per_record\":%.2f}\n",
+           c->name, coalesce ? "true" : "false", n, batch, t, (double)n / t, cpu * 1e6 / (double)n);
+    fflush(stdout);
+    rc = 0;
+out:
+    buf_free(&body);
+    return rc;
+}
+
 static void usage(void)
 {
     fprintf(stderr, "usage: bench-pipeline [--case NAME] [--requests N] [--batch B] "
-                    "[--seconds S]\ncases:");
+                    "[--seconds S] [--sink URL [--coalesce]]\ncases:");
     for (size_t i = 0; cases[i].name; i++) {
         fprintf(stderr, " %s", cases[i].name);
     }
@@ -312,7 +385,8 @@ int main(int argc, char **argv)
     static struct bench b;
     struct sink sink = {BUF_INIT(BUF_DEFAULT_MAX), 0};
     struct aws_transport transport = {null_send, &sink};
-    const char *only = NULL;
+    const char *only = NULL, *sink_url = NULL;
+    int coalesce = 0;
     unsigned long long requests = 0;
     double seconds = 2.0;
     size_t batch = 16, i;
@@ -330,6 +404,10 @@ int main(int argc, char **argv)
             batch = strtoul(argv[++a], NULL, 10);
         } else if (strcmp(argv[a], "--seconds") == 0 && a + 1 < argc) {
             seconds = strtod(argv[++a], NULL);
+        } else if (strcmp(argv[a], "--sink") == 0 && a + 1 < argc) {
+            sink_url = argv[++a];
+        } else if (strcmp(argv[a], "--coalesce") == 0) {
+            coalesce = 1;
         } else {
             usage();
             return 2;
@@ -348,10 +426,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench-pipeline: %s\n", err);
         goto out;
     }
-    props = json_pack("{s:s, s:s, s:s, s:s}", "aws_key", "AKIDBENCHMARK000000", "aws_secret_key",
-                      "bench/secret/key/0000000000000000000000", "region", "us-east-1", "endpoint",
-                      "http://127.0.0.1:1");
-    b.kinesis = kinesis_instance_create(b.loop, props, "bench", "bench", &transport, &errs);
+    props = json_pack("{s:s, s:s, s:s, s:s, s:s}", "aws_key", "AKIDBENCHMARK000000",
+                      "aws_secret_key", "bench/secret/key/0000000000000000000000", "region",
+                      "us-east-1", "endpoint", sink_url ? sink_url : "http://127.0.0.1:1",
+                      "coalesce", coalesce ? "true" : "false");
+    b.kinesis = kinesis_instance_create(b.loop, props, "bench", "bench",
+                                        sink_url ? NULL : &transport, &errs);
     if (!b.kinesis) {
         fprintf(stderr, "bench-pipeline: %s", buf_str(&errs.text));
         goto out;
@@ -366,6 +446,13 @@ int main(int argc, char **argv)
             continue;
         }
         ran++;
+        if (sink_url) {
+            if (cases[i].records ||
+                run_sink(&b, &cases[i], requests ? requests : 20000, batch, coalesce) < 0) {
+                goto out;
+            }
+            continue;
+        }
         if (run_case(&b, &cases[i], requests, seconds, batch) < 0) {
             goto out;
         }

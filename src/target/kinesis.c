@@ -70,7 +70,7 @@ static const struct settings_entry kinesis_settings[] = {
      "most bytes (data plus partition keys) in one coalesced PutRecords call"},
     {"coalesce_linger_ms", SETTINGS_INT, "5", 0, 0, 10000, NULL,
      offsetof(struct kinesis_options, coalesce_linger_ms), NULL,
-     "how long the first record of a coalesced call waits for others"},
+     "longest a record waits for others while a PutRecords call of its stream is in flight"},
     {NULL, 0, NULL, 0, 0, 0, NULL, 0, NULL, NULL},
 };
 
