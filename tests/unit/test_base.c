@@ -55,8 +55,8 @@ static const struct settings_entry table[] = {
      NULL, "a name"},
     {"count", SETTINGS_INT, "1", 0, 1, 10, NULL, offsetof(struct opts, count), NULL, "how many"},
     {"flag", SETTINGS_BOOL, "false", 0, 0, 0, NULL, offsetof(struct opts, flag), NULL, "a flag"},
-    {"mode", SETTINGS_ENUM, "fixed", 0, 0, 0, "back-off|fixed|random",
-     offsetof(struct opts, mode), NULL, "a mode"},
+    {"mode", SETTINGS_ENUM, "fixed", 0, 0, 0, "back-off|fixed|random", offsetof(struct opts, mode),
+     NULL, "a mode"},
     {"secret", SETTINGS_STRING, "", SETTINGS_SECRET, 0, 0, NULL, offsetof(struct opts, secret),
      NULL, "a secret"},
     {"meta", SETTINGS_JSON, "", 0, 0, 0, NULL, offsetof(struct opts, meta), NULL, "defaults"},
@@ -103,7 +103,8 @@ static void test_settings_errors(void **state)
     assert_int_equal(settings_apply(table, props, &o, "binding \"b\"", &e), -1);
     t = buf_str(&e.text);
     assert_int_equal(e.count, 6);
-    assert_non_null(strstr(t, "binding \"b\": count: must be an integer from 1 to 10, got \"abc\""));
+    assert_non_null(
+        strstr(t, "binding \"b\": count: must be an integer from 1 to 10, got \"abc\""));
     assert_non_null(strstr(t, "mode: must be one of: back-off, fixed, random"));
     assert_non_null(strstr(t, "colour: unknown property"));
     assert_non_null(strstr(t, "flag: must be a single value, not a list"));
@@ -216,12 +217,9 @@ static void test_loop_fd_reuse(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_buf_cap),
-        cmocka_unit_test(test_buf_json_str),
-        cmocka_unit_test(test_settings_ok),
-        cmocka_unit_test(test_settings_errors),
-        cmocka_unit_test(test_parse_int_strict),
-        cmocka_unit_test(test_loop_timers_and_posts),
+        cmocka_unit_test(test_buf_cap),          cmocka_unit_test(test_buf_json_str),
+        cmocka_unit_test(test_settings_ok),      cmocka_unit_test(test_settings_errors),
+        cmocka_unit_test(test_parse_int_strict), cmocka_unit_test(test_loop_timers_and_posts),
         cmocka_unit_test(test_loop_fd_reuse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
