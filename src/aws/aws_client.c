@@ -30,6 +30,7 @@
 enum call_state {
     CALL_WAITING, /* timer armed: first attempt or a retry's backoff */
     CALL_SENDING, /* handed to the transport */
+    CALL_CREDS,   /* waiting for the credential chain (no timer armed) */
 };
 
 struct aws_call {
@@ -41,6 +42,8 @@ struct aws_call {
     aws_done_fn done;
     void *ctx;
     int attempts;
+    unsigned creds_gen; /* the credentials this attempt was signed with */
+    int auth_retried;   /* sent again once after a refused credential */
     uint64_t start_ms;
     enum call_state state;
     struct loop_timer timer;
@@ -67,7 +70,7 @@ struct aws_client {
     char *region;
     char *log_name;
     struct aws_endpoint ep;
-    struct aws_creds creds;
+    struct aws_creds_chain *creds;
     struct sigv4_key_cache key_cache;
     struct sigv4_result sig; /* reused: the loop signs one request at a time */
     int max_attempts;
@@ -227,6 +230,17 @@ static void handle_result(struct aws_call *call, long status, const char *body, 
         aws_error_parse(status, body, len, call->etype_hdr, call->err_type, sizeof(call->err_type),
                         call->err_msg, sizeof(call->err_msg));
     }
+    if (!ok && !c->destroying && !call->auth_retried && aws_creds_is_auth_error(call->err_type) &&
+        aws_creds_chain_rejected(c->creds, call->creds_gen)) {
+        /* Refused credentials: once more with fresh ones (they may be
+         * fetched first; attempt() waits for them). */
+        log_debug(c->log_name, "aws %s: %s, sending again with new credentials", call->operation,
+                  call->err_type);
+        call->auth_retried = 1;
+        call->state = CALL_WAITING;
+        loop_timer_start(c->loop, &call->timer, 0, attempt, call);
+        return;
+    }
     if (!ok && !c->destroying && call->attempts < c->max_attempts &&
         aws_error_is_retryable(status, call->err_type)) {
         long delay = aws_backoff_ms(call->attempts - 1, c->base_ms, c->cap_ms, rng_next(c));
@@ -268,7 +282,8 @@ static void on_transport_done(void *cctx, long status, const char *body, size_t 
 }
 
 /* Header lines for this attempt, freshly signed. */
-static int build_request(struct aws_call *call, char *err, size_t errlen)
+static int build_request(struct aws_call *call, const struct aws_creds *cr, char *err,
+                         size_t errlen)
 {
     struct aws_client *c = call->c;
     struct sigv4_header sh[3];
@@ -281,9 +296,9 @@ static int build_request(struct aws_call *call, char *err, size_t errlen)
     sh[1] = (struct sigv4_header){"Content-Type", "application/x-amz-json-1.1"};
     sh[2] = (struct sigv4_header){"X-Amz-Target", call->target};
     memset(&p, 0, sizeof(p));
-    p.access_key = c->creds.access_key;
-    p.secret_key = c->creds.secret_key;
-    p.session_token = c->creds.session_token;
+    p.access_key = cr->access_key;
+    p.secret_key = cr->secret_key;
+    p.session_token = cr->session_token;
     p.region = c->region;
     p.service = c->service;
     p.when = time(NULL);
@@ -314,7 +329,7 @@ static int build_request(struct aws_call *call, char *err, size_t errlen)
         LINE("X-Amz-Date", c->sig.amz_date, strlen(c->sig.amz_date));
     }
     if (c->sig.add_token) {
-        LINE("X-Amz-Security-Token", c->creds.session_token, strlen(c->creds.session_token));
+        LINE("X-Amz-Security-Token", cr->session_token, strlen(cr->session_token));
     }
     LINE("Authorization", c->sig.authorization.data, c->sig.authorization.len);
 #undef LINE
@@ -333,12 +348,27 @@ static void attempt(void *arg)
     struct aws_call *call = arg;
     struct aws_client *c = call->c;
     struct aws_http_request req;
+    const struct aws_creds *cr;
+    const char *why;
     char err[256];
     int rc;
 
+    switch (aws_creds_chain_get(c->creds, &cr, &why)) {
+    case AWS_CREDS_PENDING:
+        call->state = CALL_CREDS; /* on_creds_ready sends it on */
+        return;
+    case AWS_CREDS_FAILED:
+        snprintf(call->err_type, sizeof(call->err_type), "%s", AWS_ERROR_CREDENTIALS);
+        snprintf(call->err_msg, sizeof(call->err_msg), "%s", why);
+        deliver(call, 0, NULL, 0, 0, 1);
+        return;
+    case AWS_CREDS_READY:
+        break;
+    }
     call->attempts++;
     call->state = CALL_SENDING;
-    if (build_request(call, err, sizeof(err)) < 0) {
+    call->creds_gen = aws_creds_chain_generation(c->creds);
+    if (build_request(call, cr, err, sizeof(err)) < 0) {
         snprintf(call->err_type, sizeof(call->err_type), "%s", AWS_ERROR_SIGNING);
         snprintf(call->err_msg, sizeof(call->err_msg), "%s", err);
         deliver(call, 0, NULL, 0, 0, 1);
@@ -383,6 +413,7 @@ int aws_client_call(struct aws_client *c, const char *operation, const char *bod
         buf_reset(&call->sync_body);
         call->prev = call->next = NULL;
         call->attempts = 0;
+        call->auth_retried = 0;
         call->in_send = call->sync_done = 0;
         call->err_type[0] = call->err_msg[0] = '\0';
     } else {
@@ -422,10 +453,26 @@ int aws_client_call(struct aws_client *c, const char *operation, const char *bod
 
 /* ---- lifecycle ---- */
 
+/* The chain finished a resolution: calls that waited go on (each from
+ * its own loop turn, so none is answered from inside this callback). */
+static void on_creds_ready(void *ctx)
+{
+    struct aws_client *c = ctx;
+    struct aws_call *call;
+
+    for (call = c->calls; call; call = call->next) {
+        if (call->state == CALL_CREDS) {
+            call->state = CALL_WAITING;
+            loop_timer_start(c->loop, &call->timer, 0, attempt, call);
+        }
+    }
+}
+
 struct aws_client *aws_client_create(struct loop *loop, const struct aws_client_options *o,
                                      char *err, size_t errlen)
 {
     struct aws_client *c;
+    struct aws_creds_chain_options co;
     char url[AWS_ENDPOINT_URL_MAX];
     const char *service = o->service && *o->service ? o->service : NULL;
 
@@ -464,10 +511,6 @@ struct aws_client *aws_client_create(struct loop *loop, const struct aws_client_
         aws_endpoint_parse(url, &c->ep, err, errlen) < 0) {
         goto fail;
     }
-    if (aws_creds_resolve(&c->creds, o->access_key, o->secret_key, o->session_token, err, errlen) <
-        0) {
-        goto fail;
-    }
     if (o->transport) {
         c->transport = o->transport;
     } else {
@@ -486,8 +529,20 @@ struct aws_client *aws_client_create(struct loop *loop, const struct aws_client_
         }
         c->transport = aws_http_transport(c->http);
     }
-    log_debug(c->log_name, "aws client: %s at %s, region %s, credentials from %s", c->service,
-              c->ep.url, c->region, c->creds.source);
+    memset(&co, 0, sizeof(co));
+    co.access_key = o->access_key;
+    co.secret_key = o->secret_key;
+    co.session_token = o->session_token;
+    co.region = c->region;
+    co.transport = c->transport;
+    co.log_name = c->log_name;
+    co.ready = on_creds_ready;
+    co.ctx = c;
+    c->creds = aws_creds_chain_create(loop, &co, err, errlen);
+    if (!c->creds) {
+        goto fail;
+    }
+    log_debug(c->log_name, "aws client: %s at %s, region %s", c->service, c->ep.url, c->region);
     return c;
 fail:
     aws_client_destroy(c);
@@ -500,6 +555,10 @@ void aws_client_destroy(struct aws_client *c)
         return;
     }
     c->destroying = 1;
+    /* First the chain: its fetches in flight are abandoned, so the
+     * transport's answers below reach nobody. */
+    aws_creds_chain_destroy(c->creds);
+    c->creds = NULL;
     /* Our own transport answers its requests (no retries now). */
     aws_http_destroy(c->http);
     c->http = NULL;
@@ -533,7 +592,6 @@ void aws_client_destroy(struct aws_client *c)
 
 static void client_free(struct aws_client *c)
 {
-    aws_creds_free(&c->creds);
     OPENSSL_cleanse(&c->key_cache, sizeof(c->key_cache));
     sigv4_result_free(&c->sig);
     free(c->service);

@@ -18,6 +18,7 @@ struct aws_client;
 /* The HTTP exchange, as a seam: unit tests and bench/pipeline replace
  * libcurl with a function that answers in memory. */
 struct aws_http_request {
+    const char *method; /* NULL: "POST"; also "GET", "PUT" */
     const char *url;
     const char *const *headers; /* "Name: value", NULL-terminated */
     const char *body;           /* stays valid until done has run */
@@ -27,6 +28,8 @@ struct aws_http_request {
      * calling done. */
     char *error_type_hdr;
     size_t error_type_hdr_len;
+    long timeout_ms; /* 0: the transport's own; else connect and total time */
+    int direct;      /* 1: never through a proxy (link-local credential endpoints) */
 };
 typedef void (*aws_http_done_fn)(void *cctx, long status, const char *body, size_t len,
                                  const char *transport_error /* NULL unless status 0 */);

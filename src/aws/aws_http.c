@@ -313,6 +313,28 @@ static void check_done(struct aws_http *h)
     }
 }
 
+/* POST (the AWS calls), or GET / PUT for the credential endpoints. A
+ * recycled handle must lose the previous request's method. */
+static int set_method(CURL *e, const struct aws_http_request *req)
+{
+    const char *m = req->method && *req->method ? req->method : "POST";
+
+    if (!strcmp(m, "GET")) {
+        return curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, NULL) == CURLE_OK &&
+                       curl_easy_setopt(e, CURLOPT_HTTPGET, 1L) == CURLE_OK
+                   ? 0
+                   : -1;
+    }
+    if (curl_easy_setopt(e, CURLOPT_POST, 1L) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body ? req->body : "") != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len) != CURLE_OK) {
+        return -1;
+    }
+    return curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, strcmp(m, "POST") ? m : NULL) == CURLE_OK
+               ? 0
+               : -1;
+}
+
 static int http_send(void *tctx, const struct aws_http_request *req, aws_http_done_fn done,
                      void *cctx)
 {
@@ -320,6 +342,7 @@ static int http_send(void *tctx, const struct aws_http_request *req, aws_http_do
     struct xfer *x;
     CURL *e;
     size_t i;
+    long connect_ms = h->connect_timeout_ms, total_ms = h->request_timeout_ms;
 
     if (h->dead) {
         return -1;
@@ -327,6 +350,10 @@ static int http_send(void *tctx, const struct aws_http_request *req, aws_http_do
     x = xfer_get(h);
     if (!x) {
         return -1;
+    }
+    if (req->timeout_ms > 0) {
+        total_ms = req->timeout_ms;
+        connect_ms = req->timeout_ms < connect_ms ? req->timeout_ms : connect_ms;
     }
     e = x->easy;
     for (i = 0; req->headers && req->headers[i]; i++) {
@@ -349,17 +376,15 @@ static int http_send(void *tctx, const struct aws_http_request *req, aws_http_do
         curl_easy_setopt(e, CURLOPT_PRIVATE, x) != CURLE_OK ||
         curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf) != CURLE_OK ||
         curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) != CURLE_OK ||
-        curl_easy_setopt(e, CURLOPT_POST, 1L) != CURLE_OK ||
-        curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body ? req->body : "") != CURLE_OK ||
-        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len) != CURLE_OK ||
         curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->headers) != CURLE_OK ||
         curl_easy_setopt(e, CURLOPT_USERAGENT, "kubemq-kinesis/" KK_VERSION) != CURLE_OK ||
         curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb) != CURLE_OK ||
         curl_easy_setopt(e, CURLOPT_WRITEDATA, x) != CURLE_OK ||
         curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, closesocket_cb) != CURLE_OK ||
         curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, h) != CURLE_OK ||
-        curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, h->connect_timeout_ms) != CURLE_OK ||
-        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, h->request_timeout_ms) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, connect_ms) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, total_ms) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_NOPROXY, req->direct ? "*" : NULL) != CURLE_OK ||
         curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L) != CURLE_OK ||
         curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L) != CURLE_OK ||
         curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L) != CURLE_OK ||
@@ -375,6 +400,9 @@ static int http_send(void *tctx, const struct aws_http_request *req, aws_http_do
         goto fail;
     }
     if (h->ca_file && curl_easy_setopt(e, CURLOPT_CAINFO, h->ca_file) != CURLE_OK) {
+        goto fail;
+    }
+    if (set_method(e, req) < 0) {
         goto fail;
     }
     x->next = h->active;
