@@ -1,6 +1,8 @@
 # Unit tests: every tests/unit/test_*.c is one cmocka program.
 # End-to-end tests: every tests/e2e/*.test.js is one node:test file, run
 # against the binary of this build (KK_BIN) with the rig in tests/rig.
+# AWS_EC2_METADATA_DISABLED=true everywhere: a test without keys never asks
+# 169.254.169.254 (the credential tests point IMDS at their stand-in).
 pkg_check_modules(CMOCKA REQUIRED IMPORTED_TARGET cmocka)
 # promtool: extracted by `make deps` into build-tools/ (see Makefile).
 find_program(KK_PROMTOOL promtool HINTS ${CMAKE_SOURCE_DIR}/build-tools NO_DEFAULT_PATH)
@@ -18,7 +20,7 @@ foreach(src ${KK_UNIT_TESTS})
     KK_PROMTOOL="${KK_PROMTOOL}")
   add_test(NAME unit/${name} COMMAND ${name})
   set_tests_properties(unit/${name} PROPERTIES LABELS unit TIMEOUT 120
-    ENVIRONMENT "ASAN_OPTIONS=detect_leaks=1;UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1;LSAN_OPTIONS=suppressions=${CMAKE_SOURCE_DIR}/tests/lsan.supp")
+    ENVIRONMENT "AWS_EC2_METADATA_DISABLED=true;ASAN_OPTIONS=detect_leaks=1;UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1;LSAN_OPTIONS=suppressions=${CMAKE_SOURCE_DIR}/tests/lsan.supp")
 endforeach()
 
 find_program(NODE node)
@@ -28,5 +30,5 @@ foreach(src ${KK_E2E_TESTS})
   string(REPLACE ".test.js" "" name ${name})
   add_test(NAME e2e/${name} COMMAND ${NODE} --test --test-reporter=spec ${src})
   set_tests_properties(e2e/${name} PROPERTIES LABELS e2e TIMEOUT 600
-    ENVIRONMENT "KK_BIN=$<TARGET_FILE:kubemq-kinesis>;KK_SOURCE_DIR=${CMAKE_SOURCE_DIR};NODE_NO_WARNINGS=1;ASAN_OPTIONS=detect_leaks=1;UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1;LSAN_OPTIONS=suppressions=${CMAKE_SOURCE_DIR}/tests/lsan.supp")
+    ENVIRONMENT "AWS_EC2_METADATA_DISABLED=true;KK_BIN=$<TARGET_FILE:kubemq-kinesis>;KK_SOURCE_DIR=${CMAKE_SOURCE_DIR};NODE_NO_WARNINGS=1;ASAN_OPTIONS=detect_leaks=1;UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1;LSAN_OPTIONS=suppressions=${CMAKE_SOURCE_DIR}/tests/lsan.supp")
 endforeach()

@@ -45,7 +45,7 @@ struct aws_client_options {
     const char *target_prefix; /* "Kinesis_20131202" */
     const char *region;        /* required */
     const char *endpoint;      /* NULL/"": see aws_endpoint_resolve() */
-    const char *access_key;    /* NULL/"": see aws_creds_resolve() */
+    const char *access_key;    /* NULL/"": the credential chain (aws_creds.h) */
     const char *secret_key;
     const char *session_token; /* NULL/"": none */
     const char *ca_file;       /* NULL/"": AWS_CA_BUNDLE, else system roots */
