@@ -3,6 +3,7 @@
 
 #include "aws/aws_creds_provider.h"
 #include "base/log.h"
+#include "base/timeparse.h"
 
 #include <openssl/crypto.h>
 #include <stdio.h>
@@ -16,6 +17,15 @@ static const char *const provider_names[P_COUNT] = {
 };
 
 #define STARTED 3 /* a provider step is waiting on the network or a process */
+
+typedef int (*net_start_fn)(const struct aws_creds_net *net, aws_creds_got_fn got, void *ctx,
+                            struct aws_creds_fetch **out, char *why, size_t whylen);
+
+static const net_start_fn net_start[P_COUNT] = {
+    [P_STS] = aws_creds_sts_start,
+    [P_HTTP] = aws_creds_http_start,
+    [P_IMDS] = aws_creds_imds_start,
+};
 
 struct aws_creds_chain {
     struct loop *loop;
@@ -96,69 +106,14 @@ void aws_creds_move(struct aws_creds *dst, struct aws_creds *src)
     memset(src, 0, sizeof(*src));
 }
 
-static int digits(const char **p, int n, int *out)
-{
-    int v = 0, i;
-
-    for (i = 0; i < n; i++) {
-        if ((*p)[i] < '0' || (*p)[i] > '9') {
-            return -1;
-        }
-        v = v * 10 + ((*p)[i] - '0');
-    }
-    *p += n;
-    *out = v;
-    return 0;
-}
-
 int aws_creds_parse_time(const char *s, time_t *out)
 {
-    struct tm tm;
-    int y, mo, d, h, mi, sec, oh = 0, om = 0, sign = 0;
-    time_t t;
+    double t;
 
-    memset(&tm, 0, sizeof(tm));
-    if (!s || digits(&s, 4, &y) < 0 || *s++ != '-' || digits(&s, 2, &mo) < 0 || *s++ != '-' ||
-        digits(&s, 2, &d) < 0 || (*s != 'T' && *s != 't' && *s != ' ')) {
+    if (!s || timeparse_rfc3339(s, &t) < 0) {
         return -1;
     }
-    s++;
-    if (digits(&s, 2, &h) < 0 || *s++ != ':' || digits(&s, 2, &mi) < 0 || *s++ != ':' ||
-        digits(&s, 2, &sec) < 0) {
-        return -1;
-    }
-    if (*s == '.') {
-        for (s++; *s >= '0' && *s <= '9'; s++) {
-        }
-    }
-    if (*s == 'Z' || *s == 'z') {
-        s++;
-    } else if (*s == '+' || *s == '-') {
-        sign = *s++ == '+' ? 1 : -1;
-        if (digits(&s, 2, &oh) < 0) {
-            return -1;
-        }
-        if (*s == ':') {
-            s++;
-        }
-        if (digits(&s, 2, &om) < 0) {
-            return -1;
-        }
-    }
-    if (*s || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60) {
-        return -1;
-    }
-    tm.tm_year = y - 1900;
-    tm.tm_mon = mo - 1;
-    tm.tm_mday = d;
-    tm.tm_hour = h;
-    tm.tm_min = mi;
-    tm.tm_sec = sec;
-    t = timegm(&tm);
-    if (t == (time_t)-1) {
-        return -1;
-    }
-    *out = t - sign * (time_t)(oh * 3600 + om * 60);
+    *out = (time_t)t;
     return 0;
 }
 
@@ -390,20 +345,9 @@ static void run_step(struct aws_creds_chain *ch)
         case P_PROFILE:
             rc = profile_step(ch, &got, why, sizeof(why));
             break;
-        case P_STS:
-            rc = aws_creds_sts_start(&ch->net, on_got, ch, &ch->fetch, why, sizeof(why)) == 0
-                     ? STARTED
-                     : 0;
-            break;
-        case P_HTTP:
-            rc = aws_creds_http_start(&ch->net, on_got, ch, &ch->fetch, why, sizeof(why)) == 0
-                     ? STARTED
-                     : 0;
-            break;
-        case P_IMDS:
-            rc = aws_creds_imds_start(&ch->net, on_got, ch, &ch->fetch, why, sizeof(why)) == 0
-                     ? STARTED
-                     : 0;
+        default:
+            rc =
+                net_start[i](&ch->net, on_got, ch, &ch->fetch, why, sizeof(why)) == 0 ? STARTED : 0;
             break;
         }
         if (rc == STARTED) {

@@ -45,8 +45,8 @@ int aws_creds_set(struct aws_creds *c, const char *access_key, const char *secre
 void aws_creds_free(struct aws_creds *c);
 /* Moves src into dst (dst freed first); src is left zeroed. */
 void aws_creds_move(struct aws_creds *dst, struct aws_creds *src);
-/* ISO 8601 UTC ("2024-05-01T12:00:00Z", fractions and +hh:mm allowed).
- * 0 or -1. */
+/* An Expiration ("2024-05-01T12:00:00Z"; see timeparse_rfc3339), whole
+ * seconds. 0 or -1. */
 int aws_creds_parse_time(const char *s, time_t *out);
 
 struct aws_creds_chain;

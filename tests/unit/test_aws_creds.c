@@ -316,9 +316,9 @@ static void test_parse_time(void **state)
     assert_int_equal((long long)t, 1714564800LL);
     assert_int_equal(aws_creds_parse_time("2024-05-01T14:00:00+02:00", &t), 0);
     assert_int_equal((long long)t, 1714564800LL);
-    assert_int_equal(aws_creds_parse_time("2024-05-01T07:30:00-0430", &t), 0);
+    assert_int_equal(aws_creds_parse_time("2024-05-01T07:30:00-04:30", &t), 0);
     assert_int_equal((long long)t, 1714564800LL);
-    assert_int_equal(aws_creds_parse_time("2024-05-01 12:00:00", &t), 0);
+    assert_int_equal(aws_creds_parse_time("2024-05-01 12:00:00", &t), -1); /* no zone */
     assert_int_equal(aws_creds_parse_time("2024-13-01T12:00:00Z", &t), -1);
     assert_int_equal(aws_creds_parse_time("2024-05-01T12:00Z", &t), -1);
     assert_int_equal(aws_creds_parse_time("soon", &t), -1);
@@ -700,6 +700,15 @@ static void nf_stop(struct net_fixture *nf)
     loop_destroy(nf->loop);
 }
 
+/* Nothing but the container endpoint: the stand-in's, with its token. */
+static void container_env(void)
+{
+    reset_env();
+    server_defaults();
+    setenvf("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://127.0.0.1:%d/creds", server_port);
+    setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN", AUTH_TOKEN, 1);
+}
+
 static void test_container(void **state)
 {
     struct net_fixture nf;
@@ -707,10 +716,7 @@ static void test_container(void **state)
     long before;
 
     (void)state;
-    reset_env();
-    server_defaults();
-    setenvf("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://127.0.0.1:%d/creds", server_port);
-    setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN", AUTH_TOKEN, 1);
+    container_env();
     before = stat_n("container");
     nf_start(&nf);
     assert_true(strncmp(call_ok(nf.loop, nf.client), "ASIACONTAINER", 13) == 0);
@@ -858,11 +864,8 @@ static void test_refresh_before_expiry(void **state)
     time_t end;
 
     (void)state;
-    reset_env();
-    server_defaults();
+    container_env();
     server_set("{\"lifetime\":6}"); /* refresh after ~3 s */
-    setenvf("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://127.0.0.1:%d/creds", server_port);
-    setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN", AUTH_TOKEN, 1);
     before = stat_n("container");
     nf_start(&nf);
     snprintf(first, sizeof(first), "%s", call_ok(nf.loop, nf.client));
@@ -882,6 +885,79 @@ static void test_refresh_before_expiry(void **state)
     server_defaults();
 }
 
+static long refused_container(void)
+{
+    json_t *j = stats();
+    long v = (long)json_integer_value(json_object_get(json_object_get(j, "refused"), "container"));
+
+    json_decref(j);
+    return v;
+}
+
+/* The refresh fails: the current credentials stay in use while they are
+ * valid, and the refresh is tried again until it works. */
+static void test_refresh_fails_then_recovers(void **state)
+{
+    struct net_fixture nf;
+    char first[128], second[128];
+    long refused, fetched;
+    time_t end;
+
+    (void)state;
+    container_env();
+    server_set("{\"lifetime\":20}"); /* refresh after ~10 s, usable until ~15 s */
+    nf_start(&nf);
+    snprintf(first, sizeof(first), "%s", call_ok(nf.loop, nf.client));
+    server_set("{\"fail\":{\"container\":500}}");
+    refused = refused_container();
+    end = time(NULL) + 60;
+    while (refused_container() == refused && time(NULL) < end) {
+        loop_run_once(nf.loop, 100);
+    }
+    assert_true(refused_container() > refused);
+    /* still signed with the first key, and the stand-in accepts it */
+    assert_string_equal(call_ok(nf.loop, nf.client), first);
+    server_set("{\"fail\":{\"container\":0}}");
+    fetched = stat_n("container");
+    end = time(NULL) + 60;
+    while (stat_n("container") == fetched && time(NULL) < end) {
+        loop_run_once(nf.loop, 100);
+    }
+    loop_run_once(nf.loop, 100);
+    loop_run_once(nf.loop, 100);
+    snprintf(second, sizeof(second), "%s", call_ok(nf.loop, nf.client));
+    assert_string_not_equal(first, second);
+    nf_stop(&nf);
+    server_defaults();
+}
+
+/* Destroyed while calls wait for credentials: each is answered, the
+ * fetch in flight is dropped, nothing leaks. */
+static void test_destroy_while_pending(void **state)
+{
+    struct net_fixture nf;
+    struct result r1, r2;
+
+    (void)state;
+    container_env();
+    server_set("{\"hang\":{\"container\":true}}");
+    nf_start(&nf);
+    memset(&r1, 0, sizeof(r1));
+    memset(&r2, 0, sizeof(r2));
+    assert_int_equal(aws_client_call(nf.client, "Echo", "{}", 2, on_done, &r1), 0);
+    assert_int_equal(aws_client_call(nf.client, "Echo", "{}", 2, on_done, &r2), 0);
+    loop_run_once(nf.loop, 100);
+    loop_run_once(nf.loop, 100);
+    assert_int_equal(r1.done + r2.done, 0);
+    aws_client_destroy(nf.client);
+    assert_int_equal(r1.done, 1);
+    assert_int_equal(r2.done, 1);
+    assert_string_equal(r1.type, "TransportError");
+    assert_string_equal(r1.message, "aws client shut down before the request was sent");
+    loop_destroy(nf.loop);
+    server_defaults();
+}
+
 /* A refused key (ExpiredTokenException) makes the chain fetch again and
  * the call is sent once more; at most once a minute. */
 static void test_refresh_on_auth_error(void **state)
@@ -892,10 +968,7 @@ static void test_refresh_on_auth_error(void **state)
     long before;
 
     (void)state;
-    reset_env();
-    server_defaults();
-    setenvf("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://127.0.0.1:%d/creds", server_port);
-    setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN", AUTH_TOKEN, 1);
+    container_env();
     before = stat_n("container");
     nf_start(&nf);
     snprintf(first, sizeof(first), "%s", call_ok(nf.loop, nf.client));
@@ -923,6 +996,25 @@ static enum aws_creds_state wait_chain(struct loop *l, struct aws_creds_chain *c
         loop_run_once(l, 50);
     }
     return st;
+}
+
+/* A profile whose credential_process fails: the chain's message says how. */
+static void process_fails(struct loop *l, const char *command, const char *expect)
+{
+    struct aws_creds_chain *ch;
+    const struct aws_creds *c;
+    const char *why;
+    char err[1024], conf[512];
+
+    snprintf(conf, sizeof(conf), "[default]\ncredential_process = %s\n", command);
+    setenv("AWS_CONFIG_FILE", write_file("config-proc", conf), 1);
+    ch = chain(l, NULL, NULL, err, sizeof(err));
+    assert_non_null(ch);
+    assert_int_equal(wait_chain(l, ch, &c, &why), AWS_CREDS_FAILED);
+    if (!strstr(why, expect)) {
+        fail_msg("\"%s\" not in \"%s\"", expect, why);
+    }
+    aws_creds_chain_destroy(ch);
 }
 
 static void test_credential_process(void **state)
@@ -954,31 +1046,14 @@ static void test_credential_process(void **state)
     assert_int_equal((long long)c->expiration, (long long)later);
     aws_creds_chain_destroy(ch);
 
-    /* a failing command, then one that prints too much: the chain moves on
-     * to the next providers and says what happened */
-    setenv("AWS_CONFIG_FILE", write_file("config-proc", "[default]\ncredential_process = exit 3\n"),
-           1);
-    ch = chain(l, NULL, NULL, err, sizeof(err));
-    assert_non_null(ch);
-    assert_int_equal(wait_chain(l, ch, &c, &why), AWS_CREDS_FAILED);
-    assert_non_null(strstr(why, "profile \"default\" (credential_process exited with status 3)"));
-    aws_creds_chain_destroy(ch);
-    setenv("AWS_CONFIG_FILE", write_file("config-proc", "[default]\ncredential_process = yes\n"),
-           1);
-    ch = chain(l, NULL, NULL, err, sizeof(err));
-    assert_non_null(ch);
-    assert_int_equal(wait_chain(l, ch, &c, &why), AWS_CREDS_FAILED);
-    assert_non_null(strstr(why, "credential_process printed more than 65536 bytes"));
-    aws_creds_chain_destroy(ch);
-    /* version 2 is not ours */
-    setenv("AWS_CONFIG_FILE",
-           write_file("config-proc", "[default]\ncredential_process = echo '{\"Version\": 2, "
-                                     "\"AccessKeyId\": \"A\", \"SecretAccessKey\": \"S\"}'\n"),
-           1);
-    ch = chain(l, NULL, NULL, err, sizeof(err));
-    assert_int_equal(wait_chain(l, ch, &c, &why), AWS_CREDS_FAILED);
-    assert_non_null(strstr(why, "the output's Version is not 1"));
-    aws_creds_chain_destroy(ch);
+    /* a failing command, one that prints too much, a version not ours:
+     * the chain moves on to the next providers and says what happened */
+    process_fails(l, "exit 3", "profile \"default\" (credential_process exited with status 3)");
+    process_fails(l, "yes", "credential_process printed more than 65536 bytes");
+    process_fails(l,
+                  "echo '{\"Version\": 2, \"AccessKeyId\": \"A\", \"SecretAccessKey\": "
+                  "\"S\"}'",
+                  "the output's Version is not 1");
     /* destroyed while the command runs: killed, nothing leaks */
     setenv("AWS_CONFIG_FILE",
            write_file("config-proc", "[default]\ncredential_process = sleep 30\n"), 1);
@@ -1001,7 +1076,9 @@ int main(void)
         cmocka_unit_test(test_web_identity),
         cmocka_unit_test(test_imds),
         cmocka_unit_test(test_refresh_before_expiry),
+        cmocka_unit_test(test_refresh_fails_then_recovers),
         cmocka_unit_test(test_refresh_on_auth_error),
+        cmocka_unit_test(test_destroy_while_pending),
         cmocka_unit_test(test_credential_process),
     };
 

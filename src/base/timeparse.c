@@ -1,0 +1,75 @@
+/* timeparse.c - RFC 3339 timestamps, as AWS writes them. */
+#include "base/timeparse.h"
+
+#include <string.h>
+#include <time.h>
+
+/* Read exactly n digits. */
+static int digits(const char **p, int n, int *out)
+{
+    int v = 0;
+
+    while (n-- > 0) {
+        if (**p < '0' || **p > '9') {
+            return -1;
+        }
+        v = v * 10 + (**p - '0');
+        (*p)++;
+    }
+    *out = v;
+    return 0;
+}
+
+int timeparse_rfc3339(const char *v, double *out)
+{
+    const char *p = v;
+    struct tm tm;
+    int year, mon, day, hh, mm, ss, oh = 0, om = 0, sign = 0;
+    double frac = 0, scale = 0.1;
+    time_t t;
+
+    memset(&tm, 0, sizeof(tm));
+    if (digits(&p, 4, &year) || *p++ != '-' || digits(&p, 2, &mon) || *p++ != '-' ||
+        digits(&p, 2, &day) || (*p != 'T' && *p != 't' && *p != ' ')) {
+        return -1;
+    }
+    p++;
+    if (digits(&p, 2, &hh) || *p++ != ':' || digits(&p, 2, &mm) || *p++ != ':' ||
+        digits(&p, 2, &ss)) {
+        return -1;
+    }
+    if (*p == '.') {
+        p++;
+        if (*p < '0' || *p > '9') {
+            return -1;
+        }
+        while (*p >= '0' && *p <= '9') {
+            frac += (*p - '0') * scale;
+            scale /= 10;
+            p++;
+        }
+    }
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        sign = *p == '+' ? 1 : -1;
+        p++;
+        if (digits(&p, 2, &oh) || *p++ != ':' || digits(&p, 2, &om) || oh > 23 || om > 59) {
+            return -1;
+        }
+    } else {
+        return -1;
+    }
+    if (*p || mon < 1 || mon > 12 || day < 1 || day > 31 || hh > 23 || mm > 59 || ss > 60) {
+        return -1;
+    }
+    tm.tm_year = year - 1900;
+    tm.tm_mon = mon - 1;
+    tm.tm_mday = day;
+    tm.tm_hour = hh;
+    tm.tm_min = mm;
+    tm.tm_sec = ss;
+    t = timegm(&tm);
+    *out = (double)t - sign * (oh * 3600 + om * 60) + frac;
+    return 0;
+}
