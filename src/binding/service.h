@@ -1,10 +1,62 @@
-/* service.h - the daemon: every binding of a config, running. */
+/* service.h - the daemon: every binding of a config, running.
+ *
+ * The main thread runs binding_service_run(): it blocks SIGINT, SIGTERM
+ * and SIGHUP before any other thread exists, starts the engine thread
+ * (the loop every target and middleware runs on), the bindings and the
+ * HTTP API, then waits for signals:
+ *   SIGTERM/SIGINT  stop taking requests, answer the ones taken (bounded by
+ *                   the largest drain_timeout_seconds), stop, exit 0; a
+ *                   second one during the drain exits at once with 1.
+ *   SIGHUP          load the config again: invalid -> every problem logged,
+ *                   the running config stays; valid -> unchanged bindings
+ *                   keep running, new/changed ones start, then the old
+ *                   ones drain and stop; the API restarts when its
+ *                   settings changed.
+ *
+ * The HTTP API lives above this layer: the caller hands in how to start
+ * and stop it, and the API reads the service through the functions below
+ * (thread-safe, called from API threads). */
 #ifndef KK_BINDING_SERVICE_H
 #define KK_BINDING_SERVICE_H
 
+#include "base/buf.h"
+#include "base/metrics.h"
 #include "binding/config.h"
 
-/* Run until SIGTERM/SIGINT; returns the process exit status. */
-int binding_service_run(const struct config *c);
+#include <stddef.h>
+
+struct binding_service;
+
+struct binding_service_http_options {
+    const char *address;
+    long long port; /* > 0 */
+    int enable_request;
+};
+
+struct binding_service_http {
+    /* Start serving svc; NULL with the reason in err. */
+    void *(*start)(struct binding_service *svc, const struct binding_service_http_options *o,
+                   char *err, size_t errlen);
+    /* Stop and free what start returned; waits for requests in progress. */
+    void (*stop)(void *server);
+};
+
+/* Run until SIGTERM/SIGINT; returns the process exit status. config_path
+ * is what c was loaded from (NULL: the CONFIG variable or the default
+ * file), loaded again on SIGHUP. http NULL: no API whatever apiPort says. */
+int binding_service_run(const struct config *c, const char *config_path,
+                        const struct binding_service_http *http);
+
+/* For the API. 1 when every binding is ready, else 0 with the reason. */
+int binding_service_ready(struct binding_service *svc, struct buf *why);
+/* The JSON array of binding status objects (secrets redacted). */
+int binding_service_bindings_json(struct binding_service *svc, struct buf *out);
+#define BINDING_SERVICE_NO_BINDING (-2)
+/* Run payload through the named binding, blocking until it is answered:
+ * 0 with the reply envelope JSON, BINDING_SERVICE_NO_BINDING, or -1 with
+ * the reason in err (stopping). */
+int binding_service_request(struct binding_service *svc, const char *binding, const char *payload,
+                            size_t len, struct buf *reply_json, char *err, size_t errlen);
+struct metrics_registry *binding_service_metrics(struct binding_service *svc);
 
 #endif

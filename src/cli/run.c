@@ -1,6 +1,7 @@
 /* run.c - the default subcommand: load the config, then check it or run. */
 #include "cli/cli.h"
 
+#include "api/api.h"
 #include "base/buf.h"
 #include "base/errs.h"
 #include "base/log.h"
@@ -159,6 +160,47 @@ static void report(const struct errs *errs, int check)
     }
 }
 
+/* The HTTP API reads the service through these (the service sits below
+ * the API and does not know it). */
+static int api_ready(void *ctx, struct buf *why)
+{
+    return binding_service_ready(ctx, why);
+}
+
+static int api_bindings(void *ctx, struct buf *out)
+{
+    return binding_service_bindings_json(ctx, out);
+}
+
+static int api_request(void *ctx, const char *binding, const char *payload, size_t len,
+                       struct buf *reply_json, char *err, size_t errlen)
+{
+    int rc = binding_service_request(ctx, binding, payload, len, reply_json, err, errlen);
+
+    return rc == BINDING_SERVICE_NO_BINDING ? API_REQUEST_NO_BINDING : rc;
+}
+
+static void *http_start(struct binding_service *svc, const struct binding_service_http_options *o,
+                        char *err, size_t errlen)
+{
+    struct api_options ao;
+    struct api_provider p = {svc, api_ready, api_bindings, api_request};
+
+    memset(&ao, 0, sizeof(ao));
+    ao.address = o->address;
+    ao.port = (long)o->port;
+    ao.enable_request = o->enable_request;
+    ao.metrics = binding_service_metrics(svc);
+    return api_start(&ao, &p, err, errlen);
+}
+
+static void http_stop(void *server)
+{
+    api_stop(server);
+}
+
+static const struct binding_service_http http = {http_start, http_stop};
+
 int cli_run(int argc, char **argv)
 {
     struct run_args a;
@@ -200,7 +242,7 @@ int cli_run(int argc, char **argv)
         return CLI_EXIT_OK;
     }
     log_info(NULL, "config %s: %zu bindings loaded", c.source_path, c.n_bindings);
-    rc = binding_service_run(&c);
+    rc = binding_service_run(&c, a.config, &http);
     config_free(&c);
     return rc;
 }

@@ -120,6 +120,12 @@ void kubemq_subscription_pause(struct kubemq_subscription *s);
 /* Receive again after a pause (by the callback's return or by pause()).
  * Thread-safe. */
 void kubemq_subscription_resume(struct kubemq_subscription *s);
+/* End the subscription for good: the stream is cancelled (the broker hands
+ * the channel's requests to other subscribers) and never reopened; a
+ * request already received may still be delivered. Replies to requests
+ * taken earlier still go out. Thread-safe; the handle lives until
+ * kubemq_client_destroy(). */
+void kubemq_subscription_close(struct kubemq_subscription *s);
 
 /* Answer req asynchronously; copies what it needs, so req may be freed at
  * once. error_text/metadata may be NULL. Thread-safe. 0 when the call was

@@ -67,6 +67,7 @@ struct kubemq_subscription {
     int resubscribe_scheduled;
     uint64_t resubscribe_at;
     int gave_up;
+    int closed; /* kubemq_subscription_close(): no stream, ever again */
 };
 
 struct kubemq_client {

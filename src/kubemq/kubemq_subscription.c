@@ -77,7 +77,8 @@ static void arm_recv(struct kubemq_subscription *s)
 {
     grpc_op op;
 
-    if (!s->st.call || s->recv_armed || s->recv_closed || s->status_received || s->paused) {
+    if (!s->st.call || s->recv_armed || s->recv_closed || s->status_received || s->paused ||
+        s->closed) {
         return;
     }
     memset(&op, 0, sizeof(op));
@@ -112,7 +113,7 @@ static void finish_stream(struct kubemq_subscription *s, struct note *n)
              (const char *)GRPC_SLICE_START_PTR(s->st.details));
     kk_unary_cleanup(&s->st);
     set_subscribed(s, 0);
-    if (c->stopping) {
+    if (c->stopping || s->closed) {
         log_debug(c->log_name, "kubemq: subscription closed: %s", status);
         return;
     }
@@ -166,7 +167,7 @@ static void on_send(struct kk_tag *t, int ok)
         grpc_byte_buffer_destroy(s->st.send_bb);
         s->st.send_bb = NULL;
     }
-    if (ok && !s->status_received && !s->client->stopping) {
+    if (ok && !s->status_received && !s->client->stopping && !s->closed) {
         char desc[400];
 
         describe(s, desc, sizeof(desc));
@@ -302,6 +303,18 @@ void kubemq_subscription_pause(struct kubemq_subscription *s)
     pthread_mutex_lock(&s->client->mu);
     s->paused = 1;
     s->resume_pending = 0;
+    pthread_mutex_unlock(&s->client->mu);
+}
+
+void kubemq_subscription_close(struct kubemq_subscription *s)
+{
+    pthread_mutex_lock(&s->client->mu);
+    if (!s->closed) {
+        s->closed = 1;
+        s->paused = 1;
+        set_subscribed(s, 0);
+        kk_sub_cancel(s); /* also drops a scheduled resubscription */
+    }
     pthread_mutex_unlock(&s->client->mu);
 }
 

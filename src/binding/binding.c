@@ -1,0 +1,482 @@
+/* binding.c - one binding: source -> envelope -> middleware chain -> target -> reply. */
+#include "binding/binding.h"
+
+#include "base/envelope.h"
+#include "base/log.h"
+#include "base/settings.h"
+#include "source/source_runtime.h"
+#include "target/target.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* A reply travels in one KubeMQ message. */
+#define REPLY_MAX ((size_t)100 << 20)
+/* After the target is gone, what is left answers at once; this bounds the wait. */
+#define FINAL_WAIT_MS 10000
+
+struct binding {
+    char *name;
+    struct loop *loop;
+    const struct target_kind *tk;
+    void *target;
+    const struct metrics_binding *mb;
+    struct source *src;
+    int raw; /* do_not_parse_payload */
+    long long drain_ms;
+    json_t *config; /* what binding_same_config compares */
+    const char *source_kind;
+    json_t *source_config; /* redacted, for /bindings */
+    json_t *target_config;
+    char started_line[800];
+
+    int stopping; /* atomic: no new API requests */
+    int stopped;  /* engine thread only: target gone, answer at once */
+    int refs;     /* atomic: API callers holding b */
+    int api_jobs; /* atomic: API requests inside */
+};
+
+/* A request on its way through the engine. */
+struct job {
+    struct binding *b;
+    struct source_request *sr; /* KubeMQ request, or NULL */
+    struct api_wait *w;        /* API request, or NULL */
+    struct envelope_request req;
+    struct envelope_reply reply;
+    size_t req_bytes;
+};
+
+struct api_wait {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done;
+    const char *payload;
+    size_t len;
+    struct buf *reply_json;
+};
+
+/* ---- running a function on the engine thread and waiting for it ------ */
+
+struct engine_call {
+    void (*fn)(void *arg);
+    void *arg;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done;
+};
+
+static void engine_call_run(void *p)
+{
+    struct engine_call *c = p;
+
+    c->fn(c->arg);
+    pthread_mutex_lock(&c->mu);
+    c->done = 1;
+    pthread_cond_signal(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+}
+
+static int engine_call(struct loop *loop, void (*fn)(void *arg), void *arg)
+{
+    struct engine_call c = {.fn = fn, .arg = arg};
+    int rc = 0;
+
+    pthread_mutex_init(&c.mu, NULL);
+    pthread_cond_init(&c.cv, NULL);
+    if (loop_post(loop, engine_call_run, &c) < 0) {
+        rc = -1;
+    } else {
+        pthread_mutex_lock(&c.mu);
+        while (!c.done) {
+            pthread_cond_wait(&c.cv, &c.mu);
+        }
+        pthread_mutex_unlock(&c.mu);
+    }
+    pthread_cond_destroy(&c.cv);
+    pthread_mutex_destroy(&c.mu);
+    return rc;
+}
+
+/* ---- the chain: middleware, then the target --------------------------- */
+
+static void chain_execute(struct binding *b, struct job *j, target_done_fn done)
+{
+    b->tk->execute(b->target, &j->req, &j->reply, done, j);
+}
+
+/* ---- requests ---------------------------------------------------------- */
+
+static void job_free(struct job *j)
+{
+    envelope_request_free(&j->req);
+    envelope_reply_free(&j->reply);
+    free(j);
+}
+
+/* Engine thread: the reply goes back the way the request came. */
+static void job_finish(struct job *j)
+{
+    struct binding *b = j->b;
+    struct buf out = BUF_INIT(REPLY_MAX);
+
+    if (envelope_reply_serialize(&j->reply, &out) < 0) {
+        log_error(b->name, "reply larger than %zu MiB; answered with an error", REPLY_MAX >> 20);
+        buf_reset(&out);
+        envelope_reply_reset(&j->reply);
+        envelope_reply_set_error(&j->reply, "reply larger than %zu MiB", REPLY_MAX >> 20);
+        envelope_reply_serialize(&j->reply, &out);
+    }
+    if (j->sr) {
+        source_reply(j->sr, j->reply.is_error, buf_str(&j->reply.error), out.data, out.len);
+    } else {
+        struct api_wait *w = j->w;
+
+        pthread_mutex_lock(&w->mu);
+        buf_reset(w->reply_json);
+        if (buf_append(w->reply_json, out.data ? out.data : "", out.len) < 0) {
+            buf_append_str(w->reply_json, "{\"metadata\":{},\"data\":null,\"is_error\":true,"
+                                          "\"error\":\"reply too large\"}");
+        }
+        w->done = 1;
+        pthread_cond_signal(&w->cv);
+        pthread_mutex_unlock(&w->mu);
+    }
+    buf_free(&out);
+    job_free(j);
+}
+
+static void job_done(void *ctx)
+{
+    struct job *j = ctx;
+
+    metrics_binding_report(j->b->mb, j->req_bytes, j->reply.has_data, j->reply.data.len,
+                           j->reply.is_error);
+    job_finish(j);
+}
+
+static void job_start(struct job *j, const void *body, size_t len)
+{
+    struct binding *b = j->b;
+    char err[512];
+
+    envelope_request_init(&j->req);
+    envelope_reply_init(&j->reply);
+    j->req_bytes = len;
+    if (b->stopped) {
+        envelope_reply_set_error(&j->reply, "binding %s is stopping", b->name);
+        job_finish(j);
+        return;
+    }
+    if (envelope_request_parse(&j->req, body, len, b->raw, err, sizeof(err)) < 0) {
+        /* Answered here, never dropped; counted like any failed request. */
+        envelope_reply_set_error(&j->reply, "invalid request format, %s", err);
+        metrics_binding_report(b->mb, len, 0, 0, 1);
+        log_debug(b->name, "invalid request format, %s", err);
+        job_finish(j);
+        return;
+    }
+    chain_execute(b, j, job_done);
+}
+
+/* Engine thread: a request the source took. */
+static void on_source_request(void *ctx, struct source_request *sr)
+{
+    struct binding *b = ctx;
+    struct job *j = calloc(1, sizeof(*j));
+
+    if (!j) {
+        log_error(b->name, "out of memory; request answered with an error");
+        source_reply(sr, 1, "kubemq-kinesis: out of memory", NULL, 0);
+        return;
+    }
+    j->b = b;
+    j->sr = sr;
+    job_start(j, sr->body, sr->len);
+}
+
+static void on_api_request(void *arg)
+{
+    struct job *j = arg;
+
+    job_start(j, j->w->payload, j->w->len);
+}
+
+int binding_request(struct binding *b, const char *payload, size_t len, struct buf *reply_json,
+                    char *err, size_t errlen)
+{
+    struct api_wait w = {.payload = payload, .len = len, .reply_json = reply_json};
+    struct job *j;
+    int rc = 0;
+
+    __atomic_add_fetch(&b->api_jobs, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&b->stopping, __ATOMIC_SEQ_CST)) {
+        __atomic_sub_fetch(&b->api_jobs, 1, __ATOMIC_SEQ_CST);
+        snprintf(err, errlen, "binding %s is stopping", b->name);
+        return -1;
+    }
+    j = calloc(1, sizeof(*j));
+    if (!j) {
+        __atomic_sub_fetch(&b->api_jobs, 1, __ATOMIC_SEQ_CST);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    j->b = b;
+    j->w = &w;
+    pthread_mutex_init(&w.mu, NULL);
+    pthread_cond_init(&w.cv, NULL);
+    if (loop_post(b->loop, on_api_request, j) < 0) {
+        free(j);
+        snprintf(err, errlen, "out of memory");
+        rc = -1;
+    } else {
+        pthread_mutex_lock(&w.mu);
+        while (!w.done) {
+            pthread_cond_wait(&w.cv, &w.mu);
+        }
+        pthread_mutex_unlock(&w.mu);
+    }
+    pthread_cond_destroy(&w.cv);
+    pthread_mutex_destroy(&w.mu);
+    __atomic_sub_fetch(&b->api_jobs, 1, __ATOMIC_SEQ_CST);
+    return rc;
+}
+
+void binding_ref(struct binding *b)
+{
+    __atomic_add_fetch(&b->refs, 1, __ATOMIC_SEQ_CST);
+}
+
+void binding_unref(struct binding *b)
+{
+    __atomic_sub_fetch(&b->refs, 1, __ATOMIC_SEQ_CST);
+}
+
+/* ---- life ------------------------------------------------------------- */
+
+struct create_args {
+    struct binding *b;
+    const struct config_binding *cb;
+    struct errs errs;
+};
+
+static void create_on_engine(void *arg)
+{
+    struct create_args *a = arg;
+    struct binding *b = a->b;
+    char where[300];
+
+    snprintf(where, sizeof(where), "binding %s: target", b->name);
+    b->target = b->tk->create(b->loop, a->cb->target.props, b->name, where, &a->errs);
+    if (!b->target && a->errs.count == 0) {
+        errs_add(&a->errs, "%s: could not start", where);
+    }
+}
+
+static void stop_on_engine(void *arg)
+{
+    struct binding *b = arg;
+
+    b->stopped = 1;
+    if (b->target) {
+        /* Completes what is still inside: those replies go out now. */
+        b->tk->destroy(b->target);
+        b->target = NULL;
+    }
+}
+
+static void noop(void *arg)
+{
+    (void)arg;
+}
+
+static json_t *redacted(const struct settings_entry *table, const json_t *props)
+{
+    json_t *r = settings_redact(table, props);
+
+    return r ? r : json_object();
+}
+
+static int build_descriptions(struct binding *b, const struct config_binding *cb)
+{
+    b->config =
+        json_pack("{s:s, s:s, s:O, s:s, s:O, s:O}", "name", cb->name, "source_kind",
+                  cb->source_kind->kind, "source", cb->source.props, "target_kind",
+                  cb->target_kind->kind, "target", cb->target.props, "properties", cb->props);
+    b->source_config = redacted(cb->source_kind->settings, cb->source.props);
+    b->target_config = redacted(cb->target_kind->settings, cb->target.props);
+    b->source_kind = cb->source_kind->kind;
+    return b->config && b->source_config && b->target_config ? 0 : -1;
+}
+
+struct binding *binding_create(const struct config_binding *cb, struct loop *loop,
+                               struct metrics_registry *reg, char *err, size_t errlen)
+{
+    struct binding *b = calloc(1, sizeof(*b));
+    struct create_args a;
+    char serr[512];
+    const char *group;
+
+    errs_init(&a.errs);
+    if (!b || !(b->name = strdup(cb->name))) {
+        snprintf(err, errlen, "binding %s: out of memory", cb->name);
+        goto fail;
+    }
+    b->loop = loop;
+    b->tk = cb->target_kind;
+    b->raw = cb->source_opts.do_not_parse_payload;
+    b->drain_ms = cb->source_opts.drain_timeout_seconds * 1000;
+    b->mb = metrics_binding_register(reg, cb->name, cb->source_kind->kind, cb->target_kind->kind);
+
+    a.b = b;
+    a.cb = cb;
+    if (engine_call(loop, create_on_engine, &a) < 0) {
+        snprintf(err, errlen, "binding %s: out of memory", cb->name);
+        goto fail;
+    }
+    if (!b->target) {
+        errs_first(&a.errs, err, errlen);
+        goto fail;
+    }
+    b->src = source_create(cb->source_kind, &cb->source_opts, b->name, loop, on_source_request, b,
+                           serr, sizeof(serr));
+    if (!b->src) {
+        snprintf(err, errlen, "binding %s: source: %s", cb->name, serr);
+        goto fail;
+    }
+    if (build_descriptions(b, cb) < 0) {
+        snprintf(err, errlen, "binding %s: out of memory", cb->name);
+        goto fail;
+    }
+    group = source_group(b->src);
+    snprintf(b->started_line, sizeof(b->started_line), "source %s %s%s%s%s, target %s",
+             cb->source_kind->kind, source_connection(b->src), *group ? " group '" : "", group,
+             *group ? "'" : "", cb->target_kind->kind);
+    log_info(b->name, "binding %s: started (%s)", b->name, b->started_line);
+    errs_free(&a.errs);
+    return b;
+fail:
+    errs_free(&a.errs);
+    binding_destroy(b);
+    return NULL;
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+void binding_destroy(struct binding *b)
+{
+    uint64_t deadline;
+    size_t left;
+
+    if (!b) {
+        return;
+    }
+    __atomic_store_n(&b->stopping, 1, __ATOMIC_SEQ_CST);
+    if (b->src) {
+        char why[300];
+
+        source_close(b->src);
+        snprintf(why, sizeof(why), "binding %s stopped before the request ran", b->name);
+        source_abandon(b->src, why);
+    }
+    if (b->loop && (b->target || b->src)) {
+        engine_call(b->loop, stop_on_engine, b);
+        engine_call(b->loop, noop, NULL); /* requests posted before now have run */
+    }
+    /* What is left is answered at once; wait for it, and for API callers. */
+    deadline = now_ms() + FINAL_WAIT_MS;
+    while ((left = binding_pending(b)) > 0 || __atomic_load_n(&b->refs, __ATOMIC_SEQ_CST) > 0) {
+        if (now_ms() > deadline) {
+            log_error(b->name, "binding %s: %zu requests still unanswered at stop", b->name, left);
+            break;
+        }
+        nanosleep(&(struct timespec){0, 5000000}, NULL);
+    }
+    source_destroy(b->src);
+    if (b->config) {
+        log_info(b->name, "binding %s: stopped", b->name);
+    }
+    json_decref(b->config);
+    json_decref(b->source_config);
+    json_decref(b->target_config);
+    free(b->name);
+    free(b);
+}
+
+const char *binding_name(const struct binding *b)
+{
+    return b->name;
+}
+
+int binding_same_config(const struct binding *b, const struct config_binding *cb)
+{
+    json_t *other =
+        json_pack("{s:s, s:s, s:O, s:s, s:O, s:O}", "name", cb->name, "source_kind",
+                  cb->source_kind->kind, "source", cb->source.props, "target_kind",
+                  cb->target_kind->kind, "target", cb->target.props, "properties", cb->props);
+    int same = other && json_equal(b->config, other);
+
+    json_decref(other);
+    return same;
+}
+
+int binding_ready(struct binding *b, struct buf *why)
+{
+    struct buf r = BUF_INIT(1024);
+    int ok = 1;
+
+    if (__atomic_load_n(&b->stopping, __ATOMIC_SEQ_CST)) {
+        buf_append_str(&r, "stopping");
+        ok = 0;
+    } else if (!b->src || !source_ready(b->src, &r)) {
+        ok = 0;
+    }
+    if (!ok && why) {
+        buf_appendf(why, "binding %s: %s", b->name, buf_str(&r));
+    }
+    buf_free(&r);
+    return ok;
+}
+
+int binding_status_json(struct binding *b, struct buf *out)
+{
+    /* The reference's fields (source_type is its name for the kind). */
+    json_t *o =
+        json_pack("{s:s, s:b, s:s, s:s, s:s, s:O, s:s, s:O}", "binding", b->name, "ready",
+                  binding_ready(b, NULL), "source_kind", b->source_kind, "source_type",
+                  b->source_kind, "source_connection", source_connection(b->src), "source_config",
+                  b->source_config, "target_kind", b->tk->kind, "target_config", b->target_config);
+    char *text = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    int rc = text ? buf_append_str(out, text) : -1;
+
+    free(text);
+    json_decref(o);
+    return rc;
+}
+
+void binding_stop_intake(struct binding *b)
+{
+    __atomic_store_n(&b->stopping, 1, __ATOMIC_SEQ_CST);
+    if (b->src) {
+        source_close(b->src);
+    }
+}
+
+size_t binding_pending(struct binding *b)
+{
+    return (b->src ? source_pending(b->src) : 0) +
+           (size_t)__atomic_load_n(&b->api_jobs, __ATOMIC_SEQ_CST);
+}
+
+long long binding_drain_timeout_ms(const struct binding *b)
+{
+    return b->drain_ms;
+}

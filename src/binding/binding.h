@@ -1,0 +1,59 @@
+/* binding.h - one binding running: source + middleware chain + target.
+ *
+ * A request taken by the source is parsed into an envelope on the engine
+ * loop, run through the middleware chain to the target, and the reply
+ * envelope goes back through the source. A body that is not a valid
+ * envelope is answered at once with an error reply, never dropped.
+ *
+ * Threads: create/stop/destroy on the service's (main) thread; they run
+ * the target's and middleware's own create/destroy on the engine thread.
+ * binding_request() blocks an API thread until the engine answers.
+ * binding_ready(), binding_status_json() and binding_pending() are
+ * thread-safe. */
+#ifndef KK_BINDING_BINDING_H
+#define KK_BINDING_BINDING_H
+
+#include "base/buf.h"
+#include "base/loop.h"
+#include "base/metrics.h"
+#include "binding/config.h"
+
+#include <stddef.h>
+
+struct binding;
+
+/* Build and start cb (copied: the config may be freed afterwards); the
+ * engine loop must be running on its thread. NULL with the reason in err. */
+struct binding *binding_create(const struct config_binding *cb, struct loop *loop,
+                               struct metrics_registry *reg, char *err, size_t errlen);
+/* Stop, after the caller drained it as far as it would wait, and free.
+ * Requests still running are answered with an error. Accepts NULL. */
+void binding_destroy(struct binding *b);
+
+const char *binding_name(const struct binding *b);
+/* Same name and the same configuration (kinds and every property). */
+int binding_same_config(const struct binding *b, const struct config_binding *cb);
+
+/* 1 when the subscriptions are open and the target is initialised; 0 with
+ * the reason ("binding b1: source 127.0.0.1:50000/q not subscribed"). */
+int binding_ready(struct binding *b, struct buf *why);
+/* Append the /bindings status object, secrets redacted. */
+int binding_status_json(struct binding *b, struct buf *out);
+
+/* Stop taking requests (the subscriptions end); the ones taken run on. */
+void binding_stop_intake(struct binding *b);
+/* Requests taken and not answered yet (KubeMQ and API). */
+size_t binding_pending(struct binding *b);
+/* The drain bound chosen for this binding (source drain_timeout_seconds). */
+long long binding_drain_timeout_ms(const struct binding *b);
+
+/* Keep b alive across a binding_request() made without the caller's lock. */
+void binding_ref(struct binding *b);
+void binding_unref(struct binding *b);
+/* Run payload (a request envelope, as a KubeMQ body) through the chain,
+ * blocking until the reply envelope JSON is in reply_json. -1 with the
+ * reason in err when the binding is stopping or out of memory. */
+int binding_request(struct binding *b, const char *payload, size_t len, struct buf *reply_json,
+                    char *err, size_t errlen);
+
+#endif
