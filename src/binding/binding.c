@@ -4,6 +4,7 @@
 #include "base/envelope.h"
 #include "base/log.h"
 #include "base/settings.h"
+#include "binding/middleware.h"
 #include "source/source_runtime.h"
 #include "target/target.h"
 
@@ -23,6 +24,7 @@ struct binding {
     struct loop *loop;
     const struct target_kind *tk;
     void *target;
+    struct middleware *mw;
     const struct metrics_binding *mb;
     struct source *src;
     int raw; /* do_not_parse_payload */
@@ -46,7 +48,6 @@ struct job {
     struct api_wait *w;        /* API request, or NULL */
     struct envelope_request req;
     struct envelope_reply reply;
-    size_t req_bytes;
 };
 
 struct api_wait {
@@ -102,11 +103,6 @@ static int engine_call(struct loop *loop, void (*fn)(void *arg), void *arg)
 
 /* ---- the chain: middleware, then the target --------------------------- */
 
-static void chain_execute(struct binding *b, struct job *j, target_done_fn done)
-{
-    b->tk->execute(b->target, &j->req, &j->reply, done, j);
-}
-
 /* ---- requests ---------------------------------------------------------- */
 
 static void job_free(struct job *j)
@@ -150,11 +146,7 @@ static void job_finish(struct job *j)
 
 static void job_done(void *ctx)
 {
-    struct job *j = ctx;
-
-    metrics_binding_report(j->b->mb, j->req_bytes, j->reply.has_data, j->reply.data.len,
-                           j->reply.is_error);
-    job_finish(j);
+    job_finish(ctx);
 }
 
 static void job_start(struct job *j, const void *body, size_t len)
@@ -164,7 +156,6 @@ static void job_start(struct job *j, const void *body, size_t len)
 
     envelope_request_init(&j->req);
     envelope_reply_init(&j->reply);
-    j->req_bytes = len;
     if (b->stopped) {
         envelope_reply_set_error(&j->reply, "binding %s is stopping", b->name);
         job_finish(j);
@@ -178,7 +169,7 @@ static void job_start(struct job *j, const void *body, size_t len)
         job_finish(j);
         return;
     }
-    chain_execute(b, j, job_done);
+    middleware_execute(b->mw, &j->req, &j->reply, job_done, j);
 }
 
 /* Engine thread: a request the source took. */
@@ -266,12 +257,20 @@ static void create_on_engine(void *arg)
 {
     struct create_args *a = arg;
     struct binding *b = a->b;
-    char where[300];
+    char where[300], err[512];
 
     snprintf(where, sizeof(where), "binding %s: target", b->name);
     b->target = b->tk->create(b->loop, a->cb->target.props, b->name, where, &a->errs);
-    if (!b->target && a->errs.count == 0) {
-        errs_add(&a->errs, "%s: could not start", where);
+    if (!b->target) {
+        if (a->errs.count == 0) {
+            errs_add(&a->errs, "%s: could not start", where);
+        }
+        return;
+    }
+    b->mw = middleware_create(b->loop, &a->cb->middleware, b->name, b->tk, b->target, b->mb, err,
+                              sizeof(err));
+    if (!b->mw) {
+        errs_add(&a->errs, "binding %s: middleware: %s", b->name, err);
     }
 }
 
@@ -280,6 +279,9 @@ static void stop_on_engine(void *arg)
     struct binding *b = arg;
 
     b->stopped = 1;
+    /* The chain first: what waits for a retry or a token is answered. */
+    middleware_destroy(b->mw);
+    b->mw = NULL;
     if (b->target) {
         /* Completes what is still inside: those replies go out now. */
         b->tk->destroy(b->target);
@@ -336,7 +338,7 @@ struct binding *binding_create(const struct config_binding *cb, struct loop *loo
         snprintf(err, errlen, "binding %s: out of memory", cb->name);
         goto fail;
     }
-    if (!b->target) {
+    if (!b->target || !b->mw) {
         errs_first(&a.errs, err, errlen);
         goto fail;
     }
