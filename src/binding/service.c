@@ -295,6 +295,18 @@ static struct binding *find_same(struct binding **bs, size_t n, const struct con
     return NULL;
 }
 
+static int has_name(struct binding **bs, size_t n, const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        if (bs[i] && strcmp(binding_name(bs[i]), name) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static void reload(struct binding_service *svc)
 {
     struct config nc;
@@ -340,6 +352,9 @@ static void reload(struct binding_service *svc)
             kept++;
             continue;
         }
+        log_info(nc.bindings[i].name, "reload: binding %s is %s", nc.bindings[i].name,
+                 has_name(old, n_old, nc.bindings[i].name) ? "changed: starting it anew"
+                                                           : "new: starting it");
         next[i] = binding_create(&nc.bindings[i], svc->loop, svc->metrics, err, sizeof(err));
         if (!next[i]) {
             log_error(NULL, "reload: %s", err);
@@ -352,6 +367,9 @@ static void reload(struct binding_service *svc)
     for (i = 0; i < n_old; i++) {
         if (old[i]) {
             retired[n_retired++] = old[i];
+            log_info(binding_name(old[i]), "reload: binding %s is %s: draining the old one",
+                     binding_name(old[i]),
+                     config_find_binding(&nc, binding_name(old[i])) ? "replaced" : "removed");
         }
     }
     wait_ready(svc, fresh, n_fresh);
