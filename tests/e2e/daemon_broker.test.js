@@ -1,6 +1,7 @@
 'use strict';
-// The broker goes away mid-run and comes back on the same port, or is not there at start:
-// (/ready 503), resubscribes by itself and serves again, without a restart.
+// The broker goes away mid-run and comes back on the same port, or is not there at
+// start: the daemon notices (/ready 503), resubscribes by itself and serves again,
+// without a restart.
 const { describe, it, after } = require('node:test');
 const assert = require('node:assert/strict');
 const { cleanups, startPeers, binding, startDaemon, ok, b64, req, linesOf, rig, kubemq } = require('./daemon_lib');
