@@ -11,11 +11,13 @@
 #define AWS_ERROR_JSON_MAX ((size_t)1 << 20)
 #define AWS_ERROR_EXCERPT  200
 
-/* "aws.protocoltests#Name:http://internal..." -> "Name" */
+/* "aws.protocoltests#Name:http://internal..." -> "Name". The type comes
+ * from the network and ends up in log lines and metric labels: bytes
+ * outside printable ASCII become '_'. */
 static void copy_type(char *dst, size_t cap, const char *s, size_t n)
 {
     const char *hash, *colon;
-    size_t k;
+    size_t k, i;
 
     while (n && (*s == ' ' || *s == '\t')) {
         s++;
@@ -33,7 +35,10 @@ static void copy_type(char *dst, size_t cap, const char *s, size_t n)
         n--;
     }
     k = n < cap - 1 ? n : cap - 1;
-    memcpy(dst, s, k);
+    for (i = 0; i < k; i++) {
+        unsigned char c = (unsigned char)s[i];
+        dst[i] = c > 0x20 && c < 0x7f ? (char)c : '_';
+    }
     dst[k] = '\0';
 }
 

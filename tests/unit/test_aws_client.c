@@ -418,6 +418,11 @@ static void test_error_parse(void **state)
     assert_string_equal(m, "HTTP status 404 with an empty body");
     PARSE(500, "[1,2]", "");
     assert_string_equal(t, "HTTP500");
+    /* A type from the network goes into log lines and metric labels. */
+    PARSE(400, "{}", "Bad\rType\x01\xff\"x\"");
+    assert_string_equal(t, "Bad_Type__\"x\"");
+    PARSE(400, "{\"__type\":\"ns#Na me\\u0007x\"}", NULL);
+    assert_string_equal(t, "Na_me_x");
 #undef PARSE
     assert_true(aws_error_is_retryable(400, "ProvisionedThroughputExceededException"));
     assert_true(aws_error_is_retryable(400, "KMSThrottlingException"));
