@@ -512,6 +512,7 @@ void envelope_reply_init(struct envelope_reply *r)
     r->is_error = 0;
     buf_init(&r->error, 0);
     r->retryable = 0;
+    r->error_type[0] = '\0';
 }
 
 void envelope_reply_free(struct envelope_reply *r)
@@ -526,6 +527,7 @@ void envelope_reply_free(struct envelope_reply *r)
     r->has_data = 0;
     r->is_error = 0;
     r->retryable = 0;
+    r->error_type[0] = '\0';
 }
 
 void envelope_reply_reset(struct envelope_reply *r)
@@ -538,6 +540,7 @@ void envelope_reply_reset(struct envelope_reply *r)
     r->has_data = 0;
     r->is_error = 0;
     r->retryable = 0;
+    r->error_type[0] = '\0';
 }
 
 int envelope_reply_meta_set(struct envelope_reply *r, const char *key, const char *value)

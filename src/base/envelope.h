@@ -48,6 +48,10 @@ struct envelope_reply {
      * retrying (throttling, 5xx, transport); validation errors leave it 0.
      * The binding's retry middleware reads it. */
     int retryable;
+    /* Not serialised: the AWS error type ("ThrottlingException",
+     * "TransportError", ...) when an AWS error became this reply, else "".
+     * The binding's metrics middleware counts it. */
+    char error_type[64];
 };
 
 void envelope_reply_init(struct envelope_reply *r);

@@ -192,6 +192,10 @@ static void on_target_done(void *arg)
     uint64_t delay;
 
     c->in_target = 0;
+    /* Per attempt: a retried attempt's AWS error counts too. */
+    if (c->reply->is_error && c->reply->error_type[0]) {
+        metrics_binding_aws_error(m->mb, c->reply->error_type);
+    }
     if (!c->reply->is_error || !c->reply->retryable || c->attempts >= m->attempts || m->closing) {
         finish(c);
         return;

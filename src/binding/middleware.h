@@ -9,6 +9,9 @@
  *   value wins.
  * - log: one line per request at the binding's log_level (the process log
  *   level still filters them); record data only at debug.
+ * - metrics: the reference's request/response/error counters, latency,
+ *   in-flight and retries; every attempt that failed with an AWS error
+ *   counts under its type (the reply's error_type).
  * - retry: up to retry_attempts target calls, only while the reply says
  *   retryable; delays on loop timers. The final error is the last
  *   attempt's, with " (after N attempts)" when N > 1.

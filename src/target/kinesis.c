@@ -351,6 +351,12 @@ int kinesis_call_send(struct kinesis_call *c, const char *operation, kinesis_ste
     return 0;
 }
 
+void kinesis_reply_error_type(struct kinesis_call *c, long status, const char *type)
+{
+    snprintf(c->reply->error_type, sizeof(c->reply->error_type), "%s", type);
+    c->reply->retryable = aws_error_is_retryable(status, type);
+}
+
 int kinesis_reply_aws_error(struct kinesis_call *c, const struct aws_response *r)
 {
     if (!r->error_type && r->status >= 200 && r->status < 300) {
@@ -363,7 +369,7 @@ int kinesis_reply_aws_error(struct kinesis_call *c, const struct aws_response *r
     } else {
         kinesis_call_error(c, "%s", r->error_type);
     }
-    c->reply->retryable = aws_error_is_retryable(r->status, r->error_type);
+    kinesis_reply_error_type(c, r->status, r->error_type ? r->error_type : "HTTPError");
     return 1;
 }
 
@@ -398,6 +404,7 @@ json_t *kinesis_parse_response(struct kinesis_call *c, const struct aws_response
         json_decref(root);
         kinesis_call_error(c, "InvalidResponse: Kinesis answered with a body that is not a JSON "
                               "object");
+        kinesis_reply_error_type(c, r->status, "InvalidResponse");
         return NULL;
     }
     return root;

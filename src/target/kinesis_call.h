@@ -79,8 +79,12 @@ void kinesis_call_fail(struct kinesis_call *c, const char *fmt, ...)
 int kinesis_call_send(struct kinesis_call *c, const char *operation, kinesis_step_fn step);
 /* A step for methods whose reply is the AWS response as it is. */
 void kinesis_step_plain(struct kinesis_call *c, const struct aws_response *r);
-/* If r is an error: put "<Type>: <message>" in the reply and return 1. */
+/* If r is an error: put "<Type>: <message>" in the reply, mark it with
+ * kinesis_reply_error_type and return 1. */
 int kinesis_reply_aws_error(struct kinesis_call *c, const struct aws_response *r);
+/* The reply failed with an AWS error of this type (and HTTP status, 0 for
+ * none): records the type for the metrics and whether a retry may help. */
+void kinesis_reply_error_type(struct kinesis_call *c, long status, const char *type);
 /* result=ok and data = body (null when body is empty or "{}"). */
 void kinesis_reply_ok(struct kinesis_call *c, const char *body, size_t len);
 /* Parse an AWS 2xx body as a JSON object; on failure the reply gets an

@@ -313,13 +313,14 @@ static void pr_finish(struct kinesis_call *c)
 }
 
 /* The whole PutRecords call failed: what is not written yet fails with it. */
-static void pr_abort(struct kinesis_call *c, const char *type, const char *msg)
+static void pr_abort(struct kinesis_call *c, long status, const char *type, const char *msg)
 {
     struct pr_state *s = c->state;
     size_t i;
 
     if (s->written == 0) {
-        c->reply->retryable = aws_error_is_retryable(0, type); /* nothing written: safe */
+        /* Nothing written yet, so a retry of the whole request is safe. */
+        kinesis_reply_error_type(c, status, type);
         if (msg && *msg) {
             kinesis_call_fail(c, "%s: %s", type, msg);
         } else {
@@ -355,7 +356,7 @@ static void pr_done(struct kinesis_call *c, const struct aws_response *r)
     if (r->error_type || r->status < 200 || r->status >= 300) {
         char status[64];
         snprintf(status, sizeof(status), "Kinesis answered with HTTP status %ld", r->status);
-        pr_abort(c, r->error_type ? r->error_type : "HTTPError",
+        pr_abort(c, r->status, r->error_type ? r->error_type : "HTTPError",
                  r->error_type ? r->error_message : status);
         return;
     }
@@ -363,7 +364,7 @@ static void pr_done(struct kinesis_call *c, const struct aws_response *r)
     records = json_object_get(root, "Records");
     if (!root || !json_is_array(records) || json_array_size(records) != s->npending) {
         json_decref(root);
-        pr_abort(c, "InvalidResponse",
+        pr_abort(c, r->status, "InvalidResponse",
                  "PutRecords answer does not hold one result per record sent");
         return;
     }

@@ -527,6 +527,41 @@ static void test_replies(void **state)
                                                  "account 000000000000 not found.");
     assert_null(meta("result"));
     assert_int_equal(H.reply.has_data, 0);
+    /* ... with its type for the metrics, and not worth a retry. */
+    assert_string_equal(H.reply.error_type, "ResourceNotFoundException");
+    assert_false(H.reply.retryable);
+    envelope_reply_reset(&H.reply);
+    assert_string_equal(H.reply.error_type, "");
+
+    /* Validation errors are no AWS errors. */
+    run("{\"metadata\":{\"method\":\"describe_stream\"}}");
+    assert_true(H.reply.is_error);
+    assert_string_equal(H.reply.error_type, "");
+}
+
+static void answer_bad_gateway(struct fake *f, const char *op, json_t *body, long *status,
+                               struct buf *resp)
+{
+    (void)f;
+    (void)op;
+    (void)body;
+    *status = 502;
+    buf_append_str(resp, "<html>Bad Gateway</html>");
+}
+
+/* A whole put_records call that failed before anything was written is as
+ * retryable as any other call with that status: a bare 502 is. */
+static void test_put_records_http_error(void **state)
+{
+    (void)state;
+    F.answer = answer_bad_gateway;
+    run("{\"metadata\":{\"method\":\"put_records\",\"stream_name\":\"s1\"},\"data\":{\"k\":"
+        "\"QQ==\"}}");
+    assert_true(H.reply.is_error);
+    assert_int_equal(F.calls, 3); /* the AWS client's own attempts */
+    assert_string_equal(buf_str(&H.reply.error), "HTTP502: <html>Bad Gateway</html>");
+    assert_string_equal(H.reply.error_type, "HTTP502");
+    assert_true(H.reply.retryable);
 }
 
 /* ------------------------------------------------------ put_records */
@@ -972,6 +1007,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_validation_makes_no_call, setup, teardown),
         cmocka_unit_test_setup_teardown(test_request_bodies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replies, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_put_records_http_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_put_records_split_500, setup, teardown),
         cmocka_unit_test_setup_teardown(test_put_records_split_5mib, setup, teardown),
         cmocka_unit_test_setup_teardown(test_put_records_partial_resend, setup, teardown),

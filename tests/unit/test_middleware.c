@@ -25,10 +25,11 @@
 struct fake {
     struct loop *loop;
     int calls;
-    int fail_n;      /* the first fail_n calls fail */
-    int retryable;   /* ... with reply->retryable set to this */
-    int async_ms;    /* -1: complete inside execute; else on a timer */
-    const char *err; /* error text, default "FakeThrottle: call N failed" */
+    int fail_n;           /* the first fail_n calls fail */
+    int retryable;        /* ... with reply->retryable set to this */
+    int async_ms;         /* -1: complete inside execute; else on a timer */
+    const char *err;      /* error text, default "FakeThrottle: call N failed" */
+    const char *err_type; /* the reply's error_type on failures (an AWS error) */
     uint64_t call_us[FAKE_MAX_CALLS];
     char seen_method[64], seen_stream[64], seen_key[64];
     char seen_seq[FAKE_MAX_CALLS][8];
@@ -67,6 +68,7 @@ static void fake_execute(void *instance, const struct envelope_request *req,
 
     assert_false(reply->is_error); /* the chain hands each attempt a fresh reply */
     assert_int_equal(reply->error.len, 0);
+    assert_string_equal(reply->error_type, "");
     if (n <= FAKE_MAX_CALLS) {
         f->call_us[n - 1] = middleware_now_us();
         copy_meta(f->seen_seq[n - 1], sizeof(f->seen_seq[0]), req, "seq");
@@ -81,6 +83,9 @@ static void fake_execute(void *instance, const struct envelope_request *req,
             envelope_reply_set_error(reply, "FakeThrottle: call %d failed", n);
         }
         reply->retryable = f->retryable;
+        if (f->err_type) {
+            snprintf(reply->error_type, sizeof(reply->error_type), "%s", f->err_type);
+        }
     } else {
         envelope_reply_meta_set(reply, "result", "ok");
         envelope_reply_set_data(reply, "{\"SequenceNumber\":\"42\"}", 23);
@@ -369,6 +374,40 @@ static void test_many_sync_retries(void **state)
     assert_false(retry_run(x, 1000, 999, 1)->is_error);
     assert_int_equal(x->fake.calls, 1000);
     assert_int_equal(metrics_counter_get(x->mb->retries), 999);
+}
+
+static uint64_t aws_errors(struct fix *x, const char *type)
+{
+    const char *values[] = {"b1", type};
+
+    return metrics_counter_get(metrics_series_get(x->mb->aws_errors, values));
+}
+
+/* Every attempt that failed with an AWS error counts under its type;
+ * failures without one (validation) count as none. */
+static void test_aws_error_metrics(void **state)
+{
+    struct fix *x = *state;
+    struct buf text = BUF_INIT(0);
+
+    x->fake.err_type = "ProvisionedThroughputExceededException";
+    assert_false(retry_run(x, 3, 2, 1)->is_error);
+    assert_int_equal(aws_errors(x, "ProvisionedThroughputExceededException"), 2);
+    req_free(&x->r);
+    x->fake.calls = 0;
+    x->fake.err_type = "ResourceNotFoundException";
+    assert_true(retry_run(x, 3, 1, 0)->is_error);
+    assert_int_equal(aws_errors(x, "ResourceNotFoundException"), 1);
+    assert_int_equal(aws_errors(x, "ProvisionedThroughputExceededException"), 2);
+    req_free(&x->r);
+    x->fake.calls = 0;
+    x->fake.err_type = NULL;
+    assert_true(retry_run(x, 3, 1, 0)->is_error);
+    assert_int_equal(aws_errors(x, "unknown"), 0);
+    assert_int_equal(metrics_render_prometheus(x->reg, &text), 0);
+    assert_non_null(strstr(buf_str(&text), "kubemq_kinesis_aws_errors_total{binding=\"b1\","
+                                           "error_type=\"ResourceNotFoundException\"} 1\n"));
+    buf_free(&text);
 }
 
 static void test_no_metrics_binding(void **state)
@@ -755,6 +794,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rate_limit_counts_retries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_in_flight_and_metrics, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_metrics_binding, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_aws_error_metrics, setup, teardown),
         cmocka_unit_test_setup_teardown(test_destroy_while_waiting, setup, teardown),
         cmocka_unit_test_setup_teardown(test_log_levels, setup, teardown),
         cmocka_unit_test_setup_teardown(test_log_quotes_values, setup, teardown),
