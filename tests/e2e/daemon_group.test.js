@@ -53,5 +53,12 @@ describe('daemon: two replicas in one group', () => {
     assert.deepEqual(payloads, Array.from({ length: N }, (_, i) => `record-${i}`).sort());
     const stats = await peers.gate.stats();
     assert.equal(stats.byOp.PutRecord, N);
+
+    // Without apiEnableRequest the API runs nothing for its callers.
+    const post = await rig.httpRequest(`${daemons[0].api}/bindings/request`, {
+      method: 'POST', body: JSON.stringify({ binding: 'kinesis', payload: req({ method: 'list_streams' }) }),
+    });
+    assert.equal(post.status, 404);
+    assert.equal((await peers.gate.stats()).total, stats.total, 'no AWS call made');
   });
 });
