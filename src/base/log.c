@@ -87,6 +87,19 @@ static void log_timestamp(char *dst, size_t n)
     snprintf(dst + len, n - len, ".%03ldZ", ts.tv_nsec / 1000000);
 }
 
+/* Messages quote the network (AWS and broker error texts): a newline in
+ * one would forge a second log line. JSON lines escape them instead. */
+static void one_line(char *s, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) {
+            s[i] = ' ';
+        }
+    }
+}
+
 void log_write(enum log_level level, const char *binding, const char *fmt, ...)
 {
     char msg[LOG_LINE_MAX];
@@ -109,6 +122,9 @@ void log_write(enum log_level level, const char *binding, const char *fmt, ...)
         n = (int)sizeof(msg) - 1;
     }
     log_timestamp(stamp, sizeof(stamp));
+    if (g_format == LOG_FORMAT_TEXT) {
+        one_line(msg, (size_t)n);
+    }
     if (g_format == LOG_FORMAT_JSON) {
         buf_appendf(&line, "{\"time\":\"%s\",\"level\":\"%s\"", stamp, level_names[level]);
         if (binding) {
