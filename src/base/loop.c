@@ -41,6 +41,11 @@ struct loop {
     size_t heap_cap;
 
     struct loop_io *ios; /* few fds (curl's sockets): a list is enough */
+    /* Watches removed while a round's events are dispatched: freed after
+     * the round, so a later event of that round cannot find their memory
+     * reused by a new watch. */
+    struct loop_io *dead;
+    int dispatching;
 };
 
 static uint64_t mono_ms(void)
@@ -100,6 +105,10 @@ void loop_destroy(struct loop *l)
         free(p);
     }
     for (io = l->ios; io; io = ion) {
+        ion = io->next;
+        free(io);
+    }
+    for (io = l->dead; io; io = ion) {
         ion = io->next;
         free(io);
     }
@@ -215,7 +224,8 @@ static int run_timers(struct loop *l)
     int n = 0;
 
     l->now_ms = mono_ms();
-    while (l->heap_len && l->heap[0]->due_ms <= l->now_ms && !l->stop) {
+    while (l->heap_len && l->heap[0]->due_ms <= l->now_ms &&
+           !__atomic_load_n(&l->stop, __ATOMIC_SEQ_CST)) {
         struct loop_timer *t = l->heap[0];
         loop_timer_stop(l, t);
         t->fn(t->arg);
@@ -260,8 +270,10 @@ int loop_post(struct loop *l, loop_fn fn, void *arg)
     }
     l->post_tail = p;
     pthread_mutex_unlock(&l->post_lock);
-    if (write(l->wakefd, &one, sizeof(one)) < 0 && errno != EAGAIN) {
-        return -1;
+    /* Queued means it will run, so no error past this point (the caller
+     * would free arg under it). The write fails only when the counter is
+     * full, and then the loop is woken already. */
+    if (write(l->wakefd, &one, sizeof(one)) < 0) {
     }
     return 0;
 }
@@ -322,7 +334,13 @@ int loop_io_set(struct loop *l, int fd, unsigned events, loop_io_fn fn, void *ar
         if (io) {
             epoll_ctl(l->epfd, EPOLL_CTL_DEL, fd, NULL);
             *pp = io->next;
-            free(io);
+            if (l->dispatching) {
+                io->fn = NULL;
+                io->next = l->dead;
+                l->dead = io;
+            } else {
+                free(io);
+            }
         }
         return 0;
     }
@@ -372,20 +390,17 @@ int loop_run_once(struct loop *l, int timeout_ms)
         return errno == EINTR ? 0 : -1;
     }
     l->now_ms = mono_ms();
+    l->dispatching = 1;
     for (i = 0; i < n; i++) {
         struct loop_io *io = evs[i].data.ptr;
         unsigned what = 0;
-        struct loop_io *it;
 
         if (!io) {
             run_posts(l);
             continue;
         }
-        /* A callback earlier in this round may have removed this fd. */
-        for (it = l->ios; it && it != io; it = it->next) {
-        }
-        if (!it) {
-            continue;
+        if (!io->fn) {
+            continue; /* removed by a callback earlier in this round */
         }
         if (evs[i].events & EPOLLIN) {
             what |= LOOP_READ;
@@ -397,6 +412,13 @@ int loop_run_once(struct loop *l, int timeout_ms)
             what |= LOOP_ERROR;
         }
         io->fn(io->arg, io->fd, what);
+    }
+    l->dispatching = 0;
+    while (l->dead) {
+        struct loop_io *io = l->dead;
+
+        l->dead = io->next;
+        free(io);
     }
     run_timers(l);
     return 0;

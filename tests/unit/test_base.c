@@ -1,6 +1,7 @@
 /* test_base.c - buf, errs, settings tables and the event loop. */
 #include "base/buf.h"
 #include "base/errs.h"
+#include "base/log.h"
 #include "base/loop.h"
 #include "base/settings.h"
 
@@ -214,13 +215,117 @@ static void test_loop_fd_reuse(void **state)
     loop_destroy(l);
 }
 
+struct swap {
+    struct loop *l;
+    int a[2], b[2], c[2];
+    int first_fd; /* the fd whose callback ran first */
+    int calls, c_calls;
+};
+
+static void on_c(void *arg, int fd, unsigned events)
+{
+    struct swap *w = arg;
+    char ch;
+
+    (void)events;
+    assert_int_equal(read(fd, &ch, 1), 1);
+    w->c_calls++;
+}
+
+/* The first of a and b to run drops the other's watch and watches c. */
+static void on_a_or_b(void *arg, int fd, unsigned events)
+{
+    struct swap *w = arg;
+    char ch;
+
+    (void)events;
+    assert_int_equal(read(fd, &ch, 1), 1);
+    if (w->calls++ == 0) {
+        w->first_fd = fd;
+        loop_io_set(w->l, fd == w->a[0] ? w->b[0] : w->a[0], 0, NULL, NULL);
+        assert_int_equal(loop_io_set(w->l, w->c[0], LOOP_READ, on_c, w), 0);
+    }
+}
+
+/* A watch removed by a callback gets none of the round's later events,
+ * not even through a new watch that took its place (and its memory). */
+static void test_loop_io_removed_in_round(void **state)
+{
+    char err[128];
+    struct swap w;
+
+    (void)state;
+    memset(&w, 0, sizeof(w));
+    w.l = loop_create(err, sizeof(err));
+    assert_non_null(w.l);
+    assert_int_equal(pipe(w.a), 0);
+    assert_int_equal(pipe(w.b), 0);
+    assert_int_equal(pipe(w.c), 0);
+    assert_int_equal(write(w.a[1], "x", 1), 1);
+    assert_int_equal(write(w.b[1], "x", 1), 1);
+    assert_int_equal(write(w.c[1], "x", 1), 1);
+    assert_int_equal(loop_io_set(w.l, w.a[0], LOOP_READ, on_a_or_b, &w), 0);
+    assert_int_equal(loop_io_set(w.l, w.b[0], LOOP_READ, on_a_or_b, &w), 0);
+    assert_int_equal(loop_run_once(w.l, 1000), 0);
+    assert_int_equal(w.calls, 1);
+    assert_int_equal(w.c_calls, 0); /* c's own event comes next round */
+    assert_int_equal(loop_run_once(w.l, 1000), 0);
+    assert_int_equal(w.calls, 1);
+    assert_int_equal(w.c_calls, 1);
+    loop_io_set(w.l, w.first_fd, 0, NULL, NULL);
+    loop_io_set(w.l, w.c[0], 0, NULL, NULL);
+    loop_destroy(w.l);
+    close(w.a[0]);
+    close(w.a[1]);
+    close(w.b[0]);
+    close(w.b[1]);
+    close(w.c[0]);
+    close(w.c[1]);
+}
+
+/* One event, one line: text lines blank control characters, JSON lines
+ * escape them. */
+static void test_log_one_line(void **state)
+{
+    char out[512];
+    ssize_t n;
+    int p[2];
+
+    (void)state;
+    assert_int_equal(pipe(p), 0);
+    log_set_fd(p[1]);
+    log_setup(LOG_LEVEL_INFO, LOG_FORMAT_TEXT);
+    log_error("b1", "Forged\n2026-01-01T00:00:00.000Z error [b1] fake\r\tend");
+    n = read(p[0], out, sizeof(out) - 1);
+    assert_true(n > 0);
+    out[n] = '\0';
+    assert_non_null(
+        strstr(out, " error [b1] Forged 2026-01-01T00:00:00.000Z error [b1] fake  end\n"));
+    assert_ptr_equal(strchr(out, '\n'), out + n - 1);
+    log_setup(LOG_LEVEL_INFO, LOG_FORMAT_JSON);
+    log_error("b1", "a\nb");
+    n = read(p[0], out, sizeof(out) - 1);
+    assert_true(n > 0);
+    out[n] = '\0';
+    assert_non_null(strstr(out, "\"msg\":\"a\\nb\"}\n"));
+    log_setup(LOG_LEVEL_INFO, LOG_FORMAT_TEXT);
+    log_set_fd(-1);
+    close(p[0]);
+    close(p[1]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_buf_cap),          cmocka_unit_test(test_buf_json_str),
-        cmocka_unit_test(test_settings_ok),      cmocka_unit_test(test_settings_errors),
-        cmocka_unit_test(test_parse_int_strict), cmocka_unit_test(test_loop_timers_and_posts),
+        cmocka_unit_test(test_buf_cap),
+        cmocka_unit_test(test_buf_json_str),
+        cmocka_unit_test(test_settings_ok),
+        cmocka_unit_test(test_settings_errors),
+        cmocka_unit_test(test_parse_int_strict),
+        cmocka_unit_test(test_loop_timers_and_posts),
         cmocka_unit_test(test_loop_fd_reuse),
+        cmocka_unit_test(test_log_one_line),
+        cmocka_unit_test(test_loop_io_removed_in_round),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
