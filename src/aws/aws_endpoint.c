@@ -70,6 +70,26 @@ have:
     return 0;
 }
 
+/* The URL for messages: user info ("user:password@") is a secret that
+ * does not belong in a log line, so it shows as "***@". */
+static void shown_url(const char *url, char *dst, size_t n)
+{
+    const char *auth = strstr(url, "://");
+    const char *end, *at;
+
+    auth = auth ? auth + 3 : url;
+    end = auth + strcspn(auth, "/?#");
+    at = memchr(auth, '@', (size_t)(end - auth));
+    while (at && memchr(at + 1, '@', (size_t)(end - at - 1))) {
+        at = memchr(at + 1, '@', (size_t)(end - at - 1));
+    }
+    if (!at) {
+        snprintf(dst, n, "%s", url);
+        return;
+    }
+    snprintf(dst, n, "%.*s***%s", (int)(auth - url), url, at);
+}
+
 static int get_part(CURLU *u, CURLUPart what, char **out)
 {
     CURLUcode rc = curl_url_get(u, what, out, 0);
@@ -87,9 +107,11 @@ int aws_endpoint_parse(const char *url, struct aws_endpoint *out, char *err, siz
     char *scheme = NULL, *host = NULL, *port = NULL, *path = NULL, *query = NULL, *frag = NULL,
          *user = NULL, *full = NULL;
     CURLUcode uc;
+    char shown[AWS_ENDPOINT_URL_MAX];
     int rc = -1, w;
 
     memset(out, 0, sizeof(*out));
+    shown_url(url ? url : "", shown, sizeof(shown));
     if (!u) {
         snprintf(err, errlen, "aws endpoint: out of memory");
         return -1;
@@ -99,28 +121,30 @@ int aws_endpoint_parse(const char *url, struct aws_endpoint *out, char *err, siz
         goto done;
     }
     if (!strstr(url, "://")) {
-        snprintf(err, errlen, "aws endpoint '%s': expected http:// or https://", url);
+        snprintf(err, errlen, "aws endpoint '%s': expected http:// or https://", shown);
         goto done;
     }
     uc = curl_url_set(u, CURLUPART_URL, url, 0);
     if (uc != CURLUE_OK) {
-        snprintf(err, errlen, "aws endpoint '%s': %s", url, curl_url_strerror(uc));
+        snprintf(err, errlen, "aws endpoint '%s': %s", shown, curl_url_strerror(uc));
         goto done;
     }
     get_part(u, CURLUPART_SCHEME, &scheme);
     if (!scheme || (strcmp(scheme, "http") && strcmp(scheme, "https"))) {
-        snprintf(err, errlen, "aws endpoint '%s': scheme must be http or https", url);
+        snprintf(err, errlen, "aws endpoint '%s': scheme must be http or https", shown);
         goto done;
     }
     out->tls = !strcmp(scheme, "https");
     if (!get_part(u, CURLUPART_HOST, &host) || !*host) {
-        snprintf(err, errlen, "aws endpoint '%s': no host", url);
+        snprintf(err, errlen, "aws endpoint '%s': no host", shown);
         goto done;
     }
     if (get_part(u, CURLUPART_USER, &user) || get_part(u, CURLUPART_QUERY, &query) ||
         get_part(u, CURLUPART_FRAGMENT, &frag)) {
-        snprintf(err, errlen, "aws endpoint '%s': user info, query and fragment are not allowed",
-                 url);
+        snprintf(err, errlen, "aws endpoint '%s': %s is not allowed", shown,
+                 user    ? "user info (user:password@)"
+                 : query ? "a query (?...)"
+                         : "a fragment (#...)");
         goto done;
     }
     for (char *q = host; *q; q++) {
@@ -136,21 +160,21 @@ int aws_endpoint_parse(const char *url, struct aws_endpoint *out, char *err, siz
     }
     w = snprintf(out->host, sizeof(out->host), "%s%s%s", host, port ? ":" : "", port ? port : "");
     if (w < 0 || (size_t)w >= sizeof(out->host)) {
-        snprintf(err, errlen, "aws endpoint '%s': host too long", url);
+        snprintf(err, errlen, "aws endpoint '%s': host too long", shown);
         goto done;
     }
     w = snprintf(out->path, sizeof(out->path), "%s", path && *path ? path : "/");
     if (w < 0 || (size_t)w >= sizeof(out->path)) {
-        snprintf(err, errlen, "aws endpoint '%s': path too long", url);
+        snprintf(err, errlen, "aws endpoint '%s': path too long", shown);
         goto done;
     }
     if (!get_part(u, CURLUPART_URL, &full)) {
-        snprintf(err, errlen, "aws endpoint '%s': cannot be normalised", url);
+        snprintf(err, errlen, "aws endpoint '%s': cannot be normalised", shown);
         goto done;
     }
     w = snprintf(out->url, sizeof(out->url), "%s", full);
     if (w < 0 || (size_t)w >= sizeof(out->url)) {
-        snprintf(err, errlen, "aws endpoint '%s': URL too long", url);
+        snprintf(err, errlen, "aws endpoint '%s': URL too long", shown);
         goto done;
     }
     rc = 0;

@@ -177,8 +177,8 @@ void *kinesis_instance_create(struct loop *loop, const json_t *props, const char
      * else the region's public endpoint. */
     endpoint = *o.endpoint ? o.endpoint : NULL;
     if (endpoint && aws_endpoint_parse(endpoint, &ep, err, sizeof(err)) < 0) {
-        errs_add(errs, "%s: endpoint: must be an http:// or https:// URL, got \"%s\" (%s)", where,
-                 endpoint, err);
+        /* err names the URL without its user info, which may hold a secret. */
+        errs_add(errs, "%s: endpoint: must be an http:// or https:// URL (%s)", where, err);
     }
     if (*o.aws_key && !*o.aws_secret_key) {
         errs_add(errs, "%s: aws_secret_key: is required when aws_key is set", where);

@@ -341,6 +341,15 @@ static void test_endpoint_resolve(void **state)
     assert_int_equal(aws_endpoint_parse("http://h/?a=b", &ep, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "query"));
     assert_int_equal(aws_endpoint_parse("http://u:p@h/", &ep, err, sizeof(err)), -1);
+    /* The password never shows in the message. */
+    assert_string_equal(err, "aws endpoint 'http://***@h/': user info (user:password@) is not "
+                             "allowed");
+    assert_int_equal(aws_endpoint_parse("u:s3cret@h:443", &ep, err, sizeof(err)), -1);
+    assert_string_equal(err, "aws endpoint '***@h:443': expected http:// or https://");
+    assert_int_equal(aws_endpoint_parse("ftp://u:s3cret@x@h/p@q", &ep, err, sizeof(err)), -1);
+    assert_null(strstr(err, "s3cret"));
+    assert_int_equal(aws_endpoint_parse("http://h/?a=b", &ep, err, sizeof(err)), -1);
+    assert_string_equal(err, "aws endpoint 'http://h/?a=b': a query (?...) is not allowed");
 }
 
 static void test_create_errors(void **state)

@@ -991,6 +991,17 @@ static void test_settings(void **state)
     json_decref(props);
     errs_free(&errs);
 
+    /* An endpoint with a password: named, the password not shown. */
+    errs_init(&errs);
+    props = json_loads("{\"endpoint\":\"https://me:pw-S3cret@kinesis.local\"}", 0, NULL);
+    assert_null(kinesis_target_kind.create(NULL, props, "b", "binding b: target", &errs));
+    assert_string_equal(buf_str(&errs.text),
+                        "binding b: target: endpoint: must be an http:// or https:// URL (aws "
+                        "endpoint 'https://***@kinesis.local': user info (user:password@) is not "
+                        "allowed)\n");
+    json_decref(props);
+    errs_free(&errs);
+
     /* Valid settings with loop NULL: validation only, no instance, no error. */
     errs_init(&errs);
     props = json_loads("{\"aws_key\":\"a\",\"aws_secret_key\":\"b\",\"region\":\"eu-west-1\"}", 0,
