@@ -7,6 +7,7 @@
 #include "target/kinesis_call.h"
 #include "target/kinesis_validate.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -95,19 +96,24 @@ static const struct kinesis_method methods[] = {
     {NULL, NULL, 0},
 };
 
-const char *kinesis_method_names(void)
+static char method_names[512];
+static pthread_once_t method_names_once = PTHREAD_ONCE_INIT;
+
+static void method_names_build(void)
 {
-    static char names[512];
     size_t i, len = 0;
 
-    if (names[0]) {
-        return names;
+    for (i = 0; methods[i].name && len < sizeof(method_names); i++) {
+        len += (size_t)snprintf(method_names + len, sizeof(method_names) - len, "%s%s",
+                                i ? ", " : "", methods[i].name);
     }
-    for (i = 0; methods[i].name; i++) {
-        len += (size_t)snprintf(names + len, sizeof(names) - len, "%s%s", i ? ", " : "",
-                                methods[i].name);
-    }
-    return names;
+}
+
+/* Built once: config checks (main thread) and requests (engine) ask. */
+const char *kinesis_method_names(void)
+{
+    pthread_once(&method_names_once, method_names_build);
+    return method_names;
 }
 
 /* ---------------------------------------------------------------- setup */
