@@ -122,7 +122,7 @@ done:
     free(ca);
     free(cert);
     if (key) {
-        memset(key, 0, strlen(key));
+        explicit_bzero(key, strlen(key)); /* a plain memset before free may be optimised away */
     }
     free(key);
     return creds;
