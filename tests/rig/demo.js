@@ -23,17 +23,27 @@ function step(title) {
   console.log(`\n${bold('== ' + title)}`);
 }
 
-// The reply's data is base64 of the Kinesis API's JSON: show it decoded.
+// Long values (a 257-character key, an iterator) are cut for the screen.
+function short(value) {
+  return JSON.stringify(value, (k, v) => (typeof v === 'string' && v.length > 72 ? v.slice(0, 40) + `...(${v.length} chars)` : v));
+}
+
+// The reply's data is base64 of the Kinesis API's JSON: show it decoded,
+// with record lists summed up (the records are printed decoded later).
 function showReply(reply) {
   const shown = { ...reply };
   if (typeof reply.data === 'string') {
     const text = Buffer.from(reply.data, 'base64').toString('utf8');
     try {
       shown.data = JSON.parse(text);
+      if (Array.isArray(shown.data.Records) && shown.data.Records.length > 3) {
+        shown.data.Records = `[${shown.data.Records.length} records]`;
+      }
     } catch {
       shown.data = text;
     }
   }
+  shown.data = shown.data === null ? null : JSON.parse(short(shown.data));
   const out = JSON.stringify(shown, null, 2).split('\n').map((l) => '   ' + l).join('\n');
   console.log(reply.is_error ? red(out) : green(out));
 }
@@ -41,7 +51,7 @@ function showReply(reply) {
 async function query(client, metadata, data) {
   const envelope = { metadata };
   if (data !== undefined) envelope.data = data;
-  console.log(dim('-> query ' + JSON.stringify(envelope)));
+  console.log(dim('-> query ' + short(envelope)));
   const res = await client.send({
     channel: CHANNEL,
     body: Buffer.from(JSON.stringify(envelope)),
