@@ -21,7 +21,11 @@
 
 /* New bindings get this long to subscribe before the old ones stop. */
 #define RELOAD_READY_WAIT_MS 10000
-#define SIGNAL_POLL_MS       20
+/* Our side sees a subscription open when the Subscribe is written; the
+ * broker routes to it a moment later. Until then requests still go only to
+ * the old binding, which must not close under them. */
+#define RELOAD_SETTLE_MS 300
+#define SIGNAL_POLL_MS   20
 
 struct binding_service {
     struct loop *loop;
@@ -260,18 +264,24 @@ static void destroy_all(struct binding **bs, size_t n)
  * from an old binding is never left without a subscriber. */
 static void wait_ready(struct binding_service *svc, struct binding **bs, size_t n)
 {
-    uint64_t deadline = now_ms() + RELOAD_READY_WAIT_MS;
+    uint64_t deadline = now_ms() + RELOAD_READY_WAIT_MS, settled = 0;
     struct timespec poll = {0, SIGNAL_POLL_MS * 1000000L};
     size_t i;
     int sig;
 
+    if (n == 0) {
+        return;
+    }
     for (;;) {
         for (i = 0; i < n && binding_ready(bs[i], NULL); i++) {
         }
-        if (i == n) {
+        if (i == n && !settled) {
+            settled = now_ms() + RELOAD_SETTLE_MS;
+        }
+        if (i == n && now_ms() >= settled) {
             return;
         }
-        if (now_ms() >= deadline) {
+        if (i < n && now_ms() >= deadline) {
             log_warn(NULL, "reload: binding %s is not subscribed yet; continuing",
                      binding_name(bs[i]));
             return;
