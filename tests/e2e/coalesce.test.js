@@ -1,0 +1,161 @@
+'use strict';
+// put_record coalescing end to end: kubemq-js -> the stand-in broker -> kubemq-kinesis
+// (coalesce: true) -> the SigV4 gate -> kinesalite. 1,000 concurrent put_record queries
+// arrive in kinesalite exactly once each, in far fewer API calls than records (the gate
+// counts them); entries the gate fails inside a PutRecords are sent again alone and
+// their callers still get their own shard id and sequence number.
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const rig = require('../rig/lib');
+const kubemq = require('../rig/kubemq');
+
+const AK = 'AKIDCOALESCEE2E';
+const SK = 'coalesce/e2e+SECRET/0123456789abcdef';
+const CLEAN_ENV = { AWS_REGION: '', AWS_DEFAULT_REGION: '', AWS_ENDPOINT_URL: '', AWS_ENDPOINT_URL_KINESIS: '' };
+const N = 1000;
+
+function config(broker, gate, channel, target) {
+  return {
+    apiPort: 0,
+    bindings: [
+      {
+        name: 'coalesce-e2e',
+        source: {
+          kind: 'kubemq.query',
+          name: 'kubemq',
+          properties: { address: broker.address, channel, concurrency: String(N) },
+        },
+        target: {
+          kind: 'aws.kinesis',
+          name: 'kinesis',
+          properties: { aws_key: AK, aws_secret_key: SK, region: 'us-east-1', endpoint: gate.url, ...target },
+        },
+        properties: {},
+      },
+    ],
+  };
+}
+
+// Every record of the stream, read straight from kinesalite: [{data, seq, shard}].
+async function readAll(url, stream) {
+  const call = (op, payload) => rig.kinesisCall(url, op, payload, { accessKey: AK, secretKey: SK });
+  const shards = (await call('ListShards', { StreamName: stream })).json.Shards;
+  const out = [];
+  for (const s of shards) {
+    let it = (await call('GetShardIterator', {
+      StreamName: stream, ShardId: s.ShardId, ShardIteratorType: 'TRIM_HORIZON',
+    })).json.ShardIterator;
+    for (;;) {
+      const r = (await call('GetRecords', { ShardIterator: it, Limit: 10000 })).json;
+      for (const rec of r.Records) {
+        out.push({ data: Buffer.from(rec.Data, 'base64').toString(), seq: rec.SequenceNumber, shard: s.ShardId });
+      }
+      if (!r.Records.length || !r.NextShardIterator) break;
+      it = r.NextShardIterator;
+    }
+  }
+  return out;
+}
+
+test('1,000 concurrent put_record queries, coalesced: each arrives once, in few calls', async (t) => {
+  const kin = await rig.startKinesalite();
+  t.after(() => kin.stop());
+  const gate = await rig.startGate({ upstream: kin.url, accessKey: AK, secretKey: SK });
+  t.after(() => gate.stop());
+  const broker = await rig.startBroker();
+  t.after(() => broker.stop());
+
+  const stream = 'coalesce-e2e';
+  const created = await rig.kinesisCall(kin.url, 'CreateStream', { StreamName: stream, ShardCount: 4 },
+    { accessKey: AK, secretKey: SK });
+  assert.equal(created.status, 200, created.text);
+
+  const channel = 'query.coalesce.e2e';
+  const path = rig.writeConfig(config(broker, gate, channel, { coalesce: 'true', coalesce_linger_ms: '20' }));
+  const d = rig.startDaemon(path, { env: CLEAN_ENV });
+  t.after(async () => {
+    if (rig.pidAlive(d.pid)) await d.stop('SIGKILL');
+  });
+  await broker.waitForSubscribers('queries', channel, { timeoutMs: 30000 });
+
+  // The first two PutRecords lose their first entry (the gate answers it with a
+  // throttling error and forwards only the rest): those two are sent again alone.
+  await gate.fault({ kind: 'partial', fail: [0], count: 2 });
+
+  const client = kubemq.openClient(broker.address);
+  t.after(() => client.close());
+  const replies = await Promise.all(Array.from({ length: N }, (_, i) => client.query(channel, {
+    metadata: { method: 'put_record', stream_name: stream, partition_key: `key-${i}` },
+    data: Buffer.from(`record-${i}`).toString('base64'),
+  }, { timeoutMs: 60000 })));
+
+  const seqs = new Map();
+  replies.forEach((r, i) => {
+    assert.equal(r.error, '', `query ${i}: ${r.error}`);
+    assert.ok(r.reply, `query ${i}: reply is not JSON: ${r.body}`);
+    assert.equal(r.reply.is_error, false, `query ${i}: ${r.reply.error}`);
+    assert.equal(r.reply.metadata.result, 'ok');
+    assert.match(r.reply.metadata.shard_id, /^shardId-\d{12}$/);
+    assert.match(r.reply.metadata.sequence_number, /^\d+$/);
+    const data = JSON.parse(Buffer.from(r.reply.data, 'base64').toString());
+    assert.equal(data.SequenceNumber, r.reply.metadata.sequence_number);
+    assert.equal(data.ShardId, r.reply.metadata.shard_id);
+    seqs.set(`record-${i}`, r.reply.metadata);
+  });
+
+  // Exactly once each in kinesalite, where each caller was told it went.
+  const records = await readAll(kin.url, stream);
+  assert.equal(records.length, N, `kinesalite holds ${records.length} records`);
+  const seen = new Set();
+  for (const rec of records) {
+    assert.ok(!seen.has(rec.data), `${rec.data} arrived twice`);
+    seen.add(rec.data);
+    const m = seqs.get(rec.data);
+    assert.ok(m, `unexpected record ${rec.data}`);
+    assert.equal(rec.seq, m.sequence_number, `${rec.data}: sequence number`);
+    assert.equal(rec.shard, m.shard_id, `${rec.data}: shard`);
+  }
+
+  // Far fewer API calls than records; the two failed entries went alone.
+  const st = await gate.stats();
+  const puts = st.byOp.PutRecords || 0;
+  assert.ok(puts >= 2 && puts <= N / 10, `PutRecords calls: ${puts}`);
+  assert.equal(st.byOp.PutRecord || 0, 2, `PutRecord calls: ${JSON.stringify(st.byOp)}`);
+  assert.equal(st.sigFailures, 0);
+  assert.equal(st.faultsApplied, 2);
+
+  const stopped = await d.stop();
+  assert.equal(stopped.code, 0, d.stderr());
+});
+
+test('without coalescing every put_record is its own call (the baseline)', async (t) => {
+  const kin = await rig.startKinesalite();
+  t.after(() => kin.stop());
+  const gate = await rig.startGate({ upstream: kin.url, accessKey: AK, secretKey: SK });
+  t.after(() => gate.stop());
+  const broker = await rig.startBroker();
+  t.after(() => broker.stop());
+  const stream = 'plain-e2e';
+  const created = await rig.kinesisCall(kin.url, 'CreateStream', { StreamName: stream, ShardCount: 1 },
+    { accessKey: AK, secretKey: SK });
+  assert.equal(created.status, 200, created.text);
+
+  const channel = 'query.plain.e2e';
+  const d = rig.startDaemon(rig.writeConfig(config(broker, gate, channel, {})), { env: CLEAN_ENV });
+  t.after(async () => {
+    if (rig.pidAlive(d.pid)) await d.stop('SIGKILL');
+  });
+  await broker.waitForSubscribers('queries', channel, { timeoutMs: 30000 });
+  const client = kubemq.openClient(broker.address);
+  t.after(() => client.close());
+  const n = 50;
+  const replies = await Promise.all(Array.from({ length: n }, (_, i) => client.query(channel, {
+    metadata: { method: 'put_record', stream_name: stream, partition_key: `key-${i}` },
+    data: Buffer.from(`plain-${i}`).toString('base64'),
+  }, { timeoutMs: 60000 })));
+  replies.forEach((r, i) => assert.equal(r.reply && r.reply.is_error, false, `query ${i}: ${r.error} ${r.body}`));
+  const st = await gate.stats();
+  assert.equal(st.byOp.PutRecord, n);
+  assert.equal(st.byOp.PutRecords || 0, 0);
+  assert.equal((await readAll(kin.url, stream)).length, n);
+});
