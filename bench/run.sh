@@ -1,0 +1,271 @@
+#!/usr/bin/env bash
+# run.sh - `make bench`: every benchmark, figures into BENCHMARKS.md.
+#
+#   1. bench-pipeline: the per-request path in one process (null transport):
+#      requests/s on one core, and instructions per request under callgrind.
+#   2. bench-load through the stand-in broker (tests/rig/broker.js) to the
+#      daemon, against bench-sink (a fast Kinesis stand-in): throughput,
+#      latency, the daemon's CPU per request and its RSS, at concurrency
+#      1, 16, 64 and with 1,000 requests in flight; put_record with and
+#      without coalescing.
+# Every process started here is stopped by its PID (also on failure).
+# Environment: KK_BENCH_QUICK=1 runs fewer requests (a smoke test);
+# KK_BENCH_OUT=FILE writes the report elsewhere (default BENCHMARKS.md).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=${KK_BENCH_BUILD:-$ROOT/build}
+OUT=${KK_BENCH_OUT:-$ROOT/BENCHMARKS.md}
+WORK=$(mktemp -d /tmp/kk-bench.XXXXXX)
+RESULTS=$WORK/results.jsonl
+PIDS=()
+
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        for _ in $(seq 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+say() { printf '== %s\n' "$*" >&2; }
+record() { printf '%s\n' "$1" >>"$RESULTS"; }
+
+# The number after "key": in a one-line JSON text.
+json_num() { grep -o "\"$1\":[0-9.]*" <<<"$2" | head -1 | cut -d: -f2; }
+
+# start NAME CMD... : run in the background, remember the PID, wait for
+# the ready line ({"ready":true,...}) on stdout; prints the line.
+start() {
+    local name=$1 line=""
+    shift
+    "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
+    local pid=$!
+    PIDS+=("$pid")
+    echo "$pid" >"$WORK/$name.pid"
+    for _ in $(seq 300); do
+        line=$(grep -m1 '"ready"' "$WORK/$name.out" 2>/dev/null || true)
+        [ -n "$line" ] && break
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.05
+    done
+    if ! grep -q '"ready":true' <<<"$line"; then
+        echo "bench: $name did not start:" >&2
+        cat "$WORK/$name.err" >&2
+        exit 1
+    fi
+    echo "$line"
+}
+
+# stop NAME : SIGTERM by PID, wait for the exit.
+stop() {
+    local pid
+    pid=$(cat "$WORK/$1.pid")
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 100); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+}
+
+free_port() {
+    node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'
+}
+
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+
+for bin in kubemq-kinesis bench-pipeline bench-load bench-sink; do
+    [ -x "$BUILD/$bin" ] || { echo "bench: $BUILD/$bin missing (run make build)" >&2; exit 1; }
+done
+
+QUICK=${KK_BENCH_QUICK:-0}
+if [ "$QUICK" = 1 ]; then
+    PIPE_SECONDS=0.5 N1=200 N16=1000 N64=1000 NFLIGHT=2000 NCO=1000 CG_SCALE=10
+else
+    PIPE_SECONDS=3 N1=3000 N16=20000 N64=20000 NFLIGHT=5000 NCO=20000 CG_SCALE=1
+fi
+
+# ---- machine ----
+say "machine"
+record "$(printf '{"kind":"machine","cpu":"%s","cores":%s,"mem_kb":%s,"kernel":"%s","load":"%s","date":"%s","commit":"%s","node":"%s","valgrind":"%s"}' \
+    "$(lscpu | sed -n 's/^Model name: *//p' | head -1)" "$(nproc)" \
+    "$(awk '/^MemTotal:/ {print $2}' /proc/meminfo)" "$(uname -r)" \
+    "$(cut -d' ' -f1-3 /proc/loadavg)" "$(date -u +%Y-%m-%dT%H:%MZ)" \
+    "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+    "$(node --version 2>/dev/null || echo none)" "$(valgrind --version 2>/dev/null || echo none)")"
+
+# ---- 1. pipeline ----
+say "bench-pipeline: requests/s on one core"
+while read -r line; do
+    record "{\"kind\":\"pipeline\",${line#\{}"
+done < <(taskset -c 0 "$BUILD/bench-pipeline" --seconds "$PIPE_SECONDS" 2>/dev/null ||
+         "$BUILD/bench-pipeline" --seconds "$PIPE_SECONDS")
+
+if command -v valgrind >/dev/null; then
+    say "bench-pipeline under callgrind: instructions per request"
+    for spec in put_record_100:2000 put_record_1k:2000 put_record_64k:100 put_records_500x1k:4; do
+        name=${spec%%:*}
+        n=$(( ${spec#*:} / CG_SCALE ))
+        [ "$n" -lt 2 ] && n=2
+        valgrind --tool=callgrind --collect-atstart=no --toggle-collect=pipeline_run \
+            --callgrind-out-file="$WORK/cg.$name" "$BUILD/bench-pipeline" --case "$name" \
+            --requests "$n" >/dev/null 2>"$WORK/cg.$name.err"
+        ir=$(awk '/^(summary|totals):/ {print $2; exit}' "$WORK/cg.$name")
+        record "{\"kind\":\"callgrind\",\"case\":\"$name\",\"requests\":$n,\"ir\":$ir,\"ir_per_request\":$((ir / n))}"
+        callgrind_annotate --inclusive=yes "$WORK/cg.$name" 2>/dev/null |
+            awk '$1 ~ /^[0-9,]+$/ && /:pipeline_loop /, 0' | awk '$1 ~ /^[0-9,]+$/' |
+            sed 's/ *\[[^]]*\]$//' | head -36 >"$WORK/profile.$name.txt" || true
+    done
+    # The profile of the 1 KiB case goes into the report.
+    cp "$WORK/profile.put_record_1k.txt" "$WORK/profile.txt" 2>/dev/null || true
+fi
+
+# ---- 2. through the broker ----
+say "stand-ins: bench-sink and the broker"
+sink=$(start sink "$BUILD/bench-sink" --port 0)
+SINK_PORT=$(json_num port "$sink")
+slow=$(start slowsink "$BUILD/bench-sink" --port 0 --latency-ms 100)
+SLOW_PORT=$(json_num port "$slow")
+broker=$(start broker node "$ROOT/tests/rig/broker.js" --port 0 --control-port 0)
+BROKER_PORT=$(json_num port "$broker")
+BROKER_CTL=$(json_num control "$broker")
+BROKER_PID=$(cat "$WORK/broker.pid")
+
+# write_config FILE CHANNEL SINK_PORT CONCURRENCY [extra target properties...]
+write_config() {
+    local file=$1 channel=$2 port=$3 conc=$4 api
+    shift 4
+    api=$(free_port)
+    {
+        echo "apiPort: $api"
+        echo "apiAddress: 127.0.0.1"
+        echo "bindings:"
+        echo "  - name: bench"
+        echo "    source:"
+        echo "      kind: kubemq.query"
+        echo "      name: bench-query"
+        echo "      properties:"
+        echo "        address: \"127.0.0.1:$BROKER_PORT\""
+        echo "        channel: \"$channel\""
+        echo "        concurrency: \"$conc\""
+        echo "    target:"
+        echo "      kind: aws.kinesis"
+        echo "      name: bench-kinesis"
+        echo "      properties:"
+        echo "        aws_key: \"AKIDBENCHMARK\""
+        echo "        aws_secret_key: \"bench-secret-key\""
+        echo "        region: \"us-east-1\""
+        echo "        endpoint: \"http://127.0.0.1:$port\""
+        for kv in "$@"; do
+            echo "        ${kv%%=*}: \"${kv#*=}\""
+        done
+        echo "    properties:"
+        echo "      log_level: \"error\""
+    } >"$file"
+}
+
+# daemon NAME CONFIG CHANNEL : start, wait until its subscription is live
+# in the broker; records the time to ready and the idle RSS.
+daemon() {
+    local name=$1 config=$2 channel=$3 t0 t1 pid
+    t0=$(date +%s%N)
+    "$BUILD/kubemq-kinesis" --config "$config" >"$WORK/$name.out" 2>"$WORK/$name.err" &
+    pid=$!
+    PIDS+=("$pid")
+    echo "$pid" >"$WORK/$name.pid"
+    for _ in $(seq 1000); do
+        if curl -sf "http://127.0.0.1:$BROKER_CTL/stats" | grep -q "\"$channel\":{\"\":1}"; then
+            break
+        fi
+        kill -0 "$pid" 2>/dev/null || { cat "$WORK/$name.err" >&2; exit 1; }
+        sleep 0.005
+    done
+    t1=$(date +%s%N)
+    sleep 1
+    record "{\"kind\":\"daemon\",\"name\":\"$name\",\"ready_ms\":$(( (t1 - t0) / 1000000 )),\"idle_rss_kb\":$(rss_kb "$pid")}"
+}
+
+# load LABEL DAEMON CHANNEL ARGS... : one bench-load run, recorded.
+load() {
+    local label=$1 name=$2 channel=$3 line
+    shift 3
+    line=$("$BUILD/bench-load" --address "127.0.0.1:$BROKER_PORT" --channel "$channel" \
+        --pid "$(cat "$WORK/$name.pid")" --broker-pid "$BROKER_PID" --label "$label" "$@")
+    record "{\"kind\":\"load\",${line#\{}"
+    say "  $label: $(json_num per_second "$line") req/s, p50 $(json_num p50_ms "$line") ms, daemon $(json_num daemon_cpu_s_per_1000 "$line") ms CPU/request"
+}
+
+say "daemon: put_record 1 KiB through the broker"
+write_config "$WORK/plain.yaml" bench.plain "$SINK_PORT" 64
+daemon plain "$WORK/plain.yaml" bench.plain
+load c1 plain bench.plain --requests "$N1" --concurrency 1 --size 1024
+# The c16 run is sampled with perf (when the kernel lets us): where the
+# daemon's CPU goes, by library.
+PERF_PID=""
+if command -v perf >/dev/null && perf record -q -o "$WORK/perf.probe" -- true >/dev/null 2>&1; then
+    perf record -q -F 999 -g -p "$(cat "$WORK/plain.pid")" -o "$WORK/perf.data" >/dev/null 2>&1 &
+    PERF_PID=$!
+    PIDS+=("$PERF_PID")
+    sleep 0.5
+fi
+load c16 plain bench.plain --requests "$N16" --concurrency 16 --size 1024
+if [ -n "$PERF_PID" ]; then
+    kill -INT "$PERF_PID" 2>/dev/null || true
+    wait "$PERF_PID" 2>/dev/null || true
+    perf report -i "$WORK/perf.data" --no-children --sort dso --stdio -g none 2>/dev/null |
+        awk '$1 ~ /%$/ {print $1, $2}' | head -15 >"$WORK/perf.dso.txt" || true
+    perf report -i "$WORK/perf.data" --no-children --sort dso,sym --stdio -g none 2>/dev/null |
+        awk '$1 ~ /%$/' | head -25 >"$WORK/perf.sym.txt" || true
+fi
+load c64 plain bench.plain --requests "$N64" --concurrency 64 --size 1024
+load c16_100b plain bench.plain --requests "$N16" --concurrency 16 --size 100
+load c16_64k plain bench.plain --requests $((N16 / 10)) --concurrency 16 --size 65536
+load put_records_c16 plain bench.plain --requests $((N16 / 100 + 10)) --concurrency 16 \
+    --size 1024 --method put_records --records 500
+stop plain
+
+say "daemon: 1,000 requests in flight (the sink holds each reply 100 ms)"
+write_config "$WORK/flight.yaml" bench.flight "$SLOW_PORT" 1000
+daemon flight "$WORK/flight.yaml" bench.flight
+load inflight_1000 flight bench.flight --requests "$NFLIGHT" --concurrency 1000 --size 1024 \
+    --warmup 1000
+stop flight
+
+say "coalescing in process: put_record 1 KiB, 64 in flight, against bench-sink"
+for co in "" --coalesce; do
+    line=$("$BUILD/bench-pipeline" --case put_record_1k --sink "http://127.0.0.1:$SINK_PORT" \
+        --batch 64 --requests "$NCO" $co)
+    record "{\"kind\":\"sinkpipe\",${line#\{}"
+    say "  ${co:-plain}: $(json_num records_per_second "$line") records/s, $(json_num cpu_us_per_record "$line") us CPU/record"
+done
+
+say "daemon: coalescing through the broker (put_record at concurrency 64, with and without)"
+before=$(curl -sf "http://127.0.0.1:$SINK_PORT/_sink/stats")
+write_config "$WORK/nocoalesce.yaml" bench.nocoalesce "$SINK_PORT" 64
+daemon nocoalesce "$WORK/nocoalesce.yaml" bench.nocoalesce
+load coalesce_off_c64 nocoalesce bench.nocoalesce --requests "$NCO" --concurrency 64 --size 1024
+stop nocoalesce
+mid=$(curl -sf "http://127.0.0.1:$SINK_PORT/_sink/stats")
+write_config "$WORK/coalesce.yaml" bench.coalesce "$SINK_PORT" 64 coalesce=true
+daemon coalesce "$WORK/coalesce.yaml" bench.coalesce
+load coalesce_on_c64 coalesce bench.coalesce --requests "$NCO" --concurrency 64 --size 1024
+stop coalesce
+after=$(curl -sf "http://127.0.0.1:$SINK_PORT/_sink/stats")
+record "{\"kind\":\"sink\",\"before\":$before,\"mid\":$mid,\"after\":$after}"
+
+stop broker
+stop slowsink
+stop sink
+
+say "report: $OUT"
+node "$ROOT/bench/report.js" "$WORK" >"$OUT.tmp"
+mv "$OUT.tmp" "$OUT"
