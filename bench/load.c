@@ -301,23 +301,23 @@ int main(int argc, char **argv)
         } else if (strcmp(k, "--requests") == 0) {
             o.requests = strtoul(v, NULL, 10);
         } else if (strcmp(k, "--concurrency") == 0) {
-            o.concurrency = atoi(v);
+            o.concurrency = (int)strtol(v, NULL, 10);
         } else if (strcmp(k, "--size") == 0) {
             o.size = strtoul(v, NULL, 10);
         } else if (strcmp(k, "--method") == 0) {
             o.method = v;
         } else if (strcmp(k, "--records") == 0) {
-            o.records = atoi(v);
+            o.records = (int)strtol(v, NULL, 10);
         } else if (strcmp(k, "--stream") == 0) {
             o.stream = v;
         } else if (strcmp(k, "--pid") == 0) {
-            o.pid = atoi(v);
+            o.pid = (int)strtol(v, NULL, 10);
         } else if (strcmp(k, "--broker-pid") == 0) {
-            o.broker_pid = atoi(v);
+            o.broker_pid = (int)strtol(v, NULL, 10);
         } else if (strcmp(k, "--warmup") == 0) {
             o.warmup = strtoul(v, NULL, 10);
         } else if (strcmp(k, "--timeout-ms") == 0) {
-            o.timeout_ms = atoi(v);
+            o.timeout_ms = (int)strtol(v, NULL, 10);
         } else if (strcmp(k, "--label") == 0) {
             o.label = v;
         } else {

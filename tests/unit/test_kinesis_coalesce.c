@@ -375,7 +375,7 @@ static void test_one_call_per_stream(void **state)
         for (size_t i = 0; i < 3; i++) {
             const char *k =
                 json_string_value(json_object_get(json_array_get(recs, i), "PartitionKey"));
-            int num = atoi(k + 4);
+            int num = (int)strtol(k + 4, NULL, 10);
 
             assert_string_equal(s, num % 2 ? "odd" : "even");
         }
