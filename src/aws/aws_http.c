@@ -27,6 +27,15 @@ struct xfer {
     struct xfer *prev, *next;
 };
 
+/* A request waiting for a free connection: its pointers stay valid until
+ * done runs (the client's promise), so nothing is copied. */
+struct waiting {
+    struct aws_http_request req;
+    aws_http_done_fn done;
+    void *cctx;
+    struct waiting *next;
+};
+
 struct aws_http {
     struct loop *loop;
     CURLM *multi;
@@ -40,6 +49,11 @@ struct aws_http {
     struct xfer *active; /* in flight, doubly linked */
     struct xfer *idle;   /* free list (singly linked through next) */
     size_t nidle;
+    /* HTTP/1.1: requests past max_connections wait here rather than in
+     * curl, so only as many easy handles (16 KiB buffers each) exist as
+     * can be on the wire. */
+    struct waiting *wait_head, *wait_tail;
+    unsigned long max_conns;
     int busy; /* > 0 while dispatching into curl or callbacks */
     int dead; /* destroy was asked for while busy */
     struct aws_http_stats stats;
@@ -295,6 +309,26 @@ static void finish(struct aws_http *h, struct xfer *x, CURLcode res)
     xfer_release(h, x);
 }
 
+static int start_xfer(struct aws_http *h, const struct aws_http_request *req, aws_http_done_fn done,
+                      void *cctx);
+
+/* Hand waiting requests to curl as connections free up. */
+static void start_waiting(struct aws_http *h)
+{
+    while (!h->dead && h->wait_head && h->stats.in_flight < h->max_conns) {
+        struct waiting *w = h->wait_head;
+
+        h->wait_head = w->next;
+        if (!h->wait_head) {
+            h->wait_tail = NULL;
+        }
+        if (start_xfer(h, &w->req, w->done, w->cctx) < 0) {
+            w->done(w->cctx, 0, NULL, 0, "could not start the HTTP request");
+        }
+        free(w);
+    }
+}
+
 static void check_done(struct aws_http *h)
 {
     CURLMsg *m;
@@ -311,6 +345,7 @@ static void check_done(struct aws_http *h)
             finish(h, x, m->data.result);
         }
     }
+    start_waiting(h);
 }
 
 /* POST (the AWS calls), or GET / PUT for the credential endpoints. A
@@ -339,14 +374,39 @@ static int http_send(void *tctx, const struct aws_http_request *req, aws_http_do
                      void *cctx)
 {
     struct aws_http *h = tctx;
+    struct waiting *w;
+
+    if (h->dead) {
+        return -1;
+    }
+    /* Credential endpoints (direct) are other hosts: never behind Kinesis. */
+    if (h->http2 || req->direct || h->stats.in_flight < h->max_conns) {
+        return start_xfer(h, req, done, cctx);
+    }
+    w = calloc(1, sizeof(*w));
+    if (!w) {
+        return -1;
+    }
+    w->req = *req;
+    w->done = done;
+    w->cctx = cctx;
+    if (h->wait_tail) {
+        h->wait_tail->next = w;
+    } else {
+        h->wait_head = w;
+    }
+    h->wait_tail = w;
+    return 0;
+}
+
+static int start_xfer(struct aws_http *h, const struct aws_http_request *req, aws_http_done_fn done,
+                      void *cctx)
+{
     struct xfer *x;
     CURL *e;
     size_t i;
     long connect_ms = h->connect_timeout_ms, total_ms = h->request_timeout_ms;
 
-    if (h->dead) {
-        return -1;
-    }
     x = xfer_get(h);
     if (!x) {
         return -1;
@@ -464,8 +524,8 @@ struct aws_http *aws_http_create(struct loop *loop, const struct aws_http_option
     curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
     curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
     curl_multi_setopt(h->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
-    curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
-                      o->max_connections > 0 ? o->max_connections : 64L);
+    h->max_conns = o->max_connections > 0 ? (unsigned long)o->max_connections : 64;
+    curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)h->max_conns);
     h->transport.send = http_send;
     h->transport.tctx = h;
     return h;
@@ -510,6 +570,16 @@ void aws_http_destroy(struct aws_http *h)
         x->done = NULL;
         xfer_release(h, x);
         done(cctx, 0, NULL, 0, "request aborted: client shutting down");
+    }
+    while (h->wait_head) {
+        struct waiting *w = h->wait_head;
+
+        h->wait_head = w->next;
+        if (!h->wait_head) {
+            h->wait_tail = NULL;
+        }
+        w->done(w->cctx, 0, NULL, 0, "request aborted: client shutting down");
+        free(w);
     }
     if (--h->busy == 0) {
         http_free(h);

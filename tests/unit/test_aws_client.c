@@ -1135,6 +1135,34 @@ static void test_http_connection_limit(void **state)
     assert_true(json_integer_value(json_object_get(j, "connections")) <= 2);
     json_decref(j);
     result_free(&r);
+    /* Past the two connections, requests wait in the client (not in curl);
+     * a destroy answers the waiting ones as well as those on the wire. */
+    memset(many, 0, sizeof(many));
+    for (i = 0; i < 6; i++) {
+        many[i].returned = 1;
+        assert_int_equal(aws_client_call(c, "Hang", "{}", 2, on_done, &many[i]), 0);
+    }
+    for (i = 0; i < 20; i++) {
+        loop_run_once(l, 20);
+    }
+    for (i = 0; i < 6; i++) {
+        assert_int_equal(many[i].done, 0);
+    }
+    aws_client_destroy(c);
+    for (i = 0; i < 6; i++) {
+        assert_int_equal(many[i].done, 1);
+        assert_int_equal(many[i].status, 0);
+        assert_string_equal(many[i].type, "TransportError");
+        result_free(&many[i]);
+    }
+    c = aws_client_create(l, &o, err, sizeof(err));
+    assert_non_null(c);
+    /* Only two of the six reached the server. */
+    call_and_wait(l, c, "Stats", "{}", &r);
+    j = json_of(&r);
+    assert_int_equal(json_integer_value(json_object_get(j, "requests")), 11 + 2 + 1);
+    json_decref(j);
+    result_free(&r);
     /* unusable operation names are refused up front */
     assert_int_equal(aws_client_call(c, "", "{}", 2, on_done, &r), -1);
     memset(err, 'x', sizeof(err));
