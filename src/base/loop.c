@@ -255,6 +255,7 @@ int loop_post(struct loop *l, loop_fn fn, void *arg)
 {
     struct loop_post_item *p = malloc(sizeof(*p));
     uint64_t one = 1;
+    int wake;
 
     if (!p) {
         return -1;
@@ -265,15 +266,21 @@ int loop_post(struct loop *l, loop_fn fn, void *arg)
     pthread_mutex_lock(&l->post_lock);
     if (l->post_tail) {
         l->post_tail->next = p;
+        wake = 0;
     } else {
         l->post_head = p;
+        wake = 1;
     }
     l->post_tail = p;
     pthread_mutex_unlock(&l->post_lock);
     /* Queued means it will run, so no error past this point (the caller
      * would free arg under it). The write fails only when the counter is
-     * full, and then the loop is woken already. */
-    if (write(l->wakefd, &one, sizeof(one)) < 0) {
+     * full, and then the loop is woken already. Only the post that finds
+     * the queue empty wakes the loop: the loop reads the eventfd before it
+     * takes the queue, so a post that finds it non-empty is always drained
+     * by a take that is still to come. */
+    if (wake && write(l->wakefd, &one, sizeof(one)) < 0) {
+        /* the loop is awake already */
     }
     return 0;
 }
