@@ -56,12 +56,87 @@ static int dump_to_buf(const char *p, size_t n, void *data)
     return buf_append(data, p, n);
 }
 
+/* Printable ASCII without '"' and '\\': JSON text as it is, byte for byte
+ * what jansson writes for it. */
+static int is_plain(const char *p, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+
+        if (c < 0x20 || c > 0x7e || c == '"' || c == '\\') {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+#define FAST_META_MAX 32
+
+struct meta_pair {
+    const char *k, *v;
+    size_t kn, vn;
+};
+
+/* The usual metadata (a few plain strings) written without jansson, keys
+ * sorted as JSON_SORT_KEYS sorts them. 1 done, 0 use jansson, -1 full. */
+static int append_meta_fast(struct buf *out, json_t *meta)
+{
+    struct meta_pair m[FAST_META_MAX];
+    const char *key;
+    json_t *val;
+    size_t n = 0, i, j;
+
+    json_object_foreach(meta, key, val)
+    {
+        if (n == FAST_META_MAX || !json_is_string(val)) {
+            return 0;
+        }
+        m[n].k = key;
+        m[n].kn = strlen(key);
+        m[n].v = json_string_value(val);
+        m[n].vn = json_string_length(val);
+        if (!is_plain(m[n].k, m[n].kn) || !is_plain(m[n].v, m[n].vn)) {
+            return 0;
+        }
+        n++;
+    }
+    for (i = 1; i < n; i++) {
+        struct meta_pair t = m[i];
+
+        for (j = i; j > 0 && strcmp(m[j - 1].k, t.k) > 0; j--) {
+            m[j] = m[j - 1];
+        }
+        m[j] = t;
+    }
+    if (buf_append_char(out, '{') < 0) {
+        return -1;
+    }
+    for (i = 0; i < n; i++) {
+        if ((i && buf_append_char(out, ',') < 0) || buf_append_char(out, '"') < 0 ||
+            buf_append(out, m[i].k, m[i].kn) < 0 || buf_append(out, "\":\"", 3) < 0 ||
+            buf_append(out, m[i].v, m[i].vn) < 0 || buf_append_char(out, '"') < 0) {
+            return -1;
+        }
+    }
+    return buf_append_char(out, '}') < 0 ? -1 : 1;
+}
+
 /* Metadata as a compact JSON object with sorted keys ({} when empty). */
 static int append_meta(struct buf *out, const json_t *meta)
 {
+    size_t mark = out->len;
+    int rc;
+
     if (!meta || json_object_size(meta) == 0) {
         return buf_append(out, "{}", 2);
     }
+    rc = append_meta_fast(out, (json_t *)meta);
+    if (rc != 0) {
+        return rc < 0 ? -1 : 0;
+    }
+    out->len = mark; /* nothing was written, but be sure */
     return json_dump_callback(meta, dump_to_buf, out, JSON_COMPACT | JSON_SORT_KEYS);
 }
 
@@ -170,6 +245,80 @@ static int key_is(const char *p, size_t n, const char *want)
     return eq;
 }
 
+/* The usual metadata member: a flat object of plain strings (or null) -
+ * merged without jansson's parser. Returns 1 when merged, 0 when the text
+ * needs the full parser (then nothing was changed), -1 out of memory. */
+static int merge_meta_fast(json_t **meta, const char *p, size_t n)
+{
+    struct meta_pair m[FAST_META_MAX];
+    const char *end = p + n, *q;
+    size_t cnt = 0, i;
+    json_t *obj, *v;
+
+    p = skip_ws(p, end);
+    if (p == end || *p != '{') {
+        return 0;
+    }
+    p = skip_ws(p + 1, end);
+    if (p < end && *p == '}') {
+        p++;
+    } else {
+        for (;;) {
+            if (cnt == FAST_META_MAX || p == end || *p != '"') {
+                return 0;
+            }
+            m[cnt].k = p + 1;
+            if (!(q = memchr(p + 1, '"', (size_t)(end - p - 1)))) {
+                return 0;
+            }
+            m[cnt].kn = (size_t)(q - m[cnt].k);
+            p = skip_ws(q + 1, end);
+            if (p == end || *p != ':') {
+                return 0;
+            }
+            p = skip_ws(p + 1, end);
+            if (p < end && *p == '"') {
+                m[cnt].v = p + 1;
+                if (!(q = memchr(p + 1, '"', (size_t)(end - p - 1)))) {
+                    return 0;
+                }
+                m[cnt].vn = (size_t)(q - m[cnt].v);
+                p = q + 1;
+            } else if (end - p >= 4 && memcmp(p, "null", 4) == 0) {
+                m[cnt].v = ""; /* null is the empty string, as in Go */
+                m[cnt].vn = 0;
+                p += 4;
+            } else {
+                return 0;
+            }
+            if (!is_plain(m[cnt].k, m[cnt].kn) || !is_plain(m[cnt].v, m[cnt].vn)) {
+                return 0;
+            }
+            cnt++;
+            p = skip_ws(p, end);
+            if (p < end && *p == ',') {
+                p = skip_ws(p + 1, end);
+                continue;
+            }
+            if (p < end && *p == '}') {
+                p++;
+                break;
+            }
+            return 0;
+        }
+    }
+    if (skip_ws(p, end) != end || !(obj = meta_object(meta))) {
+        return 0;
+    }
+    for (i = 0; i < cnt; i++) {
+        v = json_stringn_nocheck(m[i].v, m[i].vn);
+        if (!v || json_object_setn_new_nocheck(obj, m[i].k, m[i].kn, v) < 0) {
+            return -1;
+        }
+    }
+    return 1;
+}
+
 /* Merge one `metadata` member into meta. Returns -1 when the text is not
  * JSON, 1 with a message in bad (the first one wins) when it is JSON of
  * the wrong shape, else 0. */
@@ -260,14 +409,17 @@ static int take_data(struct envelope_request *r, const char *p, size_t n, char *
     json_t *v;
     int rc = 0;
 
-    /* Hot path: a base64 string without escapes is valid JSON as it is. */
-    if (*p == '"' && !memchr(p + 1, '\\', n - 2) && b64_is_valid(p + 1, n - 2)) {
-        if (b64_decode(p + 1, n - 2, &r->data) < 0) {
+    /* Hot path: a base64 string without escapes is valid JSON as it is;
+     * decoding checks it (one pass), the rare failure says why. */
+    if (*p == '"' && !memchr(p + 1, '\\', n - 2)) {
+        if (b64_decode(p + 1, n - 2, &r->data) == 0) {
+            r->has_data = 1;
+            return 0;
+        }
+        if (b64_is_valid(p + 1, n - 2)) {
             set_err(err, errlen, "data too large (limit %zu bytes)", r->data.max);
             return 1;
         }
-        r->has_data = 1;
-        return 0;
     }
     v = load_span(p, n);
     if (!v) {
@@ -381,6 +533,8 @@ int envelope_request_parse(struct envelope_request *r, const void *body, size_t 
         return -1;
     }
     request_clear(r);
+    /* Merge into the request's own (cleared) object: no new one per request. */
+    meta = r->metadata ? json_incref(r->metadata) : NULL;
 
     /* Walk {"name": value, ...}; the last `data` wins, `metadata`
      * members merge, other members only have to be valid JSON. */
@@ -407,7 +561,11 @@ int envelope_request_parse(struct envelope_request *r, const void *body, size_t 
                 goto not_json;
             }
             if (key_is(k, (size_t)(kend - k), "metadata")) {
-                if (merge_meta(&meta, v, (size_t)(vend - v), bad, sizeof(bad)) < 0) {
+                rc = merge_meta_fast(&meta, v, (size_t)(vend - v));
+                if (rc < 0 && !bad[0]) {
+                    snprintf(bad, sizeof(bad), "metadata: out of memory");
+                } else if (rc == 0 &&
+                           merge_meta(&meta, v, (size_t)(vend - v), bad, sizeof(bad)) < 0) {
                     goto not_json;
                 }
             } else if (key_is(k, (size_t)(kend - k), "data")) {

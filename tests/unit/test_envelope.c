@@ -390,6 +390,65 @@ static void test_reply_error(void **state)
     buf_free(&out);
 }
 
+/* The fast metadata paths (plain strings, no jansson parser or dump) and
+ * the full ones agree: same members parsed, byte-identical output. */
+static void test_metadata_fast_and_full_agree(void **state)
+{
+    static const char *const metas[] = {
+        "{}",
+        "{\"method\":\"put_record\",\"stream_name\":\"s1\",\"partition_key\":\"k\"}",
+        " { \"b\" : \"2\" , \"a\" : \"1\" , \"a\" : \"3\" } ",
+        "{\"z\":null,\"y\":\"\",\"x\":\"/slash/ and spaces ~\"}",
+        "{\"esc\":\"tab\\there\",\"q\":\"say \\\"hi\\\"\"}",
+        "{\"utf\":\"h\u00e9llo\",\"raw\":\"\xc3\xa9\"}",
+        "{\"ctl\":\"a\\u0001b\",\"AB\":\"1\",\"Ab\":\"2\",\"ab\":\"3\"}",
+    };
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(metas) / sizeof(metas[0]); i++) {
+        struct envelope_request r;
+        struct envelope_reply rep;
+        struct buf body = BUF_INIT(0), out = BUF_INIT(0), want = BUF_INIT(0);
+        json_t *expect = json_loads(metas[i], 0, NULL), *v;
+        const char *key;
+        char *dump;
+
+        assert_non_null(expect);
+        assert_int_equal(buf_appendf(&body, "{\"metadata\":%s,\"data\":\"QQ==\"}", metas[i]), 0);
+        envelope_request_init(&r);
+        parse_ok(&r, buf_str(&body), 0);
+        /* null members are the empty string */
+        json_object_foreach(expect, key, v)
+        {
+            if (json_is_null(v)) {
+                json_object_set_new(expect, key, json_string(""));
+            }
+        }
+        assert_true(json_equal(r.metadata, expect));
+        envelope_reply_init(&rep);
+        json_object_foreach(r.metadata, key, v)
+        {
+            assert_int_equal(envelope_reply_meta_set(&rep, key, json_string_value(v)), 0);
+        }
+        assert_int_equal(envelope_reply_serialize(&rep, &out), 0);
+        dump = json_dumps(expect, JSON_COMPACT | JSON_SORT_KEYS);
+        assert_int_equal(buf_appendf(&want,
+                                     "{\"metadata\":%s,\"data\":null,\"is_error\":false,"
+                                     "\"error\":\"\"}",
+                                     dump),
+                         0);
+        assert_string_equal(buf_str(&out), buf_str(&want));
+        free(dump);
+        json_decref(expect);
+        envelope_reply_free(&rep);
+        envelope_request_free(&r);
+        buf_free(&body);
+        buf_free(&out);
+        buf_free(&want);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -409,6 +468,7 @@ int main(void)
         cmocka_unit_test(test_meta_set),
         cmocka_unit_test(test_reply_success),
         cmocka_unit_test(test_reply_error),
+        cmocka_unit_test(test_metadata_fast_and_full_agree),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
