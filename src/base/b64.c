@@ -124,6 +124,23 @@ int b64_is_valid(const char *src, size_t n)
     return !(bad & 0x80);
 }
 
+int b64_is_canonical(const char *src, size_t n)
+{
+    const unsigned char *s = (const unsigned char *)src;
+    int pad = b64_padding(s, n);
+
+    if (pad < 0) {
+        return 0;
+    }
+    if (pad == 2) {
+        return (b64_value[s[n - 3]] & 0x0f) == 0;
+    }
+    if (pad == 1) {
+        return (b64_value[s[n - 2]] & 0x03) == 0;
+    }
+    return 1;
+}
+
 int b64_decode(const char *src, size_t n, struct buf *out)
 {
     const unsigned char *s = (const unsigned char *)src;

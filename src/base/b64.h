@@ -13,5 +13,8 @@ int b64_encode(const void *src, size_t n, struct buf *out);
  * padded standard base64 (length a multiple of 4, no whitespace). */
 int b64_decode(const char *src, size_t n, struct buf *out);
 int b64_is_valid(const char *src, size_t n);
+/* For valid src: 1 when it is what b64_encode writes for its bytes (the
+ * unused bits of the last quantum are zero: "QQ==", not "QR=="). */
+int b64_is_canonical(const char *src, size_t n);
 
 #endif

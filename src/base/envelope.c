@@ -10,6 +10,7 @@
 #include "base/envelope.h"
 
 #include "base/b64.h"
+#include "base/jflat.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -56,22 +57,6 @@ static int dump_to_buf(const char *p, size_t n, void *data)
     return buf_append(data, p, n);
 }
 
-/* Printable ASCII without '"' and '\\': JSON text as it is, byte for byte
- * what jansson writes for it. */
-static int is_plain(const char *p, size_t n)
-{
-    size_t i;
-
-    for (i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)p[i];
-
-        if (c < 0x20 || c > 0x7e || c == '"' || c == '\\') {
-            return 0;
-        }
-    }
-    return 1;
-}
-
 #define FAST_META_MAX 32
 
 struct meta_pair {
@@ -97,7 +82,7 @@ static int append_meta_fast(struct buf *out, json_t *meta)
         m[n].kn = strlen(key);
         m[n].v = json_string_value(val);
         m[n].vn = json_string_length(val);
-        if (!is_plain(m[n].k, m[n].kn) || !is_plain(m[n].v, m[n].vn)) {
+        if (!jflat_is_plain(m[n].k, m[n].kn) || !jflat_is_plain(m[n].v, m[n].vn)) {
             return 0;
         }
         n++;
@@ -250,67 +235,15 @@ static int key_is(const char *p, size_t n, const char *want)
  * needs the full parser (then nothing was changed), -1 out of memory. */
 static int merge_meta_fast(json_t **meta, const char *p, size_t n)
 {
-    struct meta_pair m[FAST_META_MAX];
-    const char *end = p + n, *q;
-    size_t cnt = 0, i;
+    struct jflat_member m[FAST_META_MAX];
+    int cnt = jflat_scan(p, n, m, FAST_META_MAX), i;
     json_t *obj, *v;
 
-    p = skip_ws(p, end);
-    if (p == end || *p != '{') {
-        return 0;
-    }
-    p = skip_ws(p + 1, end);
-    if (p < end && *p == '}') {
-        p++;
-    } else {
-        for (;;) {
-            if (cnt == FAST_META_MAX || p == end || *p != '"') {
-                return 0;
-            }
-            m[cnt].k = p + 1;
-            if (!(q = memchr(p + 1, '"', (size_t)(end - p - 1)))) {
-                return 0;
-            }
-            m[cnt].kn = (size_t)(q - m[cnt].k);
-            p = skip_ws(q + 1, end);
-            if (p == end || *p != ':') {
-                return 0;
-            }
-            p = skip_ws(p + 1, end);
-            if (p < end && *p == '"') {
-                m[cnt].v = p + 1;
-                if (!(q = memchr(p + 1, '"', (size_t)(end - p - 1)))) {
-                    return 0;
-                }
-                m[cnt].vn = (size_t)(q - m[cnt].v);
-                p = q + 1;
-            } else if (end - p >= 4 && memcmp(p, "null", 4) == 0) {
-                m[cnt].v = ""; /* null is the empty string, as in Go */
-                m[cnt].vn = 0;
-                p += 4;
-            } else {
-                return 0;
-            }
-            if (!is_plain(m[cnt].k, m[cnt].kn) || !is_plain(m[cnt].v, m[cnt].vn)) {
-                return 0;
-            }
-            cnt++;
-            p = skip_ws(p, end);
-            if (p < end && *p == ',') {
-                p = skip_ws(p + 1, end);
-                continue;
-            }
-            if (p < end && *p == '}') {
-                p++;
-                break;
-            }
-            return 0;
-        }
-    }
-    if (skip_ws(p, end) != end || !(obj = meta_object(meta))) {
+    if (cnt < 0 || !(obj = meta_object(meta))) {
         return 0;
     }
     for (i = 0; i < cnt; i++) {
+        /* null is the empty string, as in Go */
         v = json_stringn_nocheck(m[i].v, m[i].vn);
         if (!v || json_object_setn_new_nocheck(obj, m[i].k, m[i].kn, v) < 0) {
             return -1;
@@ -414,6 +347,9 @@ static int take_data(struct envelope_request *r, const char *p, size_t n, char *
     if (*p == '"' && !memchr(p + 1, '\\', n - 2)) {
         if (b64_decode(p + 1, n - 2, &r->data) == 0) {
             r->has_data = 1;
+            if (buf_set(&r->data_b64, p + 1, n - 2) < 0) {
+                buf_reset(&r->data_b64); /* only an optimisation */
+            }
             return 0;
         }
         if (b64_is_valid(p + 1, n - 2)) {
@@ -470,6 +406,7 @@ void envelope_request_init(struct envelope_request *r)
 {
     r->metadata = json_object();
     buf_init(&r->data, ENVELOPE_MAX_BODY);
+    buf_init(&r->data_b64, ENVELOPE_MAX_BODY);
     r->has_data = 0;
     r->not_json = 0;
 }
@@ -482,6 +419,7 @@ void envelope_request_free(struct envelope_request *r)
     json_decref(r->metadata);
     r->metadata = NULL;
     buf_free(&r->data);
+    buf_free(&r->data_b64);
     r->has_data = 0;
     r->not_json = 0;
 }
@@ -494,6 +432,10 @@ static void request_clear(struct envelope_request *r)
     buf_reset(&r->data);
     if (r->data.max < ENVELOPE_MAX_BODY) {
         r->data.max = ENVELOPE_MAX_BODY;
+    }
+    buf_reset(&r->data_b64);
+    if (r->data_b64.max < ENVELOPE_MAX_BODY) {
+        r->data_b64.max = ENVELOPE_MAX_BODY;
     }
     r->has_data = 0;
     r->not_json = 0;

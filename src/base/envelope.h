@@ -18,8 +18,12 @@
 struct envelope_request {
     json_t *metadata; /* object of string values; never NULL after init */
     struct buf data;  /* the record bytes (decoded) */
-    int has_data;     /* 0 when data was absent or null */
-    int not_json;     /* the body was not a JSON envelope: data = body */
+    /* data's base64 text as it came, when it came as a base64 string:
+     * a target that sends base64 on passes it as it is rather than
+     * encoding the bytes again. Empty otherwise. */
+    struct buf data_b64;
+    int has_data; /* 0 when data was absent or null */
+    int not_json; /* the body was not a JSON envelope: data = body */
 };
 
 void envelope_request_init(struct envelope_request *r);

@@ -559,6 +559,23 @@ void kinesis_body_b64(struct kinesis_call *c, const char *name, const void *p, s
     c->body_err |= buf_append_char(&c->body, '"') < 0;
 }
 
+void kinesis_body_data(struct kinesis_call *c, const char *name)
+{
+    const struct envelope_request *req = c->req;
+
+    /* Only the canonical spelling goes as it is: "QR==" is valid base64
+     * for "A" but AWS need not accept it. */
+    if (!req->data_b64.len || req->data_b64.len != b64_encoded_len(req->data.len) ||
+        !b64_is_canonical(req->data_b64.data, req->data_b64.len)) {
+        kinesis_body_b64(c, name, req->data.data ? req->data.data : "", req->data.len);
+        return;
+    }
+    body_key(c, name);
+    c->body_err |= buf_append_char(&c->body, '"') < 0;
+    c->body_err |= buf_append(&c->body, req->data_b64.data, req->data_b64.len) < 0;
+    c->body_err |= buf_append_char(&c->body, '"') < 0;
+}
+
 void kinesis_body_int(struct kinesis_call *c, const char *name, long long v)
 {
     body_key(c, name);

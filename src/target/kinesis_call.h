@@ -116,6 +116,9 @@ void kinesis_body_str(struct kinesis_call *c, const char *name, const char *v);
 void kinesis_body_strn(struct kinesis_call *c, const char *name, const char *v, size_t n);
 /* p[0..n) as a base64 string (a Kinesis blob). */
 void kinesis_body_b64(struct kinesis_call *c, const char *name, const void *p, size_t n);
+/* The request's data as a Kinesis blob: its base64 text as it came when
+ * there is one, else the bytes encoded. */
+void kinesis_body_data(struct kinesis_call *c, const char *name);
 void kinesis_body_int(struct kinesis_call *c, const char *name, long long v);
 /* v is JSON text already (a number, true/false, base64 in quotes, ...). */
 void kinesis_body_raw(struct kinesis_call *c, const char *name, const char *v);

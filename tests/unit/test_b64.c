@@ -121,6 +121,32 @@ static void test_lenient_trailing_bits(void **state)
     buf_free(&b);
 }
 
+/* Canonical = what the encoder writes; the trailing-bit variants are not. */
+static void test_canonical(void **state)
+{
+    struct buf enc = BUF_INIT(0);
+    unsigned char bytes[3];
+    int i;
+
+    (void)state;
+    assert_true(b64_is_canonical("", 0));
+    assert_true(b64_is_canonical("QQ==", 4));
+    assert_false(b64_is_canonical("QR==", 4));
+    assert_true(b64_is_canonical("QUI=", 4));
+    assert_false(b64_is_canonical("QUJ=", 4));
+    assert_true(b64_is_canonical("QUJD", 4));
+    assert_false(b64_is_canonical("QUJ", 3));
+    /* Every 1- and 2-byte value: the encoder's output is canonical. */
+    for (i = 0; i < 65536; i++) {
+        bytes[0] = (unsigned char)(i >> 8);
+        bytes[1] = (unsigned char)i;
+        buf_reset(&enc);
+        assert_int_equal(b64_encode(bytes, i < 256 ? 1 : 2, &enc), 0);
+        assert_true(b64_is_canonical(enc.data, enc.len));
+    }
+    buf_free(&enc);
+}
+
 static void test_cap(void **state)
 {
     struct buf b = BUF_INIT(4);
@@ -143,6 +169,7 @@ int main(void)
         cmocka_unit_test(test_appends),
         cmocka_unit_test(test_invalid),
         cmocka_unit_test(test_lenient_trailing_bits),
+        cmocka_unit_test(test_canonical),
         cmocka_unit_test(test_cap),
     };
 

@@ -469,6 +469,23 @@ static void test_request_bodies(void **state)
     assert_string_equal(F.ops[0], "PutRecord");
     assert_string_equal(F.bodies[0],
                         "{\"StreamName\":\"test\",\"PartitionKey\":\"p\",\"Data\":\"QUJD\"}");
+    /* The data's base64 goes as it came only in its canonical spelling;
+     * text data is encoded. */
+    fake_reset();
+    F.canned = "{\"ShardId\":\"shardId-000000000000\",\"SequenceNumber\":\"9\"}";
+    run("{\"metadata\":{\"method\":\"put_record\",\"stream_name\":\"s\",\"partition_key\":"
+        "\"p\"},\"data\":\"QR==\"}");
+    expect_ok();
+    assert_string_equal(F.bodies[0],
+                        "{\"StreamName\":\"s\",\"PartitionKey\":\"p\",\"Data\":\"QQ==\"}");
+    fake_reset();
+    F.canned = "{\"ShardId\":\"shardId-000000000000\",\"SequenceNumber\":\"10\"}";
+    run("{\"metadata\":{\"method\":\"put_record\",\"stream_name\":\"s\",\"partition_key\":"
+        "\"p\"},\"data\":\"plain text\"}");
+    expect_ok();
+    assert_string_equal(F.bodies[0], "{\"StreamName\":\"s\",\"PartitionKey\":\"p\",\"Data\":"
+                                     "\"cGxhaW4gdGV4dA==\"}");
+    assert_string_equal(meta("sequence_number"), "10");
 }
 
 /* ------------------------------------------------------ reply parsing */

@@ -1,0 +1,103 @@
+/* jflat.c - a flat JSON object of plain strings, scanned without allocating. */
+#include "base/jflat.h"
+
+#include <string.h>
+
+int jflat_is_plain(const char *p, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+
+        if (c < 0x20 || c > 0x7e || c == '"' || c == '\\') {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static const char *skip_ws(const char *p, const char *end)
+{
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) {
+        p++;
+    }
+    return p;
+}
+
+/* p at an opening quote: the plain string's content into s and sn, and the
+ * position after the closing quote, or NULL. */
+static const char *plain_string(const char *p, const char *end, const char **s, size_t *sn)
+{
+    const char *q;
+
+    if (p == end || *p != '"' || !(q = memchr(p + 1, '"', (size_t)(end - p - 1)))) {
+        return NULL;
+    }
+    *s = p + 1;
+    *sn = (size_t)(q - p - 1);
+    return jflat_is_plain(*s, *sn) ? q + 1 : NULL;
+}
+
+int jflat_scan(const char *p, size_t n, struct jflat_member *m, size_t max)
+{
+    const char *end = p + n;
+    size_t cnt = 0;
+
+    if (!p) {
+        return -1;
+    }
+    p = skip_ws(p, end);
+    if (p == end || *p != '{') {
+        return -1;
+    }
+    p = skip_ws(p + 1, end);
+    if (p < end && *p == '}') {
+        p++;
+    } else {
+        for (;;) {
+            if (cnt == max || !(p = plain_string(p, end, &m[cnt].k, &m[cnt].kn))) {
+                return -1;
+            }
+            p = skip_ws(p, end);
+            if (p == end || *p != ':') {
+                return -1;
+            }
+            p = skip_ws(p + 1, end);
+            m[cnt].null = 0;
+            if (end - p >= 4 && memcmp(p, "null", 4) == 0) {
+                m[cnt].v = "";
+                m[cnt].vn = 0;
+                m[cnt].null = 1;
+                p += 4;
+            } else if (!(p = plain_string(p, end, &m[cnt].v, &m[cnt].vn))) {
+                return -1;
+            }
+            cnt++;
+            p = skip_ws(p, end);
+            if (p < end && *p == ',') {
+                p = skip_ws(p + 1, end);
+                continue;
+            }
+            if (p < end && *p == '}') {
+                p++;
+                break;
+            }
+            return -1;
+        }
+    }
+    return skip_ws(p, end) == end ? (int)cnt : -1;
+}
+
+const struct jflat_member *jflat_get(const struct jflat_member *m, int count, const char *key)
+{
+    size_t kn = strlen(key);
+    int i;
+
+    for (i = count - 1; i >= 0; i--) {
+        if (m[i].kn == kn && memcmp(m[i].k, key, kn) == 0) {
+            return &m[i];
+        }
+    }
+    return NULL;
+}
