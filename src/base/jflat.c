@@ -39,9 +39,9 @@ static const char *plain_string(const char *p, const char *end, const char **s, 
     return jflat_is_plain(*s, *sn) ? q + 1 : NULL;
 }
 
-int jflat_scan(const char *p, size_t n, struct jflat_member *m, size_t max)
+int jflat_scan_at(const char *p, const char *end, struct jflat_member *m, size_t max,
+                  const char **after)
 {
-    const char *end = p + n;
     size_t cnt = 0;
 
     if (!p) {
@@ -53,40 +53,51 @@ int jflat_scan(const char *p, size_t n, struct jflat_member *m, size_t max)
     }
     p = skip_ws(p + 1, end);
     if (p < end && *p == '}') {
-        p++;
-    } else {
-        for (;;) {
-            if (cnt == max || !(p = plain_string(p, end, &m[cnt].k, &m[cnt].kn))) {
-                return -1;
-            }
-            p = skip_ws(p, end);
-            if (p == end || *p != ':') {
-                return -1;
-            }
-            p = skip_ws(p + 1, end);
-            m[cnt].null = 0;
-            if (end - p >= 4 && memcmp(p, "null", 4) == 0) {
-                m[cnt].v = "";
-                m[cnt].vn = 0;
-                m[cnt].null = 1;
-                p += 4;
-            } else if (!(p = plain_string(p, end, &m[cnt].v, &m[cnt].vn))) {
-                return -1;
-            }
-            cnt++;
-            p = skip_ws(p, end);
-            if (p < end && *p == ',') {
-                p = skip_ws(p + 1, end);
-                continue;
-            }
-            if (p < end && *p == '}') {
-                p++;
-                break;
-            }
+        *after = p + 1;
+        return 0;
+    }
+    for (;;) {
+        if (cnt == max || !(p = plain_string(p, end, &m[cnt].k, &m[cnt].kn))) {
             return -1;
         }
+        p = skip_ws(p, end);
+        if (p == end || *p != ':') {
+            return -1;
+        }
+        p = skip_ws(p + 1, end);
+        m[cnt].null = 0;
+        if (end - p >= 4 && memcmp(p, "null", 4) == 0) {
+            m[cnt].v = "";
+            m[cnt].vn = 0;
+            m[cnt].null = 1;
+            p += 4;
+        } else if (!(p = plain_string(p, end, &m[cnt].v, &m[cnt].vn))) {
+            return -1;
+        }
+        cnt++;
+        p = skip_ws(p, end);
+        if (p < end && *p == ',') {
+            p = skip_ws(p + 1, end);
+            continue;
+        }
+        if (p < end && *p == '}') {
+            *after = p + 1;
+            return (int)cnt;
+        }
+        return -1;
     }
-    return skip_ws(p, end) == end ? (int)cnt : -1;
+}
+
+int jflat_scan(const char *p, size_t n, struct jflat_member *m, size_t max)
+{
+    const char *end = p + n, *after;
+    int cnt;
+
+    if (!p) {
+        return -1;
+    }
+    cnt = jflat_scan_at(p, end, m, max, &after);
+    return cnt >= 0 && skip_ws(after, end) == end ? cnt : -1;
 }
 
 const struct jflat_member *jflat_get(const struct jflat_member *m, int count, const char *key)

@@ -21,6 +21,10 @@ int jflat_is_plain(const char *p, size_t n);
  * order, duplicates included. Returns their count, or -1 when the text is
  * not such an object or has more than max members. */
 int jflat_scan(const char *p, size_t n, struct jflat_member *m, size_t max);
+/* The same for an object starting at p (after optional whitespace) that
+ * may be followed by more text: *after is set past its '}'. */
+int jflat_scan_at(const char *p, const char *end, struct jflat_member *m, size_t max,
+                  const char **after);
 /* The value of the last member named key, or NULL. */
 const struct jflat_member *jflat_get(const struct jflat_member *m, int count, const char *key);
 

@@ -5,6 +5,7 @@
  * Batches go out one after the other (never in parallel) so records of
  * one partition key keep their order across batches. */
 #include "base/b64.h"
+#include "base/jflat.h"
 #include "target/kinesis_call.h"
 #include "target/kinesis_validate.h"
 
@@ -154,12 +155,170 @@ static int parse_array_entry(struct kinesis_call *c, struct pr_state *s, size_t 
     return 0;
 }
 
+static int key_span_cmp(const void *a, const void *b)
+{
+    const struct pr_entry *x = *(const struct pr_entry *const *)a;
+    const struct pr_entry *y = *(const struct pr_entry *const *)b;
+    size_t n = x->key_len < y->key_len ? x->key_len : y->key_len;
+    int r = memcmp(x->key, y->key, n);
+
+    return r ? r : (x->key_len > y->key_len) - (x->key_len < y->key_len);
+}
+
+/* Entries read in place from the usual data: an array of
+ * {"partition_key":"..","data":".."} or an object {"key":"<b64>",...},
+ * plain strings only (jflat.h). Returns 1 with s->e and s->n set, 0 when
+ * the full parser must read it (s untouched; it also words every error),
+ * -1 out of memory (reply error set). The entries point into req->data,
+ * which outlives the call. */
+static int parse_records_fast(struct kinesis_call *c, struct pr_state *s, int *is_array)
+{
+    const struct envelope_request *req = c->req;
+    const char *p = req->data.data, *end = p + req->data.len, *after;
+    struct jflat_member m[4], *mm = NULL;
+    struct pr_entry *e = NULL, **sorted = NULL;
+    size_t n = 0, cap = 0, i, quotes = 0;
+    const char *q;
+    int cnt, rc = 0;
+
+    if (!p) {
+        return 0;
+    }
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) {
+        p++;
+    }
+    if (p < end && *p == '[') {
+        *is_array = 1;
+        for (p++;;) {
+            const struct jflat_member *k, *d;
+
+            cnt = jflat_scan_at(p, end, m, 4, &after);
+            k = cnt > 0 ? jflat_get(m, cnt, "partition_key") : NULL;
+            d = cnt > 0 ? jflat_get(m, cnt, "data") : NULL;
+            if (!k || !d || k->null || d->null || cnt != 2) {
+                goto out; /* hash keys, unknown fields, errors: the full parser */
+            }
+            if (n == cap) {
+                struct pr_entry *ne = realloc(e, (cap = cap ? cap * 2 : 64) * sizeof(*e));
+
+                if (!ne) {
+                    rc = -1;
+                    goto out;
+                }
+                e = ne;
+            }
+            memset(&e[n], 0, sizeof(e[n]));
+            e[n].key = k->v;
+            e[n].key_len = k->vn;
+            e[n].b64 = d->v;
+            e[n].b64_len = d->vn;
+            n++;
+            for (p = after; p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r');) {
+                p++;
+            }
+            if (p < end && *p == ',') {
+                p++;
+                continue;
+            }
+            if (p < end && *p == ']') {
+                p++;
+                break;
+            }
+            goto out;
+        }
+        while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) {
+            p++;
+        }
+        if (p != end) {
+            goto out;
+        }
+    } else if (p < end && *p == '{') {
+        *is_array = 0;
+        for (q = p; (q = memchr(q, '"', (size_t)(end - q))) != NULL; q++) {
+            quotes++;
+        }
+        cap = quotes / 4 + 1;
+        mm = malloc(cap * sizeof(*mm));
+        e = calloc(cap, sizeof(*e));
+        if (!mm || !e) {
+            rc = -1;
+            goto out;
+        }
+        cnt = jflat_scan(p, (size_t)(end - p), mm, cap);
+        if (cnt <= 0) {
+            goto out;
+        }
+        for (i = 0; i < (size_t)cnt; i++) {
+            if (mm[i].null) {
+                goto out;
+            }
+            e[i].key = mm[i].k;
+            e[i].key_len = mm[i].kn;
+            e[i].b64 = mm[i].v;
+            e[i].b64_len = mm[i].vn;
+        }
+        n = (size_t)cnt;
+        /* A repeated key is one member to a JSON object: the full parser
+         * decides which value and place it keeps. */
+        sorted = malloc(n * sizeof(*sorted));
+        if (!sorted) {
+            rc = -1;
+            goto out;
+        }
+        for (i = 0; i < n; i++) {
+            sorted[i] = &e[i];
+        }
+        qsort(sorted, n, sizeof(*sorted), key_span_cmp);
+        for (i = 1; i < n; i++) {
+            if (key_span_cmp(&sorted[i - 1], &sorted[i]) == 0) {
+                goto out;
+            }
+        }
+    } else {
+        goto out;
+    }
+    if (n == 0) {
+        goto out;
+    }
+    s->e = e;
+    s->n = n;
+    e = NULL;
+    rc = 1;
+out:
+    if (rc < 0) {
+        kinesis_call_error(c, "aws.kinesis: out of memory");
+    }
+    free(e);
+    free(mm);
+    free(sorted);
+    return rc;
+}
+
 static int parse_records(struct kinesis_call *c, struct pr_state *s)
 {
     const struct envelope_request *req = c->req;
     json_error_t jerr;
     size_t i = 0;
-    int is_array;
+    int is_array, fast;
+
+    fast = parse_records_fast(c, s, &is_array);
+    if (fast < 0) {
+        return -1;
+    }
+    if (fast > 0) {
+        s->pending = calloc(s->n < KINESIS_MAX_BATCH_RECORDS ? s->n : KINESIS_MAX_BATCH_RECORDS,
+                            sizeof(*s->pending));
+        if (!s->pending) {
+            kinesis_call_error(c, "aws.kinesis: out of memory");
+            return -1;
+        }
+        for (i = 0; i < s->n; i++) {
+            if (check_entry(c, s, is_array, i) < 0) {
+                return -1;
+            }
+        }
+        return 0;
+    }
 
     s->root = json_loadb(req->data.data ? req->data.data : "", req->data.len, 0, &jerr);
     if (!json_is_object(s->root) && !json_is_array(s->root)) {

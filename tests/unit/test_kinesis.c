@@ -627,6 +627,54 @@ static int body_records(int call)
     return n;
 }
 
+/* Data read in place (plain strings) and data the full parser reads
+ * (escapes, repeated keys, hash keys) give the same PutRecords bodies. */
+static void put_records_body(const char *data_json, char *out, size_t outlen)
+{
+    struct buf b = BUF_INIT(0);
+
+    fake_reset();
+    F.answer = answer_put_records;
+    buf_append_str(&b, "{\"metadata\":{\"method\":\"put_records\",\"stream_name\":\"s1\"},"
+                       "\"data\":\"");
+    b64_encode(data_json, strlen(data_json), &b);
+    buf_append_str(&b, "\"}");
+    run(buf_str(&b));
+    expect_ok();
+    assert_int_equal(F.calls, 1);
+    snprintf(out, outlen, "%s", F.bodies[0]);
+    buf_free(&b);
+}
+
+static void test_put_records_fast_and_full_agree(void **state)
+{
+    static const char *const pairs[][2] = {
+        {"{\"a\":\"QQ==\",\"b\":\"Qg==\"}", "{\"\\u0061\":\"QQ==\",\"b\":\"Qg==\"}"},
+        {" [ {\"partition_key\":\"a\",\"data\":\"QQ==\"} , "
+         "{\"data\":\"Qg==\",\"partition_key\":\"a\"} ] ",
+         "[{\"partition_key\":\"\\u0061\",\"data\":\"QQ==\"},{\"partition_key\":\"a\",\"data\":"
+         "\"Qg==\"}]"},
+    };
+    char fast[4096], full[4096];
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++) {
+        put_records_body(pairs[i][0], fast, sizeof(fast));
+        put_records_body(pairs[i][1], full, sizeof(full));
+        assert_string_equal(fast, full);
+    }
+    /* A repeated key is one member: the last value, the first place. */
+    put_records_body("{\"a\":\"QQ==\",\"b\":\"Qg==\",\"a\":\"Qw==\"}", full, sizeof(full));
+    assert_string_equal(full,
+                        "{\"StreamName\":\"s1\",\"Records\":[{\"Data\":\"Qw==\","
+                        "\"PartitionKey\":\"a\"},{\"Data\":\"Qg==\",\"PartitionKey\":\"b\"}]}");
+    /* Hash keys go through the full parser and arrive. */
+    put_records_body("[{\"partition_key\":\"a\",\"data\":\"QQ==\",\"explicit_hash_key\":\"7\"}]",
+                     full, sizeof(full));
+    assert_non_null(strstr(full, "\"ExplicitHashKey\":\"7\""));
+}
+
 static void test_put_records_split_500(void **state)
 {
     struct buf b = BUF_INIT(0);
@@ -1036,6 +1084,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_request_bodies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_put_records_http_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_put_records_fast_and_full_agree, setup, teardown),
         cmocka_unit_test_setup_teardown(test_put_records_split_500, setup, teardown),
         cmocka_unit_test_setup_teardown(test_put_records_split_5mib, setup, teardown),
         cmocka_unit_test_setup_teardown(test_put_records_partial_resend, setup, teardown),
