@@ -1,6 +1,7 @@
 /* buf.c - length-carrying byte buffer with a hard size cap. */
 #include "base/buf.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,7 +41,9 @@ int buf_reserve(struct buf *b, size_t extra)
     if (b->max == 0) {
         b->max = BUF_DEFAULT_MAX;
     }
-    if (extra > b->max || b->len > b->max - extra) {
+    /* The last test keeps len + extra + 1 (the NUL) and the doubling from
+     * wrapping even when the owner chose max = SIZE_MAX. */
+    if (extra > b->max || b->len > b->max - extra || b->len + extra >= SIZE_MAX / 2) {
         return -1;
     }
     need = b->len + extra + 1;
@@ -49,9 +52,9 @@ int buf_reserve(struct buf *b, size_t extra)
     }
     ncap = b->cap ? b->cap : 64;
     while (ncap < need) {
-        ncap *= 2;
+        ncap *= 2; /* need < SIZE_MAX / 2: cannot wrap */
     }
-    if (ncap > b->max + 1) {
+    if (ncap - 1 > b->max) { /* not ncap > max + 1: max may be SIZE_MAX */
         ncap = b->max + 1;
     }
     p = realloc(b->data, ncap);

@@ -31,6 +31,22 @@ static void test_buf_cap(void **state)
     buf_free(&b);
 }
 
+/* An owner may lift the cap entirely: sizes near SIZE_MAX fail cleanly
+ * instead of wrapping into a tiny allocation or an endless doubling. */
+static void test_buf_no_wrap(void **state)
+{
+    struct buf b = BUF_INIT(SIZE_MAX);
+
+    (void)state;
+    assert_int_equal(buf_reserve(&b, SIZE_MAX), -1);
+    assert_int_equal(buf_reserve(&b, SIZE_MAX - 1), -1);
+    assert_int_equal(buf_append(&b, "abc", 3), 0);
+    assert_int_equal(buf_reserve(&b, SIZE_MAX - 3), -1);
+    assert_int_equal(buf_reserve(&b, SIZE_MAX - 4), -1);
+    assert_string_equal(buf_str(&b), "abc");
+    buf_free(&b);
+}
+
 static void test_buf_json_str(void **state)
 {
     struct buf b = BUF_INIT(0);
@@ -318,6 +334,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_buf_cap),
+        cmocka_unit_test(test_buf_no_wrap),
         cmocka_unit_test(test_buf_json_str),
         cmocka_unit_test(test_settings_ok),
         cmocka_unit_test(test_settings_errors),
