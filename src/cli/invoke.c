@@ -8,7 +8,6 @@
 #include "base/errs.h"
 #include "base/log.h"
 #include "base/loop.h"
-#include "base/settings.h"
 #include "binding/config.h"
 #include "binding/middleware.h"
 #include "target/target.h"
@@ -52,38 +51,26 @@ static int print_reply(const struct envelope_reply *reply)
     return rc;
 }
 
-static int raw_payload(const struct config_binding *b)
+struct invoke_args {
+    const char *config_path;
+    const char *binding;
+    enum log_level level;
+};
+
+/* -1 to go on, else the exit status to return at once. */
+static int parse_args(int argc, char **argv, struct invoke_args *a)
 {
-    const char *v = json_string_value(json_object_get(b->source.props, "do_not_parse_payload"));
-    int raw = 0;
+    int i;
 
-    return v && settings_parse_bool(v, &raw) == 0 && raw;
-}
-
-int cli_invoke(int argc, char **argv)
-{
-    const char *config_path = NULL, *binding = NULL;
-    struct config cfg;
-    struct errs errs;
-    struct loop *loop = NULL;
-    void *instance = NULL;
-    struct middleware *mw = NULL;
-    const struct config_binding *b = NULL;
-    struct envelope_request req;
-    struct envelope_reply reply;
-    struct buf in = BUF_INIT(ENVELOPE_MAX_BODY);
-    struct invoke iv = {0};
-    char err[512], where[300];
-    enum log_level level = LOG_LEVEL_ERROR;
-    int i, rc = CLI_EXIT_CONFIG, loaded = 0;
-
+    memset(a, 0, sizeof(*a));
+    a->level = LOG_LEVEL_ERROR;
     for (i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
-            config_path = argv[++i];
+            a->config_path = argv[++i];
         } else if (strcmp(argv[i], "--binding") == 0 && i + 1 < argc) {
-            binding = argv[++i];
+            a->binding = argv[++i];
         } else if (strcmp(argv[i], "--log-level") == 0 && i + 1 < argc) {
-            if (log_level_parse(argv[++i], &level) < 0) {
+            if (log_level_parse(argv[++i], &a->level) < 0) {
                 fprintf(stderr, "kubemq-kinesis invoke: --log-level: must be error, warn, info "
                                 "or debug\n");
                 return CLI_EXIT_CONFIG;
@@ -98,32 +85,83 @@ int cli_invoke(int argc, char **argv)
             return CLI_EXIT_CONFIG;
         }
     }
-    if (!binding) {
+    if (!a->binding) {
         fprintf(stderr, "kubemq-kinesis invoke: --binding NAME is required\n");
         usage(stderr);
         return CLI_EXIT_CONFIG;
     }
-    log_setup(level, LOG_FORMAT_TEXT);
+    return -1;
+}
+
+static void no_such_binding(const struct config *cfg, const char *name)
+{
+    size_t j;
+
+    fprintf(stderr, "kubemq-kinesis invoke: --binding: no binding named \"%s\" in %s (have:", name,
+            cfg->source_path ? cfg->source_path : "the config");
+    for (j = 0; j < cfg->n_bindings; j++) {
+        fprintf(stderr, "%s %s", j ? "," : "", cfg->bindings[j].name);
+    }
+    fprintf(stderr, ")\n");
+}
+
+/* Read the request on stdin and run it through the chain; every failure
+ * ends up in reply, as the daemon would answer it. */
+static void run_one(struct loop *loop, struct middleware *mw, int raw, struct envelope_request *req,
+                    struct envelope_reply *reply)
+{
+    struct buf in = BUF_INIT(ENVELOPE_MAX_BODY);
+    struct invoke iv = {loop, 0};
+    char err[512];
+
+    if (cli_read_stdin(&in, err, sizeof(err)) < 0) {
+        envelope_reply_set_error(reply, "request: %s", err);
+    } else if (envelope_request_parse(req, buf_str(&in), in.len, raw, err, sizeof(err)) < 0) {
+        envelope_reply_set_error(reply, "invalid request format, %s", err);
+    } else {
+        buf_free(&in);
+        middleware_execute(mw, req, reply, on_done, &iv);
+        /* done may already have run (a request refused before any I/O). */
+        if (!iv.finished && loop_run(loop) < 0) {
+            envelope_reply_set_error(reply, "invoke: event loop failed");
+        }
+    }
+    buf_free(&in);
+}
+
+int cli_invoke(int argc, char **argv)
+{
+    struct invoke_args a;
+    struct config cfg;
+    struct errs errs;
+    struct loop *loop = NULL;
+    void *instance = NULL;
+    struct middleware *mw = NULL;
+    const struct config_binding *b = NULL;
+    struct envelope_request req;
+    struct envelope_reply reply;
+    char err[512], where[300];
+    int rc, loaded = 0;
+
+    rc = parse_args(argc, argv, &a);
+    if (rc >= 0) {
+        return rc;
+    }
+    rc = CLI_EXIT_CONFIG;
+    log_setup(a.level, LOG_FORMAT_TEXT);
     envelope_request_init(&req);
     envelope_reply_init(&reply);
     errs_init(&errs);
     memset(&cfg, 0, sizeof(cfg));
 
-    if (config_load(&cfg, config_path, &errs) < 0) {
+    if (config_load(&cfg, a.config_path, &errs) < 0) {
         fprintf(stderr, "%s", buf_str(&errs.text));
         goto out;
     }
     loaded = 1;
-    b = config_find_binding(&cfg, binding);
+    b = config_find_binding(&cfg, a.binding);
     if (!b) {
-        size_t j;
-        fprintf(stderr,
-                "kubemq-kinesis invoke: --binding: no binding named \"%s\" in %s (have:", binding,
-                cfg.source_path ? cfg.source_path : "the config");
-        for (j = 0; j < cfg.n_bindings; j++) {
-            fprintf(stderr, "%s %s", j ? "," : "", cfg.bindings[j].name);
-        }
-        fprintf(stderr, ")\n");
+        no_such_binding(&cfg, a.binding);
         goto out;
     }
     loop = loop_create(err, sizeof(err));
@@ -145,25 +183,8 @@ int cli_invoke(int argc, char **argv)
         fprintf(stderr, "%s\n", err);
         goto out;
     }
-
-    rc = CLI_EXIT_OK;
-    if (cli_read_stdin(&in, err, sizeof(err)) < 0) {
-        envelope_reply_set_error(&reply, "request: %s", err);
-    } else if (envelope_request_parse(&req, buf_str(&in), in.len, raw_payload(b), err,
-                                      sizeof(err)) < 0) {
-        envelope_reply_set_error(&reply, "invalid request format, %s", err);
-    } else {
-        buf_free(&in);
-        iv.loop = loop;
-        middleware_execute(mw, &req, &reply, on_done, &iv);
-        /* done may already have run (a request refused before any I/O). */
-        if (!iv.finished && loop_run(loop) < 0) {
-            envelope_reply_set_error(&reply, "invoke: event loop failed");
-        }
-    }
-    if (print_reply(&reply) < 0) {
-        rc = CLI_EXIT_FAIL;
-    }
+    run_one(loop, mw, b->source_opts.do_not_parse_payload, &req, &reply);
+    rc = print_reply(&reply) < 0 ? CLI_EXIT_FAIL : CLI_EXIT_OK;
 
 out:
     middleware_destroy(mw); /* before the target it calls */
@@ -177,6 +198,5 @@ out:
     errs_free(&errs);
     envelope_request_free(&req);
     envelope_reply_free(&reply);
-    buf_free(&in);
     return rc;
 }

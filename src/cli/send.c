@@ -54,7 +54,16 @@ static int write_all(const void *p, size_t n)
     return fwrite(p, 1, n, stdout) == n && fflush(stdout) == 0 ? 0 : -1;
 }
 
-int cli_send(int argc, char **argv)
+struct send_args {
+    struct kubemq_client_opts o;
+    const char *channel;
+    const char *metadata;
+    enum kubemq_kind kind;
+    int timeout_ms;
+};
+
+/* -1 to go on, else the exit status to return at once. */
+static int parse_args(int argc, char **argv, struct send_args *a)
 {
     static const struct option longopts[] = {
         {"address", required_argument, NULL, 'a'},
@@ -71,34 +80,28 @@ int cli_send(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    struct kubemq_client_opts o;
-    struct kubemq_client *c = NULL;
-    struct kubemq_response r = {0};
-    struct buf body = BUF_INIT(KUBEMQ_MAX_MESSAGE);
-    struct buf out = BUF_INIT(4096);
-    const char *channel = NULL, *metadata = NULL;
-    enum kubemq_kind kind = KUBEMQ_QUERY;
-    int timeout_ms = SEND_DEFAULT_TIMEOUT_MS;
-    int opt, rc = CLI_EXIT_FAIL;
-    char err[1024];
+    int opt;
 
-    kubemq_client_opts_init(&o);
-    o.client_id = "kubemq-kinesis-send";
-    o.ping_interval_ms = -1;
+    memset(a, 0, sizeof(*a));
+    kubemq_client_opts_init(&a->o);
+    a->o.client_id = "kubemq-kinesis-send";
+    a->o.ping_interval_ms = -1;
+    a->kind = KUBEMQ_QUERY;
+    a->timeout_ms = SEND_DEFAULT_TIMEOUT_MS;
     optind = 1;
     while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (opt) {
         case 'a':
-            o.address = optarg;
+            a->o.address = optarg;
             break;
         case 'c':
-            channel = optarg;
+            a->channel = optarg;
             break;
         case 'C':
-            kind = KUBEMQ_COMMAND;
+            a->kind = KUBEMQ_COMMAND;
             break;
         case 't':
-            if (parse_timeout(optarg, &timeout_ms) < 0) {
+            if (parse_timeout(optarg, &a->timeout_ms) < 0) {
                 fprintf(stderr,
                         "kubemq-kinesis send: --timeout-ms: not a positive number of "
                         "milliseconds (max one day): %s\n",
@@ -107,25 +110,25 @@ int cli_send(int argc, char **argv)
             }
             break;
         case 'm':
-            metadata = optarg;
+            a->metadata = optarg;
             break;
         case 'i':
-            o.client_id = optarg;
+            a->o.client_id = optarg;
             break;
         case 'T':
-            o.auth_token = optarg;
+            a->o.auth_token = optarg;
             break;
         case 'S':
-            o.tls = 1;
+            a->o.tls = 1;
             break;
         case 'A':
-            o.ca_file = optarg;
+            a->o.ca_file = optarg;
             break;
         case 'E':
-            o.cert_file = optarg;
+            a->o.cert_file = optarg;
             break;
         case 'K':
-            o.key_file = optarg;
+            a->o.key_file = optarg;
             break;
         case 'h':
             usage(stdout);
@@ -140,47 +143,74 @@ int cli_send(int argc, char **argv)
         usage(stderr);
         return CLI_EXIT_CONFIG;
     }
-    if (!o.address || !o.address[0] || !channel || !channel[0] || !o.client_id[0]) {
+    if (!a->o.address || !a->o.address[0] || !a->channel || !a->channel[0] || !a->o.client_id[0]) {
         fprintf(stderr, "kubemq-kinesis send: --address and --channel are required "
                         "(and --client-id must not be empty)\n");
         usage(stderr);
         return CLI_EXIT_CONFIG;
     }
+    return -1;
+}
+
+/* A query's reply body as it is; a command's outcome as one JSON line. */
+static int print_response(enum kubemq_kind kind, const struct kubemq_response *r)
+{
+    struct buf out = BUF_INIT(4096);
+    int rc;
+
+    if (kind != KUBEMQ_COMMAND) {
+        rc = write_all(r->body, r->body_len);
+        if (r->error[0]) {
+            fprintf(stderr, "kubemq-kinesis send: reply error: %s\n", r->error);
+        }
+        return rc;
+    }
+    buf_appendf(&out, "{\"executed\":%s,\"error\":", r->executed ? "true" : "false");
+    if (buf_append_json_str(&out, r->error, strlen(r->error)) < 0 ||
+        buf_append_str(&out, "}\n") < 0) {
+        /* an error text over 4 KiB: cut it rather than fail the reply */
+        buf_reset(&out);
+        buf_appendf(&out, "{\"executed\":%s,\"error\":\"(error text too long)\"}\n",
+                    r->executed ? "true" : "false");
+    }
+    rc = write_all(out.data, out.len);
+    buf_free(&out);
+    return rc;
+}
+
+int cli_send(int argc, char **argv)
+{
+    struct send_args a;
+    struct kubemq_client *c = NULL;
+    struct kubemq_response r = {0};
+    struct buf body = BUF_INIT(KUBEMQ_MAX_MESSAGE);
+    int rc;
+    char err[1024];
+
+    rc = parse_args(argc, argv, &a);
+    if (rc >= 0) {
+        return rc;
+    }
+    rc = CLI_EXIT_FAIL;
     log_setup(LOG_LEVEL_ERROR, LOG_FORMAT_TEXT);
     if (cli_read_stdin(&body, err, sizeof(err)) < 0) {
         fprintf(stderr, "kubemq-kinesis send: %s\n", err);
         goto done;
     }
-    c = kubemq_client_create(&o, err, sizeof(err));
+    c = kubemq_client_create(&a.o, err, sizeof(err));
     if (!c) {
         fprintf(stderr, "kubemq-kinesis send: %s\n", err);
         goto done;
     }
-    if (kubemq_send_request(c, kind, channel, body.data, body.len, metadata, timeout_ms, &r, err,
-                            sizeof(err)) < 0) {
+    if (kubemq_send_request(c, a.kind, a.channel, body.data, body.len, a.metadata, a.timeout_ms, &r,
+                            err, sizeof(err)) < 0) {
         fprintf(stderr, "kubemq-kinesis send: %s\n", err);
         goto done;
     }
-    if (kind == KUBEMQ_COMMAND) {
-        buf_appendf(&out, "{\"executed\":%s,\"error\":", r.executed ? "true" : "false");
-        if (buf_append_json_str(&out, r.error, strlen(r.error)) < 0 ||
-            buf_append_str(&out, "}\n") < 0) {
-            /* an error text over 4 KiB: cut it rather than fail the reply */
-            buf_reset(&out);
-            buf_appendf(&out, "{\"executed\":%s,\"error\":\"(error text too long)\"}\n",
-                        r.executed ? "true" : "false");
-        }
-        rc = write_all(out.data, out.len) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
-    } else {
-        rc = write_all(r.body, r.body_len) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
-        if (r.error[0]) {
-            fprintf(stderr, "kubemq-kinesis send: reply error: %s\n", r.error);
-        }
-    }
+    rc = print_response(a.kind, &r) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
 done:
     kubemq_response_free(&r);
     kubemq_client_destroy(c);
     buf_free(&body);
-    buf_free(&out);
     return rc;
 }
