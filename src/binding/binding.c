@@ -397,8 +397,11 @@ void binding_destroy(struct binding *b)
     deadline = now_ms() + FINAL_WAIT_MS;
     while ((left = binding_pending(b)) > 0 || __atomic_load_n(&b->refs, __ATOMIC_SEQ_CST) > 0) {
         if (now_ms() > deadline) {
-            log_error(b->name, "binding %s: %zu requests still unanswered at stop", b->name, left);
-            break;
+            /* A late answer would still reach b and its source: keep both
+             * (a bounded leak at stop) rather than risk a use after free. */
+            log_error(b->name, "binding %s: %zu requests still unanswered at stop; left in memory",
+                      b->name, left);
+            return;
         }
         nanosleep(&(struct timespec){0, 5000000}, NULL);
     }
