@@ -38,7 +38,9 @@ struct aws_call {
     struct aws_call *prev, *next; /* the client's live calls, or the pool */
     const char *operation;        /* points into target */
     char target[CALL_MAX_TARGET]; /* "<prefix>.<Operation>" */
-    struct buf body;
+    struct buf body;              /* the copy, when the body was copied */
+    const char *body_p;           /* the body sent: body.data or the caller's */
+    size_t body_len;
     aws_done_fn done;
     void *ctx;
     int attempts;
@@ -308,8 +310,8 @@ static int build_request(struct aws_call *call, const struct aws_creds *cr, char
     req.path = c->ep.path;
     req.headers = sh;
     req.nheaders = 3;
-    req.body = call->body.data;
-    req.body_len = call->body.len;
+    req.body = call->body_p;
+    req.body_len = call->body_len;
     if (sigv4_sign(&p, &req, &c->sig, err, errlen) < 0) {
         return -1;
     }
@@ -377,8 +379,8 @@ static void attempt(void *arg)
     memset(&req, 0, sizeof(req));
     req.url = c->ep.url;
     req.headers = call->hdr_ptrs;
-    req.body = call->body.data;
-    req.body_len = call->body.len;
+    req.body = call->body_p;
+    req.body_len = call->body_len;
     req.error_type_hdr = call->etype_hdr;
     req.error_type_hdr_len = sizeof(call->etype_hdr);
     call->etype_hdr[0] = '\0';
@@ -394,8 +396,23 @@ static void attempt(void *arg)
     }
 }
 
+static int call_start(struct aws_client *c, const char *operation, const char *body, size_t len,
+                      int copy, aws_done_fn done, void *ctx);
+
 int aws_client_call(struct aws_client *c, const char *operation, const char *body, size_t len,
                     aws_done_fn done, void *ctx)
+{
+    return call_start(c, operation, body, len, 1, done, ctx);
+}
+
+int aws_client_call_ref(struct aws_client *c, const char *operation, const char *body, size_t len,
+                        aws_done_fn done, void *ctx)
+{
+    return call_start(c, operation, body, len, 0, done, ctx);
+}
+
+static int call_start(struct aws_client *c, const char *operation, const char *body, size_t len,
+                      int copy, aws_done_fn done, void *ctx)
 {
     struct aws_call *call;
     size_t plen, olen;
@@ -431,9 +448,15 @@ int aws_client_call(struct aws_client *c, const char *operation, const char *bod
     call->target[plen] = '.';
     memcpy(call->target + plen + 1, operation, olen + 1);
     call->operation = call->target + plen + 1;
-    if (buf_set(&call->body, body ? body : "", body ? len : 0) < 0) {
+    if (!copy) {
+        call->body_p = body ? body : "";
+        call->body_len = body ? len : 0;
+    } else if (buf_set(&call->body, body ? body : "", body ? len : 0) < 0) {
         call_free(call);
         return -1;
+    } else {
+        call->body_p = call->body.data;
+        call->body_len = call->body.len;
     }
     call->c = c;
     call->done = done;

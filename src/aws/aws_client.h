@@ -21,7 +21,8 @@ struct aws_http_request {
     const char *method; /* NULL: "POST"; also "GET", "PUT" */
     const char *url;
     const char *const *headers; /* "Name: value", NULL-terminated */
-    const char *body;           /* stays valid until done has run */
+    const char *body;           /* stays valid until done has run, or until
+                                   aws_client_destroy() returns if sooner */
     size_t body_len;
     /* Optional (NULL: ignore): where the transport stores the response's
      * x-amzn-ErrorType header, NUL-terminated ("" when absent), before
@@ -85,6 +86,10 @@ void aws_client_destroy(struct aws_client *c);
  * operation name is empty or too long, or the client is being destroyed. */
 int aws_client_call(struct aws_client *c, const char *operation, const char *body, size_t len,
                     aws_done_fn done, void *ctx);
+/* The same without the copy: body must stay unchanged until done has run
+ * (large PutRecords bodies are not copied twice). */
+int aws_client_call_ref(struct aws_client *c, const char *operation, const char *body, size_t len,
+                        aws_done_fn done, void *ctx);
 /* Whether an AWS error type is worth retrying (throttling and friends). */
 int aws_error_is_retryable(long status, const char *error_type);
 /* Full-jitter backoff before retry number `retry` (0 = the first retry):

@@ -39,6 +39,16 @@ static const char *plain_string(const char *p, const char *end, const char **s, 
     return jflat_is_plain(*s, *sn) ? q + 1 : NULL;
 }
 
+const char *jflat_string_at(const char *p, const char *end, const char **s, size_t *sn)
+{
+    return plain_string(skip_ws(p, end), end, s, sn);
+}
+
+const char *jflat_skip_ws(const char *p, const char *end)
+{
+    return skip_ws(p, end);
+}
+
 int jflat_scan_at(const char *p, const char *end, struct jflat_member *m, size_t max,
                   const char **after)
 {

@@ -25,6 +25,11 @@ int jflat_scan(const char *p, size_t n, struct jflat_member *m, size_t max);
  * may be followed by more text: *after is set past its '}'. */
 int jflat_scan_at(const char *p, const char *end, struct jflat_member *m, size_t max,
                   const char **after);
+/* A plain string at p (after optional whitespace): its content into *s,
+ * *sn; returns the position after the closing quote, or NULL. */
+const char *jflat_string_at(const char *p, const char *end, const char **s, size_t *sn);
+/* Past optional JSON whitespace. */
+const char *jflat_skip_ws(const char *p, const char *end);
 /* The value of the last member named key, or NULL. */
 const struct jflat_member *jflat_get(const struct jflat_member *m, int count, const char *key);
 

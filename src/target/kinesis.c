@@ -17,6 +17,11 @@
 #include <time.h>
 #include <unistd.h>
 
+/* Finished calls kept for reuse with their request buffers, so a steady
+ * stream of put_record requests allocates nothing here. */
+#define KINESIS_CALL_POOL      64
+#define KINESIS_CALL_POOL_BODY ((size_t)64 << 10)
+
 struct kinesis_options {
     char *aws_key;
     char *aws_secret_key;
@@ -270,6 +275,13 @@ static void kinesis_destroy(void *instance)
         kinesis_call_fail(k->calls, "aws.kinesis: target stopped before the request finished");
     }
     kinesis_coalesce_free(k);
+    while (k->pool) {
+        struct kinesis_call *c = k->pool;
+
+        k->pool = c->next;
+        buf_free(&c->body);
+        free(c);
+    }
     free(k->binding);
     free(k);
 }
@@ -284,7 +296,6 @@ static void call_free(struct kinesis_call *c)
     if (c->state_free && c->state) {
         c->state_free(c->state);
     }
-    buf_free(&c->body);
     if (c->prev) {
         c->prev->next = c->next;
     } else {
@@ -293,6 +304,15 @@ static void call_free(struct kinesis_call *c)
     if (c->next) {
         c->next->prev = c->prev;
     }
+    /* Kept with its body buffer for the next request, unless big. */
+    if (!c->k->stopping && c->k->npool < KINESIS_CALL_POOL &&
+        c->body.cap <= KINESIS_CALL_POOL_BODY) {
+        c->next = c->k->pool;
+        c->k->pool = c;
+        c->k->npool++;
+        return;
+    }
+    buf_free(&c->body);
     free(c);
 }
 
@@ -350,7 +370,9 @@ int kinesis_call_send(struct kinesis_call *c, const char *operation, kinesis_ste
         return -1;
     }
     c->step = step;
-    if (aws_client_call(c->k->aws, operation, buf_str(&c->body), c->body.len, on_aws_done, c) < 0) {
+    /* c->body stays as it is until the step runs. */
+    if (aws_client_call_ref(c->k->aws, operation, buf_str(&c->body), c->body.len, on_aws_done, c) <
+        0) {
         kinesis_call_fail(c, "aws.kinesis: out of memory starting %s", operation);
         return -1;
     }
@@ -599,11 +621,21 @@ static void kinesis_execute(void *instance, const struct envelope_request *req,
                             struct envelope_reply *reply, target_done_fn done, void *ctx)
 {
     struct kinesis *k = instance;
-    struct kinesis_call *c = calloc(1, sizeof(*c));
+    struct kinesis_call *c = k->pool;
+    struct buf body;
     const char *name;
     size_t i;
 
-    if (!c) {
+    if (c) {
+        k->pool = c->next;
+        k->npool--;
+        body = c->body;
+        memset(c, 0, sizeof(*c));
+        c->body = body;
+        buf_reset(&c->body);
+    } else if ((c = calloc(1, sizeof(*c))) != NULL) {
+        buf_init(&c->body, BUF_DEFAULT_MAX);
+    } else {
         envelope_reply_set_error(reply, "aws.kinesis: out of memory");
         done(ctx);
         return;
@@ -613,7 +645,6 @@ static void kinesis_execute(void *instance, const struct envelope_request *req,
     c->reply = reply;
     c->done = done;
     c->ctx = ctx;
-    buf_init(&c->body, BUF_DEFAULT_MAX);
     loop_timer_init(&c->timer);
     c->next = k->calls;
     if (k->calls) {

@@ -36,7 +36,9 @@ struct kinesis {
     uint64_t coalesce_linger_ms;
     struct kinesis_batch *batches; /* filling, one per stream */
     struct kinesis_batch *sending; /* PutRecords calls in flight */
-    struct kinesis_batch *spare;   /* sent and answered, for reuse */
+    struct kinesis_call *pool;     /* finished calls kept for reuse */
+    int npool;
+    struct kinesis_batch *spare; /* sent and answered, for reuse */
 };
 
 struct kinesis_method {

@@ -19,13 +19,15 @@
  * A record sits in c->body as the complete PutRecord body; the batch takes
  * its members after StreamName, so nothing is encoded twice and the
  * resend needs no rebuilding. */
+#include "base/jflat.h"
 #include "target/kinesis_call.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define SPARE_BATCHES 4
+#define SPARE_BATCHES  4
+#define BATCH_SCAN_MAX 500 /* entry results on the stack: 16 KiB */
 
 struct batch_entry {
     struct kinesis_call *c;
@@ -149,6 +151,131 @@ static void remove_from(struct kinesis_batch **list, struct kinesis_batch *b)
 
 static void batch_send(struct kinesis_batch *b);
 
+/* One entry of a PutRecords answer, read in place. */
+struct entry_result {
+    const char *shard, *seq;
+    size_t shard_n, seq_n;
+    int failed; /* ErrorCode present */
+};
+
+/* The usual PutRecords answer - {"FailedRecordCount":N,"Records":[{..},..],
+ * "EncryptionType":".."} with plain strings - into res[0..n). Returns 0, or
+ * -1 when jansson must read it. *encryption is set when present. */
+static int scan_answer(const char *p, size_t len, struct entry_result *res, size_t n,
+                       const char **encryption, size_t *encryption_n)
+{
+    const char *end = p + len, *k, *after;
+    struct jflat_member m[4];
+    const struct jflat_member *a, *b;
+    size_t kn, got = 0;
+    int cnt, records = 0;
+
+    *encryption = NULL;
+    p = jflat_skip_ws(p, end);
+    if (!p || p == end || *p != '{') {
+        return -1;
+    }
+    for (p = jflat_skip_ws(p + 1, end);;) {
+        if (!(p = jflat_string_at(p, end, &k, &kn)) || (p = jflat_skip_ws(p, end)) == end ||
+            *p != ':') {
+            return -1;
+        }
+        p = jflat_skip_ws(p + 1, end);
+        if (kn == 7 && memcmp(k, "Records", 7) == 0) {
+            if (p == end || *p != '[') {
+                return -1;
+            }
+            for (p++;;) {
+                if (got == n || (cnt = jflat_scan_at(p, end, m, 4, &after)) < 0) {
+                    return -1;
+                }
+                a = jflat_get(m, cnt, "ShardId");
+                b = jflat_get(m, cnt, "SequenceNumber");
+                memset(&res[got], 0, sizeof(res[got]));
+                if (jflat_get(m, cnt, "ErrorCode") || !a || !b || a->null || b->null) {
+                    res[got].failed = 1;
+                } else {
+                    res[got].shard = a->v;
+                    res[got].shard_n = a->vn;
+                    res[got].seq = b->v;
+                    res[got].seq_n = b->vn;
+                }
+                got++;
+                p = jflat_skip_ws(after, end);
+                if (p < end && *p == ',') {
+                    p++;
+                    continue;
+                }
+                if (p < end && *p == ']') {
+                    p++;
+                    break;
+                }
+                return -1;
+            }
+            records = 1;
+        } else if (p < end && *p == '"') {
+            const char *v;
+            size_t vn;
+
+            if (!(p = jflat_string_at(p, end, &v, &vn))) {
+                return -1;
+            }
+            if (kn == 14 && memcmp(k, "EncryptionType", 14) == 0) {
+                *encryption = v;
+                *encryption_n = vn;
+            }
+        } else {
+            while (p < end && ((*p >= '0' && *p <= '9') || *p == '-')) {
+                p++; /* FailedRecordCount */
+            }
+        }
+        p = jflat_skip_ws(p, end);
+        if (p < end && *p == ',') {
+            p = jflat_skip_ws(p + 1, end);
+            continue;
+        }
+        if (p < end && *p == '}') {
+            break;
+        }
+        return -1;
+    }
+    return records && got == n && jflat_skip_ws(p + 1, end) == end ? 0 : -1;
+}
+
+/* Copy of a span as a C string, in dst (cap bytes); NULL when too long. */
+static const char *span(char *dst, size_t cap, const char *p, size_t n)
+{
+    if (n >= cap) {
+        return NULL;
+    }
+    memcpy(dst, p, n);
+    dst[n] = '\0';
+    return dst;
+}
+
+/* Answer each caller from an answer read in place. */
+static void batch_done_fast(struct kinesis_batch *b, const struct entry_result *res,
+                            const char *encryption)
+{
+    char shard[256], seq[256];
+    size_t i;
+
+    for (i = 0; i < b->n; i++) {
+        struct kinesis_call *c = b->e[i].c;
+        const char *sh, *sq;
+
+        if (res[i].failed || !(sh = span(shard, sizeof(shard), res[i].shard, res[i].shard_n)) ||
+            !(sq = span(seq, sizeof(seq), res[i].seq, res[i].seq_n))) {
+            kinesis_call_send(c, "PutRecord", kinesis_put_record_done);
+            continue;
+        }
+        if (entry_reply(c, sh, sq, encryption) < 0) {
+            kinesis_call_error(c, "aws.kinesis: out of memory building the reply");
+        }
+        kinesis_call_finish(c);
+    }
+}
+
 static void batch_done(void *ctx, const struct aws_response *r)
 {
     struct kinesis_batch *b = ctx;
@@ -165,6 +292,20 @@ static void batch_done(void *ctx, const struct aws_response *r)
         batch_send(next);
     }
 
+    if (!r->error_type && r->status >= 200 && r->status < 300 && b->n <= BATCH_SCAN_MAX) {
+        struct entry_result res[BATCH_SCAN_MAX];
+        const char *enc;
+        size_t enc_n;
+        char enc_buf[64];
+
+        if (scan_answer(r->body, r->body_len, res, b->n, &enc, &enc_n) == 0 &&
+            (!enc || span(enc_buf, sizeof(enc_buf), enc, enc_n))) {
+            batch_done_fast(b, res, enc ? enc_buf : NULL);
+            b->n = 0;
+            batch_recycle(k, b);
+            return;
+        }
+    }
     if (!r->error_type && r->status >= 200 && r->status < 300) {
         root = json_loadb(r->body ? r->body : "", r->body_len, 0, NULL);
         records = json_object_get(root, "Records");
@@ -238,7 +379,7 @@ static void batch_send(struct kinesis_batch *b)
         return;
     }
     if (k->stopping || !k->aws || batch_body(b) < 0 ||
-        aws_client_call(k->aws, "PutRecords", b->body.data, b->body.len, batch_done, b) < 0) {
+        aws_client_call_ref(k->aws, "PutRecords", b->body.data, b->body.len, batch_done, b) < 0) {
         /* Not sent: answered here, never in k->sending. */
         for (i = 0; i < b->n; i++) {
             kinesis_call_fail(b->e[i].c, k->stopping ? "aws.kinesis: target stopped before the "

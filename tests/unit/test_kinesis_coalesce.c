@@ -40,6 +40,7 @@ struct fake {
     const char *whole_error;
     int short_reply; /* PutRecords answers one result too few */
     int fail_single; /* PutRecord of a fail key fails too (HTTP 500) */
+    int escaped;     /* PutRecords answers with escapes (the full parser reads it) */
     unsigned long long seq;
     /* hold: answers wait for release(), like a slow network. */
     int hold;
@@ -102,9 +103,13 @@ static void answer(const char *op, json_t *body, long *status, struct buf *resp)
                 buf_appendf(resp, "{\"ErrorCode\":\"%s\",\"ErrorMessage\":\"slow down\"}",
                             F.fail_code);
             } else {
-                buf_appendf(resp,
-                            "{\"ShardId\":\"shardId-000000000002\",\"SequenceNumber\":\"%llu\"}",
-                            ++F.seq);
+                buf_appendf(
+                    resp,
+                    F.escaped
+                        ? "{\"ShardId\":\"shardId-00000000000\\u0032\",\"SequenceNumber\":"
+                          "\"%llu\"}"
+                        : "{\"ShardId\":\"shardId-000000000002\",\"SequenceNumber\":\"%llu\"}",
+                    ++F.seq);
             }
         }
         buf_appendf(resp, "],\"FailedRecordCount\":%zu}", failed);
@@ -355,6 +360,23 @@ static void test_one_call_for_concurrent_records(void **state)
         assert_string_equal(json_string_value(json_object_get(data, "SequenceNumber")), seqs[i]);
         assert_string_equal(json_string_value(json_object_get(data, "EncryptionType")), "NONE");
         json_decref(data);
+    }
+}
+
+/* An answer the in-place reader leaves to jansson gives the same replies. */
+static void test_answer_with_escapes(void **state)
+{
+    (void)state;
+    H.k = make(NULL);
+    F.escaped = 1;
+    for (int i = 0; i < 4; i++) {
+        start(i, "s1", NULL);
+    }
+    run_all();
+    assert_int_equal(F.calls, 1);
+    for (int i = 0; i < 4; i++) {
+        expect_ok(i);
+        assert_string_equal(meta(i, "shard_id"), "shardId-000000000002");
     }
 }
 
@@ -645,6 +667,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_one_call_for_concurrent_records, setup, teardown),
         cmocka_unit_test_setup_teardown(test_one_call_per_stream, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_answer_with_escapes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_max_records_splits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_max_bytes_splits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_entries_retried_alone, setup, teardown),
