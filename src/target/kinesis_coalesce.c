@@ -295,7 +295,7 @@ static void batch_done(void *ctx, const struct aws_response *r)
     if (!r->error_type && r->status >= 200 && r->status < 300 && b->n <= BATCH_SCAN_MAX) {
         struct entry_result res[BATCH_SCAN_MAX];
         const char *enc;
-        size_t enc_n;
+        size_t enc_n = 0;
         char enc_buf[64];
 
         if (scan_answer(r->body, r->body_len, res, b->n, &enc, &enc_n) == 0 &&
