@@ -526,6 +526,10 @@ struct aws_http *aws_http_create(struct loop *loop, const struct aws_http_option
     curl_multi_setopt(h->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
     h->max_conns = o->max_connections > 0 ? (unsigned long)o->max_connections : 64;
     curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)h->max_conns);
+    /* curl's connection cache otherwise follows the number of transfers
+     * attached (4 each): between bursts it shrinks and closes connections
+     * that the next burst must open again. */
+    curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, (long)h->max_conns);
     h->transport.send = http_send;
     h->transport.tctx = h;
     return h;
