@@ -16,6 +16,9 @@
 struct xfer {
     struct aws_http *h;
     CURL *easy;
+    /* Header list nodes pointing at the request's own lines (valid until
+     * done): curl only reads the list, so nothing is copied per request. */
+    struct curl_slist nodes[AWS_HTTP_MAX_HEADERS];
     struct curl_slist *headers;
     struct buf resp;
     char errbuf[CURL_ERROR_SIZE];
@@ -199,7 +202,6 @@ static struct xfer *xfer_get(struct aws_http *h)
 
 static void xfer_release(struct aws_http *h, struct xfer *x)
 {
-    curl_slist_free_all(x->headers);
     x->headers = NULL;
     if (x->resp.cap > HTTP_KEEP_RESPONSE) {
         buf_free(&x->resp);
@@ -417,12 +419,16 @@ static int start_xfer(struct aws_http *h, const struct aws_http_request *req, aw
     }
     e = x->easy;
     for (i = 0; req->headers && req->headers[i]; i++) {
-        struct curl_slist *n = curl_slist_append(x->headers, req->headers[i]);
-        if (!n) {
+        if (i == AWS_HTTP_MAX_HEADERS) {
             goto fail;
         }
-        x->headers = n;
+        x->nodes[i].data = (char *)req->headers[i];
+        x->nodes[i].next = NULL;
+        if (i) {
+            x->nodes[i - 1].next = &x->nodes[i];
+        }
     }
+    x->headers = i ? &x->nodes[0] : NULL;
     x->done = done;
     x->cctx = cctx;
     x->etype_out = req->error_type_hdr;

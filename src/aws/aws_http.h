@@ -19,6 +19,9 @@
  * JSON framing stays below this. */
 #define AWS_HTTP_MAX_RESPONSE ((size_t)20 << 20)
 
+/* Most header lines in one request (the client sends at most 8). */
+#define AWS_HTTP_MAX_HEADERS 16
+
 /* Start of the transport error for a response over the cap. */
 #define AWS_HTTP_TOO_LARGE "response larger than"
 

@@ -39,7 +39,14 @@ struct binding {
     int stopped;  /* engine thread only: target gone, answer at once */
     int refs;     /* atomic: API callers holding b */
     int api_jobs; /* atomic: API requests inside */
+    /* Engine thread only: finished jobs kept with their envelopes and
+     * buffers, so a steady stream of requests allocates little here. */
+    struct job *job_pool;
+    int njob_pool;
 };
+
+#define JOB_POOL     64
+#define JOB_POOL_BUF ((size_t)64 << 10) /* bigger buffers are not kept */
 
 /* A request on its way through the engine. */
 struct job {
@@ -48,6 +55,9 @@ struct job {
     struct api_wait *w;        /* API request, or NULL */
     struct envelope_request req;
     struct envelope_reply reply;
+    struct buf out;   /* the serialised reply */
+    int ready;        /* req, reply and out are initialised */
+    struct job *next; /* in the pool */
 };
 
 struct api_wait {
@@ -107,24 +117,55 @@ static int engine_call(struct loop *loop, void (*fn)(void *arg), void *arg)
 
 static void job_free(struct job *j)
 {
-    envelope_request_free(&j->req);
-    envelope_reply_free(&j->reply);
+    struct binding *b = j->b;
+
+    if (j->ready && !b->stopped && b->njob_pool < JOB_POOL && j->req.data.cap <= JOB_POOL_BUF &&
+        j->req.data_b64.cap <= JOB_POOL_BUF && j->reply.data.cap <= JOB_POOL_BUF &&
+        j->out.cap <= JOB_POOL_BUF) {
+        j->sr = NULL;
+        j->w = NULL;
+        j->next = b->job_pool;
+        b->job_pool = j;
+        b->njob_pool++;
+        return;
+    }
+    if (j->ready) {
+        envelope_request_free(&j->req);
+        envelope_reply_free(&j->reply);
+        buf_free(&j->out);
+    }
     free(j);
+}
+
+/* Engine thread. */
+static struct job *job_get(struct binding *b)
+{
+    struct job *j = b->job_pool;
+
+    if (j) {
+        b->job_pool = j->next;
+        b->njob_pool--;
+        j->next = NULL;
+        return j;
+    }
+    return calloc(1, sizeof(*j));
 }
 
 /* Engine thread: the reply goes back the way the request came. */
 static void job_finish(struct job *j)
 {
     struct binding *b = j->b;
-    struct buf out = BUF_INIT(REPLY_MAX);
+    struct buf *outp = &j->out, out;
 
-    if (envelope_reply_serialize(&j->reply, &out) < 0) {
+    buf_reset(outp);
+    if (envelope_reply_serialize(&j->reply, outp) < 0) {
         log_error(b->name, "reply larger than %zu MiB; answered with an error", REPLY_MAX >> 20);
-        buf_reset(&out);
+        buf_reset(outp);
         envelope_reply_reset(&j->reply);
         envelope_reply_set_error(&j->reply, "reply larger than %zu MiB", REPLY_MAX >> 20);
-        envelope_reply_serialize(&j->reply, &out);
+        envelope_reply_serialize(&j->reply, outp);
     }
+    out = *outp;
     if (j->sr) {
         source_reply(j->sr, j->reply.is_error, buf_str(&j->reply.error), out.data, out.len);
     } else {
@@ -140,7 +181,6 @@ static void job_finish(struct job *j)
         pthread_cond_signal(&w->cv);
         pthread_mutex_unlock(&w->mu);
     }
-    buf_free(&out);
     job_free(j);
 }
 
@@ -154,8 +194,14 @@ static void job_start(struct job *j, const void *body, size_t len)
     struct binding *b = j->b;
     char err[512];
 
-    envelope_request_init(&j->req);
-    envelope_reply_init(&j->reply);
+    if (!j->ready) {
+        envelope_request_init(&j->req);
+        envelope_reply_init(&j->reply);
+        buf_init(&j->out, REPLY_MAX);
+        j->ready = 1;
+    } else {
+        envelope_reply_reset(&j->reply);
+    }
     if (b->stopped) {
         envelope_reply_set_error(&j->reply, "binding %s is stopping", b->name);
         job_finish(j);
@@ -176,7 +222,7 @@ static void job_start(struct job *j, const void *body, size_t len)
 static void on_source_request(void *ctx, struct source_request *sr)
 {
     struct binding *b = ctx;
-    struct job *j = calloc(1, sizeof(*j));
+    struct job *j = job_get(b);
 
     if (!j) {
         log_error(b->name, "out of memory; request answered with an error");
@@ -406,6 +452,16 @@ void binding_destroy(struct binding *b)
         nanosleep(&(struct timespec){0, 5000000}, NULL);
     }
     source_destroy(b->src);
+    /* Nothing runs for b on the engine any more: its pool is ours. */
+    while (b->job_pool) {
+        struct job *j = b->job_pool;
+
+        b->job_pool = j->next;
+        envelope_request_free(&j->req);
+        envelope_reply_free(&j->reply);
+        buf_free(&j->out);
+        free(j);
+    }
     if (b->config) {
         log_info(b->name, "binding %s: stopped", b->name);
     }
