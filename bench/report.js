@@ -177,6 +177,19 @@ p('build/bench-load --address 127.0.0.1:<broker> --channel <ch> --pid <daemon> -
 p('    --requests N --concurrency C --size BYTES [--method put_records --records 500]');
 p('```');
 p();
+const cgd = one('cgdaemon');
+if (cgd) {
+  const libs = Object.entries(cgd.by_lib).sort((a, b) => b[1] - a[1]);
+  const total = libs.reduce((t, [, v]) => t + v, 0);
+  p(`The daemon under callgrind at concurrency 16: **${fmt(total)} user-space instructions per`);
+  p(`query** (the difference of two runs, ${fmt(cgd.requests)} queries apart), by library (libcrypto`);
+  p('is inflated here: valgrind hides the SHA extensions):');
+  p();
+  p('| library | instructions per query |');
+  p('|---|---|');
+  for (const [lib, v] of libs) p(`| ${lib} | ${fmt(v)} |`);
+  p();
+}
 const dso = read('perf.dso.txt').trim();
 const sym = read('perf.sym.txt').trim();
 if (dso) {

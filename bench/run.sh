@@ -10,7 +10,8 @@
 #      without coalescing.
 # Every process started here is stopped by its PID (also on failure).
 # Environment: KK_BENCH_QUICK=1 runs fewer requests (a smoke test);
-# KK_BENCH_OUT=FILE writes the report elsewhere (default BENCHMARKS.md).
+# KK_BENCH_OUT=FILE writes the report elsewhere (default BENCHMARKS.md);
+# KK_BENCH_KEEP=1 keeps the work directory (results, profiles, logs).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -32,7 +33,11 @@ cleanup() {
         done
         kill -KILL "$pid" 2>/dev/null || true
     done
-    rm -rf "$WORK"
+    if [ "${KK_BENCH_KEEP:-0}" = 1 ]; then
+        echo "bench: work files kept in $WORK" >&2
+    else
+        rm -rf "$WORK"
+    fi
 }
 trap cleanup EXIT
 
@@ -265,6 +270,37 @@ load c16_64k plain bench.plain --requests $((N16 / 10)) --concurrency 16 --size 
 load put_records_c16 plain bench.plain --requests $((N16 / 100 + 10)) --concurrency 16 \
     --size 1024 --method put_records --records 500
 stop plain
+
+# The daemon under callgrind: user-space instructions per query, by
+# library (the difference of two runs, so startup cancels out).
+if command -v valgrind >/dev/null; then
+    say "daemon under callgrind: instructions per query by library"
+    cg_daemon() {
+        local n=$1 pid
+        valgrind --tool=callgrind --callgrind-out-file="$WORK/cgd.$n" "$BUILD/kubemq-kinesis" \
+            --config "$WORK/plain.yaml" >/dev/null 2>"$WORK/cgd.$n.err" &
+        pid=$!
+        PIDS+=("$pid")
+        for _ in $(seq 300); do
+            grep -q "subscribed to queries" "$WORK/cgd.$n.err" && break
+            sleep 0.1
+        done
+        "$BUILD/bench-load" --address "127.0.0.1:$BROKER_PORT" --channel bench.plain \
+            --requests "$n" --warmup 0 --concurrency 16 --timeout-ms 60000 >/dev/null
+        kill -TERM "$pid"
+        wait "$pid" 2>/dev/null || true
+        callgrind_annotate "$WORK/cgd.$n" 2>/dev/null | grep -E '^ *[0-9,]+ ' | sed 's/(.*%)//' |
+            awk '/TOTALS/ {next} {ir=$1; gsub(",","",ir); o=$NF; if (o !~ /^\[\//) o="[other]"; sub(/.*\//, "", o); sub(/\]$/, "", o); s[o]+=ir}
+                 END {for (k in s) print k, s[k]}' | sort >"$WORK/cgd.$n.dso"
+    }
+    CG_A=$((300 / CG_SCALE + 20))
+    CG_B=$((1300 / CG_SCALE + 120))
+    cg_daemon "$CG_A"
+    cg_daemon "$CG_B"
+    join "$WORK/cgd.$CG_A.dso" "$WORK/cgd.$CG_B.dso" |
+        awk -v n=$((CG_B - CG_A)) '{d = ($3 - $2) / n; if (d > 500) printf "%s%s:%d", (c++ ? "," : ""), "\"" $1 "\"", d} END {print ""}' |
+        { read -r parts; record "{\"kind\":\"cgdaemon\",\"requests\":$((CG_B - CG_A)),\"by_lib\":{$parts}}"; }
+fi
 
 say "daemon: 1,000 requests in flight (the sink holds each reply 100 ms)"
 write_config "$WORK/flight.yaml" bench.flight "$SLOW_PORT" 1000
