@@ -22,7 +22,12 @@ RESULTS=$WORK/results.jsonl
 PIDS=()
 
 cleanup() {
-    local pid
+    local pid f
+    # start() runs in a command substitution (a subshell): its children are
+    # known by their pid files.
+    for f in "$WORK"/*.pid; do
+        [ -f "$f" ] && PIDS+=("$(cat "$f")")
+    done
     for pid in "${PIDS[@]}"; do
         kill -TERM "$pid" 2>/dev/null || true
     done
