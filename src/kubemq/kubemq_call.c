@@ -14,6 +14,8 @@
 #define M_PING          "/kubemq.kubemq/Ping"
 #define M_SEND_REQUEST  "/kubemq.kubemq/SendRequest"
 #define M_SEND_RESPONSE "/kubemq.kubemq/SendResponse"
+#define M_SEND_EVENT    "/kubemq.kubemq/SendEvent"
+#define M_SEND_QUEUE    "/kubemq.kubemq/SendQueueMessage"
 
 /* The server's Request.Timeout answers first (Error 301); the gRPC
  * deadline only catches a server that never answers. */
@@ -251,9 +253,43 @@ int kubemq_send_request(struct kubemq_client *c, enum kubemq_kind type, const ch
     return 0;
 }
 
+int kubemq_send_queue_message(struct kubemq_client *c, const char *channel, const void *body,
+                              size_t len, const char *metadata, char *err, size_t errlen)
+{
+    Kubemq__QueueMessage m = KUBEMQ__QUEUE_MESSAGE__INIT;
+    Kubemq__SendQueueMessageResult *res;
+    char id[33];
+    int rc = 0;
+
+    if (len > KUBEMQ_MAX_MESSAGE) {
+        snprintf(err, errlen, "body of %zu bytes is larger than the %d-byte message limit", len,
+                 KUBEMQ_MAX_MESSAGE);
+        return -1;
+    }
+    kk_new_id(id);
+    m.messageid = id;
+    m.clientid = c->client_id;
+    m.channel = (char *)(channel ? channel : "");
+    m.metadata = (char *)(metadata ? metadata : "");
+    m.body.data = (uint8_t *)body;
+    m.body.len = body ? len : 0;
+    if (unary_blocking(c, M_SEND_QUEUE, &m.base, &kubemq__send_queue_message_result__descriptor,
+                       KUBEMQ_RESPONSE_DEADLINE, GRPC_INITIAL_METADATA_WAIT_FOR_READY,
+                       (void **)&res, err, errlen) < 0) {
+        return -1;
+    }
+    if (res->iserror) {
+        snprintf(err, errlen, "%s", res->error && *res->error ? res->error : "not sent");
+        rc = -1;
+    }
+    kubemq__send_queue_message_result__free_unpacked(res, NULL);
+    return rc;
+}
+
 struct response_call {
     struct kk_tag tag;
     struct kubemq_client *client;
+    const char *what; /* "response" | "event response", for the log */
     struct kk_unary u;
 };
 
@@ -265,10 +301,10 @@ static void response_done(struct kk_tag *t, int ok)
     char text[512];
 
     if (!ok) {
-        log_error(c->log_name, "error sending response: the call failed");
+        log_error(c->log_name, "error sending %s: the call failed", rc->what);
     } else if (rc->u.status != GRPC_STATUS_OK) {
         kk_status_text(c, rc->u.status, rc->u.details, text, sizeof(text));
-        log_error(c->log_name, "error sending response: %s", text);
+        log_error(c->log_name, "error sending %s: %s", rc->what, text);
     }
     kk_unary_cleanup(&rc->u);
     free(rc);
@@ -300,6 +336,7 @@ int kubemq_send_response(struct kubemq_client *c, const struct kubemq_request *r
     }
     rc->tag.done = response_done;
     rc->client = c;
+    rc->what = "response";
     kk_unary_init(&rc->u);
     res.clientid = c->client_id;
     res.requestid = (char *)req->id;
@@ -315,6 +352,53 @@ int kubemq_send_response(struct kubemq_client *c, const struct kubemq_request *r
     if (kk_unary_start(c, &rc->u, c->cq, M_SEND_RESPONSE, &res.base, KUBEMQ_RESPONSE_DEADLINE,
                        GRPC_INITIAL_METADATA_WAIT_FOR_READY, &rc->tag, err, sizeof(err)) < 0) {
         log_error(c->log_name, "error sending response: %s", err);
+        kk_unary_cleanup(&rc->u);
+        free(rc);
+        kk_call_leave(c);
+        return -1;
+    }
+    return 0;
+}
+
+int kubemq_send_event(struct kubemq_client *c, int store, const char *channel, const void *body,
+                      size_t len, const char *metadata)
+{
+    Kubemq__Event ev = KUBEMQ__EVENT__INIT;
+    struct response_call *rc;
+    char id[33], err[256];
+
+    if (len > KUBEMQ_MAX_MESSAGE) {
+        log_error(c->log_name,
+                  "error sending event response: body of %zu bytes is larger than the %d-byte "
+                  "limit",
+                  len, KUBEMQ_MAX_MESSAGE);
+        return -1;
+    }
+    if (kk_call_enter(c) < 0) {
+        log_error(c->log_name, "error sending event response: kubemq client is shutting down");
+        return -1;
+    }
+    rc = calloc(1, sizeof(*rc));
+    if (!rc) {
+        log_error(c->log_name, "error sending event response: out of memory");
+        kk_call_leave(c);
+        return -1;
+    }
+    rc->tag.done = response_done;
+    rc->client = c;
+    rc->what = "event response";
+    kk_unary_init(&rc->u);
+    kk_new_id(id);
+    ev.eventid = id;
+    ev.clientid = c->client_id;
+    ev.channel = (char *)(channel ? channel : "");
+    ev.metadata = (char *)(metadata ? metadata : "");
+    ev.body.data = (uint8_t *)body;
+    ev.body.len = body ? len : 0;
+    ev.store = store ? 1 : 0;
+    if (kk_unary_start(c, &rc->u, c->cq, M_SEND_EVENT, &ev.base, KUBEMQ_RESPONSE_DEADLINE,
+                       GRPC_INITIAL_METADATA_WAIT_FOR_READY, &rc->tag, err, sizeof(err)) < 0) {
+        log_error(c->log_name, "error sending event response: %s", err);
         kk_unary_cleanup(&rc->u);
         free(rc);
         kk_call_leave(c);

@@ -33,6 +33,19 @@ struct kubemq_subscription;
 enum kubemq_kind {
     KUBEMQ_COMMAND = 1,
     KUBEMQ_QUERY = 2,
+    KUBEMQ_EVENTS = 3,       /* not a Request type: events subscriptions */
+    KUBEMQ_EVENTS_STORE = 4, /* events_store subscriptions */
+};
+
+/* Where an events_store subscription starts; values as in KubeMQ's
+ * Subscribe.EventsStoreType. */
+enum kubemq_store_start {
+    KUBEMQ_START_NEW_ONLY = 1,
+    KUBEMQ_START_FIRST = 2,
+    KUBEMQ_START_LAST = 3,
+    KUBEMQ_START_SEQUENCE = 4,   /* value: the sequence (> 0) */
+    KUBEMQ_START_TIME = 5,       /* value: Unix time in ns (> 0) */
+    KUBEMQ_START_TIME_DELTA = 6, /* value: seconds back from now (> 0) */
 };
 
 #define KUBEMQ_MAX_MESSAGE       (100 * 1024 * 1024) /* gRPC send/receive limit */
@@ -85,7 +98,8 @@ struct kubemq_request {
     const unsigned char *body;
     size_t body_len;
     int32_t timeout_ms;
-    void *priv; /* the unpacked message the fields point into */
+    uint64_t sequence; /* events_store: the channel's store sequence; else 0 */
+    void *priv;        /* the unpacked message the fields point into */
 };
 
 /* Accepts NULL. */
@@ -112,6 +126,17 @@ struct kubemq_subscription *
 kubemq_subscribe_requests(struct kubemq_client *c, enum kubemq_kind type, const char *channel,
                           const char *group, kubemq_request_fn on_request, kubemq_state_fn on_state,
                           void *ctx, char *err, size_t errlen);
+/* Subscribe to events (store = 0) or events_store (store = 1) on
+ * channel/group; deliveries come as requests of type KUBEMQ_EVENTS /
+ * KUBEMQ_EVENTS_STORE (reply_channel "", nothing to answer). An
+ * events_store stream starts at start/value and, when it is reopened after
+ * a delivery, at the sequence after the last one delivered, so a broker
+ * restart or a lost connection neither skips nor repeats messages. */
+struct kubemq_subscription *
+kubemq_subscribe_events(struct kubemq_client *c, int store, const char *channel, const char *group,
+                        enum kubemq_store_start start, int64_t value, kubemq_request_fn on_request,
+                        kubemq_state_fn on_state, void *ctx, char *err, size_t errlen);
+
 /* 1 while the stream is open and has not ended. Thread-safe. */
 int kubemq_subscription_subscribed(const struct kubemq_subscription *s);
 /* Stop posting receives: at most the one already posted is delivered.
@@ -135,6 +160,55 @@ int kubemq_send_response(struct kubemq_client *c, const struct kubemq_request *r
                          const char *error_text, const void *body, size_t len,
                          const char *metadata);
 
+/* Publish an event (store = 0) or an events_store message (store = 1)
+ * asynchronously; copies what it needs. Thread-safe. 0 when the call was
+ * started; a failure (now or on completion) is logged as
+ * "error sending event response: ...". metadata may be NULL. */
+int kubemq_send_event(struct kubemq_client *c, int store, const char *channel, const void *body,
+                      size_t len, const char *metadata);
+
+/* ---- queues: one StreamQueueMessage transaction per message ------------
+ *
+ * A transaction takes one message, invisible to other receivers for the
+ * visibility time, and settles it: ack (done), reject (back to the queue,
+ * its receive count kept) or resend (moved to another queue). A
+ * transaction that ends unsettled (cancelled, connection lost, visibility
+ * expired) returns the message to the queue: at-least-once delivery.
+ * Every call blocks the calling thread (its own completion queue), which
+ * must not be the client's thread; kubemq_queue_cancel() is thread-safe. */
+struct kubemq_queue_txn;
+
+struct kubemq_queue_message {
+    const char *id;
+    const char *channel;
+    const char *metadata;
+    const unsigned char *body;
+    size_t body_len;
+    uint64_t sequence;
+    int receive_count; /* deliveries so far, this one included */
+};
+
+/* NULL with the reason in err (e.g. the client is shutting down). */
+struct kubemq_queue_txn *kubemq_queue_txn_open(struct kubemq_client *c, char *err, size_t errlen);
+/* Wait up to wait_seconds for a message of channel: 1 with *msg set (valid
+ * until the transaction is freed), 0 when none came (or cancelled), -1 with
+ * the error in err. At most once per transaction. */
+int kubemq_queue_receive(struct kubemq_queue_txn *t, const char *channel, int visibility_seconds,
+                         int wait_seconds, const struct kubemq_queue_message **msg, char *err,
+                         size_t errlen);
+int kubemq_queue_ack(struct kubemq_queue_txn *t, char *err, size_t errlen);
+int kubemq_queue_reject(struct kubemq_queue_txn *t, char *err, size_t errlen);
+int kubemq_queue_resend(struct kubemq_queue_txn *t, const char *channel, char *err, size_t errlen);
+/* Make a blocked or later call return at once; an unsettled message goes
+ * back to the queue. Thread-safe, also while another thread is inside a call. */
+void kubemq_queue_cancel(struct kubemq_queue_txn *t);
+/* Ends the transaction (unsettled: the message returns to the queue). NULL ok. */
+void kubemq_queue_txn_free(struct kubemq_queue_txn *t);
+
+/* Blocking SendQueueMessage: 0, or -1 with the error in err. */
+int kubemq_send_queue_message(struct kubemq_client *c, const char *channel, const void *body,
+                              size_t len, const char *metadata, char *err, size_t errlen);
+
 /* A reply to kubemq_send_request(). Commands carry executed/error only. */
 struct kubemq_response {
     int executed;
@@ -156,6 +230,7 @@ int kubemq_send_request(struct kubemq_client *c, enum kubemq_kind type, const ch
                         const void *body, size_t len, const char *metadata, int timeout_ms,
                         struct kubemq_response *out, char *err, size_t errlen);
 
-const char *kubemq_kind_name(enum kubemq_kind k); /* "query" | "command" */
+/* "query" | "command" | "events" | "events_store" */
+const char *kubemq_kind_name(enum kubemq_kind k);
 
 #endif

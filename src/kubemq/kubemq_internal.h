@@ -38,6 +38,9 @@ struct kubemq_subscription {
     enum kubemq_kind type;
     char *channel;
     char *group;
+    int store_start;     /* events_store: enum kubemq_store_start */
+    int64_t store_value; /* its value */
+    uint64_t last_seq;   /* events_store: last sequence delivered (mu) */
     kubemq_request_fn on_request;
     kubemq_state_fn on_state;
     void *ctx;

@@ -1,4 +1,5 @@
-/* kubemq_subscription.c - SubscribeToRequests streams: four batches, back-pressure, resubscription.
+/* kubemq_subscription.c - SubscribeToRequests / SubscribeToEvents streams: four batches,
+ * back-pressure, resubscription.
  *
  * A stream is one call with four batches posted at once (sends; initial
  * metadata; status; one message). KubeMQ sends no headers and no ack until
@@ -18,7 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define M_SUBSCRIBE "/kubemq.kubemq/SubscribeToRequests"
+#define M_SUBSCRIBE        "/kubemq.kubemq/SubscribeToRequests"
+#define M_SUBSCRIBE_EVENTS "/kubemq.kubemq/SubscribeToEvents"
 
 #define BACKOFF_FIRST_MS 250
 #define STABLE_AFTER_MS  10000 /* a stream this old resets the backoff */
@@ -32,8 +34,9 @@ struct note {
 
 static void describe(const struct kubemq_subscription *s, char *dst, size_t n)
 {
-    snprintf(dst, n, "%s on channel '%s'%s%s%s at %s",
-             s->type == KUBEMQ_COMMAND ? "commands" : "queries", s->channel,
+    static const char *const what[] = {"", "commands", "queries", "events", "events_store"};
+
+    snprintf(dst, n, "%s on channel '%s'%s%s%s at %s", what[s->type], s->channel,
              s->group[0] ? " group '" : "", s->group, s->group[0] ? "'" : "", s->client->address);
 }
 
@@ -209,6 +212,31 @@ static void on_status(struct kk_tag *t, int ok)
     note_fire(s, &n);
 }
 
+static int is_events(const struct kubemq_subscription *s)
+{
+    return s->type == KUBEMQ_EVENTS || s->type == KUBEMQ_EVENTS_STORE;
+}
+
+static struct kubemq_request *event_from(struct kubemq_subscription *s, Kubemq__EventReceive *m)
+{
+    struct kubemq_request *r = calloc(1, sizeof(*r));
+
+    if (!r) {
+        return NULL;
+    }
+    r->type = s->type;
+    r->id = m->eventid;
+    r->channel = m->channel;
+    r->reply_channel = "";
+    r->client_id = "";
+    r->metadata = m->metadata;
+    r->body = m->body.data ? m->body.data : (const unsigned char *)"";
+    r->body_len = m->body.len;
+    r->sequence = m->sequence;
+    r->priv = m;
+    return r;
+}
+
 static struct kubemq_request *request_from(struct kubemq_subscription *s, Kubemq__Request *m)
 {
     struct kubemq_request *r = calloc(1, sizeof(*r));
@@ -240,7 +268,9 @@ void kubemq_request_free(struct kubemq_request *req)
     if (!req) {
         return;
     }
-    if (req->priv) {
+    if (req->priv && (req->type == KUBEMQ_EVENTS || req->type == KUBEMQ_EVENTS_STORE)) {
+        kubemq__event_receive__free_unpacked(req->priv, NULL);
+    } else if (req->priv) {
         kubemq__request__free_unpacked(req->priv, NULL);
     }
     free(req);
@@ -252,7 +282,7 @@ static void on_recv(struct kk_tag *t, int ok)
     struct kubemq_client *c = s->client;
     struct note n = {0};
     grpc_byte_buffer *bb;
-    Kubemq__Request *m;
+    void *m;
     struct kubemq_request *req;
     int rc;
 
@@ -264,17 +294,21 @@ static void on_recv(struct kk_tag *t, int ok)
         s->recv_closed = 1; /* the status batch says why */
         goto out;
     }
-    m = kk_unpack(&kubemq__request__descriptor, bb);
+    m = kk_unpack(is_events(s) ? &kubemq__event_receive__descriptor : &kubemq__request__descriptor,
+                  bb);
     grpc_byte_buffer_destroy(bb);
-    req = m ? request_from(s, m) : NULL;
+    req = !m ? NULL : is_events(s) ? event_from(s, m) : request_from(s, m);
     if (!req) {
-        log_error(c->log_name, "kubemq: dropped a request on channel '%s': %s", s->channel,
+        log_error(c->log_name, "kubemq: dropped a message on channel '%s': %s", s->channel,
                   m ? "out of memory" : "malformed message");
         if (m) {
-            kubemq__request__free_unpacked(m, NULL);
+            protobuf_c_message_free_unpacked(m, NULL);
         }
         arm_recv(s);
         goto out;
+    }
+    if (req->sequence > s->last_seq) {
+        s->last_seq = req->sequence;
     }
     s->got_message = 1;
     s->backoff_ms = 0;
@@ -342,9 +376,10 @@ void kk_sub_start_stream(struct kubemq_subscription *s)
 
     s->resubscribe_scheduled = 0;
     kk_unary_init(&s->st);
-    s->st.call = grpc_channel_create_call(c->channel, NULL, GRPC_PROPAGATE_DEFAULTS, c->cq,
-                                          grpc_slice_from_static_string(M_SUBSCRIBE), NULL,
-                                          gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    s->st.call = grpc_channel_create_call(
+        c->channel, NULL, GRPC_PROPAGATE_DEFAULTS, c->cq,
+        grpc_slice_from_static_string(is_events(s) ? M_SUBSCRIBE_EVENTS : M_SUBSCRIBE), NULL,
+        gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
     if (!s->st.call) {
         log_error(c->log_name, "kubemq: cannot create the subscription call");
         kk_unary_cleanup(&s->st);
@@ -359,8 +394,28 @@ void kk_sub_start_stream(struct kubemq_subscription *s)
     s->outstanding = 0;
     s->started_ms = kk_now_ms();
 
-    sub.subscribetypedata = s->type == KUBEMQ_COMMAND ? KUBEMQ__SUBSCRIBE__SUBSCRIBE_TYPE__Commands
-                                                      : KUBEMQ__SUBSCRIBE__SUBSCRIBE_TYPE__Queries;
+    switch (s->type) {
+    case KUBEMQ_COMMAND:
+        sub.subscribetypedata = KUBEMQ__SUBSCRIBE__SUBSCRIBE_TYPE__Commands;
+        break;
+    case KUBEMQ_EVENTS:
+        sub.subscribetypedata = KUBEMQ__SUBSCRIBE__SUBSCRIBE_TYPE__Events;
+        break;
+    case KUBEMQ_EVENTS_STORE:
+        sub.subscribetypedata = KUBEMQ__SUBSCRIBE__SUBSCRIBE_TYPE__EventsStore;
+        if (s->last_seq > 0) {
+            /* Reopened after deliveries: go on where the last stream stopped. */
+            sub.eventsstoretypedata = KUBEMQ__SUBSCRIBE__EVENTS_STORE_TYPE__StartAtSequence;
+            sub.eventsstoretypevalue = (int64_t)(s->last_seq + 1);
+        } else {
+            sub.eventsstoretypedata = (Kubemq__Subscribe__EventsStoreType)s->store_start;
+            sub.eventsstoretypevalue = s->store_value;
+        }
+        break;
+    default:
+        sub.subscribetypedata = KUBEMQ__SUBSCRIBE__SUBSCRIBE_TYPE__Queries;
+        break;
+    }
     sub.clientid = c->client_id;
     sub.channel = s->channel;
     sub.group = s->group;
@@ -429,10 +484,11 @@ void kk_sub_free(struct kubemq_subscription *s)
     free(s);
 }
 
-struct kubemq_subscription *
-kubemq_subscribe_requests(struct kubemq_client *c, enum kubemq_kind type, const char *channel,
-                          const char *group, kubemq_request_fn on_request, kubemq_state_fn on_state,
-                          void *ctx, char *err, size_t errlen)
+static struct kubemq_subscription *subscribe(struct kubemq_client *c, enum kubemq_kind type,
+                                             const char *channel, const char *group,
+                                             kubemq_request_fn on_request, kubemq_state_fn on_state,
+                                             void *ctx, char *err, size_t errlen, int store_start,
+                                             int64_t store_value)
 {
     struct kubemq_subscription *s, **tail;
 
@@ -444,10 +500,6 @@ kubemq_subscribe_requests(struct kubemq_client *c, enum kubemq_kind type, const 
         snprintf(err, errlen, "subscription needs a request callback");
         return NULL;
     }
-    if (type != KUBEMQ_COMMAND && type != KUBEMQ_QUERY) {
-        snprintf(err, errlen, "subscription type must be queries or commands");
-        return NULL;
-    }
     s = calloc(1, sizeof(*s));
     if (!s || !(s->channel = kk_strdup(channel)) || !(s->group = kk_strdup(group))) {
         snprintf(err, errlen, "out of memory");
@@ -456,6 +508,8 @@ kubemq_subscribe_requests(struct kubemq_client *c, enum kubemq_kind type, const 
     }
     s->client = c;
     s->type = type;
+    s->store_start = store_start;
+    s->store_value = store_value;
     s->on_request = on_request;
     s->on_state = on_state;
     s->ctx = ctx;
@@ -477,4 +531,37 @@ kubemq_subscribe_requests(struct kubemq_client *c, enum kubemq_kind type, const 
     schedule(s, 0); /* the client's thread opens the stream */
     pthread_mutex_unlock(&c->mu);
     return s;
+}
+
+struct kubemq_subscription *
+kubemq_subscribe_requests(struct kubemq_client *c, enum kubemq_kind type, const char *channel,
+                          const char *group, kubemq_request_fn on_request, kubemq_state_fn on_state,
+                          void *ctx, char *err, size_t errlen)
+{
+    if (type != KUBEMQ_COMMAND && type != KUBEMQ_QUERY) {
+        snprintf(err, errlen, "subscription type must be queries or commands");
+        return NULL;
+    }
+    return subscribe(c, type, channel, group, on_request, on_state, ctx, err, errlen, 0, 0);
+}
+
+struct kubemq_subscription *
+kubemq_subscribe_events(struct kubemq_client *c, int store, const char *channel, const char *group,
+                        enum kubemq_store_start start, int64_t value, kubemq_request_fn on_request,
+                        kubemq_state_fn on_state, void *ctx, char *err, size_t errlen)
+{
+    if (!store) {
+        return subscribe(c, KUBEMQ_EVENTS, channel, group, on_request, on_state, ctx, err, errlen,
+                         0, 0);
+    }
+    if (start < KUBEMQ_START_NEW_ONLY || start > KUBEMQ_START_TIME_DELTA) {
+        snprintf(err, errlen, "unknown events_store start position %d", (int)start);
+        return NULL;
+    }
+    if (start >= KUBEMQ_START_SEQUENCE && value <= 0) {
+        snprintf(err, errlen, "the events_store start value must be > 0");
+        return NULL;
+    }
+    return subscribe(c, KUBEMQ_EVENTS_STORE, channel, group, on_request, on_state, ctx, err, errlen,
+                     (int)start, start >= KUBEMQ_START_SEQUENCE ? value : 0);
 }

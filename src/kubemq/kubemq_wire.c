@@ -130,5 +130,14 @@ char *kk_strdup(const char *s)
 
 const char *kubemq_kind_name(enum kubemq_kind k)
 {
-    return k == KUBEMQ_COMMAND ? "command" : "query";
+    switch (k) {
+    case KUBEMQ_COMMAND:
+        return "command";
+    case KUBEMQ_EVENTS:
+        return "events";
+    case KUBEMQ_EVENTS_STORE:
+        return "events_store";
+    default:
+        return "query";
+    }
 }

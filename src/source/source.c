@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 #include <unistd.h>
 
 #define OPT(field) offsetof(struct source_options, field)
@@ -14,44 +15,194 @@
 /* Shared by the query and command sources (the reference's common
  * properties, §3.2, plus host/port of the older connector, TLS and the
  * bounds it lacked). */
+/* Shared by every source (the reference's common properties, §3.2, plus
+ * host/port of the older connector, TLS and the bounds it lacked). */
+#define CONN_SETTINGS                                                                              \
+    {"address",                                                                                    \
+     SETTINGS_STRING,                                                                              \
+     "",                                                                                           \
+     0,                                                                                            \
+     0,                                                                                            \
+     0,                                                                                            \
+     NULL,                                                                                         \
+     OPT(address),                                                                                 \
+     NULL,                                                                                         \
+     "KubeMQ gRPC address `host:port` (IPv6: `[::1]:50000`); give this or `host` + `port`"},       \
+        {"host", SETTINGS_STRING,                                                                  \
+         "",     0,                                                                                \
+         0,      0,                                                                                \
+         NULL,   OPT(host),                                                                        \
+         NULL,   "KubeMQ host, with `port` (older connector style), instead of `address`"},        \
+        {"port", SETTINGS_INT, NULL,      0,    1,                                                 \
+         65535,  NULL,         OPT(port), NULL, "KubeMQ gRPC port, with `host`"},                  \
+        {"channel", SETTINGS_STRING, NULL, SETTINGS_REQUIRED,        0, 0,                         \
+         NULL,      OPT(channel),    NULL, "channel to subscribe to"},
+
+#define GROUP_SETTING                                                                              \
+    {"group", SETTINGS_STRING,                                                                     \
+     "",      0,                                                                                   \
+     0,       0,                                                                                   \
+     NULL,    OPT(group),                                                                          \
+     NULL,    "subscription group: the members of a group share the messages (scale-out)"},
+
+#define COMMON_SETTINGS                                                                            \
+    {"client_id",                                                                                  \
+     SETTINGS_STRING,                                                                              \
+     "",                                                                                           \
+     0,                                                                                            \
+     0,                                                                                            \
+     0,                                                                                            \
+     NULL,                                                                                         \
+     OPT(client_id),                                                                               \
+     NULL,                                                                                         \
+     "client id; empty: `kubemq-kinesis-<random hex>`; with `sources` > 1 each connection "        \
+     "gets `-<i>` appended"},                                                                      \
+        {"auth_token",                                                                             \
+         SETTINGS_STRING,                                                                          \
+         "",                                                                                       \
+         SETTINGS_SECRET,                                                                          \
+         0,                                                                                        \
+         0,                                                                                        \
+         NULL,                                                                                     \
+         OPT(auth_token),                                                                          \
+         NULL,                                                                                     \
+         "KubeMQ JWT, sent as the gRPC `authorization` metadata"},                                 \
+        {"auto_reconnect",                                                                         \
+         SETTINGS_BOOL,                                                                            \
+         "true",                                                                                   \
+         0,                                                                                        \
+         0,                                                                                        \
+         0,                                                                                        \
+         NULL,                                                                                     \
+         OPT(auto_reconnect),                                                                      \
+         NULL,                                                                                     \
+         "reconnect and resubscribe when the broker goes away"},                                   \
+        {"reconnect_interval_seconds",                                                             \
+         SETTINGS_INT,                                                                             \
+         "1",                                                                                      \
+         0,                                                                                        \
+         0,                                                                                        \
+         86400,                                                                                    \
+         NULL,                                                                                     \
+         OPT(reconnect_interval_seconds),                                                          \
+         NULL,                                                                                     \
+         "seconds between reconnect attempts"},                                                    \
+        {"max_reconnects",                                                                         \
+         SETTINGS_INT,                                                                             \
+         "0",                                                                                      \
+         0,                                                                                        \
+         0,                                                                                        \
+         2147483647,                                                                               \
+         NULL,                                                                                     \
+         OPT(max_reconnects),                                                                      \
+         NULL,                                                                                     \
+         "reconnect attempts before giving up; 0 = unlimited"},                                    \
+        {"sources", SETTINGS_INT,                                                                  \
+         "1",       0,                                                                             \
+         1,         1024,                                                                          \
+         NULL,      OPT(sources),                                                                  \
+         NULL,      "parallel KubeMQ connections (subscriptions) for this binding"},               \
+        {"concurrency",                                                                            \
+         SETTINGS_INT,                                                                             \
+         "64",                                                                                     \
+         0,                                                                                        \
+         1,                                                                                        \
+         100000,                                                                                   \
+         NULL,                                                                                     \
+         OPT(concurrency),                                                                         \
+         NULL,                                                                                     \
+         "requests in flight per binding; more wait in the broker"},                               \
+        {"do_not_parse_payload",                                                                   \
+         SETTINGS_BOOL,                                                                            \
+         "false",                                                                                  \
+         0,                                                                                        \
+         0,                                                                                        \
+         0,                                                                                        \
+         NULL,                                                                                     \
+         OPT(do_not_parse_payload),                                                                \
+         NULL,                                                                                     \
+         "the whole message body is the data; metadata comes from the binding's `metadata`"},      \
+        {"tls", SETTINGS_BOOL, "false",  0,    0,                                                  \
+         0,     NULL,          OPT(tls), NULL, "connect to KubeMQ with TLS"},                      \
+        {"ca_file", SETTINGS_STRING,                                                               \
+         "",        0,                                                                             \
+         0,         0,                                                                             \
+         NULL,      OPT(ca_file),                                                                  \
+         NULL,      "PEM CA bundle to verify the broker (with `tls`); empty: the system's"},       \
+        {"cert_file", SETTINGS_STRING,                                                             \
+         "",          0,                                                                           \
+         0,           0,                                                                           \
+         NULL,        OPT(cert_file),                                                              \
+         NULL,        "PEM client certificate for mutual TLS (with `key_file`)"},                  \
+        {"key_file", SETTINGS_STRING,                                                              \
+         "",         0,                                                                            \
+         0,          0,                                                                            \
+         NULL,       OPT(key_file),                                                                \
+         NULL,       "PEM private key of `cert_file`"},                                            \
+        {"drain_timeout_seconds",                                                                  \
+         SETTINGS_INT,                                                                             \
+         "30",                                                                                     \
+         0,                                                                                        \
+         0,                                                                                        \
+         3600,                                                                                     \
+         NULL,                                                                                     \
+         OPT(drain_timeout_seconds),                                                               \
+         NULL,                                                                                     \
+         "on shutdown, how long in-flight requests may still finish"},
+
+#define RESPONSE_CHANNEL_SETTING(what)                                                             \
+    {                                                                                              \
+        "response_channel", SETTINGS_STRING, "", 0, 0, 0, NULL, OPT(response_channel), NULL,       \
+            "when set, the reply envelope is published to this channel as " what                   \
+    }
+
+#define END_SETTINGS                                                                               \
+    {                                                                                              \
+        NULL, 0, NULL, 0, 0, 0, NULL, 0, NULL, NULL                                                \
+    }
+
 static const struct settings_entry subscribe_settings[] = {
-    {"address", SETTINGS_STRING, "", 0, 0, 0, NULL, OPT(address), NULL,
-     "KubeMQ gRPC address `host:port` (IPv6: `[::1]:50000`); give this or `host` + `port`"},
-    {"host", SETTINGS_STRING, "", 0, 0, 0, NULL, OPT(host), NULL,
-     "KubeMQ host, with `port` (older connector style), instead of `address`"},
-    {"port", SETTINGS_INT, NULL, 0, 1, 65535, NULL, OPT(port), NULL,
-     "KubeMQ gRPC port, with `host`"},
-    {"channel", SETTINGS_STRING, NULL, SETTINGS_REQUIRED, 0, 0, NULL, OPT(channel), NULL,
-     "channel to subscribe to"},
-    {"group", SETTINGS_STRING, "", 0, 0, 0, NULL, OPT(group), NULL,
-     "subscription group: the members of a group share the messages (scale-out)"},
-    {"client_id", SETTINGS_STRING, "", 0, 0, 0, NULL, OPT(client_id), NULL,
-     "client id; empty: `kubemq-kinesis-<random hex>`; with `sources` > 1 each connection "
-     "gets `-<i>` appended"},
-    {"auth_token", SETTINGS_STRING, "", SETTINGS_SECRET, 0, 0, NULL, OPT(auth_token), NULL,
-     "KubeMQ JWT, sent as the gRPC `authorization` metadata"},
-    {"auto_reconnect", SETTINGS_BOOL, "true", 0, 0, 0, NULL, OPT(auto_reconnect), NULL,
-     "reconnect and resubscribe when the broker goes away"},
-    {"reconnect_interval_seconds", SETTINGS_INT, "1", 0, 0, 86400, NULL,
-     OPT(reconnect_interval_seconds), NULL, "seconds between reconnect attempts"},
-    {"max_reconnects", SETTINGS_INT, "0", 0, 0, 2147483647, NULL, OPT(max_reconnects), NULL,
-     "reconnect attempts before giving up; 0 = unlimited"},
-    {"sources", SETTINGS_INT, "1", 0, 1, 1024, NULL, OPT(sources), NULL,
-     "parallel KubeMQ connections (subscriptions) for this binding"},
-    {"concurrency", SETTINGS_INT, "64", 0, 1, 100000, NULL, OPT(concurrency), NULL,
-     "requests in flight per binding; more wait in the broker"},
-    {"do_not_parse_payload", SETTINGS_BOOL, "false", 0, 0, 0, NULL, OPT(do_not_parse_payload), NULL,
-     "the whole message body is the data; metadata comes from the binding's `metadata`"},
-    {"tls", SETTINGS_BOOL, "false", 0, 0, 0, NULL, OPT(tls), NULL, "connect to KubeMQ with TLS"},
-    {"ca_file", SETTINGS_STRING, "", 0, 0, 0, NULL, OPT(ca_file), NULL,
-     "PEM CA bundle to verify the broker (with `tls`); empty: the system's"},
-    {"cert_file", SETTINGS_STRING, "", 0, 0, 0, NULL, OPT(cert_file), NULL,
-     "PEM client certificate for mutual TLS (with `key_file`)"},
-    {"key_file", SETTINGS_STRING, "", 0, 0, 0, NULL, OPT(key_file), NULL,
-     "PEM private key of `cert_file`"},
-    {"drain_timeout_seconds", SETTINGS_INT, "30", 0, 0, 3600, NULL, OPT(drain_timeout_seconds),
-     NULL, "on shutdown, how long in-flight requests may still finish"},
-    {NULL, 0, NULL, 0, 0, 0, NULL, 0, NULL, NULL},
+    CONN_SETTINGS GROUP_SETTING COMMON_SETTINGS END_SETTINGS,
+};
+
+static const struct settings_entry events_settings[] = {
+    CONN_SETTINGS GROUP_SETTING COMMON_SETTINGS RESPONSE_CHANNEL_SETTING("an event"),
+    END_SETTINGS,
+};
+
+static const struct settings_entry events_store_settings[] = {
+    CONN_SETTINGS GROUP_SETTING COMMON_SETTINGS RESPONSE_CHANNEL_SETTING("an events-store message"),
+    {"start_position", SETTINGS_ENUM, "new_only", 0, 0, 0,
+     "new_only|first|last|sequence|time|time_delta", OPT(start_position), NULL,
+     "where the subscription starts: `new_only` (the reference's only choice), `first` (the "
+     "whole history), `last` (the last stored message), `sequence` (`start_sequence`), `time` "
+     "(`start_time`), `time_delta` (`start_time_delta_seconds` ago). After a reconnect the "
+     "subscription goes on after the last message it received"},
+    {"start_sequence", SETTINGS_INT, "0", 0, 0, 9223372036854775807LL, NULL, OPT(start_sequence),
+     NULL, "with `start_position: sequence`: the first sequence to receive (>= 1)"},
+    {"start_time", SETTINGS_STRING, "", 0, 0, 0, NULL, OPT(start_time), NULL,
+     "with `start_position: time`: RFC 3339 time, e.g. `2026-01-02T15:04:05Z`"},
+    {"start_time_delta_seconds", SETTINGS_INT, "0", 0, 0, 315360000, NULL,
+     OPT(start_time_delta_seconds), NULL,
+     "with `start_position: time_delta`: how many seconds back to start (>= 1)"},
+    END_SETTINGS,
+};
+
+static const struct settings_entry queue_settings[] = {
+    CONN_SETTINGS COMMON_SETTINGS RESPONSE_CHANNEL_SETTING("a queue message"),
+    {"batch_size", SETTINGS_INT, "1", 0, 1, 1024, NULL, OPT(batch_size), NULL,
+     "messages taken per pull and connection (each is acknowledged on its own)"},
+    {"wait_timeout", SETTINGS_INT, "5", 0, 1, 3600, NULL, OPT(wait_timeout), NULL,
+     "seconds a pull waits for a message"},
+    {"visibility_seconds", SETTINGS_INT, "30", 0, 1, 43200, NULL, OPT(visibility_seconds), NULL,
+     "seconds a taken message stays invisible to others; a message not settled by then goes "
+     "back to the queue"},
+    {"max_requeue", SETTINGS_INT, "3", 0, 0, 1000000, NULL, OPT(max_requeue), NULL,
+     "failed attempts that return a message to the queue; the next failure moves it to "
+     "`dead_letter_queue` (without one it keeps returning to the queue, logged as an error)"},
+    {"dead_letter_queue", SETTINGS_STRING, "", 0, 0, 0, NULL, OPT(dead_letter_queue), NULL,
+     "queue that receives messages that failed `max_requeue` + 1 times"},
+    END_SETTINGS,
 };
 
 static const char *const query_aliases[] = {"source.kubemq.query", "source.query", NULL};
@@ -71,16 +222,38 @@ static const struct source_kind command_kind = {
     .description = "subscribes to commands; the reply says executed or not, with the error",
 };
 
-static const struct source_kind *const kinds[] = {&query_kind, &command_kind, NULL};
+static const char *const events_aliases[] = {"source.kubemq.events", "source.events", NULL};
+static const char *const events_store_aliases[] = {"source.kubemq.events-store",
+                                                   "source.events-store", NULL};
+static const char *const queue_aliases[] = {"source.kubemq.queue", "source.queue", NULL};
+
+static const struct source_kind events_kind = {
+    .kind = "kubemq.events",
+    .aliases = events_aliases,
+    .settings = events_settings,
+    .description = "subscribes to events; the reply envelope goes to `response_channel` if set",
+};
+
+static const struct source_kind events_store_kind = {
+    .kind = "kubemq.events-store",
+    .aliases = events_store_aliases,
+    .settings = events_store_settings,
+    .description = "subscribes to stored events from `start_position`; replies as events",
+};
+
+static const struct source_kind queue_kind = {
+    .kind = "kubemq.queue",
+    .aliases = queue_aliases,
+    .settings = queue_settings,
+    .description = "pulls queue messages; acknowledged only after the target succeeded, "
+                   "failures requeued, then dead-lettered",
+};
+
+static const struct source_kind *const kinds[] = {&query_kind,        &command_kind, &events_kind,
+                                                  &events_store_kind, &queue_kind,   NULL};
 
 /* Named by SPEC §6, not built yet: refused with a message saying so. */
-static const char *const planned[] = {
-    "kubemq.events",        "source.events",
-    "source.kubemq.events", "kubemq.events-store",
-    "source.events-store",  "source.kubemq.events-store",
-    "kubemq.queue",         "source.queue",
-    "source.kubemq.queue",  NULL,
-};
+static const char *const planned[] = {NULL};
 
 const struct source_kind *const *source_kinds(void)
 {
@@ -119,7 +292,10 @@ int source_kind_is_planned(const char *name)
 const char *source_kind_names(void)
 {
     return "kubemq.query (also source.kubemq.query, source.query), "
-           "kubemq.command (also source.kubemq.command, source.command)";
+           "kubemq.command (also source.kubemq.command, source.command), "
+           "kubemq.events (also source.kubemq.events, source.events), "
+           "kubemq.events-store (also source.kubemq.events-store, source.events-store), "
+           "kubemq.queue (also source.kubemq.queue, source.queue)";
 }
 
 /* key has a value in props (an empty one means "not given"). */
@@ -303,6 +479,114 @@ static int default_client_id(struct source_options *o, const char *where, struct
     return 0;
 }
 
+/* RFC 3339 ("2026-01-02T15:04:05Z", "...05.123+02:00") into Unix ns. */
+static int parse_rfc3339(const char *s, long long *ns)
+{
+    struct tm tm;
+    const char *p;
+    long long frac = 0, scale = 1000000000LL, off = 0;
+    time_t t;
+
+    memset(&tm, 0, sizeof(tm));
+    p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (!p) {
+        p = strptime(s, "%Y-%m-%dt%H:%M:%S", &tm);
+    }
+    if (!p) {
+        return -1;
+    }
+    if (*p == '.') {
+        p++;
+        if (*p < '0' || *p > '9') {
+            return -1;
+        }
+        while (*p >= '0' && *p <= '9') {
+            if (scale > 1) {
+                scale /= 10;
+                frac += (*p - '0') * scale;
+            }
+            p++;
+        }
+    }
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if ((*p == '+' || *p == '-') && p[1] >= '0' && p[1] <= '9' && p[2] >= '0' &&
+               p[2] <= '9' && p[3] == ':' && p[4] >= '0' && p[4] <= '9' && p[5] >= '0' &&
+               p[5] <= '9') {
+        off = ((p[1] - '0') * 10 + (p[2] - '0')) * 3600 + ((p[4] - '0') * 10 + (p[5] - '0')) * 60;
+        if (*p == '-') {
+            off = -off;
+        }
+        p += 6;
+    } else {
+        return -1;
+    }
+    if (*p) {
+        return -1;
+    }
+    t = timegm(&tm);
+    if (t == (time_t)-1) {
+        return -1;
+    }
+    *ns = ((long long)t - off) * 1000000000LL + frac;
+    return *ns > 0 ? 0 : -1;
+}
+
+/* The events-store start position and its one value. */
+static void check_start(struct source_options *o, const json_t *props, const char *where,
+                        struct errs *errs)
+{
+    static const char *const value_key[] = {
+        NULL, NULL, NULL, "start_sequence", "start_time", "start_time_delta_seconds"};
+    static const char *const keys[] = {"start_sequence", "start_time", "start_time_delta_seconds"};
+    int pos = o->start_position;
+    size_t i;
+
+    if (pos < 0 || pos > SOURCE_START_TIME_DELTA || !o->start_time) {
+        return; /* reported by the table */
+    }
+    for (i = 0; i < 3; i++) {
+        if (given(props, keys[i]) && (!value_key[pos] || strcmp(value_key[pos], keys[i]) != 0)) {
+            errs_add(errs, "%s: %s: only applies with start_position: %s", where, keys[i],
+                     i == 0   ? "sequence"
+                     : i == 1 ? "time"
+                              : "time_delta");
+        }
+    }
+    switch (pos) {
+    case SOURCE_START_SEQUENCE:
+        if (o->start_sequence < 1) {
+            errs_add(errs, "%s: start_sequence: is required (>= 1) with start_position: sequence",
+                     where);
+        }
+        o->start_value = o->start_sequence;
+        break;
+    case SOURCE_START_TIME:
+        if (!*o->start_time) {
+            errs_add(errs, "%s: start_time: is required (RFC 3339) with start_position: time",
+                     where);
+        } else if (parse_rfc3339(o->start_time, &o->start_value) < 0) {
+            errs_add(errs,
+                     "%s: start_time: must be an RFC 3339 time after 1970, e.g. "
+                     "2026-01-02T15:04:05Z, got \"%s\"",
+                     where, o->start_time);
+        }
+        break;
+    case SOURCE_START_TIME_DELTA:
+        if (o->start_time_delta_seconds < 1) {
+            errs_add(errs,
+                     "%s: start_time_delta_seconds: is required (>= 1) with start_position: "
+                     "time_delta",
+                     where);
+        }
+        o->start_value = o->start_time_delta_seconds;
+        break;
+    default:
+        o->start_value = 0;
+        break;
+    }
+}
+
 int source_options_load(const struct source_kind *k, const json_t *props, struct source_options *o,
                         const char *where, struct errs *errs)
 {
@@ -322,6 +606,14 @@ int source_options_load(const struct source_kind *k, const json_t *props, struct
     }
     if (o->client_id && !*o->client_id) {
         default_client_id(o, where, errs);
+    }
+    if (k->settings == events_store_settings) {
+        check_start(o, props, where, errs);
+    }
+    if (k->settings == queue_settings && o->sources * o->batch_size > 1024) {
+        /* One puller thread per message in flight. */
+        errs_add(errs, "%s: batch_size: sources x batch_size must be at most 1024, got %lld x %lld",
+                 where, o->sources, o->batch_size);
     }
     return errs->count == before ? 0 : -1;
 }

@@ -31,6 +31,30 @@ struct source_options {
     char *cert_file;
     char *key_file;
     long long drain_timeout_seconds;
+    /* events, events-store, queue */
+    char *response_channel; /* "": replies are not published */
+    /* events-store */
+    int start_position; /* index into "new_only|first|last|sequence|time|time_delta" */
+    long long start_sequence;
+    char *start_time; /* RFC 3339 */
+    long long start_time_delta_seconds;
+    long long start_value; /* derived: what KubeMQ takes for the position */
+    /* queue */
+    long long batch_size;
+    long long wait_timeout;
+    long long visibility_seconds;
+    long long max_requeue;
+    char *dead_letter_queue;
+};
+
+/* start_position indexes. */
+enum source_start_position {
+    SOURCE_START_NEW_ONLY,
+    SOURCE_START_FIRST,
+    SOURCE_START_LAST,
+    SOURCE_START_SEQUENCE,
+    SOURCE_START_TIME,
+    SOURCE_START_TIME_DELTA,
 };
 
 struct source_kind {
@@ -42,7 +66,7 @@ struct source_kind {
 
 /* The kind for a canonical name or alias; NULL when unknown. */
 const struct source_kind *source_kind_find(const char *name);
-/* Kinds SPEC §6 names but this build does not have yet (events, queue). */
+/* Kinds SPEC §6 names but this build does not have yet (none now). */
 int source_kind_is_planned(const char *name);
 /* "kubemq.query (also source.kubemq.query, source.query), ..." */
 const char *source_kind_names(void);

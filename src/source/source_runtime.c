@@ -1,44 +1,15 @@
-/* source_runtime.c - kubemq.query / kubemq.command subscriptions with a concurrency bound. */
+/* source_runtime.c - KubeMQ subscriptions (queries, commands, events) with a concurrency bound. */
 #include "source/source_runtime.h"
 
 #include "base/log.h"
 #include "kubemq/kubemq_client.h"
+#include "source/source_internal.h"
 
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-
-struct source_conn {
-    struct source *src;
-    struct kubemq_client *client;
-    struct kubemq_subscription *sub;
-    int paused;                    /* our callback returned 1 (src->mu) */
-    struct kubemq_request *parked; /* arrived at the bound (src->mu) */
-};
-
-struct source {
-    enum kubemq_kind type;
-    char *binding;
-    char *group;
-    char connection[600];
-    struct loop *loop;
-    source_handler_fn handler;
-    void *ctx;
-
-    pthread_mutex_t mu;
-    size_t bound;
-    size_t in_flight; /* posted to the engine, not yet answered */
-    size_t parked;
-    size_t rr; /* where the next parked request is looked for */
-    int closing;
-    int abandoned;
-    char *abandon_why;
-
-    size_t n;
-    struct source_conn *conns;
-};
 
 static int uuid4(char *dst, size_t n)
 {
@@ -55,40 +26,60 @@ static int uuid4(char *dst, size_t n)
     return 0;
 }
 
+int source_error_envelope(const char *text, struct buf *out)
+{
+    /* The reply envelope, as the target's errors look. */
+    if (buf_append_str(out, "{\"metadata\":{},\"data\":null,\"is_error\":true,\"error\":") < 0 ||
+        buf_append_json_str(out, text, strlen(text)) < 0 || buf_append_char(out, '}') < 0) {
+        return -1;
+    }
+    return 0;
+}
+
+static int is_events(const struct source *s)
+{
+    return s->type == KUBEMQ_EVENTS || s->type == KUBEMQ_EVENTS_STORE;
+}
+
+/* Events have no requester: the reply goes to the response channel, if any. */
+static void publish(struct source_conn *c, const void *body, size_t len)
+{
+    struct source *s = c->src;
+
+    if (*s->response_channel) {
+        kubemq_send_event(c->client, s->type == KUBEMQ_EVENTS_STORE, s->response_channel, body, len,
+                          NULL);
+    }
+}
+
 /* An answer that does not come from the target: stopping, out of memory. */
 static void answer_error(struct source *s, struct source_conn *c, struct kubemq_request *msg,
                          const char *text)
 {
-    if (s->type == KUBEMQ_QUERY) {
-        char body[700];
-        struct buf b = BUF_INIT(sizeof(body) * 2);
-        size_t len;
+    struct buf b = BUF_INIT(2048);
+    int ok = source_error_envelope(text, &b) == 0;
 
-        /* The reply envelope, as the target's errors look. */
-        if (buf_append_str(&b, "{\"metadata\":{},\"data\":null,\"is_error\":true,\"error\":") ==
-                0 &&
-            buf_append_json_str(&b, text, strlen(text)) == 0 && buf_append_char(&b, '}') == 0) {
-            len = b.len;
-            kubemq_send_response(c->client, msg, 0, text, b.data, len, NULL);
-        } else {
-            kubemq_send_response(c->client, msg, 0, text, NULL, 0, NULL);
+    if (is_events(s)) {
+        log_warn(s->binding, "source: event on channel '%s' not processed: %s", msg->channel, text);
+        if (ok) {
+            publish(c, b.data, b.len);
         }
-        buf_free(&b);
+    } else if (s->type == KUBEMQ_QUERY && ok) {
+        kubemq_send_response(c->client, msg, 0, text, b.data, b.len, NULL);
     } else {
         kubemq_send_response(c->client, msg, 0, text, NULL, 0, NULL);
     }
+    buf_free(&b);
     kubemq_request_free(msg);
 }
 
-static void run_handler(void *arg)
+void source_run_handler(void *arg)
 {
     struct source_request *r = arg;
     struct source *s = r->conn->src;
 
     s->handler(s->ctx, r);
 }
-
-static void release_slot(struct source *s);
 
 /* A taken request (its slot already counted) to the engine. */
 static void dispatch(struct source_conn *c, struct kubemq_request *msg)
@@ -101,14 +92,14 @@ static void dispatch(struct source_conn *c, struct kubemq_request *msg)
         r->len = msg->body_len;
         r->msg = msg;
         r->conn = c;
-        if (loop_post(s->loop, run_handler, r) == 0) {
+        if (loop_post(s->loop, source_run_handler, r) == 0) {
             return;
         }
         free(r);
     }
     log_error(s->binding, "source: out of memory taking a request; answered with an error");
     answer_error(s, c, msg, "kubemq-kinesis: out of memory");
-    release_slot(s);
+    source_release_slot(s);
 }
 
 /* The client's thread. */
@@ -155,7 +146,7 @@ static int on_request(void *ctx, struct kubemq_request *msg)
 
 /* A slot is free: run a parked request in it, or let the paused
  * subscriptions receive again. */
-static void release_slot(struct source *s)
+void source_release_slot(struct source *s)
 {
     struct source_conn *next = NULL;
     struct kubemq_request *msg = NULL;
@@ -177,6 +168,7 @@ static void release_slot(struct source *s)
     }
     if (!next) {
         s->in_flight--;
+        pthread_cond_broadcast(&s->cv);
         if (!s->closing && !s->abandoned && s->in_flight < s->bound) {
             /* Under mu: the client never calls us holding its own lock. */
             for (i = 0; i < s->n; i++) {
@@ -201,14 +193,20 @@ void source_reply(struct source_request *r, int is_error, const char *error_text
     struct source *s = c->src;
     const char *err = is_error ? (error_text && *error_text ? error_text : "request failed") : NULL;
 
-    if (s->type == KUBEMQ_QUERY) {
+    if (r->qw) {
+        source_queue_reply(r, is_error, err, body, len);
+        return;
+    }
+    if (is_events(s)) {
+        publish(c, body, len);
+    } else if (s->type == KUBEMQ_QUERY) {
         kubemq_send_response(c->client, r->msg, !is_error, err, body, len, NULL);
     } else {
         kubemq_send_response(c->client, r->msg, !is_error, err, NULL, 0, NULL);
     }
     kubemq_request_free(r->msg);
     free(r);
-    release_slot(s);
+    source_release_slot(s);
 }
 
 static int make_client_id(const struct source_options *o, size_t i, size_t n, char *dst, size_t len)
@@ -234,7 +232,22 @@ struct source *source_create(const struct source_kind *k, const struct source_op
         return NULL;
     }
     pthread_mutex_init(&s->mu, NULL);
-    s->type = strcmp(k->kind, "kubemq.command") == 0 ? KUBEMQ_COMMAND : KUBEMQ_QUERY;
+    pthread_cond_init(&s->cv, NULL);
+    if (strcmp(k->kind, "kubemq.command") == 0) {
+        s->type = KUBEMQ_COMMAND;
+    } else if (strcmp(k->kind, "kubemq.events") == 0) {
+        s->type = KUBEMQ_EVENTS;
+    } else if (strcmp(k->kind, "kubemq.events-store") == 0) {
+        s->type = KUBEMQ_EVENTS_STORE;
+    } else if (strcmp(k->kind, "kubemq.queue") == 0) {
+        s->queue = 1;
+    } else {
+        s->type = KUBEMQ_QUERY;
+    }
+    s->batch_size = o->batch_size > 0 ? (int)o->batch_size : 1;
+    s->wait_timeout = o->wait_timeout > 0 ? (int)o->wait_timeout : 5;
+    s->visibility_seconds = o->visibility_seconds > 0 ? (int)o->visibility_seconds : 30;
+    s->max_requeue = (int)o->max_requeue;
     s->loop = loop;
     s->handler = handler;
     s->ctx = ctx;
@@ -242,7 +255,16 @@ struct source *source_create(const struct source_kind *k, const struct source_op
     s->n = o->sources > 0 ? (size_t)o->sources : 1;
     snprintf(s->connection, sizeof(s->connection), "%s/%s", o->address, o->channel);
     s->binding = strdup(binding);
-    if (o->group[0] == '\0' && s->n > 1) {
+    s->channel = strdup(o->channel);
+    s->response_channel = strdup(o->response_channel ? o->response_channel : "");
+    s->dead_letter_queue = strdup(o->dead_letter_queue ? o->dead_letter_queue : "");
+    if (!s->channel || !s->response_channel || !s->dead_letter_queue) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    if (s->queue || !o->group) {
+        s->group = strdup(""); /* queues have no groups */
+    } else if (o->group[0] == '\0' && s->n > 1) {
         /* As the reference: the connections share the load among themselves. */
         if (uuid4(gen, sizeof(gen)) < 0) {
             snprintf(err, errlen, "no random bytes for a subscription group");
@@ -282,8 +304,22 @@ struct source *source_create(const struct source_kind *k, const struct source_op
             snprintf(err, errlen, "kubemq client %s: %s", cid, cerr);
             goto fail;
         }
-        c->sub = kubemq_subscribe_requests(c->client, s->type, o->channel, s->group, on_request,
-                                           NULL, c, cerr, sizeof(cerr));
+        if (s->queue) {
+            if (source_queue_start(c, cerr, sizeof(cerr)) < 0) {
+                snprintf(err, errlen, "queue %s: %s", s->connection, cerr);
+                goto fail;
+            }
+            continue;
+        }
+        if (is_events(s)) {
+            c->sub =
+                kubemq_subscribe_events(c->client, s->type == KUBEMQ_EVENTS_STORE, o->channel,
+                                        s->group, (enum kubemq_store_start)(o->start_position + 1),
+                                        o->start_value, on_request, NULL, c, cerr, sizeof(cerr));
+        } else {
+            c->sub = kubemq_subscribe_requests(c->client, s->type, o->channel, s->group, on_request,
+                                               NULL, c, cerr, sizeof(cerr));
+        }
         if (!c->sub) {
             snprintf(err, errlen, "subscribing to %s: %s", s->connection, cerr);
             goto fail;
@@ -300,7 +336,16 @@ int source_ready(struct source *s, struct buf *why)
     size_t i;
 
     for (i = 0; i < s->n; i++) {
-        if (!kubemq_subscription_subscribed(s->conns[i].sub)) {
+        int up;
+
+        if (s->queue) {
+            pthread_mutex_lock(&s->mu);
+            up = s->conns[i].queue_ok;
+            pthread_mutex_unlock(&s->mu);
+        } else {
+            up = kubemq_subscription_subscribed(s->conns[i].sub);
+        }
+        if (!up) {
             if (why) {
                 if (s->n > 1) {
                     buf_appendf(why, "source %s not subscribed (connection %zu of %zu)",
@@ -321,8 +366,12 @@ void source_close(struct source *s)
 
     pthread_mutex_lock(&s->mu);
     s->closing = 1;
+    pthread_cond_broadcast(&s->cv);
+    for (i = 0; s->queue && i < s->n; i++) {
+        source_queue_close(&s->conns[i]);
+    }
     pthread_mutex_unlock(&s->mu);
-    for (i = 0; i < s->n; i++) {
+    for (i = 0; !s->queue && i < s->n; i++) {
         kubemq_subscription_close(s->conns[i].sub);
     }
 }
@@ -344,6 +393,7 @@ void source_abandon(struct source *s, const char *why)
     pthread_mutex_lock(&s->mu);
     s->abandoned = 1;
     s->closing = 1;
+    pthread_cond_broadcast(&s->cv);
     if (!s->abandon_why) {
         s->abandon_why = strdup(why);
     }
@@ -372,6 +422,17 @@ void source_destroy(struct source *s)
     if (!s) {
         return;
     }
+    pthread_mutex_lock(&s->mu);
+    s->closing = 1;
+    s->destroying = 1;
+    pthread_cond_broadcast(&s->cv);
+    for (i = 0; s->queue && s->conns && i < s->n; i++) {
+        source_queue_close(&s->conns[i]);
+    }
+    pthread_mutex_unlock(&s->mu);
+    for (i = 0; s->queue && s->conns && i < s->n; i++) {
+        source_queue_stop(&s->conns[i]);
+    }
     for (i = 0; s->conns && i < s->n; i++) {
         kubemq_client_destroy(s->conns[i].client); /* frees the subscription */
         s->conns[i].client = NULL;
@@ -382,7 +443,11 @@ void source_destroy(struct source *s)
     free(s->conns);
     free(s->binding);
     free(s->group);
+    free(s->channel);
+    free(s->response_channel);
+    free(s->dead_letter_queue);
     free(s->abandon_why);
+    pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
     free(s);
 }

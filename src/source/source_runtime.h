@@ -1,4 +1,4 @@
-/* source_runtime.h - a running kubemq.query / kubemq.command source.
+/* source_runtime.h - a running KubeMQ source: query, command, events, events-store, queue.
  *
  * One source instance = `sources` KubeMQ clients (one connection each),
  * each subscribed to the binding's channel and group. Requests are counted
@@ -30,6 +30,7 @@ struct source_request {
     size_t len;
     struct kubemq_request *msg; /* private */
     struct source_conn *conn;   /* private */
+    struct source_qworker *qw;  /* private: queues */
 };
 
 /* Runs on the loop thread; must lead to exactly one source_reply(r). */
@@ -44,11 +45,15 @@ struct source *source_create(const struct source_kind *k, const struct source_op
 
 /* Answer r and free it. Queries carry body (the reply envelope) with
  * Executed = !is_error and, on error, the KubeMQ-level Error; commands
- * carry Executed and Error only (body ignored). */
+ * carry Executed and Error only (body ignored). Events publish body to
+ * the response channel, if any. Queue messages are acknowledged on
+ * success, otherwise returned to the queue or dead-lettered (by the
+ * source's puller thread, after this returns). */
 void source_reply(struct source_request *r, int is_error, const char *error_text, const void *body,
                   size_t len);
 
-/* 1 when every subscription is open; 0 with the first reason in why. */
+/* 1 when every subscription is open (queues: the broker answers); 0 with
+ * the first reason in why. */
 int source_ready(struct source *s, struct buf *why);
 /* Stop taking requests: the subscriptions end (the broker routes to the
  * group's other members); requests already taken still run. */

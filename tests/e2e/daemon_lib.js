@@ -76,7 +76,10 @@ async function waitSubscribed(d, broker, config, api) {
   try {
     for (const b of config.bindings) {
       const p = b.source.properties;
-      const kind = /command/.test(b.source.kind) ? 'commands' : 'queries';
+      if (/queue/.test(b.source.kind)) continue; // pulls: nothing to subscribe (see /ready)
+      const kind = /command/.test(b.source.kind) ? 'commands'
+        : /events-store/.test(b.source.kind) ? 'events_store'
+          : /events/.test(b.source.kind) ? 'events' : 'queries';
       const n = Number(p.sources || 1);
       await broker.waitForSubscribers(kind, p.channel, { count: n, timeoutMs: 20000 });
     }

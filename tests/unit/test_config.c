@@ -462,7 +462,7 @@ static void test_structure_errors(void **state)
 
 static void test_kind_errors(void **state)
 {
-    char *b1 = binding_yaml("k1", "kubemq.events", "        channel: c\n", "aws.kinesis", "");
+    char *b1 = binding_yaml("k1", "kubemq.queues", "        channel: c\n", "aws.kinesis", "");
     char *b2 = binding_yaml("k2", "kubemq.querry", "        channel: c\n", "aws.kenesis", "");
     struct buf text = BUF_INIT(0);
 
@@ -470,9 +470,9 @@ static void test_kind_errors(void **state)
     buf_appendf(&text, "bindings:\n%s%s", b1, b2);
     expect_problems(
         buf_str(&text), 3,
-        "binding \"k1\": source: kind: source kind kubemq.events is not supported yet; "
-        "supported: kubemq.query (also source.kubemq.query, source.query), "
-        "kubemq.command",
+        "binding \"k1\": source: kind: unknown source kind \"kubemq.queues\"; supported: "
+        "kubemq.query (also source.kubemq.query, source.query), kubemq.command (also "
+        "source.kubemq.command, source.command), kubemq.events",
         "binding \"k2\": source: kind: unknown source kind \"kubemq.querry\"; supported:",
         "binding \"k2\": target: kind: unknown target kind \"aws.kenesis\"; supported: "
         "aws.kinesis",
