@@ -45,7 +45,8 @@ describe('daemon: kubemq.events and kubemq.events-store sources', () => {
     const replies = [];
     const sub = new EventsClient({ address: addr, clientId: 'ev-replies' });
     c.add(() => sub.close());
-    await sub.subscribe({ channel: 'ev.replies' }, (err, msg) => msg && replies.push(JSON.parse(Buffer.from(msg.body).toString())));
+    const h1 = await sub.subscribe({ channel: 'ev.replies' }, (err, msg) => msg && replies.push(JSON.parse(Buffer.from(msg.body).toString())));
+    c.add(() => h1.unsubscribe()); // or the process never exits
     await s.peers.broker.waitForSubscribers('events', 'ev.replies');
     await rig.sleep(300);
 
@@ -113,7 +114,8 @@ describe('daemon: kubemq.events and kubemq.events-store sources', () => {
     const replies = [];
     const sub = new EventsStoreClient({ address: addr, clientId: 'es-replies' });
     c.add(() => sub.close());
-    await sub.subscribe({ channel: 'es.replies', requestType: EventStoreType.StartFromFirst }, (err, msg) => msg && replies.push(JSON.parse(Buffer.from(msg.body).toString())));
+    const h2 = await sub.subscribe({ channel: 'es.replies', requestType: EventStoreType.StartFromFirst }, (err, msg) => msg && replies.push(JSON.parse(Buffer.from(msg.body).toString())));
+    c.add(() => h2.unsubscribe());
 
     await startDaemon(c, peersOnly.peers.broker, { apiPort: await rig.freePort(), bindings: peersOnly.bindings });
     await until(async () => (await records(peersOnly.q, 'es-first')).length >= 4 && (await records(peersOnly.q, 'es-seq')).length >= 2, 'history processed');
