@@ -20,12 +20,12 @@ static int digits(const char **p, int n, int *out)
     return 0;
 }
 
-int timeparse_rfc3339(const char *v, double *out)
+int timeparse_rfc3339_ns(const char *v, long long *out)
 {
     const char *p = v;
     struct tm tm;
     int year, mon, day, hh, mm, ss, oh = 0, om = 0, sign = 0;
-    double frac = 0, scale = 0.1;
+    long long frac = 0, scale = 1000000000LL;
     time_t t;
 
     memset(&tm, 0, sizeof(tm));
@@ -43,9 +43,12 @@ int timeparse_rfc3339(const char *v, double *out)
         if (*p < '0' || *p > '9') {
             return -1;
         }
+        /* Digits past nanoseconds are read and dropped. */
         while (*p >= '0' && *p <= '9') {
-            frac += (*p - '0') * scale;
-            scale /= 10;
+            if (scale > 1) {
+                scale /= 10;
+                frac += (*p - '0') * scale;
+            }
             p++;
         }
     }
@@ -70,6 +73,17 @@ int timeparse_rfc3339(const char *v, double *out)
     tm.tm_min = mm;
     tm.tm_sec = ss;
     t = timegm(&tm);
-    *out = (double)t - sign * (oh * 3600 + om * 60) + frac;
+    *out = ((long long)t - sign * (oh * 3600 + om * 60)) * 1000000000LL + frac;
+    return 0;
+}
+
+int timeparse_rfc3339(const char *v, double *out)
+{
+    long long ns;
+
+    if (timeparse_rfc3339_ns(v, &ns) < 0) {
+        return -1;
+    }
+    *out = (double)(ns / 1000000000LL) + (double)(ns % 1000000000LL) / 1e9;
     return 0;
 }

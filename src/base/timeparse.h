@@ -7,4 +7,7 @@
  * 0, or -1 when the text is not such a time. */
 int timeparse_rfc3339(const char *v, double *out);
 
+/* The same, *out in Unix nanoseconds (digits past nanoseconds dropped). */
+int timeparse_rfc3339_ns(const char *v, long long *out);
+
 #endif

@@ -1,6 +1,8 @@
 /* source.c - the registry of KubeMQ source kinds and their settings. */
 #include "source/source.h"
 
+#include "base/timeparse.h"
+
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -479,59 +481,6 @@ static int default_client_id(struct source_options *o, const char *where, struct
     return 0;
 }
 
-/* RFC 3339 ("2026-01-02T15:04:05Z", "...05.123+02:00") into Unix ns. */
-static int parse_rfc3339(const char *s, long long *ns)
-{
-    struct tm tm;
-    const char *p;
-    long long frac = 0, scale = 1000000000LL, off = 0;
-    time_t t;
-
-    memset(&tm, 0, sizeof(tm));
-    p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
-    if (!p) {
-        p = strptime(s, "%Y-%m-%dt%H:%M:%S", &tm);
-    }
-    if (!p) {
-        return -1;
-    }
-    if (*p == '.') {
-        p++;
-        if (*p < '0' || *p > '9') {
-            return -1;
-        }
-        while (*p >= '0' && *p <= '9') {
-            if (scale > 1) {
-                scale /= 10;
-                frac += (*p - '0') * scale;
-            }
-            p++;
-        }
-    }
-    if (*p == 'Z' || *p == 'z') {
-        p++;
-    } else if ((*p == '+' || *p == '-') && p[1] >= '0' && p[1] <= '9' && p[2] >= '0' &&
-               p[2] <= '9' && p[3] == ':' && p[4] >= '0' && p[4] <= '9' && p[5] >= '0' &&
-               p[5] <= '9') {
-        off = ((p[1] - '0') * 10 + (p[2] - '0')) * 3600 + ((p[4] - '0') * 10 + (p[5] - '0')) * 60;
-        if (*p == '-') {
-            off = -off;
-        }
-        p += 6;
-    } else {
-        return -1;
-    }
-    if (*p) {
-        return -1;
-    }
-    t = timegm(&tm);
-    if (t == (time_t)-1) {
-        return -1;
-    }
-    *ns = ((long long)t - off) * 1000000000LL + frac;
-    return *ns > 0 ? 0 : -1;
-}
-
 /* The events-store start position and its one value. */
 static void check_start(struct source_options *o, const json_t *props, const char *where,
                         struct errs *errs)
@@ -565,7 +514,8 @@ static void check_start(struct source_options *o, const json_t *props, const cha
         if (!*o->start_time) {
             errs_add(errs, "%s: start_time: is required (RFC 3339) with start_position: time",
                      where);
-        } else if (parse_rfc3339(o->start_time, &o->start_value) < 0) {
+        } else if (timeparse_rfc3339_ns(o->start_time, &o->start_value) < 0 ||
+                   o->start_value <= 0) {
             errs_add(errs,
                      "%s: start_time: must be an RFC 3339 time after 1970, e.g. "
                      "2026-01-02T15:04:05Z, got \"%s\"",

@@ -90,26 +90,35 @@ describe('daemon: kubemq.events and kubemq.events-store sources', () => {
     assert.deepEqual(await records(s.q, 'grp'), want, 'each event written exactly once');
   });
 
-  it('events-store: start positions first and sequence replay the history, then live messages', async () => {
+  it('events-store: every start position replays its part of the history, then live messages', async () => {
+    // start_time is set once messages 1 and 2 are stored (the bindings are only read when the
+    // daemon starts, after the history is written).
     const peersOnly = await setup(c, [
       { name: 'from-first', kind: 'kubemq.events-store', channel: 'es.first', source: { start_position: 'first', response_channel: 'es.replies' } },
       { name: 'from-seq', kind: 'source.events-store', channel: 'es.seq', source: { start_position: 'sequence', start_sequence: '3' } },
       { name: 'new-only', kind: 'source.kubemq.events-store', channel: 'es.new' },
+      { name: 'from-last', kind: 'kubemq.events-store', channel: 'es.last', source: { start_position: 'last' } },
+      { name: 'from-delta', kind: 'kubemq.events-store', channel: 'es.delta', source: { start_position: 'time_delta', start_time_delta_seconds: '3600' } },
+      { name: 'from-time', kind: 'kubemq.events-store', channel: 'es.time', source: { start_position: 'time', start_time: '' } },
     ], 'es');
+    const streams = ['es-first', 'es-seq', 'es-new', 'es-last', 'es-delta', 'es-time'];
     const addr = peersOnly.peers.broker.address;
     const pub = new EventsStoreClient({ address: addr, clientId: 'es-pub' });
     c.add(() => pub.close());
     // History before the daemon starts; the streams are created first.
     const setupDaemon = await startDaemon(c, peersOnly.peers.broker, { apiPort: await rig.freePort(), bindings: [peersOnly.bindings[0]] });
-    for (const st of ['es-first', 'es-seq', 'es-new']) {
+    for (const st of streams) {
       ok(await peersOnly.q(req({ method: 'create_stream', stream_name: st, shard_count: '1' })));
     }
     await setupDaemon.d.stop();
     const put = (ch, stream, i) => pub.send({ channel: ch, metadata: '', body: bytes(req({ method: 'put_record', stream_name: stream, partition_key: 'k' }, b64(`${stream}-${i}`))) });
     for (let i = 1; i <= 4; i++) {
-      await put('es.first', 'es-first', i);
-      await put('es.seq', 'es-seq', i);
-      await put('es.new', 'es-new', i);
+      if (i === 3) {
+        await rig.sleep(50);
+        peersOnly.bindings.find((b) => b.name === 'from-time').source.properties.start_time = new Date().toISOString();
+        await rig.sleep(50);
+      }
+      for (const st of streams) await put(st.replace('-', '.'), st, i);
     }
     const replies = [];
     const sub = new EventsStoreClient({ address: addr, clientId: 'es-replies' });
@@ -118,19 +127,27 @@ describe('daemon: kubemq.events and kubemq.events-store sources', () => {
     c.add(() => h2.unsubscribe());
 
     await startDaemon(c, peersOnly.peers.broker, { apiPort: await rig.freePort(), bindings: peersOnly.bindings });
-    await until(async () => (await records(peersOnly.q, 'es-first')).length >= 4 && (await records(peersOnly.q, 'es-seq')).length >= 2, 'history processed');
+    await until(async () => (await records(peersOnly.q, 'es-first')).length >= 4 && (await records(peersOnly.q, 'es-seq')).length >= 2 &&
+      (await records(peersOnly.q, 'es-delta')).length >= 4 && (await records(peersOnly.q, 'es-time')).length >= 2 &&
+      (await records(peersOnly.q, 'es-last')).length >= 1, 'history processed');
     await rig.sleep(500);
     assert.deepEqual(await records(peersOnly.q, 'es-first'), ['es-first-1', 'es-first-2', 'es-first-3', 'es-first-4']);
     assert.deepEqual(await records(peersOnly.q, 'es-seq'), ['es-seq-3', 'es-seq-4'], 'from sequence 3');
     assert.deepEqual(await records(peersOnly.q, 'es-new'), [], 'new_only skips the history');
+    assert.deepEqual(await records(peersOnly.q, 'es-last'), ['es-last-4'], 'last: the last stored message');
+    assert.deepEqual(await records(peersOnly.q, 'es-delta'), ['es-delta-1', 'es-delta-2', 'es-delta-3', 'es-delta-4'], 'time_delta of an hour');
+    assert.deepEqual(await records(peersOnly.q, 'es-time'), ['es-time-3', 'es-time-4'], 'from start_time');
     await until(() => replies.length === 4, '4 stored replies on es.replies');
     assert.ok(replies.every((r) => r.is_error === false && r.metadata.result === 'ok'), JSON.stringify(replies));
     // Live messages reach all three.
     await put('es.first', 'es-first', 5);
     await put('es.seq', 'es-seq', 5);
     await put('es.new', 'es-new', 5);
-    await until(async () => (await records(peersOnly.q, 'es-new')).length === 1 && (await records(peersOnly.q, 'es-seq')).length === 3 && (await records(peersOnly.q, 'es-first')).length === 5, 'live messages');
+    await put('es.time', 'es-time', 5);
+    await until(async () => (await records(peersOnly.q, 'es-new')).length === 1 && (await records(peersOnly.q, 'es-seq')).length === 3 &&
+      (await records(peersOnly.q, 'es-first')).length === 5 && (await records(peersOnly.q, 'es-time')).length === 3, 'live messages');
     assert.deepEqual(await records(peersOnly.q, 'es-new'), ['es-new-5']);
+    assert.deepEqual(await records(peersOnly.q, 'es-time'), ['es-time-3', 'es-time-4', 'es-time-5']);
   });
 
   it('events-store: a start position without its value is a config error', async () => {
