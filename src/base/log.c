@@ -13,7 +13,8 @@
 /* A line longer than this is cut; the cut is marked. */
 #define LOG_LINE_MAX 8192
 
-static enum log_level g_level = LOG_LEVEL_INFO;
+/* Read by every thread, changed by a reload: atomic. */
+static int g_level = LOG_LEVEL_INFO;
 static enum log_format g_format = LOG_FORMAT_TEXT;
 static int g_fd = STDERR_FILENO;
 
@@ -21,8 +22,13 @@ static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
 void log_setup(enum log_level level, enum log_format format)
 {
-    g_level = level;
+    __atomic_store_n(&g_level, (int)level, __ATOMIC_RELAXED);
     g_format = format;
+}
+
+void log_set_level(enum log_level level)
+{
+    __atomic_store_n(&g_level, (int)level, __ATOMIC_RELAXED);
 }
 
 void log_set_fd(int fd)
@@ -32,12 +38,12 @@ void log_set_fd(int fd)
 
 enum log_level log_get_level(void)
 {
-    return g_level;
+    return (enum log_level)__atomic_load_n(&g_level, __ATOMIC_RELAXED);
 }
 
 int log_enabled(enum log_level level)
 {
-    return level <= g_level;
+    return (int)level <= __atomic_load_n(&g_level, __ATOMIC_RELAXED);
 }
 
 int log_level_parse(const char *s, enum log_level *out)

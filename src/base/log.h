@@ -20,6 +20,8 @@ enum log_format {
 };
 
 void log_setup(enum log_level level, enum log_format format);
+/* The level alone, from any thread (a reload changes it while others log). */
+void log_set_level(enum log_level level);
 /* Redirect output (tests); fd -1 restores stderr. */
 void log_set_fd(int fd);
 enum log_level log_get_level(void);

@@ -33,6 +33,7 @@ struct binding_service {
     int engine_started;
     struct metrics_registry *metrics;
     const char *config_path;
+    int cli_log_level; /* -1: logLevel of the config (re-read on reload) */
     const struct binding_service_http *http;
     sigset_t sigs;
 
@@ -405,6 +406,14 @@ static void reload(struct binding_service *svc)
         }
         api_start_for(svc, &nc);
     }
+    if (svc->cli_log_level < 0) {
+        /* As a fresh start would: the config's level, else the default. */
+        enum log_level level = nc.log_level >= 0 ? (enum log_level)nc.log_level : LOG_LEVEL_INFO;
+        if (level != log_get_level()) {
+            log_info(NULL, "reload: log level %s", log_level_name(level));
+            log_set_level(level);
+        }
+    }
     log_info(NULL, "reloaded: %zu binding%s (%zu kept, %zu started, %zu stopped)", nc.n_bindings,
              nc.n_bindings == 1 ? "" : "s", kept, n_fresh, n_retired);
 out:
@@ -480,7 +489,7 @@ static int start(struct binding_service *svc, const struct config *c)
     return api_start_for(svc, c);
 }
 
-int binding_service_run(const struct config *c, const char *config_path,
+int binding_service_run(const struct config *c, const char *config_path, int cli_log_level,
                         const struct binding_service_http *http)
 {
     struct binding_service svc;
@@ -490,6 +499,7 @@ int binding_service_run(const struct config *c, const char *config_path,
     memset(&svc, 0, sizeof(svc));
     pthread_mutex_init(&svc.mu, NULL);
     svc.config_path = config_path;
+    svc.cli_log_level = cli_log_level;
     svc.http = http;
     /* Before any thread exists (gRPC, libcurl, libmicrohttpd): they all
      * inherit the mask, so only this thread receives these. */

@@ -43,8 +43,10 @@ struct binding_service_http {
 
 /* Run until SIGTERM/SIGINT; returns the process exit status. config_path
  * is what c was loaded from (NULL: the CONFIG variable or the default
- * file), loaded again on SIGHUP. http NULL: no API whatever apiPort says. */
-int binding_service_run(const struct config *c, const char *config_path,
+ * file), loaded again on SIGHUP. cli_log_level: the --log-level given on
+ * the command line, or -1; without it a reload applies the new logLevel.
+ * http NULL: no API whatever apiPort says. */
+int binding_service_run(const struct config *c, const char *config_path, int cli_log_level,
                         const struct binding_service_http *http);
 
 /* For the API. 1 when every binding is ready, else 0 with the reason. */

@@ -242,7 +242,7 @@ int cli_run(int argc, char **argv)
         return CLI_EXIT_OK;
     }
     log_info(NULL, "config %s: %zu bindings loaded", c.source_path, c.n_bindings);
-    rc = binding_service_run(&c, a.config, &http);
+    rc = binding_service_run(&c, a.config, a.level_given ? (int)a.level : -1, &http);
     config_free(&c);
     return rc;
 }

@@ -99,6 +99,34 @@ describe('daemon: reload on SIGHUP', () => {
     assert.equal(linesOf(d, /\[a\] binding a: started/).length, 2, 'a was not restarted');
   });
 
+  it('logLevel is read again: debug lines start with it and stop without it', async () => {
+    const { d } = daemon;
+    const reloads = () => linesOf(d, /reloaded: /).length;
+    const debugLines = () => linesOf(d, /aws DescribeStreamSummary: status=200/).length;
+    const reloadWith = async (cfg) => {
+      const n = reloads();
+      rewrite(cfg);
+      hup();
+      await rig.waitFor(() => reloads() === n + 1, { what: 'reloaded', timeoutMs: 20000 });
+    };
+    const query = async () => ok(await client.query('q.a', req({ method: 'describe_stream', stream_name: 'rs' })));
+
+    await query();
+    assert.equal(debugLines(), 0, 'info level: no debug lines');
+    await reloadWith({ ...config, logLevel: 'debug' });
+    assert.match(d.stderr(), /reload: log level debug/);
+    await query();
+    await rig.waitFor(() => debugLines() === 1, { what: 'a debug line for the query' });
+    const { logLevel, ...withoutLevel } = config;
+    assert.equal(logLevel, 'debug');
+    await reloadWith(withoutLevel);
+    assert.match(d.stderr(), /reload: log level info/);
+    await query();
+    await query();
+    await rig.sleep(300);
+    assert.equal(debugLines(), 1, 'back at info: no more debug lines');
+  });
+
   it('an invalid config: every problem logged, the running config stays', async () => {
     const { d } = daemon;
     const before = d.stderr().length;
