@@ -255,34 +255,13 @@ out:
 int aws_creds_read_file(const char *path, char **out, char *why, size_t whylen)
 {
     struct buf b = BUF_INIT(AWS_CREDS_MAX_DOC);
-    char chunk[4096];
-    ssize_t n;
     size_t start = 0, end;
-    int fd;
 
     *out = NULL;
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        snprintf(why, whylen, "cannot read %s: %s", path, strerror(errno));
-        return -1;
-    }
-    while ((n = read(fd, chunk, sizeof(chunk))) > 0) {
-        if (buf_append(&b, chunk, (size_t)n) < 0) {
-            snprintf(why, whylen, "%s is larger than %zu bytes", path, AWS_CREDS_MAX_DOC);
-            n = -2;
-            break;
-        }
-    }
-    OPENSSL_cleanse(chunk, sizeof(chunk));
-    if (n < 0) {
-        if (n == -1) {
-            snprintf(why, whylen, "cannot read %s: %s", path, strerror(errno));
-        }
-        close(fd);
+    if (buf_append_file(&b, path, why, whylen) < 0) {
         wipe_buf(&b);
         return -1;
     }
-    close(fd);
     end = b.len;
     while (start < end && isspace((unsigned char)b.data[start])) {
         start++;

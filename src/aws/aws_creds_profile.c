@@ -183,31 +183,16 @@ static int read_profile(const char *path, const char *name, int config_file, str
                         char *why, size_t whylen)
 {
     struct buf b = BUF_INIT(PROFILE_MAX_FILE);
-    char chunk[4096];
-    size_t n;
-    FILE *f = fopen(path, "re");
     int rc = 1;
 
-    if (!f) {
+    if (buf_append_file(&b, path, why, whylen) < 0) {
         if (errno == ENOENT || errno == ENOTDIR) {
-            return 0;
-        }
-        snprintf(why, whylen, "cannot read %s: %s", path, strerror(errno));
-        return -1;
-    }
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
-        if (buf_append(&b, chunk, n) < 0) {
-            snprintf(why, whylen, "%s is larger than %zu bytes", path, PROFILE_MAX_FILE);
+            why[0] = '\0';
+            rc = 0;
+        } else {
             rc = -1;
-            break;
         }
     }
-    if (rc > 0 && ferror(f)) {
-        snprintf(why, whylen, "cannot read %s", path);
-        rc = -1;
-    }
-    fclose(f);
-    OPENSSL_cleanse(chunk, sizeof(chunk));
     if (rc > 0 && b.data && parse(b.data, name, config_file, p) < 0) {
         snprintf(why, whylen, "out of memory");
         rc = -1;

@@ -1,10 +1,14 @@
 /* buf.c - length-carrying byte buffer with a hard size cap. */
 #include "base/buf.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 void buf_init(struct buf *b, size_t max)
 {
@@ -188,4 +192,69 @@ char *buf_detach(struct buf *b, size_t *len)
     b->len = 0;
     b->cap = 0;
     return p;
+}
+
+int buf_append_file(struct buf *b, const char *path, char *err, size_t errlen)
+{
+    struct stat st;
+    char chunk[4096];
+    size_t start = b->len;
+    ssize_t n;
+    int fd, e = 0;
+
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        e = errno;
+        snprintf(err, errlen, "cannot read %s: %s", path, strerror(e));
+        errno = e;
+        return -1;
+    }
+    if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+        close(fd);
+        snprintf(err, errlen, "%s is a directory", path);
+        errno = EISDIR;
+        return -1;
+    }
+    /* One allocation for a regular file: no moved copies of a secret left
+     * behind in freed memory (a size over the cap fails below anyway). */
+    if (S_ISREG(st.st_mode) && st.st_size > 0) {
+        (void)buf_reserve(b, (size_t)st.st_size);
+    }
+    for (;;) {
+        n = read(fd, chunk, sizeof(chunk));
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            e = errno;
+            snprintf(err, errlen, "cannot read %s: %s", path, strerror(e));
+            break;
+        }
+        if (n == 0) {
+            break;
+        }
+        if (buf_append(b, chunk, (size_t)n) < 0) {
+            e = b->len + (size_t)n > b->max ? EFBIG : ENOMEM;
+            if (e == EFBIG) {
+                snprintf(err, errlen, "%s is larger than %zu bytes", path, b->max);
+            } else {
+                snprintf(err, errlen, "cannot read %s: out of memory", path);
+            }
+            break;
+        }
+    }
+    explicit_bzero(chunk, sizeof(chunk));
+    close(fd);
+    if (e) {
+        if (b->data) {
+            explicit_bzero(b->data + start, b->len - start);
+        }
+        b->len = start;
+        if (b->data) {
+            b->data[start] = '\0';
+        }
+        errno = e;
+        return -1;
+    }
+    return 0;
 }

@@ -41,6 +41,11 @@ int buf_vappendf(struct buf *b, const char *fmt, va_list ap);
 int buf_append_json_str(struct buf *b, const char *s, size_t n);
 /* Replace the contents with a copy of p[0..n). */
 int buf_set(struct buf *b, const void *p, size_t n);
+/* Append the whole file at path. -1 with "cannot read PATH: reason",
+ * "PATH is a directory" or "PATH is larger than N bytes" in err, errno
+ * kept (ENOENT, EISDIR, EFBIG, ...) and the buffer as it was (what was
+ * appended is wiped: files may hold secrets). */
+int buf_append_file(struct buf *b, const char *path, char *err, size_t errlen);
 /* Text view: never NULL, "" for an empty buffer. */
 const char *buf_str(const struct buf *b);
 /* Hand the memory to the caller (free() it); the buffer becomes empty. */

@@ -6,13 +6,10 @@
 #include "base/yamltree.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 /* A config is a few kilobytes; this only stops a wrong path (a log, a
  * device) from being read into memory. */
@@ -504,39 +501,19 @@ fail:
 
 static int read_file(const char *path, struct buf *out, struct errs *errs)
 {
-    struct stat st;
-    char chunk[65536];
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    char err[512];
 
-    if (fd < 0) {
-        errs_add(errs, "%s: cannot read the config: %s", path, strerror(errno));
-        return -1;
+    if (buf_append_file(out, path, err, sizeof(err)) == 0) {
+        return 0;
     }
-    if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+    if (errno == EFBIG) {
+        errs_add(errs, "%s: larger than %zu MiB; is this the config?", path,
+                 CONFIG_MAX_BYTES >> 20);
+    } else if (errno == EISDIR) {
         errs_add(errs, "%s: cannot read the config: it is a directory", path);
-        close(fd);
-        return -1;
+    } else {
+        errs_add(errs, "%s: cannot read the config: %s", path, strerror(errno));
     }
-    for (;;) {
-        ssize_t n = read(fd, chunk, sizeof(chunk));
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n < 0) {
-            errs_add(errs, "%s: cannot read the config: %s", path, strerror(errno));
-            break;
-        }
-        if (n == 0) {
-            close(fd);
-            return 0;
-        }
-        if (buf_append(out, chunk, (size_t)n) < 0) {
-            errs_add(errs, "%s: larger than %zu MiB; is this the config?", path,
-                     CONFIG_MAX_BYTES >> 20);
-            break;
-        }
-    }
-    close(fd);
     return -1;
 }
 

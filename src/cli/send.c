@@ -5,6 +5,7 @@
 #include "base/log.h"
 #include "kubemq/kubemq_client.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -29,6 +30,7 @@ static void usage(FILE *f)
             "  --metadata TEXT       request metadata\n"
             "  --client-id ID        client id (default kubemq-kinesis-send)\n"
             "  --auth-token TOKEN    sent as the authorization metadata\n"
+            "  --auth-token-file F   the same, read from file F (kept out of the process list)\n"
             "  --tls                 use TLS (--ca-file, --cert-file, --key-file)\n"
             "\n"
             "Exit status: 0 on a reply, 1 on a KubeMQ or gRPC error, 2 on a usage error.\n",
@@ -60,7 +62,43 @@ struct send_args {
     const char *metadata;
     enum kubemq_kind kind;
     int timeout_ms;
+    struct buf token; /* --auth-token-file's contents */
 };
+
+/* The token of --auth-token-file, surrounding white space dropped. */
+static int read_token(struct send_args *a, const char *path)
+{
+    char err[512];
+    size_t start = 0, end;
+
+    buf_init(&a->token, 64 * 1024);
+    if (buf_append_file(&a->token, path, err, sizeof(err)) < 0) {
+        fprintf(stderr, "kubemq-kinesis send: --auth-token-file: %s\n", err);
+        return -1;
+    }
+    end = a->token.len;
+    while (start < end && isspace((unsigned char)a->token.data[start])) {
+        start++;
+    }
+    while (end > start && isspace((unsigned char)a->token.data[end - 1])) {
+        end--;
+    }
+    if (start == end) {
+        fprintf(stderr, "kubemq-kinesis send: --auth-token-file: %s is empty\n", path);
+        return -1;
+    }
+    a->token.data[end] = '\0';
+    a->o.auth_token = a->token.data + start;
+    return 0;
+}
+
+static void free_args(struct send_args *a)
+{
+    if (a->token.data) {
+        explicit_bzero(a->token.data, a->token.cap);
+    }
+    buf_free(&a->token);
+}
 
 /* -1 to go on, else the exit status to return at once. */
 static int parse_args(int argc, char **argv, struct send_args *a)
@@ -73,6 +111,7 @@ static int parse_args(int argc, char **argv, struct send_args *a)
         {"metadata", required_argument, NULL, 'm'},
         {"client-id", required_argument, NULL, 'i'},
         {"auth-token", required_argument, NULL, 'T'},
+        {"auth-token-file", required_argument, NULL, 'F'},
         {"tls", no_argument, NULL, 'S'},
         {"ca-file", required_argument, NULL, 'A'},
         {"cert-file", required_argument, NULL, 'E'},
@@ -117,6 +156,15 @@ static int parse_args(int argc, char **argv, struct send_args *a)
             break;
         case 'T':
             a->o.auth_token = optarg;
+            break;
+        case 'F':
+            if (a->token.data) {
+                fprintf(stderr, "kubemq-kinesis send: --auth-token-file given twice\n");
+                return CLI_EXIT_CONFIG;
+            }
+            if (read_token(a, optarg) < 0) {
+                return CLI_EXIT_CONFIG;
+            }
             break;
         case 'S':
             a->o.tls = 1;
@@ -189,6 +237,7 @@ int cli_send(int argc, char **argv)
 
     rc = parse_args(argc, argv, &a);
     if (rc >= 0) {
+        free_args(&a);
         return rc;
     }
     rc = CLI_EXIT_FAIL;
@@ -212,5 +261,6 @@ done:
     kubemq_response_free(&r);
     kubemq_client_destroy(c);
     buf_free(&body);
+    free_args(&a);
     return rc;
 }

@@ -7,6 +7,7 @@ const assert = require('node:assert/strict');
 const { spawn } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
+const os = require('node:os');
 const { createRequire } = require('node:module');
 
 const RIG = path.join(__dirname, '..', 'rig');
@@ -176,6 +177,26 @@ describe('send with an auth token', () => {
     const r = await send(['--address', b.address, '--channel', 'auth.q', '--auth-token', TOKEN], 'x');
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout.toString(), 'authorized');
+  });
+
+  it('is read from --auth-token-file (white space around it dropped)', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kk-token-'));
+    try {
+      const file = path.join(dir, 'token');
+      fs.writeFileSync(file, `  ${TOKEN}\n`, { mode: 0o600 });
+      let r = await send(['--address', b.address, '--channel', 'auth.q', '--auth-token-file', file], 'x');
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout.toString(), 'authorized');
+      r = await send(['--address', b.address, '--channel', 'auth.q', '--auth-token-file', path.join(dir, 'missing')], 'x');
+      assert.equal(r.code, 2);
+      assert.match(r.stderr, /--auth-token-file: cannot read .*missing: No such file or directory/);
+      fs.writeFileSync(file, '\n');
+      r = await send(['--address', b.address, '--channel', 'auth.q', '--auth-token-file', file], 'x');
+      assert.equal(r.code, 2);
+      assert.match(r.stderr, /--auth-token-file: .*token is empty/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('is refused without it or with another, and the token is never printed', async () => {

@@ -5,7 +5,9 @@
 #include "base/loop.h"
 #include "base/settings.h"
 
+#include <errno.h>
 #include <setjmp.h>
+#include <stdio.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -44,6 +46,42 @@ static void test_buf_no_wrap(void **state)
     assert_int_equal(buf_reserve(&b, SIZE_MAX - 3), -1);
     assert_int_equal(buf_reserve(&b, SIZE_MAX - 4), -1);
     assert_string_equal(buf_str(&b), "abc");
+    buf_free(&b);
+}
+
+static void test_buf_append_file(void **state)
+{
+    char dir[] = "/tmp/kk-buf-XXXXXX", path[64], err[256];
+    struct buf b = BUF_INIT(16);
+    FILE *f;
+
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/f", dir);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("0123456789", f);
+    fclose(f);
+
+    assert_int_equal(buf_append_str(&b, "<"), 0);
+    assert_int_equal(buf_append_file(&b, path, err, sizeof(err)), 0);
+    assert_string_equal(buf_str(&b), "<0123456789");
+    /* Past the cap: the buffer is left as it was. */
+    assert_int_equal(buf_append_file(&b, path, err, sizeof(err)), -1);
+    assert_int_equal(errno, EFBIG);
+    assert_non_null(strstr(err, "is larger than 16 bytes"));
+    assert_string_equal(buf_str(&b), "<0123456789");
+    assert_int_equal(b.len, 11);
+    assert_int_equal(buf_append_file(&b, dir, err, sizeof(err)), -1);
+    assert_int_equal(errno, EISDIR);
+    assert_non_null(strstr(err, "is a directory"));
+    unlink(path);
+    assert_int_equal(buf_append_file(&b, path, err, sizeof(err)), -1);
+    assert_int_equal(errno, ENOENT);
+    assert_non_null(strstr(err, "cannot read /tmp/kk-buf-"));
+    assert_non_null(strstr(err, "No such file or directory"));
+    assert_string_equal(buf_str(&b), "<0123456789");
+    rmdir(dir);
     buf_free(&b);
 }
 
@@ -336,6 +374,7 @@ int main(void)
         cmocka_unit_test(test_buf_cap),
         cmocka_unit_test(test_buf_no_wrap),
         cmocka_unit_test(test_buf_json_str),
+        cmocka_unit_test(test_buf_append_file),
         cmocka_unit_test(test_settings_ok),
         cmocka_unit_test(test_settings_errors),
         cmocka_unit_test(test_parse_int_strict),
