@@ -62,30 +62,20 @@ static void grpc_log_setup(void)
 static int read_pem(const char *what, const char *path, char **out, char *err, size_t errlen)
 {
     struct buf b = BUF_INIT(M_MAX_PEM);
-    char chunk[4096];
+    char why[512];
     size_t n;
-    FILE *f;
 
     *out = NULL;
     if (!path || !path[0]) {
         return 0;
     }
-    f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err, errlen, "%s %s: %s", what, path, strerror(errno));
+    if (buf_append_file(&b, path, why, sizeof(why)) < 0) {
+        snprintf(err, errlen, "%s: %s", what, why);
+        buf_free(&b);
         return -1;
     }
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
-        if (buf_append(&b, chunk, n) < 0) {
-            snprintf(err, errlen, "%s %s: larger than %d bytes", what, path, M_MAX_PEM);
-            fclose(f);
-            buf_free(&b);
-            return -1;
-        }
-    }
-    fclose(f);
     if (b.len == 0) {
-        snprintf(err, errlen, "%s %s: empty file", what, path);
+        snprintf(err, errlen, "%s: %s is empty", what, path);
         buf_free(&b);
         return -1;
     }
