@@ -623,8 +623,3 @@ static void client_free(struct aws_client *c)
     free(c->log_name);
     free(c);
 }
-
-const char *aws_client_url(const struct aws_client *c)
-{
-    return c->ep.url;
-}

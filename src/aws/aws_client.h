@@ -95,7 +95,5 @@ int aws_error_is_retryable(long status, const char *error_type);
 /* Full-jitter backoff before retry number `retry` (0 = the first retry):
  * random in [0, min(cap_ms, base_ms * 2^retry)], drawn from `rnd`. */
 long aws_backoff_ms(int retry, long base_ms, long cap_ms, unsigned long long rnd);
-/* The endpoint URL the client talks to (after resolution). */
-const char *aws_client_url(const struct aws_client *c);
 
 #endif

@@ -13,6 +13,13 @@
 #define HTTP_IDLE_HANDLES  64          /* easy handles kept for reuse */
 #define HTTP_KEEP_RESPONSE (64u << 10) /* response memory kept with them */
 
+/* Counters; in_flight also bounds the connections in use. */
+struct aws_http_stats {
+    unsigned long requests;    /* started */
+    unsigned long connections; /* new connections opened */
+    unsigned long in_flight;
+};
+
 struct xfer {
     struct aws_http *h;
     CURL *easy;
@@ -599,9 +606,4 @@ void aws_http_destroy(struct aws_http *h)
 const struct aws_transport *aws_http_transport(struct aws_http *h)
 {
     return &h->transport;
-}
-
-void aws_http_stats(const struct aws_http *h, struct aws_http_stats *out)
-{
-    *out = h->stats;
 }

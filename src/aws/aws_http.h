@@ -44,12 +44,4 @@ void aws_http_destroy(struct aws_http *h);
 /* The transport to hand to the client; lives as long as h. */
 const struct aws_transport *aws_http_transport(struct aws_http *h);
 
-/* Counters, for tests and /metrics. */
-struct aws_http_stats {
-    unsigned long requests;    /* started */
-    unsigned long connections; /* new connections opened */
-    unsigned long in_flight;
-};
-void aws_http_stats(const struct aws_http *h, struct aws_http_stats *out);
-
 #endif
