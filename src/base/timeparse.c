@@ -1,6 +1,7 @@
 /* timeparse.c - RFC 3339 timestamps, as AWS writes them. */
 #include "base/timeparse.h"
 
+#include <limits.h>
 #include <string.h>
 #include <time.h>
 
@@ -25,7 +26,7 @@ int timeparse_rfc3339_ns(const char *v, long long *out)
     const char *p = v;
     struct tm tm;
     int year, mon, day, hh, mm, ss, oh = 0, om = 0, sign = 0;
-    long long frac = 0, scale = 1000000000LL;
+    long long frac = 0, scale = 1000000000LL, secs;
     time_t t;
 
     memset(&tm, 0, sizeof(tm));
@@ -73,7 +74,12 @@ int timeparse_rfc3339_ns(const char *v, long long *out)
     tm.tm_min = mm;
     tm.tm_sec = ss;
     t = timegm(&tm);
-    *out = ((long long)t - sign * (oh * 3600 + om * 60)) * 1000000000LL + frac;
+    secs = (long long)t - sign * (oh * 3600 + om * 60);
+    /* Nanoseconds in 64 bits reach 1677-09-21 to 2262-04-11 only. */
+    if (secs >= LLONG_MAX / 1000000000LL || secs <= LLONG_MIN / 1000000000LL) {
+        return -1;
+    }
+    *out = secs * 1000000000LL + frac;
     return 0;
 }
 

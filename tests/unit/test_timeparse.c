@@ -26,6 +26,11 @@ static void test_nanoseconds(void **state)
     assert_true(ns == 1767366245500000000LL);
     assert_int_equal(timeparse_rfc3339_ns("2026-01-02 12:04:05-03:00", &ns), 0);
     assert_true(ns == 1767366245LL * 1000000000LL);
+    /* The edges of 64-bit nanoseconds. */
+    assert_int_equal(timeparse_rfc3339_ns("2262-04-11T00:00:00Z", &ns), 0);
+    assert_true(ns == 9223286400LL * 1000000000LL);
+    assert_int_equal(timeparse_rfc3339_ns("1677-09-22T00:00:00Z", &ns), 0);
+    assert_true(ns == -9223286400LL * 1000000000LL);
 }
 
 static void test_seconds(void **state)
@@ -55,6 +60,10 @@ static void test_invalid(void **state)
         "2026-01-02T15:04:05+02:60", /* zone minutes */
         "2026-01-02T15:04:05Zjunk",  /* trailing text */
         "2026/01/02T15:04:05Z",
+        "2262-04-12T00:00:00Z", /* past 64-bit nanoseconds (found by fuzzing) */
+        "9999-12-31T23:59:59Z",
+        "1677-09-21T00:00:00Z",
+        "0000-01-01T00:00:00Z",
     };
     long long ns;
     double s;

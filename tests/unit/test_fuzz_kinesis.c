@@ -1,0 +1,428 @@
+/* test_fuzz_kinesis.c - the aws.kinesis target fed mutated requests and
+ * mutated AWS answers (the in-place readers of PutRecord, PutRecords and
+ * coalesced answers included): every request is answered exactly once,
+ * refusals carry a message, and nothing crashes or leaks (ASan, UBSan,
+ * LSan). The AWS side is a fake transport, as in test_kinesis.c. */
+#include "aws/aws_client.h"
+#include "base/envelope.h"
+#include "base/errs.h"
+#include "base/loop.h"
+#include "fuzz.h"
+#include "target/kinesis.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <cmocka.h>
+
+#define ROUNDS   4000
+#define MAX_HELD 64
+#define N_COAL   12
+
+/* ------------------------------------------------------------ the fake */
+
+/* A valid answer per operation: the mutator's starting points. */
+static const struct {
+    const char *op;
+    const char *answer;
+} answers[] = {
+    {"PutRecord", "{\"ShardId\":\"shardId-000000000000\",\"SequenceNumber\":\"4959\"}"},
+    {"PutRecords", "{\"FailedRecordCount\":1,\"Records\":[{\"ShardId\":\"shardId-000000000000\","
+                   "\"SequenceNumber\":\"1\"},{\"ErrorCode\":\"ProvisionedThroughputExceeded"
+                   "Exception\",\"ErrorMessage\":\"Rate exceeded\"}]}"},
+    {"ListStreams", "{\"StreamNames\":[\"a\",\"b\"],\"HasMoreStreams\":false}"},
+    {"ListShards", "{\"Shards\":[{\"ShardId\":\"shardId-000000000000\",\"HashKeyRange\":{"
+                   "\"StartingHashKey\":\"0\",\"EndingHashKey\":\"1\"}}]}"},
+    {"GetShardIterator", "{\"ShardIterator\":\"AAAA\"}"},
+    {"GetRecords", "{\"Records\":[{\"Data\":\"QQ==\",\"PartitionKey\":\"k\",\"SequenceNumber\":"
+                   "\"1\",\"ApproximateArrivalTimestamp\":1.7E9}],\"NextShardIterator\":null,"
+                   "\"MillisBehindLatest\":0}"},
+    {"DescribeStreamSummary", "{\"StreamDescriptionSummary\":{\"StreamName\":\"s\","
+                              "\"StreamStatus\":\"ACTIVE\",\"OpenShardCount\":1}}"},
+    {"", "{\"__type\":\"ResourceNotFoundException\",\"message\":\"Stream s not found\"}"},
+};
+
+static struct {
+    struct fuzz fz;
+    int mutate; /* mutate the answers */
+    int hold;   /* keep answers until release() */
+    int calls;
+    int nheld;
+    struct {
+        aws_http_done_fn done;
+        void *cctx;
+        long status;
+        char *body;
+        size_t len;
+    } held[MAX_HELD];
+} F;
+
+static const char *answer_for(const char *op)
+{
+    size_t i;
+
+    for (i = 0; i < sizeof(answers) / sizeof(*answers); i++) {
+        if (strcmp(answers[i].op, op) == 0) {
+            return answers[i].answer;
+        }
+    }
+    return "{}";
+}
+
+static int fake_send(void *tctx, const struct aws_http_request *req, aws_http_done_fn done,
+                     void *cctx)
+{
+    static const long statuses[] = {200, 200, 200, 200, 400, 500};
+    const char *op = "", *a;
+    long status = 200;
+    size_t i;
+
+    (void)tctx;
+    F.calls++;
+    for (i = 0; req->headers[i]; i++) {
+        if (strncasecmp(req->headers[i], "X-Amz-Target:", 13) == 0) {
+            op = strchr(req->headers[i], '.') + 1;
+        }
+    }
+    a = answer_for(op);
+    if (F.mutate) {
+        status = statuses[fuzz_below(&F.fz, 6)];
+        if (fuzz_below(&F.fz, 8) == 0) {
+            a = answer_for("");
+        }
+        fuzz_mutate(&F.fz, a, strlen(a));
+    } else {
+        F.fz.len = strlen(a);
+        memcpy(F.fz.out, a, F.fz.len + 1);
+    }
+    if (F.hold) {
+        assert_true(F.nheld < MAX_HELD);
+        F.held[F.nheld].done = done;
+        F.held[F.nheld].cctx = cctx;
+        F.held[F.nheld].status = status;
+        F.held[F.nheld].len = F.fz.len;
+        F.held[F.nheld].body = malloc(F.fz.len + 1);
+        assert_non_null(F.held[F.nheld].body);
+        memcpy(F.held[F.nheld].body, F.fz.out, F.fz.len + 1);
+        F.nheld++;
+        return 0;
+    }
+    done(cctx, status, F.fz.out, F.fz.len, NULL);
+    return 0;
+}
+
+static void release(void)
+{
+    int i, n = F.nheld;
+
+    F.nheld = 0;
+    for (i = 0; i < n; i++) {
+        F.held[i].done(F.held[i].cctx, F.held[i].status, F.held[i].body, F.held[i].len, NULL);
+        free(F.held[i].body);
+    }
+}
+
+static const struct aws_transport fake_transport = {fake_send, NULL};
+
+/* ------------------------------------------------------------ harness */
+
+struct req {
+    struct envelope_request req;
+    struct envelope_reply reply;
+    int done;
+};
+
+static struct loop *L;
+static int pending;
+/* What is running, for the message when a request is never answered. */
+static const char *current;
+static size_t current_len;
+
+static void *make(const char *extra)
+{
+    struct errs errs;
+    json_t *props;
+    char text[512];
+    void *k;
+
+    snprintf(text, sizeof(text),
+             "{\"aws_key\":\"AKIDEXAMPLE\",\"aws_secret_key\":\"s3cret\",\"region\":\"us-east-1\","
+             "\"endpoint\":\"http://127.0.0.1:9\",\"max_attempts\":\"1\"%s}",
+             extra);
+    props = json_loads(text, 0, NULL);
+    assert_non_null(props);
+    errs_init(&errs);
+    k = kinesis_instance_create(L, props, "fz", "binding fz: target", &fake_transport, &errs);
+    if (!k) {
+        fail_msg("create: %s", buf_str(&errs.text));
+    }
+    errs_free(&errs);
+    json_decref(props);
+    return k;
+}
+
+static void on_done(void *ctx)
+{
+    struct req *r = ctx;
+
+    /* No loop_stop: run_pending() polls with loop_run_once(), which a
+     * stop flag would keep from waiting at all. */
+    r->done++;
+    pending--;
+}
+
+static void check_answered(struct req *r, const char *what, int round)
+{
+    if (r->done != 1) {
+        fail_msg("%s round %d: answered %d times", what, round, r->done);
+    }
+    if (r->reply.is_error && !r->reply.error.len) {
+        fail_msg("%s round %d: an error without a message", what, round);
+    }
+}
+
+/* Start r with body; 0 when the envelope parsed (the binding answers the
+ * rest itself, as the fuzz of the envelope covers). */
+static int start(void *k, struct req *r, const char *body, size_t len)
+{
+    char err[256];
+
+    envelope_request_free(&r->req);
+    envelope_request_init(&r->req);
+    envelope_reply_reset(&r->reply);
+    r->done = 0;
+    current = body;
+    current_len = len;
+    if (envelope_request_parse(&r->req, body, len, 0, err, sizeof(err)) < 0) {
+        return -1;
+    }
+    pending++;
+    kinesis_target_kind.execute(k, &r->req, &r->reply, on_done, r);
+    return 0;
+}
+
+static void run_pending(void)
+{
+    int idle = 0;
+
+    while (pending) {
+        if (F.nheld) {
+            release();
+            idle = 0;
+            continue;
+        }
+        assert_int_equal(loop_run_once(L, 50), 0);
+        /* Nothing in this test waits longer than the linger or a retry. */
+        if (++idle > 1000) {
+            fail_msg("%d request(s) never answered; last body (%zu bytes): %.*s", pending,
+                     current_len, (int)current_len, current);
+        }
+    }
+}
+
+/* A mutation that keeps the envelope JSON: one metadata value (or the
+ * data) mutated or dropped, so that the target's checks are what is hit. */
+static size_t mutate_value(struct fuzz *f, const char *body, char *out, size_t cap)
+{
+    json_t *root = json_loads(body, 0, NULL), *md, *v;
+    const char *key = NULL;
+    size_t n, pick, len = 0;
+    void *it;
+    char *text;
+
+    assert_non_null(root);
+    md = json_object_get(root, "metadata");
+    n = json_object_size(md) + 1;
+    pick = fuzz_below(f, n);
+    for (it = json_object_iter(md); it && pick; it = json_object_iter_next(md, it)) {
+        pick--;
+    }
+    if (it) {
+        key = json_object_iter_key(it);
+        v = json_object_iter_value(it);
+    } else {
+        md = root; /* the data */
+        key = "data";
+        v = json_object_get(root, "data");
+    }
+    if (fuzz_below(f, 8) == 0) {
+        json_object_del(md, key);
+    } else if (json_is_string(v)) {
+        fuzz_mutate(f, json_string_value(v), json_string_length(v));
+        json_object_set_new_nocheck(md, key, json_stringn_nocheck(f->out, f->len));
+    } else if (v) {
+        text = json_dumps(v, JSON_COMPACT);
+        assert_non_null(text);
+        fuzz_mutate(f, text, strlen(text));
+        free(text);
+        json_object_set_new_nocheck(md, key, json_stringn_nocheck(f->out, f->len));
+    }
+    text = json_dumps(root, JSON_COMPACT);
+    if (text) {
+        len = strlen(text);
+        if (len >= cap) {
+            len = cap - 1;
+        }
+        memcpy(out, text, len);
+        out[len] = '\0';
+        free(text);
+    }
+    json_decref(root);
+    return len;
+}
+
+static const char *const requests[] = {
+    "{\"metadata\":{\"method\":\"put_record\",\"stream_name\":\"s\",\"partition_key\":\"k\","
+    "\"explicit_hash_key\":\"12\",\"sequence_number_for_ordering\":\"1\"},\"data\":\"QUJD\"}",
+    "{\"metadata\":{\"method\":\"put_records\",\"stream_name\":\"s\"},\"data\":{\"k1\":\"QQ==\","
+    "\"k2\":\"Qg==\"}}",
+    /* The list form travels base64-encoded: [{"partition_key":"k","data":"QQ=="},...] */
+    "{\"metadata\":{\"method\":\"put_records\",\"stream_name\":\"s\"},\"data\":"
+    "\"W3sicGFydGl0aW9uX2tleSI6ImsiLCJkYXRhIjoiUVE9PSJ9LHsicGFydGl0aW9uX2tleSI6ImoiLCJkYXRhIjoiUWc9"
+    "PSJ9XQ==\"}",
+    "{\"metadata\":{\"method\":\"get_records\",\"stream_name\":\"s\",\"limit\":\"5\"}}",
+    "{\"metadata\":{\"method\":\"get_records\",\"shard_iterator_id\":\"AAAA\",\"limit\":\"5\"}}",
+    "{\"metadata\":{\"method\":\"get_records\",\"stream_name\":\"s\",\"shard_id\":"
+    "\"shardId-000000000000\"}}",
+    "{\"metadata\":{\"method\":\"get_shard_iterator\",\"stream_name\":\"s\",\"shard_id\":\"x\","
+    "\"shard_iterator_type\":\"AT_TIMESTAMP\",\"timestamp\":\"2024-01-31T12:00:00.5Z\"}}",
+    "{\"metadata\":{\"method\":\"list_streams\",\"limit\":\"10\",\"exclusive_start_stream_name\":"
+    "\"a\"}}",
+    "{\"metadata\":{\"method\":\"list_shards\",\"stream_name\":\"s\"}}",
+    "{\"metadata\":{\"method\":\"create_stream\",\"stream_name\":\"s\",\"shard_count\":\"2\"}}",
+    "{\"metadata\":{\"method\":\"describe_stream\",\"stream_name\":\"s\"}}",
+    "{\"metadata\":{\"method\":\"create_stream_consumer\",\"stream_arn\":\"arn:aws:kinesis:x\","
+    "\"consumer_name\":\"c\"}}",
+    "{\"metadata\":{\"method\":\"put\",\"stream\":\"s\"},\"data\":{\"a\":1}}",
+};
+
+/* Mutated requests, valid answers; then valid requests, mutated answers. */
+static void test_requests_and_answers(void **state)
+{
+    struct fuzz mf;
+    struct req r;
+    void *k;
+    size_t i;
+    static char valued[FUZZ_MAX + 1];
+    int round, started = 0, failed = 0, answered = 0, calls = 0;
+
+    (void)state;
+    memset(&F, 0, sizeof(F));
+    fuzz_seed(&F.fz, 0xa115);
+    fuzz_seed(&mf, 0x4e9);
+    L = loop_create(NULL, 0);
+    assert_non_null(L);
+    k = make("");
+    envelope_request_init(&r.req);
+    envelope_reply_init(&r.reply);
+    /* The starting points are all valid: each succeeds as written (the
+     * canned PutRecords answer fails one entry on purpose). */
+    for (i = 0; i < sizeof(requests) / sizeof(*requests); i++) {
+        if (start(k, &r, requests[i], strlen(requests[i])) < 0) {
+            fail_msg("%s: does not parse", requests[i]);
+        }
+        run_pending();
+        check_answered(&r, requests[i], 0);
+        if (r.reply.is_error && !strstr(buf_str(&r.reply.error), "records failed")) {
+            fail_msg("%s: %.*s", requests[i], (int)r.reply.error.len, r.reply.error.data);
+        }
+    }
+    calls = F.calls;
+    for (F.mutate = 0; F.mutate <= 1; F.mutate++) {
+        if (F.mutate) {
+            calls = F.calls - calls; /* mutated requests that reached AWS */
+        }
+        for (i = 0; i < sizeof(requests) / sizeof(*requests); i++) {
+            for (round = 0; round < ROUNDS; round++) {
+                const char *body = requests[i];
+                size_t len = strlen(body);
+
+                if (!F.mutate && round % 2) {
+                    fuzz_mutate(&mf, body, len);
+                    body = mf.out;
+                    len = mf.len;
+                } else if (!F.mutate) {
+                    len = mutate_value(&mf, body, valued, sizeof(valued));
+                    body = valued;
+                }
+                if (start(k, &r, body, len) < 0) {
+                    continue;
+                }
+                started++;
+                run_pending();
+                check_answered(&r, requests[i], round);
+                answered += F.mutate;
+                failed += F.mutate && r.reply.is_error;
+            }
+        }
+    }
+    assert_true(started > 10000);
+    /* Most mutated requests break the JSON; enough stay valid to reach
+     * AWS, and mutated answers give both outcomes, or the test tests
+     * nothing. */
+    assert_true(calls > 5000);
+    assert_true(failed > answered / 20);
+    assert_true(failed < answered - answered / 20);
+    kinesis_target_kind.destroy(k);
+    envelope_request_free(&r.req);
+    envelope_reply_free(&r.reply);
+    loop_destroy(L);
+}
+
+/* Coalescing: concurrent put_record requests, PutRecords answers mutated
+ * (the in-place scan of coalesced answers); each caller answered once. */
+static void test_coalesced_answers(void **state)
+{
+    static struct req r[N_COAL];
+    char body[256];
+    void *k;
+    int round, i;
+
+    (void)state;
+    memset(&F, 0, sizeof(F));
+    fuzz_seed(&F.fz, 0xc0a1);
+    F.mutate = 1;
+    F.hold = 1;
+    L = loop_create(NULL, 0);
+    assert_non_null(L);
+    k = make(",\"coalesce\":\"true\",\"coalesce_linger_ms\":\"1\"");
+    for (i = 0; i < N_COAL; i++) {
+        envelope_request_init(&r[i].req);
+        envelope_reply_init(&r[i].reply);
+    }
+    for (round = 0; round < ROUNDS / 3; round++) {
+        for (i = 0; i < N_COAL; i++) {
+            int n = snprintf(body, sizeof(body),
+                             "{\"metadata\":{\"method\":\"put_record\",\"stream_name\":\"s%d\","
+                             "\"partition_key\":\"key-%d\"},\"data\":\"cmVjb3JkLQ==\"}",
+                             i % 2, i);
+            assert_int_equal(start(k, &r[i], body, (size_t)n), 0);
+        }
+        run_pending();
+        for (i = 0; i < N_COAL; i++) {
+            check_answered(&r[i], "coalesced put_record", round);
+        }
+    }
+    assert_true(F.calls > ROUNDS / 3);
+    kinesis_target_kind.destroy(k);
+    for (i = 0; i < N_COAL; i++) {
+        envelope_request_free(&r[i].req);
+        envelope_reply_free(&r[i].reply);
+    }
+    loop_destroy(L);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_requests_and_answers),
+        cmocka_unit_test(test_coalesced_answers),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
