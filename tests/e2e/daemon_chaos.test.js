@@ -1,0 +1,173 @@
+'use strict';
+// Faults under load: kubemq-js -> the stand-in broker -> kubemq-kinesis (two bindings,
+// one coalescing) -> the SigV4 gate -> kinesalite, with the gate answering a seeded
+// random mix of faults (throttling, 500/503, dropped connections, non-retryable
+// errors, partial PutRecords failures, delays) to every call until the mix runs out.
+// Every query gets one answer, success or a specific error; a record its caller was
+// told went is in the stream exactly once, and one its caller was told failed is not
+// there at all; the daemon keeps running and exits 0 (under the sanitizers in
+// `make test`: a report there fails the test). CHAOS_SHOW=1 prints each failed query's error.
+const { describe, it, after } = require('node:test');
+const assert = require('node:assert/strict');
+const { AK, SK, cleanups, startPeers, binding, startDaemon, b64, req, rig, kubemq } = require('./daemon_lib');
+
+const N_PUT = 150; // put_record queries per binding
+const N_PUTS = 30; // put_records queries of 3 records
+const N_FAULTS = 500;
+
+// xorshift32: the same fault mix on every run, so a failure reproduces.
+function prng(seed) {
+  let x = seed >>> 0;
+  return () => {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    return x / 0x100000000;
+  };
+}
+
+function faultMix(seed) {
+  const rnd = prng(seed);
+  const out = [];
+  for (let i = 0; i < N_FAULTS; i++) {
+    const r = rnd();
+    if (r < 0.55) out.push({ kind: 'delay', ms: Math.floor(rnd() * 20) }); // passes
+    else if (r < 0.65) out.push({ kind: 'throttle' });
+    else if (r < 0.70) out.push({ kind: 'kms_throttle' });
+    else if (r < 0.77) out.push({ kind: 'status', status: rnd() < 0.5 ? 500 : 503 });
+    else if (r < 0.84) out.push({ kind: 'drop' });
+    else if (r < 0.87) out.push({ kind: 'error', status: 400, type: 'ValidationException', message: 'chaos: refused' });
+    else out.push({ kind: 'partial', fail: [0, 2, 5].filter(() => rnd() < 0.6), code: rnd() < 0.5 ? 'InternalFailure' : 'ProvisionedThroughputExceededException' });
+  }
+  // A partial fault needs at least one index; an empty one is a pass.
+  return out.map((f) => (f.kind === 'partial' && !f.fail.length ? { kind: 'delay', ms: 0 } : f));
+}
+
+// Every record of the stream, read straight from kinesalite: data -> count.
+async function readAll(url, stream) {
+  const call = (op, payload) => rig.kinesisCall(url, op, payload, { accessKey: AK, secretKey: SK });
+  const shards = (await call('ListShards', { StreamName: stream })).json.Shards;
+  const seen = new Map();
+  for (const s of shards) {
+    let it = (await call('GetShardIterator', { StreamName: stream, ShardId: s.ShardId, ShardIteratorType: 'TRIM_HORIZON' })).json.ShardIterator;
+    for (;;) {
+      const r = (await call('GetRecords', { ShardIterator: it, Limit: 10000 })).json;
+      for (const rec of r.Records) {
+        const d = Buffer.from(rec.Data, 'base64').toString();
+        seen.set(d, (seen.get(d) || 0) + 1);
+      }
+      if (!r.Records.length || !r.NextShardIterator) break;
+      it = r.NextShardIterator;
+    }
+  }
+  return seen;
+}
+
+describe('daemon: faults under load', () => {
+  const c = cleanups();
+  after(() => c.run());
+
+  it('answers every query once; records arrive exactly when their callers were told so', async () => {
+    const { kin, gate, broker, targetProps } = await startPeers(c);
+    const stream = 'chaos-e2e';
+    const created = await rig.kinesisCall(kin.url, 'CreateStream', { StreamName: stream, ShardCount: 2 },
+      { accessKey: AK, secretKey: SK });
+    assert.equal(created.status, 200, created.text);
+    for (let i = 0; i < 100; i++) {
+      const s = await rig.kinesisCall(kin.url, 'DescribeStreamSummary', { StreamName: stream }, { accessKey: AK, secretKey: SK });
+      if (s.json.StreamDescriptionSummary.StreamStatus === 'ACTIVE') break;
+      await rig.sleep(100);
+    }
+
+    const apiPort = await rig.freePort();
+    const config = {
+      apiPort,
+      apiAddress: '127.0.0.1',
+      bindings: [
+        // Two attempts: more of the mix gets through to the callers.
+        binding('chaos-plain', { address: broker.address, channel: 'chaos.plain', source: { concurrency: '32' }, target: { ...targetProps, max_attempts: '2' } }),
+        binding('chaos-coalesce', {
+          address: broker.address,
+          channel: 'chaos.coalesce',
+          source: { concurrency: '64' },
+          target: { ...targetProps, coalesce: 'true', coalesce_linger_ms: '5' },
+        }),
+      ],
+    };
+    const { d, api } = await startDaemon(c, broker, config);
+    await gate.fault(faultMix(0xc4a05));
+
+    const client = kubemq.openClient(broker.address);
+    c.add(() => client.close());
+    const jobs = [];
+    for (let i = 0; i < N_PUT; i++) {
+      for (const ch of ['plain', 'coalesce']) {
+        const data = `${ch}-${i}`;
+        jobs.push({ kind: 'put_record', records: [data], p: client.query(`chaos.${ch}`, req({ method: 'put_record', stream_name: stream, partition_key: `k${i % 7}` }, b64(data)), { timeoutMs: 60000 }) });
+      }
+    }
+    for (let i = 0; i < N_PUTS; i++) {
+      const recs = [0, 1, 2].map((j) => `batch-${i}-${j}`);
+      const body = recs.map((r, j) => ({ partition_key: `b${j}`, data: b64(r) }));
+      jobs.push({ kind: 'put_records', records: recs, p: client.query('chaos.plain', req({ method: 'put_records', stream_name: stream }, b64(JSON.stringify(body))), { timeoutMs: 60000 }) });
+    }
+    const replies = await Promise.all(jobs.map((j) => j.p));
+
+    // Each answer: success, or an error that names what went wrong.
+    const told = new Map(); // record -> true (went) / false (did not)
+    let failures = 0;
+    replies.forEach((r, i) => {
+      const job = jobs[i];
+      const what = `${job.kind} ${job.records[0]}`;
+      assert.ok(r.reply, `${what}: no reply envelope: ${r.body} (KubeMQ error: ${r.error})`);
+      if (!r.reply.is_error) {
+        assert.equal(r.reply.metadata.result, 'ok', what);
+        for (const rec of job.records) told.set(rec, true);
+        return;
+      }
+      failures += 1;
+      if (process.env.CHAOS_SHOW) console.log(what, '->', r.reply.error);
+      assert.ok(r.reply.error.length > 0, `${what}: an error without a message`);
+      assert.equal(r.error, r.reply.error, `${what}: the KubeMQ-level error is the envelope error`);
+      assert.match(r.reply.error, /Throttl|Rate exceeded|ProvisionedThroughput|InternalFailure|Internal service|ServiceUnavailable|Service Unavailable|chaos: refused|ValidationException|connection|transport|Empty reply|records failed/i, what);
+      if (job.kind === 'put_records' && r.reply.data) {
+        // Per record: what went and what did not.
+        const results = JSON.parse(Buffer.from(r.reply.data, 'base64').toString()).Records;
+        assert.equal(results.length, job.records.length, `${what}: one result per record`);
+        results.forEach((res, j) => told.set(job.records[j], !res.ErrorCode));
+      } else {
+        for (const rec of job.records) told.set(rec, false);
+      }
+    });
+    const total = 2 * N_PUT + 3 * N_PUTS;
+    assert.equal(told.size, total);
+    assert.ok(failures > 0, 'the fault mix made some requests fail');
+    assert.ok(failures < jobs.length / 3, `${failures} of ${jobs.length} failed`);
+    console.log(`chaos: ${failures} of ${jobs.length} queries failed`);
+
+    // The stream holds what the callers were told went, once each, and nothing else.
+    const seen = await readAll(kin.url, stream);
+    for (const [rec, went] of told) {
+      const n = seen.get(rec) || 0;
+      assert.equal(n, went ? 1 : 0, `${rec}: told ${went ? 'it went' : 'it failed'}, found ${n} time(s)`);
+    }
+    assert.equal([...seen.keys()].filter((k) => !told.has(k)).length, 0, 'records nobody sent');
+
+    const st = await gate.stats();
+    assert.equal(st.sigFailures, 0);
+    assert.ok(st.faultsApplied >= 150, `faults applied: ${st.faultsApplied}`);
+
+    // Still serving: health, and a clean query after the mix ran out.
+    const h = await rig.httpRequest(`${api}/health`);
+    assert.equal(h.status, 200);
+    await gate.reset(); // drops what is left of the mix
+    const last = await client.query('chaos.plain', req({ method: 'put_record', stream_name: stream, partition_key: 'k' }, b64('after')), { timeoutMs: 30000 });
+    assert.equal(last.reply && last.reply.is_error, false, last.reply && last.reply.error);
+
+    const exit = await d.stop();
+    assert.equal(exit.code, 0, d.stderr());
+    assert.doesNotMatch(d.stderr(), /AddressSanitizer|LeakSanitizer|runtime error/);
+  });
+});
