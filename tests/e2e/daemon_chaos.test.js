@@ -9,7 +9,12 @@
 // `make test`: a report there fails the test). CHAOS_SHOW=1 prints each failed query's error.
 const { describe, it, after } = require('node:test');
 const assert = require('node:assert/strict');
+const path = require('node:path');
+const { createRequire } = require('node:module');
 const { AK, SK, cleanups, startPeers, binding, startDaemon, b64, req, rig, kubemq } = require('./daemon_lib');
+
+const rigRequire = createRequire(path.join(__dirname, '..', 'rig', 'package.json'));
+const { QueuesClient } = rigRequire('kubemq-js');
 
 const N_PUT = 150; // put_record queries per binding
 const N_PUTS = 30; // put_records queries of 3 records
@@ -28,7 +33,7 @@ function prng(seed) {
   };
 }
 
-function faultMix(seed) {
+function faultMix(seed, { partial = true } = {}) {
   const rnd = prng(seed);
   const out = [];
   for (let i = 0; i < N_FAULTS; i++) {
@@ -39,10 +44,23 @@ function faultMix(seed) {
     else if (r < 0.77) out.push({ kind: 'status', status: rnd() < 0.5 ? 500 : 503 });
     else if (r < 0.84) out.push({ kind: 'drop' });
     else if (r < 0.87) out.push({ kind: 'error', status: 400, type: 'ValidationException', message: 'chaos: refused' });
+    else if (!partial) out.push({ kind: 'throttle' });
     else out.push({ kind: 'partial', fail: [0, 2, 5].filter(() => rnd() < 0.6), code: rnd() < 0.5 ? 'InternalFailure' : 'ProvisionedThroughputExceededException' });
   }
   // A partial fault needs at least one index; an empty one is a pass.
   return out.map((f) => (f.kind === 'partial' && !f.fail.length ? { kind: 'delay', ms: 0 } : f));
+}
+
+async function createStream(kin, stream) {
+  const created = await rig.kinesisCall(kin.url, 'CreateStream', { StreamName: stream, ShardCount: 2 },
+    { accessKey: AK, secretKey: SK });
+  assert.equal(created.status, 200, created.text);
+  for (let i = 0; i < 100; i++) {
+    const s = await rig.kinesisCall(kin.url, 'DescribeStreamSummary', { StreamName: stream }, { accessKey: AK, secretKey: SK });
+    if (s.json.StreamDescriptionSummary.StreamStatus === 'ACTIVE') return;
+    await rig.sleep(100);
+  }
+  assert.fail(`${stream} never became ACTIVE`);
 }
 
 // Every record of the stream, read straight from kinesalite: data -> count.
@@ -72,14 +90,7 @@ describe('daemon: faults under load', () => {
   it('answers every query once; records arrive exactly when their callers were told so', async () => {
     const { kin, gate, broker, targetProps } = await startPeers(c);
     const stream = 'chaos-e2e';
-    const created = await rig.kinesisCall(kin.url, 'CreateStream', { StreamName: stream, ShardCount: 2 },
-      { accessKey: AK, secretKey: SK });
-    assert.equal(created.status, 200, created.text);
-    for (let i = 0; i < 100; i++) {
-      const s = await rig.kinesisCall(kin.url, 'DescribeStreamSummary', { StreamName: stream }, { accessKey: AK, secretKey: SK });
-      if (s.json.StreamDescriptionSummary.StreamStatus === 'ACTIVE') break;
-      await rig.sleep(100);
-    }
+    await createStream(kin, stream);
 
     const apiPort = await rig.freePort();
     const config = {
@@ -166,6 +177,62 @@ describe('daemon: faults under load', () => {
     const last = await client.query('chaos.plain', req({ method: 'put_record', stream_name: stream, partition_key: 'k' }, b64('after')), { timeoutMs: 30000 });
     assert.equal(last.reply && last.reply.is_error, false, last.reply && last.reply.error);
 
+    const exit = await d.stop();
+    assert.equal(exit.code, 0, d.stderr());
+    assert.doesNotMatch(d.stderr(), /AddressSanitizer|LeakSanitizer|runtime error/);
+  });
+
+  it('queue source: each message ends in the stream exactly once or in the dead-letter queue', async () => {
+    const { kin, gate, broker, targetProps } = await startPeers(c);
+    const stream = 'chaos-queue';
+    await createStream(kin, stream);
+    const N = 100;
+    const dlq = 'chaos.dlq';
+    // One attempt per delivery, one requeue: a message the mix fails twice is dead-lettered.
+    const { d } = await startDaemon(c, broker, {
+      apiPort: await rig.freePort(),
+      apiAddress: '127.0.0.1',
+      bindings: [binding('chaos-queue', {
+        address: broker.address,
+        kind: 'kubemq.queue',
+        channel: 'chaos.queue',
+        source: { batch_size: '8', wait_timeout: '1', max_requeue: '1', dead_letter_queue: dlq },
+        target: { ...targetProps, max_attempts: '1' },
+      })],
+    });
+    await gate.fault(faultMix(0x9e1, { partial: false }));
+    const queues = new QueuesClient({ address: broker.address, clientId: 'chaos-queues' });
+    c.add(() => queues.close());
+    for (let i = 0; i < N; i++) {
+      const body = Buffer.from(JSON.stringify(req({ method: 'put_record', stream_name: stream, partition_key: `k${i % 5}` }, b64(`q-${i}`))));
+      const r = await queues.send({ channel: 'chaos.queue', metadata: '', body });
+      assert.equal(r.isError, false);
+    }
+
+    // Settled: every message is in the stream or waits in the dead-letter queue.
+    const dlqWaiting = async () => ((await broker.stats()).queues[dlq] || {}).waiting || 0;
+    let seen;
+    await rig.waitFor(async () => {
+      seen = await readAll(kin.url, stream);
+      return seen.size + (await dlqWaiting()) >= N;
+    }, { timeoutMs: 60000, what: 'every message settled' });
+    await rig.sleep(1500); // anything still moving would show now
+    seen = await readAll(kin.url, stream);
+    const dead = await queues.pull({ channel: dlq, maxNumberOfMessages: N, waitTimeoutSeconds: 1 });
+    const deadData = new Set(dead.messages.map((m) => Buffer.from(JSON.parse(Buffer.from(m.body).toString()).data, 'base64').toString()));
+    assert.equal(deadData.size, dead.messages.length, 'no message dead-lettered twice');
+    for (let i = 0; i < N; i++) {
+      const d = `q-${i}`;
+      const inStream = seen.get(d) || 0;
+      assert.ok(inStream <= 1, `${d} is in the stream ${inStream} times`);
+      assert.equal(inStream + (deadData.has(d) ? 1 : 0), 1, `${d}: in the stream ${inStream} time(s), dead-lettered: ${deadData.has(d)}`);
+    }
+    console.log(`chaos: ${deadData.size} of ${N} queue messages dead-lettered`);
+    assert.ok(deadData.size > 0, 'the mix dead-lettered some messages');
+    assert.ok(deadData.size < N / 2, `${deadData.size} of ${N} dead-lettered`);
+    const main = (await broker.stats()).queues['chaos.queue'] || {};
+    assert.equal(main.waiting || 0, 0, 'nothing left in the queue');
+    assert.equal((await gate.stats()).sigFailures, 0);
     const exit = await d.stop();
     assert.equal(exit.code, 0, d.stderr());
     assert.doesNotMatch(d.stderr(), /AddressSanitizer|LeakSanitizer|runtime error/);
