@@ -1,4 +1,5 @@
-/* test_fuzz_creds.c - the credential readers fed mutated input: the
+/* test_fuzz_aws.c - the AWS side's readers fed mutated input: endpoint
+ * URLs, and the credential readers: the
  * credentials JSON (container endpoint, IMDS, credential_process), the
  * shared credentials and config files, and the network providers' answers
  * (STS XML, IMDS token and role) through a fake transport. Every call ends
@@ -7,6 +8,7 @@
 #include "aws/aws_client.h"
 #include "aws/aws_creds.h"
 #include "aws/aws_creds_provider.h"
+#include "aws/aws_endpoint.h"
 #include "base/loop.h"
 #include "fuzz.h"
 
@@ -107,6 +109,44 @@ static void check_creds(const struct aws_creds *c)
 }
 
 /* ------------------------------------------------------------ local */
+
+static void test_endpoint_urls(void **state)
+{
+    static const char *const urls[] = {
+        "https://kinesis.us-east-1.amazonaws.com",
+        "http://127.0.0.1:4567",
+        "https://[::1]:8443/base/path",
+        "http://localhost:80/",
+        "https://kinesis-fips.us-gov-west-1.amazonaws.com:443",
+    };
+    static struct aws_endpoint ep;
+    struct fuzz f;
+    size_t i;
+    int ok = 0;
+
+    (void)state;
+    fuzz_seed(&f, 0xe9d);
+    for (i = 0; i < (size_t)ROUNDS * 4; i++) {
+        const char *u = urls[i % (sizeof(urls) / sizeof(*urls))];
+        char err[512] = "";
+
+        fuzz_mutate(&f, u, strlen(u));
+        if (aws_endpoint_parse(f.out, &ep, err, sizeof(err)) < 0) {
+            if (!err[0]) {
+                fail_msg("refused without a reason: %s", f.out);
+            }
+            continue;
+        }
+        /* What is accepted is a plain http(s) URL with a host. */
+        ok++;
+        assert_true(strncmp(ep.url, ep.tls ? "https://" : "http://", ep.tls ? 8 : 7) == 0);
+        assert_true(ep.host[0] != '\0');
+        assert_null(strpbrk(ep.host, "/@?# \t\r\n"));
+        assert_true(ep.path[0] == '/');
+        assert_null(strpbrk(ep.url, "?# \t\r\n"));
+    }
+    assert_true(ok > 100);
+}
 
 static void test_json(void **state)
 {
@@ -297,9 +337,8 @@ static void test_imds_answers(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_json),
-        cmocka_unit_test(test_profile_files),
-        cmocka_unit_test(test_sts_answers),
+        cmocka_unit_test(test_endpoint_urls), cmocka_unit_test(test_json),
+        cmocka_unit_test(test_profile_files), cmocka_unit_test(test_sts_answers),
         cmocka_unit_test(test_imds_answers),
     };
 
