@@ -271,3 +271,35 @@ test('README reference block equals --print-reference', () => {
   assert.strictEqual(m[1], r.stdout,
     'README.md reference is stale: paste the output of `build/kubemq-kinesis --print-reference` between the markers');
 });
+
+// Every run of the binary through the rig (rig.invoke, rig.startDaemon) fails when
+// it prints the value of a secret property of its config; here it must catch one.
+test('the rig catches a printed secret (the check every daemon and invoke run gets)', async () => {
+  const leaky = rig.writeConfig([
+    'bindings:',
+    '  - name: leaky',
+    '    source:',
+    '      kind: kubemq.query',
+    '      name: s',
+    '      properties:',
+    '        address: "127.0.0.1:1"',
+    '        channel: "c"',
+    '    target:',
+    '      kind: aws.kinesis',
+    '      name: t',
+    '      properties:',
+    '        aws_key: "AKIDLEAKCHECK"',
+    '        aws_secret_key: "same-as-the-endpoint-host"',
+    // A value the daemon does print (in the endpoint error), equal to the secret.
+    '        endpoint: "ftp://same-as-the-endpoint-host"',
+    '',
+  ].join('\n'));
+  await assert.rejects(rig.invoke(leaky, 'leaky', {}), /the value of aws_secret_key was printed on stderr/);
+  const d = rig.startDaemon(leaky);
+  await assert.rejects(d.waitExit(), /the value of aws_secret_key was printed on stderr/);
+  // The same config without the echo passes the check.
+  const clean = fs.readFileSync(leaky, 'utf8').replace('ftp://same-as-the-endpoint-host', 'ftp://other-host');
+  const r = await rig.invoke(rig.writeConfig(clean), 'leaky', {});
+  assert.strictEqual(r.code, 2);
+  assert.match(r.stderr, /scheme must be http or https/);
+});

@@ -39,6 +39,30 @@ function writeConfig(obj, opts = {}) {
 
 const childEnv = (env) => ({ ...process.env, ...(env || {}) });
 
+// The leak check every run of the binary gets: the values of the config's
+// secret properties (the settings marked secret: aws_secret_key, token,
+// auth_token) must never appear in what it prints. Values shorter than 8
+// characters are skipped (too likely to occur by chance).
+const SECRET_RE = /(?:^|[\s{,"])(aws_secret_key|token|auth_token)"?\s*:\s*"?([^"\n,}]*)/gm;
+function secretsOf(configPath) {
+  let text = '';
+  try { text = fs.readFileSync(configPath, 'utf8'); } catch (_) { return []; }
+  const out = [];
+  for (const m of text.matchAll(SECRET_RE)) {
+    const v = m[2].trim();
+    if (v.length >= 8) out.push({ key: m[1], value: v });
+  }
+  return out;
+}
+function leakError(secrets, texts) {
+  for (const s of secrets) {
+    for (const [name, t] of Object.entries(texts)) {
+      if (t.includes(s.value)) return new Error(`the value of ${s.key} was printed on ${name}:\n${t}`);
+    }
+  }
+  return null;
+}
+
 // Run `KK_BIN invoke --config P --binding B`, envelope on stdin (object ->
 // JSON; string/Buffer as is). opts: env, args (extra CLI args), timeoutMs
 // (60000; the child is killed then and the promise rejects).
@@ -68,6 +92,11 @@ function invoke(configPath, binding, envelope, opts = {}) {
       const stderr = Buffer.concat(err).toString('utf8');
       if (timedOut) {
         reject(new Error(`invoke: no exit within ${timeoutMs} ms\n--- stderr ---\n${stderr}\n--- stdout ---\n${stdout}`));
+        return;
+      }
+      const leak = leakError(secretsOf(configPath), { stdout, stderr });
+      if (leak) {
+        reject(leak);
         return;
       }
       let reply = null;
@@ -101,13 +130,23 @@ function startDaemon(configPath, opts = {}) {
   child.stdout.on('data', (d) => { outText += d; });
   let spawnError = null;
   child.once('error', (e) => { spawnError = e; });
+  const secrets = secretsOf(configPath);
+  const closed = new Promise((r) => child.once('close', r));
+  // Stopped or exited: a secret it printed fails whoever waits for that
+  // (once its output is read to the end, or a second has passed).
+  const checked = (p) => p.then(async (r) => {
+    await Promise.race([closed, new Promise((t) => setTimeout(t, 1000).unref())]);
+    const leak = leakError(secrets, { stdout: outText, stderr: errText });
+    if (leak) throw leak;
+    return r;
+  });
   const exited = exitPromise(child);
   track(child);
   return {
     pid: child.pid,
     child,
-    stop: (signal = 'SIGTERM', { graceMs = 15000 } = {}) => stopChild(child, { signal, graceMs }),
-    waitExit: () => exited,
+    stop: (signal = 'SIGTERM', { graceMs = 15000 } = {}) => checked(stopChild(child, { signal, graceMs })),
+    waitExit: () => checked(exited),
     stderr: () => errText,
     stdout: () => outText,
     spawnError: () => spawnError,
