@@ -1,6 +1,8 @@
 # kubemq-kinesis container image.
 # Build:  docker build -t kubemq-kinesis .
 # Run:    docker run -v $PWD/config.yaml:/etc/kubemq-kinesis/config.yaml -p 8080:8080 kubemq-kinesis
+#         (or -e CONFIG="$(base64 -w0 config.yaml)"; arguments replace the default
+#         `--log-format json`, e.g. `kubemq-kinesis --check`)
 #
 # The builder stage uses the same `make deps` / `make install` that CI runs
 # (KK_DEPS=build skips the npm test peers, which a build does not need).
@@ -22,8 +24,12 @@ RUN apt-get update -qq \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin kubemq-kinesis
 COPY --from=build /opt/kubemq-kinesis/bin/kubemq-kinesis /usr/local/bin/kubemq-kinesis
-COPY examples/local.yaml /etc/kubemq-kinesis/config.yaml
+# The default config: examples/container.yaml. Without --config the daemon
+# reads CONFIG, else config.yaml in the working directory.
+WORKDIR /etc/kubemq-kinesis
+COPY examples/container.yaml /etc/kubemq-kinesis/config.yaml
 USER 10001
 EXPOSE 8080
 # Kubernetes probes: GET /health (liveness) and GET /ready (readiness).
-ENTRYPOINT ["/usr/local/bin/kubemq-kinesis", "--config", "/etc/kubemq-kinesis/config.yaml", "--log-format", "json"]
+ENTRYPOINT ["/usr/local/bin/kubemq-kinesis"]
+CMD ["--log-format", "json"]

@@ -63,7 +63,7 @@ function assertNoSecrets(r) {
 }
 
 test('seed 000 and seed 001 examples pass --check', () => {
-  for (const f of ['seed-000.yaml', 'seed-001.yaml', 'local.yaml']) {
+  for (const f of ['seed-000.yaml', 'seed-001.yaml', 'local.yaml', 'container.yaml']) {
     const r = run(['--check', '--config', example(f)]);
     assert.strictEqual(r.code, 0, `${f}: ${r.stderr}`);
     assert.match(r.stdout, /^config OK: 1 bindings\n$/);
