@@ -5,6 +5,7 @@
 #   make demo     local stand-ins + daemon + a short story of real requests
 #   make bench    benchmarks, figures into BENCHMARKS.md
 #   make install  PREFIX=/usr/local
+#   make fuzz     the fuzz tests over more seeds (FUZZ_SEEDS="1 200")
 # KK_DEPS=build limits `deps` to what building needs (no node, no test
 # peers): the Dockerfile's builder stage uses it.
 
@@ -20,7 +21,9 @@ DEB_PACKAGES := gcc make cmake pkg-config libgrpc-dev libprotobuf-c-dev \
 PROMTOOL := build-tools/promtool
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build test demo bench install format clean
+FUZZ_SEEDS ?= 1 50
+
+.PHONY: all deps build test demo bench fuzz install format clean
 
 all: build
 
@@ -66,6 +69,24 @@ demo: build
 
 bench: build
 	@bash bench/run.sh
+
+# Each tests/unit/test_fuzz_* program once per seed in FUZZ_SEEDS ("first
+# last"), under the sanitizers; a failure keeps its log and names the seed
+# that reproduces it (FUZZ_SEED=n build-test/test_fuzz_x).
+fuzz: deps
+	@cmake -S . -B build-test -DCMAKE_BUILD_TYPE=Debug -DKK_SANITIZE=ON >/dev/null
+	@cmake --build build-test -j$(JOBS) --target $$(cd tests/unit && ls test_fuzz_*.c | sed 's/\.c$$//')
+	@set -- $(FUZZ_SEEDS); failed=0; \
+	for s in $$(seq $$1 $${2:-$$1}); do \
+		for t in $$(cd tests/unit && ls test_fuzz_*.c | sed 's/\.c$$//'); do \
+			if ! FUZZ_SEED=$$s UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+			    LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
+			    build-test/$$t >build-test/fuzz-$$t-$$s.log 2>&1; then \
+				echo "fuzz: $$t FAILED with FUZZ_SEED=$$s (build-test/fuzz-$$t-$$s.log)"; failed=1; \
+			else rm -f build-test/fuzz-$$t-$$s.log; fi; \
+		done; \
+	done; \
+	[ $$failed = 0 ] && echo "fuzz: seeds $(FUZZ_SEEDS): all passed"; exit $$failed
 
 install: build
 	@cmake --install build --prefix $(PREFIX)
