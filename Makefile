@@ -6,6 +6,7 @@
 #   make bench    benchmarks, figures into BENCHMARKS.md
 #   make install  PREFIX=/usr/local
 #   make fuzz     the fuzz tests over more seeds (FUZZ_SEEDS="1 200")
+#   make fuzz-long  libFuzzer (clang), FUZZ_SECONDS per harness (tests/fuzz/)
 # KK_DEPS=build limits `deps` to what building needs (no node, no test
 # peers): the Dockerfile's builder stage uses it.
 
@@ -23,7 +24,9 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 FUZZ_SEEDS ?= 1 50
 
-.PHONY: all deps build test demo bench fuzz install format clean
+FUZZ_SECONDS ?= 60
+
+.PHONY: all deps build test demo bench fuzz fuzz-long install format clean
 
 all: build
 
@@ -88,6 +91,9 @@ fuzz: deps
 	done; \
 	[ $$failed = 0 ] && echo "fuzz: seeds $(FUZZ_SEEDS): all passed"; exit $$failed
 
+fuzz-long: deps
+	@bash tests/fuzz/run.sh $(FUZZ_SECONDS)
+
 install: build
 	@cmake --install build --prefix $(PREFIX)
 
@@ -95,4 +101,4 @@ format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	@rm -rf build build-test build-bench
+	@rm -rf build build-test build-bench build-fuzz

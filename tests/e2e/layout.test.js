@@ -293,7 +293,7 @@ test('C sources are clang-formatted', (t) => {
     return;
   }
   const files = [];
-  for (const dir of ['src', 'tests/unit', 'bench']) {
+  for (const dir of ['src', 'tests/unit', 'tests/fuzz', 'bench']) {
     const walk = (d) => {
       if (!fs.existsSync(d)) return;
       for (const e of fs.readdirSync(d, { withFileTypes: true })) {
