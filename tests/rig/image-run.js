@@ -69,7 +69,9 @@ async function main() {
       e.message += `\n--- daemon stderr ---\n${err}`;
       throw e;
     });
-    console.log('image-run: the daemon in the image is ready');
+    const uidLine = require('node:fs').readFileSync(`/proc/${d.pid}/status`, 'utf8').match(/^Uid:\s+(\d+)/m);
+    if (/^\d+$/.test(user)) assert.equal(uidLine && uidLine[1], user, 'runs as the image\'s user');
+    console.log(`image-run: the daemon in the image is ready (uid ${uidLine && uidLine[1]})`);
 
     const client = kubemq.openClient(broker.address);
     started.push(() => client.close());
