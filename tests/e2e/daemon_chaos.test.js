@@ -1,6 +1,6 @@
 'use strict';
-// Faults under load: kubemq-js -> the stand-in broker -> kubemq-kinesis (two bindings,
-// one coalescing) -> the SigV4 gate -> kinesalite, with the gate answering a seeded
+// Faults under load: kubemq-js -> the stand-in broker -> kubemq-kinesis (three bindings:
+// queries, queries coalesced, commands) -> the SigV4 gate -> kinesalite, with the gate answering a seeded
 // random mix of faults (throttling, 500/503, dropped connections, non-retryable
 // errors, partial PutRecords failures, delays) to every call until the mix runs out.
 // Every query gets one answer, success or a specific error; a record its caller was
@@ -18,6 +18,7 @@ const { QueuesClient } = rigRequire('kubemq-js');
 
 const N_PUT = 150; // put_record queries per binding
 const N_PUTS = 30; // put_records queries of 3 records
+const N_CMD = 60; // put_record commands
 const N_FAULTS = 500;
 
 // xorshift32: the same fault mix on every run, so a failure reproduces.
@@ -105,6 +106,7 @@ describe('daemon: faults under load', () => {
           source: { concurrency: '64' },
           target: { ...targetProps, coalesce: 'true', coalesce_linger_ms: '5' },
         }),
+        binding('chaos-command', { kind: 'kubemq.command', address: broker.address, channel: 'chaos.command', target: targetProps }),
       ],
     };
     const { d, api } = await startDaemon(c, broker, config);
@@ -119,6 +121,10 @@ describe('daemon: faults under load', () => {
         jobs.push({ kind: 'put_record', records: [data], p: client.query(`chaos.${ch}`, req({ method: 'put_record', stream_name: stream, partition_key: `k${i % 7}` }, b64(data)), { timeoutMs: 60000 }) });
       }
     }
+    for (let i = 0; i < N_CMD; i++) {
+      const data = `command-${i}`;
+      jobs.push({ kind: 'command', records: [data], p: client.command('chaos.command', req({ method: 'put_record', stream_name: stream, partition_key: `c${i % 3}` }, b64(data)), { timeoutMs: 60000 }) });
+    }
     for (let i = 0; i < N_PUTS; i++) {
       const recs = [0, 1, 2].map((j) => `batch-${i}-${j}`);
       const body = recs.map((r, j) => ({ partition_key: `b${j}`, data: b64(r) }));
@@ -132,6 +138,16 @@ describe('daemon: faults under load', () => {
     replies.forEach((r, i) => {
       const job = jobs[i];
       const what = `${job.kind} ${job.records[0]}`;
+      if (job.kind === 'command') {
+        // A command's answer: executed, or not with the error.
+        assert.equal(typeof r.executed, 'boolean', what);
+        if (!r.executed) {
+          failures += 1;
+          assert.ok(r.error.length > 0, `${what}: not executed, without an error`);
+        }
+        told.set(job.records[0], r.executed);
+        return;
+      }
       assert.ok(r.reply, `${what}: no reply envelope: ${r.body} (KubeMQ error: ${r.error})`);
       if (!r.reply.is_error) {
         assert.equal(r.reply.metadata.result, 'ok', what);
@@ -152,11 +168,11 @@ describe('daemon: faults under load', () => {
         for (const rec of job.records) told.set(rec, false);
       }
     });
-    const total = 2 * N_PUT + 3 * N_PUTS;
+    const total = 2 * N_PUT + N_CMD + 3 * N_PUTS;
     assert.equal(told.size, total);
     assert.ok(failures > 0, 'the fault mix made some requests fail');
     assert.ok(failures < jobs.length / 3, `${failures} of ${jobs.length} failed`);
-    console.log(`chaos: ${failures} of ${jobs.length} queries failed`);
+    console.log(`chaos: ${failures} of ${jobs.length} queries and commands failed`);
 
     // The stream holds what the callers were told went, once each, and nothing else.
     const seen = await readAll(kin.url, stream);
