@@ -5,7 +5,9 @@
 // errors, partial PutRecords failures, delays) to every call until the mix runs out.
 // Every query gets one answer, success or a specific error; a record its caller was
 // told went is in the stream exactly once, and one its caller was told failed is not
-// there at all; the daemon keeps running and exits 0 (under the sanitizers in
+// there at all (the events source: one reply envelope per event, as many records as
+// ok replies; the queue source: in the stream once or dead-lettered); the daemon keeps
+// running and exits 0 (under the sanitizers in
 // `make test`: a report there fails the test). CHAOS_SHOW=1 prints each failed query's error.
 const { describe, it, after } = require('node:test');
 const assert = require('node:assert/strict');
@@ -14,7 +16,7 @@ const { createRequire } = require('node:module');
 const { AK, SK, cleanups, startPeers, binding, startDaemon, b64, req, rig, kubemq } = require('./daemon_lib');
 
 const rigRequire = createRequire(path.join(__dirname, '..', 'rig', 'package.json'));
-const { QueuesClient } = rigRequire('kubemq-js');
+const { QueuesClient, EventsClient } = rigRequire('kubemq-js');
 
 const N_PUT = 150; // put_record queries per binding
 const N_PUTS = 30; // put_records queries of 3 records
@@ -193,6 +195,52 @@ describe('daemon: faults under load', () => {
     const last = await client.query('chaos.plain', req({ method: 'put_record', stream_name: stream, partition_key: 'k' }, b64('after')), { timeoutMs: 30000 });
     assert.equal(last.reply && last.reply.is_error, false, last.reply && last.reply.error);
 
+    const exit = await d.stop();
+    assert.equal(exit.code, 0, d.stderr());
+    assert.doesNotMatch(d.stderr(), /AddressSanitizer|LeakSanitizer|runtime error/);
+  });
+
+  it('events source: one reply envelope per event; as many records in the stream as replies said ok', async () => {
+    const { kin, gate, broker, targetProps } = await startPeers(c);
+    const stream = 'chaos-events';
+    await createStream(kin, stream);
+    const N = 100;
+    const { d } = await startDaemon(c, broker, {
+      apiPort: await rig.freePort(),
+      apiAddress: '127.0.0.1',
+      bindings: [binding('chaos-events', {
+        address: broker.address,
+        kind: 'kubemq.events',
+        channel: 'chaos.events',
+        source: { response_channel: 'chaos.events.replies' },
+        target: { ...targetProps, max_attempts: '2' },
+      })],
+    });
+    const replies = [];
+    const sub = new EventsClient({ address: broker.address, clientId: 'chaos-replies' });
+    c.add(() => sub.close());
+    const h = await sub.subscribe({ channel: 'chaos.events.replies' }, (err, msg) => msg && replies.push(JSON.parse(Buffer.from(msg.body).toString())));
+    c.add(() => h.unsubscribe());
+    await broker.waitForSubscribers('events', 'chaos.events.replies');
+    await rig.sleep(300);
+    await gate.fault(faultMix(0xe7e, { partial: false }));
+
+    const pub = new EventsClient({ address: broker.address, clientId: 'chaos-pub' });
+    c.add(() => pub.close());
+    for (let i = 0; i < N; i++) {
+      const body = Buffer.from(JSON.stringify(req({ method: 'put_record', stream_name: stream, partition_key: `e${i % 5}` }, b64(`ev-${i}`))));
+      assert.equal((await pub.send({ channel: 'chaos.events', metadata: '', body })).sent, true);
+    }
+    await rig.waitFor(() => replies.length >= N, { timeoutMs: 60000, what: `${N} reply envelopes` });
+    await rig.sleep(1000); // a reply too many would show now
+    assert.equal(replies.length, N, 'one reply per event');
+    const good = replies.filter((r) => !r.is_error);
+    for (const r of replies.filter((x) => x.is_error)) assert.ok(r.error.length > 0, 'an error envelope without a message');
+    const seen = await readAll(kin.url, stream);
+    assert.ok([...seen.values()].every((n) => n === 1), 'no event written twice');
+    assert.equal(seen.size, good.length, `${good.length} replies said ok, the stream holds ${seen.size} events`);
+    console.log(`chaos: ${N - good.length} of ${N} events failed`);
+    assert.ok(good.length < N, 'the mix failed some events');
     const exit = await d.stop();
     assert.equal(exit.code, 0, d.stderr());
     assert.doesNotMatch(d.stderr(), /AddressSanitizer|LeakSanitizer|runtime error/);
