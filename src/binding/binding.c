@@ -360,7 +360,8 @@ static int build_descriptions(struct binding *b, const struct config_binding *cb
 }
 
 struct binding *binding_create(const struct config_binding *cb, struct loop *loop,
-                               struct metrics_registry *reg, char *err, size_t errlen)
+                               struct metrics_registry *reg, struct source_seen *seen, char *err,
+                               size_t errlen)
 {
     struct binding *b = calloc(1, sizeof(*b));
     struct create_args a;
@@ -389,7 +390,7 @@ struct binding *binding_create(const struct config_binding *cb, struct loop *loo
         goto fail;
     }
     b->src = source_create(cb->source_kind, &cb->source_opts, b->name, loop, on_source_request, b,
-                           serr, sizeof(serr));
+                           seen, serr, sizeof(serr));
     if (!b->src) {
         snprintf(err, errlen, "binding %s: source: %s", cb->name, serr);
         goto fail;
@@ -521,6 +522,13 @@ int binding_status_json(struct binding *b, struct buf *out)
     free(text);
     json_decref(o);
     return rc;
+}
+
+void binding_share_seen(struct binding *b, struct source_seen *seen)
+{
+    if (b->src) {
+        source_share_seen(b->src, seen);
+    }
 }
 
 void binding_stop_intake(struct binding *b)

@@ -21,11 +21,18 @@
 #include <stddef.h>
 
 struct binding;
+struct source_seen;
 
 /* Build and start cb (copied: the config may be freed afterwards); the
- * engine loop must be running on its thread. NULL with the reason in err. */
+ * engine loop must be running on its thread. seen: NULL, or shared with
+ * the binding this one replaces (binding_share_seen). NULL with the reason
+ * in err. */
 struct binding *binding_create(const struct config_binding *cb, struct loop *loop,
-                               struct metrics_registry *reg, char *err, size_t errlen);
+                               struct metrics_registry *reg, struct source_seen *seen, char *err,
+                               size_t errlen);
+/* A reload replaces b: b and its successor (created with the same seen)
+ * take each request id once between them; NULL ends that. */
+void binding_share_seen(struct binding *b, struct source_seen *seen);
 /* Stop, after the caller drained it as far as it would wait, and free.
  * Requests still running are answered with an error. Accepts NULL. */
 void binding_destroy(struct binding *b);

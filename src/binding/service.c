@@ -5,6 +5,7 @@
 #include "base/log.h"
 #include "base/loop.h"
 #include "binding/binding.h"
+#include "source/source_seen.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -306,23 +307,36 @@ static struct binding *find_same(struct binding **bs, size_t n, const struct con
     return NULL;
 }
 
-static int has_name(struct binding **bs, size_t n, const char *name)
+static struct binding *find_named(struct binding **bs, size_t n, const char *name)
 {
     size_t i;
 
     for (i = 0; i < n; i++) {
         if (bs[i] && strcmp(binding_name(bs[i]), name) == 0) {
-            return 1;
+            return bs[i];
         }
     }
-    return 0;
+    return NULL;
+}
+
+/* The old and the new source of each replaced binding stop sharing ids. */
+static void unshare_seen(struct binding **bs, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        if (bs[i]) {
+            binding_share_seen(bs[i], NULL);
+        }
+    }
 }
 
 static void reload(struct binding_service *svc)
 {
     struct config nc;
     struct errs errs;
-    struct binding **next = NULL, **old, **retired = NULL, **fresh = NULL;
+    struct binding **next = NULL, **old, **retired = NULL, **fresh = NULL, *prev;
+    struct source_seen *seen;
     size_t i, n_old, n_retired = 0, n_fresh = 0, kept = 0;
     char err[1024];
     int api_changed;
@@ -363,14 +377,23 @@ static void reload(struct binding_service *svc)
             kept++;
             continue;
         }
+        prev = find_named(old, n_old, nc.bindings[i].name);
         log_info(nc.bindings[i].name, "reload: binding %s is %s", nc.bindings[i].name,
-                 has_name(old, n_old, nc.bindings[i].name) ? "changed: starting it anew"
-                                                           : "new: starting it");
-        next[i] = binding_create(&nc.bindings[i], svc->loop, svc->metrics, err, sizeof(err));
+                 prev ? "changed: starting it anew" : "new: starting it");
+        /* Old and new both subscribed for a moment: on a channel without a
+         * group each gets every request, and only one may run it. Out of
+         * memory: no sharing (the old way). */
+        seen = prev ? source_seen_create() : NULL;
+        if (seen) {
+            binding_share_seen(prev, seen);
+        }
+        next[i] = binding_create(&nc.bindings[i], svc->loop, svc->metrics, seen, err, sizeof(err));
+        source_seen_unref(seen);
         if (!next[i]) {
             log_error(NULL, "reload: %s", err);
             log_error(NULL, "reload failed: the running config stays");
             destroy_all(fresh, n_fresh);
+            unshare_seen(old, n_old);
             goto out;
         }
         fresh[n_fresh++] = next[i];
@@ -394,6 +417,7 @@ static void reload(struct binding_service *svc)
 
     drain(svc, retired, n_retired, 0);
     destroy_all(retired, n_retired);
+    unshare_seen(fresh, n_fresh);
 
     api_changed = nc.api_port != svc->api_port ||
                   nc.api_enable_request != svc->api_enable_request ||
@@ -477,7 +501,7 @@ static int start(struct binding_service *svc, const struct config *c)
     for (i = 0; i < c->n_bindings; i++) {
         /* Fail fast: the config was valid, so this is the environment. */
         struct binding *b =
-            binding_create(&c->bindings[i], svc->loop, svc->metrics, err, sizeof(err));
+            binding_create(&c->bindings[i], svc->loop, svc->metrics, NULL, err, sizeof(err));
         if (!b) {
             log_error(NULL, "cannot start: %s", err);
             return -1;

@@ -4,6 +4,7 @@
 
 #include "kubemq/kubemq_client.h"
 #include "source/source_runtime.h"
+#include "source/source_seen.h"
 
 #include <pthread.h>
 
@@ -47,6 +48,9 @@ struct source {
 
     size_t n;
     struct source_conn *conns;
+    /* During a reload: ids shared with the binding's other source (see
+     * source_seen.h); NULL otherwise. Under mu. */
+    struct source_seen *seen;
 };
 
 /* source_runtime.c */

@@ -110,6 +110,12 @@ static int on_request(void *ctx, struct kubemq_request *msg)
     int full;
 
     pthread_mutex_lock(&s->mu);
+    if (s->seen && !source_seen_first(s->seen, msg->id)) {
+        /* The binding's other source (a reload) has this one: it answers. */
+        pthread_mutex_unlock(&s->mu);
+        kubemq_request_free(msg);
+        return 0;
+    }
     if (s->abandoned) {
         char why[300];
 
@@ -219,7 +225,7 @@ static int make_client_id(const struct source_options *o, size_t i, size_t n, ch
 
 struct source *source_create(const struct source_kind *k, const struct source_options *o,
                              const char *binding, struct loop *loop, source_handler_fn handler,
-                             void *ctx, char *err, size_t errlen)
+                             void *ctx, struct source_seen *seen, char *err, size_t errlen)
 {
     struct source *s;
     struct kubemq_client_opts co;
@@ -251,6 +257,10 @@ struct source *source_create(const struct source_kind *k, const struct source_op
     s->loop = loop;
     s->handler = handler;
     s->ctx = ctx;
+    if (seen && !s->queue) {
+        source_seen_ref(seen);
+        s->seen = seen;
+    }
     s->bound = o->concurrency > 0 ? (size_t)o->concurrency : 1;
     s->n = o->sources > 0 ? (size_t)o->sources : 1;
     snprintf(s->connection, sizeof(s->connection), "%s/%s", o->address, o->channel);
@@ -360,6 +370,23 @@ int source_ready(struct source *s, struct buf *why)
     return 1;
 }
 
+void source_share_seen(struct source *s, struct source_seen *seen)
+{
+    struct source_seen *old;
+
+    if (s->queue) {
+        return; /* a queue message goes to one puller anyway */
+    }
+    if (seen) {
+        source_seen_ref(seen);
+    }
+    pthread_mutex_lock(&s->mu);
+    old = s->seen;
+    s->seen = seen;
+    pthread_mutex_unlock(&s->mu);
+    source_seen_unref(old);
+}
+
 void source_close(struct source *s)
 {
     size_t i;
@@ -447,6 +474,7 @@ void source_destroy(struct source *s)
     free(s->response_channel);
     free(s->dead_letter_queue);
     free(s->abandon_why);
+    source_seen_unref(s->seen);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
     free(s);

@@ -22,6 +22,7 @@
 
 struct source;
 struct source_conn;
+struct source_seen;
 struct kubemq_request;
 
 /* A request taken from KubeMQ, owned by the binding until source_reply(). */
@@ -38,10 +39,16 @@ typedef void (*source_handler_fn)(void *ctx, struct source_request *r);
 
 /* Create the clients and subscriptions (the streams open in the
  * background: a broker that is down now only delays readiness). o and
- * binding are copied. NULL with the reason in err. */
+ * binding are copied. seen: NULL, or the ids shared with the source this
+ * one replaces (a reference is taken; queues ignore it). NULL with the
+ * reason in err. */
 struct source *source_create(const struct source_kind *k, const struct source_options *o,
                              const char *binding, struct loop *loop, source_handler_fn handler,
-                             void *ctx, char *err, size_t errlen);
+                             void *ctx, struct source_seen *seen, char *err, size_t errlen);
+/* From now on, share the ids of the requests taken with the source that
+ * will replace this one (create it with the same seen); NULL: stop (once
+ * the other one is closed). */
+void source_share_seen(struct source *s, struct source_seen *seen);
 
 /* Answer r and free it. Queries carry body (the reply envelope) with
  * Executed = !is_error and, on error, the KubeMQ-level Error; commands

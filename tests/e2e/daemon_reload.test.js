@@ -99,6 +99,44 @@ describe('daemon: reload on SIGHUP', () => {
     assert.equal(linesOf(d, /\[a\] binding a: started/).length, 2, 'a was not restarted');
   });
 
+  it('a changed binding on an ungrouped channel: every put during the reload is written once', async () => {
+    const { d } = daemon;
+    const reloads = () => linesOf(d, /reloaded: /).length;
+    const n = reloads();
+    // put_record traffic with unique data while the binding is replaced.
+    let running = true;
+    const sent = [];
+    const failures = [];
+    const loops = [0, 1].map(async (w) => {
+      for (let i = 0; running; i++) {
+        const data = `dup-${w}-${i}`;
+        const r = await client.query('q.a', req({ method: 'put_record', stream_name: 'rs', partition_key: `d${w}` }, b64(data)), { timeoutMs: 20000 })
+          .catch((e) => ({ failure: e.details || e.message }));
+        if (r.failure || !r.reply || r.reply.is_error) failures.push(r.failure || (r.reply && r.reply.error));
+        else sent.push(data);
+        await rig.sleep(2);
+      }
+    });
+    await rig.sleep(200);
+    rewrite({ ...config, bindings: [bindA({ log_level: config.bindings[0].properties.log_level === 'error' ? 'info' : 'error' })] });
+    hup();
+    await rig.waitFor(() => reloads() === n + 1, { what: 'reloaded', timeoutMs: 20000 });
+    await rig.sleep(300);
+    running = false;
+    await Promise.all(loops);
+    assert.deepEqual(failures, []);
+    assert.ok(sent.length > 20, `traffic during the reload (${sent.length} puts)`);
+    const r = ok(await client.query('q.a', req({ method: 'get_records', stream_name: 'rs', limit: '10000' })));
+    const counts = new Map();
+    for (const rec of JSON.parse(Buffer.from(r.data, 'base64').toString()).Records) {
+      const data = Buffer.from(rec.Data, 'base64').toString();
+      if (data.startsWith('dup-')) counts.set(data, (counts.get(data) || 0) + 1);
+    }
+    const twice = [...counts].filter(([, k]) => k > 1).map(([data]) => data);
+    assert.deepEqual(twice, [], 'written more than once');
+    for (const data of sent) assert.equal(counts.get(data), 1, `${data} is in the stream once`);
+  });
+
   it('logLevel is read again: debug lines start with it and stop without it', async () => {
     const { d } = daemon;
     const reloads = () => linesOf(d, /reloaded: /).length;
