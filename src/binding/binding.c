@@ -490,6 +490,21 @@ int binding_same_config(const struct binding *b, const struct config_binding *cb
     return same;
 }
 
+int binding_same_source(const struct binding *b, const struct config_binding *cb)
+{
+    const char *addr = cb->source_opts.address ? cb->source_opts.address : "";
+    const char *chan = cb->source_opts.channel ? cb->source_opts.channel : "";
+    const char *conn;
+    size_t alen = strlen(addr);
+
+    if (!b->src || strcmp(b->source_kind, cb->source_kind->kind) != 0) {
+        return 0;
+    }
+    conn = source_connection(b->src); /* "address/channel" */
+    return strncmp(conn, addr, alen) == 0 && conn[alen] == '/' &&
+           strcmp(conn + alen + 1, chan) == 0;
+}
+
 int binding_ready(struct binding *b, struct buf *why)
 {
     struct buf r = BUF_INIT(1024);

@@ -40,6 +40,9 @@ void binding_destroy(struct binding *b);
 const char *binding_name(const struct binding *b);
 /* Same name and the same configuration (kinds and every property). */
 int binding_same_config(const struct binding *b, const struct config_binding *cb);
+/* Whether b subscribes where cb would: the same source kind, address and
+ * channel. */
+int binding_same_source(const struct binding *b, const struct config_binding *cb);
 
 /* 1 when the subscriptions are open and the target is initialised; 0 with
  * the reason ("binding b1: source 127.0.0.1:50000/q not subscribed"). */

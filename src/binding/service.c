@@ -319,6 +319,35 @@ static struct binding *find_named(struct binding **bs, size_t n, const char *nam
     return NULL;
 }
 
+/* A binding on its way out (in old, not yet paired, its name gone from
+ * the new config) subscribed where cb will: a renamed binding's
+ * predecessor. */
+static struct binding *find_unpaired_source(struct binding **old, size_t n, const char *paired,
+                                            const struct config *nc,
+                                            const struct config_binding *cb)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        if (old[i] && !paired[i] && !config_find_binding(nc, binding_name(old[i])) &&
+            binding_same_source(old[i], cb)) {
+            return old[i];
+        }
+    }
+    return NULL;
+}
+
+static void mark_paired(struct binding **old, size_t n, char *paired, const struct binding *b)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        if (old[i] == b) {
+            paired[i] = 1;
+        }
+    }
+}
+
 /* The old and the new source of each replaced binding stop sharing ids. */
 static void unshare_seen(struct binding **bs, size_t n)
 {
@@ -337,6 +366,7 @@ static void reload(struct binding_service *svc)
     struct errs errs;
     struct binding **next = NULL, **old, **retired = NULL, **fresh = NULL, *prev;
     struct source_seen *seen;
+    char *paired = NULL;
     size_t i, n_old, n_retired = 0, n_fresh = 0, kept = 0;
     char err[1024];
     int api_changed;
@@ -358,11 +388,13 @@ static void reload(struct binding_service *svc)
     next = calloc(nc.n_bindings + 1, sizeof(*next));
     fresh = calloc(nc.n_bindings + 1, sizeof(*fresh));
     retired = calloc(n_old + 1, sizeof(*retired));
-    if (!old || !next || !fresh || !retired) {
+    paired = calloc(n_old + 1, 1);
+    if (!old || !next || !fresh || !retired || !paired) {
         log_error(NULL, "reload failed: out of memory; the running config stays");
         goto out;
     }
     memcpy(old, svc->bindings, n_old * sizeof(*old));
+    /* Kept first, so that only bindings on their way out are paired below. */
     for (i = 0; i < nc.n_bindings; i++) {
         struct binding *b = find_same(old, n_old, &nc.bindings[i]);
 
@@ -375,17 +407,25 @@ static void reload(struct binding_service *svc)
             }
             next[i] = b;
             kept++;
+        }
+    }
+    for (i = 0; i < nc.n_bindings; i++) {
+        if (next[i]) {
             continue;
         }
         prev = find_named(old, n_old, nc.bindings[i].name);
         log_info(nc.bindings[i].name, "reload: binding %s is %s", nc.bindings[i].name,
                  prev ? "changed: starting it anew" : "new: starting it");
+        if (!prev) {
+            prev = find_unpaired_source(old, n_old, paired, &nc, &nc.bindings[i]); /* renamed */
+        }
         /* Old and new both subscribed for a moment: on a channel without a
          * group each gets every request, and only one may run it. Out of
          * memory: no sharing (the old way). */
         seen = prev ? source_seen_create() : NULL;
         if (seen) {
             binding_share_seen(prev, seen);
+            mark_paired(old, n_old, paired, prev);
         }
         next[i] = binding_create(&nc.bindings[i], svc->loop, svc->metrics, seen, err, sizeof(err));
         source_seen_unref(seen);
@@ -445,6 +485,7 @@ out:
     free(next);
     free(fresh);
     free(retired);
+    free(paired);
     config_free(&nc);
 }
 

@@ -99,17 +99,18 @@ describe('daemon: reload on SIGHUP', () => {
     assert.equal(linesOf(d, /\[a\] binding a: started/).length, 2, 'a was not restarted');
   });
 
-  it('a changed binding on an ungrouped channel: every put during the reload is written once', async () => {
+  // put_record traffic with unique data on q.a while the config changes to cfg;
+  // then every put answered ok is in the stream once, and none twice.
+  async function putsDuringReload(cfg, tag) {
     const { d } = daemon;
     const reloads = () => linesOf(d, /reloaded: /).length;
     const n = reloads();
-    // put_record traffic with unique data while the binding is replaced.
     let running = true;
     const sent = [];
     const failures = [];
     const loops = [0, 1].map(async (w) => {
       for (let i = 0; running; i++) {
-        const data = `dup-${w}-${i}`;
+        const data = `${tag}-${w}-${i}`;
         const r = await client.query('q.a', req({ method: 'put_record', stream_name: 'rs', partition_key: `d${w}` }, b64(data)), { timeoutMs: 20000 })
           .catch((e) => ({ failure: e.details || e.message }));
         if (r.failure || !r.reply || r.reply.is_error) failures.push(r.failure || (r.reply && r.reply.error));
@@ -118,7 +119,7 @@ describe('daemon: reload on SIGHUP', () => {
       }
     });
     await rig.sleep(200);
-    rewrite({ ...config, bindings: [bindA({ log_level: config.bindings[0].properties.log_level === 'error' ? 'info' : 'error' })] });
+    rewrite(cfg);
     hup();
     await rig.waitFor(() => reloads() === n + 1, { what: 'reloaded', timeoutMs: 20000 });
     await rig.sleep(300);
@@ -130,11 +131,24 @@ describe('daemon: reload on SIGHUP', () => {
     const counts = new Map();
     for (const rec of JSON.parse(Buffer.from(r.data, 'base64').toString()).Records) {
       const data = Buffer.from(rec.Data, 'base64').toString();
-      if (data.startsWith('dup-')) counts.set(data, (counts.get(data) || 0) + 1);
+      if (data.startsWith(`${tag}-`)) counts.set(data, (counts.get(data) || 0) + 1);
     }
     const twice = [...counts].filter(([, k]) => k > 1).map(([data]) => data);
     assert.deepEqual(twice, [], 'written more than once');
     for (const data of sent) assert.equal(counts.get(data), 1, `${data} is in the stream once`);
+  }
+
+  it('a changed binding on an ungrouped channel: every put during the reload is written once', async () => {
+    const level = config.bindings[0].properties.log_level === 'error' ? 'info' : 'error';
+    await putsDuringReload({ ...config, bindings: [bindA({ log_level: level })] }, 'changed');
+  });
+
+  it('a renamed binding on the same channel: every put during the reload is written once', async () => {
+    const renamed = { ...bindA(), name: 'a-renamed' };
+    const original = config;
+    await putsDuringReload({ ...config, bindings: [renamed] }, 'renamed');
+    assert.match(daemon.d.stderr(), /reload: binding a-renamed is new: starting it/);
+    await putsDuringReload(original, 'back');
   });
 
   it('logLevel is read again: debug lines start with it and stop without it', async () => {
