@@ -49,6 +49,7 @@ struct binding_service {
     int api_enable_request;
 
     int term_pending; /* SIGTERM/SIGINT seen during a reload */
+    int hup_pending;  /* SIGHUP seen during a reload: read the config again */
 };
 
 static uint64_t now_ms(void)
@@ -245,8 +246,11 @@ static void drain(struct binding_service *svc, struct binding **bs, size_t n, in
             }
             svc->term_pending = sig;
             log_info(NULL, "%s received during the reload: stopping after it", signame(sig));
-        } else if (sig == SIGHUP) {
+        } else if (sig == SIGHUP && shutdown) {
             log_warn(NULL, "SIGHUP ignored while draining");
+        } else if (sig == SIGHUP) {
+            svc->hup_pending = 1;
+            log_info(NULL, "SIGHUP received during the reload: reading the config again after it");
         }
     }
 }
@@ -291,6 +295,10 @@ static void wait_ready(struct binding_service *svc, struct binding **bs, size_t 
         sig = sigtimedwait(&svc->sigs, NULL, &poll);
         if (sig == SIGTERM || sig == SIGINT) {
             svc->term_pending = sig;
+            log_info(NULL, "%s received during the reload: stopping after it", signame(sig));
+        } else if (sig == SIGHUP) {
+            svc->hup_pending = 1;
+            log_info(NULL, "SIGHUP received during the reload: reading the config again after it");
         }
     }
 }
@@ -585,6 +593,9 @@ int binding_service_run(const struct config *c, const char *config_path, int cli
     for (;;) {
         if (svc.term_pending) {
             sig = svc.term_pending;
+        } else if (svc.hup_pending) {
+            svc.hup_pending = 0; /* the file changed again while reloading */
+            sig = SIGHUP;
         } else if (sigwait(&svc.sigs, &sig) != 0) {
             continue;
         }

@@ -51,6 +51,7 @@ struct source {
     /* During a reload: ids shared with the binding's other source (see
      * source_seen.h); NULL otherwise. Under mu. */
     struct source_seen *seen;
+    int broadcast; /* no group configured: every binding gets its own copy */
 };
 
 /* source_runtime.c */

@@ -110,6 +110,14 @@ static int on_request(void *ctx, struct kubemq_request *msg)
     int full;
 
     pthread_mutex_lock(&s->mu);
+    if (s->seen && s->abandoned && s->broadcast) {
+        /* A late copy for the replaced source of a reload: on a channel
+         * without a group its successor got its own, and runs it. */
+        c->paused = 1;
+        pthread_mutex_unlock(&s->mu);
+        kubemq_request_free(msg);
+        return 1;
+    }
     if (s->seen && !source_seen_first(s->seen, msg->id)) {
         /* The binding's other source (a reload) has this one: it answers. */
         pthread_mutex_unlock(&s->mu);
@@ -272,6 +280,7 @@ struct source *source_create(const struct source_kind *k, const struct source_op
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
+    s->broadcast = !s->queue && (!o->group || !o->group[0]);
     if (s->queue || !o->group) {
         s->group = strdup(""); /* queues have no groups */
     } else if (o->group[0] == '\0' && s->n > 1) {

@@ -93,4 +93,27 @@ describe('daemon: drain on SIGTERM', () => {
     assert.match(d.stderr(), /drain timeout after 1 s: 3 requests still in flight are answered with an error/);
     await peers.gate.release();
   });
+
+  it('SIGTERM during a reload: the reload finishes, then every request is answered and exit 0', async (t) => {
+    const c = cleanups();
+    t.after(() => c.run());
+    const { peers, daemon, q } = await setup(c);
+    const { d, path } = daemon;
+    // Ten in flight in the binding the reload replaces.
+    const pending = await park(peers, q, 10);
+    const cfg = JSON.parse(require('node:fs').readFileSync(path, 'utf8'));
+    cfg.bindings[0].properties = { log_level: 'error' }; // changed: the binding is replaced
+    require('node:fs').writeFileSync(path, JSON.stringify(cfg));
+    process.kill(d.pid, 'SIGHUP');
+    await d.waitForStderr(/reload: binding kinesis is changed: starting it anew/, 10000);
+    process.kill(d.pid, 'SIGTERM');
+    await d.waitForStderr(/SIGTERM received during the reload: stopping after it/, 10000);
+    await rig.sleep(300);
+    assert.ok(rig.pidAlive(d.pid), 'still draining what the old binding holds');
+    await peers.gate.release();
+    for (const r of await Promise.all(pending)) ok(r);
+    const exit = await d.waitExit();
+    assert.equal(exit.code, 0, d.stderr());
+    assert.match(d.stderr(), /reloaded: 1 binding/);
+  });
 });

@@ -179,6 +179,28 @@ describe('daemon: reload on SIGHUP', () => {
     assert.equal(debugLines(), 1, 'back at info: no more debug lines');
   });
 
+  it('a SIGHUP during a reload: the config is read again after it', async () => {
+    const { d } = daemon;
+    const reloads = () => linesOf(d, /reloaded: /).length;
+    const n = reloads();
+    const starts = () => linesOf(d, /reload: binding a is changed: starting it anew/).length;
+    const s0 = starts();
+    const withConcurrency = (n) => binding('a', { address: peers.broker.address, channel: 'q.a', target: peers.targetProps, source: { concurrency: String(n) } });
+    rewrite({ ...config, bindings: [withConcurrency(7)] });
+    hup();
+    await rig.waitFor(() => starts() === s0 + 1, { what: 'the reload started', timeoutMs: 10000 });
+    // The file changes again while the first reload waits for the new subscription.
+    rewrite({ ...config, bindings: [withConcurrency(9)] });
+    hup();
+    await d.waitForStderr(/SIGHUP received during the reload: reading the config again after it/, 10000);
+    await rig.waitFor(() => reloads() === n + 2, { what: 'two reloads', timeoutMs: 20000 })
+      .catch((e) => { e.message += `\n${d.stderr().split('\n').slice(-25).join('\n')}`; throw e; });
+    const list = JSON.parse((await rig.httpRequest(`${api()}/bindings`)).text);
+    assert.equal(list.length, 1);
+    assert.equal(list[0].source_config.concurrency, '9', 'the last config is the one running');
+    ok(await client.query('q.a', req({ method: 'describe_stream', stream_name: 'rs' })));
+  });
+
   it('an invalid config: every problem logged, the running config stays', async () => {
     const { d } = daemon;
     const before = d.stderr().length;
