@@ -116,4 +116,42 @@ describe('daemon: drain on SIGTERM', () => {
     assert.equal(exit.code, 0, d.stderr());
     assert.match(d.stderr(), /reloaded: 1 binding/);
   });
+
+  it('coalesced puts still lingering when SIGTERM comes are sent and answered', async (t) => {
+    const c = cleanups();
+    t.after(() => c.run());
+    const peers = await startPeers(c);
+    const config = {
+      apiPort: await rig.freePort(),
+      bindings: [binding('kinesis', {
+        address: peers.broker.address,
+        channel: 'q.linger',
+        target: { ...peers.targetProps, coalesce: 'true', coalesce_linger_ms: '1500' },
+      })],
+    };
+    const { d } = await startDaemon(c, peers.broker, config);
+    const client = kubemq.openClient(peers.broker.address, { clientId: 'linger-requester' });
+    c.add(() => client.close());
+    const q = (body) => client.query('q.linger', body, { timeoutMs: 30000 });
+    ok(await q(req({ method: 'create_stream', stream_name: 'l' })));
+    // The first batch is held at the gate; the next records linger behind it.
+    await peers.gate.fault({ kind: 'hold', op: 'PutRecords', count: 1 });
+    const put = (i) => q(req({ method: 'put_record', stream_name: 'l', partition_key: `k${i}` }, b64(`linger-${i}`)));
+    const pending = [put(0)];
+    await rig.waitFor(async () => (await peers.gate.stats()).held === 1, { what: 'the first batch held' });
+    for (let i = 1; i < 20; i++) pending.push(put(i));
+    await rig.sleep(300);
+    assert.equal((await peers.gate.stats()).byOp.PutRecords, 1, 'the others linger');
+    process.kill(d.pid, 'SIGTERM');
+    await d.waitForStderr(/SIGTERM received: stopping \(20 requests in flight\)/, 10000);
+    await peers.gate.release();
+    for (const r of await Promise.all(pending)) ok(r);
+    const exit = await d.waitExit();
+    assert.equal(exit.code, 0, d.stderr());
+    const recs = await rig.kinesisCall(peers.kin.url, 'GetShardIterator',
+      { StreamName: 'l', ShardId: 'shardId-000000000000', ShardIteratorType: 'TRIM_HORIZON' }, { accessKey: 'x', secretKey: 'y' });
+    const got = await rig.kinesisCall(peers.kin.url, 'GetRecords', { ShardIterator: recs.json.ShardIterator, Limit: 1000 },
+      { accessKey: 'x', secretKey: 'y' });
+    assert.equal(got.json.Records.length, 20, 'each record once');
+  });
 });
