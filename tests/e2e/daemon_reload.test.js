@@ -143,6 +143,13 @@ describe('daemon: reload on SIGHUP', () => {
     await putsDuringReload({ ...config, bindings: [bindA({ log_level: level })] }, 'changed');
   });
 
+  it('a changed binding with sources: 2 (its own generated group): every put is written once', async () => {
+    const two = binding('a', { address: peers.broker.address, channel: 'q.a', target: peers.targetProps, source: { sources: '2' } });
+    const original = config;
+    await putsDuringReload({ ...config, bindings: [two] }, 'two');
+    await putsDuringReload(original, 'one');
+  });
+
   it('a renamed binding on the same channel: every put during the reload is written once', async () => {
     const renamed = { ...bindA(), name: 'a-renamed' };
     const original = config;
