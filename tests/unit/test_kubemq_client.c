@@ -813,11 +813,42 @@ static void test_large_and_many_subscriptions(void **state)
     kubemq_response_free(&r);
 }
 
-/* Connections the broker (IPv4, 127.0.0.1) accepted on port and still holds. */
-static int connections_to(int port)
+/* Whether the socket inode belongs to process pid. */
+static int owns_socket(pid_t pid, unsigned long inode)
+{
+    char dir[64], path[320], link[64], want[64];
+    struct dirent *e;
+    DIR *d;
+    int found = 0;
+
+    snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+    snprintf(want, sizeof(want), "socket:[%lu]", inode);
+    d = opendir(dir);
+    if (!d) {
+        return 0;
+    }
+    while (!found && (e = readdir(d)) != NULL) {
+        ssize_t n;
+
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        n = readlink(path, link, sizeof(link) - 1);
+        if (n > 0) {
+            link[n] = '\0';
+            found = strcmp(link, want) == 0;
+        }
+    }
+    closedir(d);
+    return found;
+}
+
+/* Connections the broker (IPv4, 127.0.0.1) accepted on its port and still
+ * holds. Only the broker's own sockets count: another test's connection
+ * may use the same number as its local (ephemeral) port. */
+static int connections_to(const struct broker *b)
 {
     char line[512];
     unsigned lport, rport, st;
+    unsigned long inode;
     int n = 0;
     FILE *f = fopen("/proc/net/tcp", "r");
 
@@ -825,8 +856,9 @@ static int connections_to(int port)
         return -1;
     }
     while (fgets(line, sizeof(line), f)) {
-        if (sscanf(line, " %*d: %*8x:%x %*8x:%x %x", &lport, &rport, &st) == 3 &&
-            lport == (unsigned)port && rport != 0 && st == 1) {
+        if (sscanf(line, " %*d: %*8x:%x %*8x:%x %x %*x:%*x %*x:%*x %*x %*u %*u %lu", &lport, &rport,
+                   &st, &inode) == 4 &&
+            lport == (unsigned)b->port && rport != 0 && st == 1 && owns_socket(b->pid, inode)) {
             n++;
         }
     }
@@ -842,19 +874,19 @@ static void test_one_connection_per_client(void **state)
     uint64_t deadline;
 
     /* gRPC would share one subchannel between identical channels. */
-    assert_int_equal(connections_to(f->b.port), 0);
+    assert_int_equal(connections_to(&f->b), 0);
     client(f, 0, "conn-a", NULL);
     client(f, 1, "conn-b", NULL);
     assert_int_equal(kubemq_client_ping(f->c[0], 5000, &p, err, sizeof(err)), 0);
     assert_int_equal(kubemq_client_ping(f->c[1], 5000, &p, err, sizeof(err)), 0);
-    assert_int_equal(connections_to(f->b.port), 2);
+    assert_int_equal(connections_to(&f->b), 2);
     kubemq_client_destroy(f->c[1]);
     f->c[1] = NULL;
     deadline = now_ms() + WAIT_MS;
-    while (connections_to(f->b.port) != 1 && now_ms() < deadline) {
+    while (connections_to(&f->b) != 1 && now_ms() < deadline) {
         sleep_ms(20);
     }
-    assert_int_equal(connections_to(f->b.port), 1);
+    assert_int_equal(connections_to(&f->b), 1);
 }
 
 /* Count of Ping calls the broker has seen. */
