@@ -315,45 +315,26 @@ static struct binding *find_same(struct binding **bs, size_t n, const struct con
     return NULL;
 }
 
-static struct binding *find_named(struct binding **bs, size_t n, const char *name)
+/* The binding of old that cb replaces, as an index (n: none): the one of
+ * the same name, else one on its way out (its name gone from the new
+ * config, not paired yet) subscribed where cb will - a renamed binding. */
+static size_t predecessor(struct binding **old, size_t n, const char *paired,
+                          const struct config *nc, const struct config_binding *cb)
 {
     size_t i;
 
     for (i = 0; i < n; i++) {
-        if (bs[i] && strcmp(binding_name(bs[i]), name) == 0) {
-            return bs[i];
+        if (old[i] && strcmp(binding_name(old[i]), cb->name) == 0) {
+            return i;
         }
     }
-    return NULL;
-}
-
-/* A binding on its way out (in old, not yet paired, its name gone from
- * the new config) subscribed where cb will: a renamed binding's
- * predecessor. */
-static struct binding *find_unpaired_source(struct binding **old, size_t n, const char *paired,
-                                            const struct config *nc,
-                                            const struct config_binding *cb)
-{
-    size_t i;
-
     for (i = 0; i < n; i++) {
         if (old[i] && !paired[i] && !config_find_binding(nc, binding_name(old[i])) &&
             binding_same_source(old[i], cb)) {
-            return old[i];
+            return i;
         }
     }
-    return NULL;
-}
-
-static void mark_paired(struct binding **old, size_t n, char *paired, const struct binding *b)
-{
-    size_t i;
-
-    for (i = 0; i < n; i++) {
-        if (old[i] == b) {
-            paired[i] = 1;
-        }
-    }
+    return n;
 }
 
 /* The old and the new source of each replaced binding stop sharing ids. */
@@ -372,10 +353,10 @@ static void reload(struct binding_service *svc)
 {
     struct config nc;
     struct errs errs;
-    struct binding **next = NULL, **old, **retired = NULL, **fresh = NULL, *prev;
+    struct binding **next = NULL, **old, **retired = NULL, **fresh = NULL;
     struct source_seen *seen;
     char *paired = NULL;
-    size_t i, n_old, n_retired = 0, n_fresh = 0, kept = 0;
+    size_t i, p, n_old, n_retired = 0, n_fresh = 0, kept = 0;
     char err[1024];
     int api_changed;
 
@@ -421,19 +402,18 @@ static void reload(struct binding_service *svc)
         if (next[i]) {
             continue;
         }
-        prev = find_named(old, n_old, nc.bindings[i].name);
+        p = predecessor(old, n_old, paired, &nc, &nc.bindings[i]);
         log_info(nc.bindings[i].name, "reload: binding %s is %s", nc.bindings[i].name,
-                 prev ? "changed: starting it anew" : "new: starting it");
-        if (!prev) {
-            prev = find_unpaired_source(old, n_old, paired, &nc, &nc.bindings[i]); /* renamed */
-        }
+                 p < n_old && strcmp(binding_name(old[p]), nc.bindings[i].name) == 0
+                     ? "changed: starting it anew"
+                     : "new: starting it");
         /* Old and new both subscribed for a moment: on a channel without a
          * group each gets every request, and only one may run it. Out of
          * memory: no sharing (the old way). */
-        seen = prev ? source_seen_create() : NULL;
+        seen = p < n_old ? source_seen_create() : NULL;
         if (seen) {
-            binding_share_seen(prev, seen);
-            mark_paired(old, n_old, paired, prev);
+            binding_share_seen(old[p], seen);
+            paired[p] = 1;
         }
         next[i] = binding_create(&nc.bindings[i], svc->loop, svc->metrics, seen, err, sizeof(err));
         source_seen_unref(seen);

@@ -265,9 +265,8 @@ struct source *source_create(const struct source_kind *k, const struct source_op
     s->loop = loop;
     s->handler = handler;
     s->ctx = ctx;
-    if (seen && !s->queue) {
-        source_seen_ref(seen);
-        s->seen = seen;
+    if (seen) {
+        source_share_seen(s, seen); /* before any subscription delivers */
     }
     s->bound = o->concurrency > 0 ? (size_t)o->concurrency : 1;
     s->n = o->sources > 0 ? (size_t)o->sources : 1;
