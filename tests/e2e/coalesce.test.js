@@ -36,27 +36,6 @@ function config(broker, gate, channel, target) {
   };
 }
 
-// Every record of the stream, read straight from kinesalite: [{data, seq, shard}].
-async function readAll(url, stream) {
-  const call = (op, payload) => rig.kinesisCall(url, op, payload, { accessKey: AK, secretKey: SK });
-  const shards = (await call('ListShards', { StreamName: stream })).json.Shards;
-  const out = [];
-  for (const s of shards) {
-    let it = (await call('GetShardIterator', {
-      StreamName: stream, ShardId: s.ShardId, ShardIteratorType: 'TRIM_HORIZON',
-    })).json.ShardIterator;
-    for (;;) {
-      const r = (await call('GetRecords', { ShardIterator: it, Limit: 10000 })).json;
-      for (const rec of r.Records) {
-        out.push({ data: Buffer.from(rec.Data, 'base64').toString(), seq: rec.SequenceNumber, shard: s.ShardId });
-      }
-      if (!r.Records.length || !r.NextShardIterator) break;
-      it = r.NextShardIterator;
-    }
-  }
-  return out;
-}
-
 test('1,000 concurrent put_record queries, coalesced: each arrives once, in few calls', async (t) => {
   const kin = await rig.startKinesalite();
   t.after(() => kin.stop());
@@ -104,7 +83,7 @@ test('1,000 concurrent put_record queries, coalesced: each arrives once, in few 
   });
 
   // Exactly once each in kinesalite, where each caller was told it went.
-  const records = await readAll(kin.url, stream);
+  const records = await rig.readStream(kin.url, stream);
   assert.equal(records.length, N, `kinesalite holds ${records.length} records`);
   const seen = new Set();
   for (const rec of records) {
@@ -157,5 +136,5 @@ test('without coalescing every put_record is its own call (the baseline)', async
   const st = await gate.stats();
   assert.equal(st.byOp.PutRecord, n);
   assert.equal(st.byOp.PutRecords || 0, 0);
-  assert.equal((await readAll(kin.url, stream)).length, n);
+  assert.equal((await rig.readStream(kin.url, stream)).length, n);
 });

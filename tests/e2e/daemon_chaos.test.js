@@ -68,21 +68,8 @@ async function createStream(kin, stream) {
 
 // Every record of the stream, read straight from kinesalite: data -> count.
 async function readAll(url, stream) {
-  const call = (op, payload) => rig.kinesisCall(url, op, payload, { accessKey: AK, secretKey: SK });
-  const shards = (await call('ListShards', { StreamName: stream })).json.Shards;
   const seen = new Map();
-  for (const s of shards) {
-    let it = (await call('GetShardIterator', { StreamName: stream, ShardId: s.ShardId, ShardIteratorType: 'TRIM_HORIZON' })).json.ShardIterator;
-    for (;;) {
-      const r = (await call('GetRecords', { ShardIterator: it, Limit: 10000 })).json;
-      for (const rec of r.Records) {
-        const d = Buffer.from(rec.Data, 'base64').toString();
-        seen.set(d, (seen.get(d) || 0) + 1);
-      }
-      if (!r.Records.length || !r.NextShardIterator) break;
-      it = r.NextShardIterator;
-    }
-  }
+  for (const { data } of await rig.readStream(url, stream)) seen.set(data, (seen.get(data) || 0) + 1);
   return seen;
 }
 

@@ -3,6 +3,7 @@
 // kinesis-local (consumers, ARNs, SubscribeToShard). Each runs as a child
 // process on 127.0.0.1 and is stopped by PID.
 const { startScript, waitHttp } = require('./proc');
+const { kinesisCall } = require('./sigv4');
 
 // opts: port (0), createStreamMs/deleteStreamMs/updateStreamMs (0), shardLimit
 // (1000), path (LevelDB dir; in memory if absent), ssl/key/cert, env, timeoutMs.
@@ -50,4 +51,24 @@ async function startKinesisLocal(opts = {}) {
   return { url, port, tlsUrl, tlsPort, pid: p.pid, stop: p.stop, stderr: p.stderr, exited: p.exited };
 }
 
-module.exports = { startKinesalite, startKinesisLocal };
+// Every record of a stream, read straight from the stand-in at url (not through
+// the daemon), shard by shard from TRIM_HORIZON: [{data (utf8), seq, shard}].
+async function readStream(url, stream, { accessKey = 'AKIDREADSTREAM', secretKey = 'read-stream' } = {}) {
+  const call = (op, payload) => kinesisCall(url, op, payload, { accessKey, secretKey });
+  const shards = (await call('ListShards', { StreamName: stream })).json.Shards;
+  const out = [];
+  for (const s of shards) {
+    let it = (await call('GetShardIterator', { StreamName: stream, ShardId: s.ShardId, ShardIteratorType: 'TRIM_HORIZON' })).json.ShardIterator;
+    for (;;) {
+      const r = (await call('GetRecords', { ShardIterator: it, Limit: 10000 })).json;
+      for (const rec of r.Records) {
+        out.push({ data: Buffer.from(rec.Data, 'base64').toString(), seq: rec.SequenceNumber, shard: s.ShardId });
+      }
+      if (!r.Records.length || !r.NextShardIterator) break;
+      it = r.NextShardIterator;
+    }
+  }
+  return out;
+}
+
+module.exports = { startKinesalite, startKinesisLocal, readStream };

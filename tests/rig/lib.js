@@ -5,7 +5,7 @@
 module.exports = {
   ...require('./proc'), // startScript, stopChild, pidAlive, freePort, httpRequest, waitHttp, waitFor, listeningAddrs, sleep
   ...require('./sigv4'), // signKinesis, kinesisCall, verifyRequest
-  ...require('./kinesis'), // startKinesalite, startKinesisLocal
+  ...require('./kinesis'), // startKinesalite, startKinesisLocal, readStream
   ...require('./creds'), // startCredsServer
   ...require('./gate'), // startGate, createGate
   ...require('./daemon'), // writeConfig, invoke, startDaemon, binPath
