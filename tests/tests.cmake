@@ -10,11 +10,18 @@ if(NOT KK_PROMTOOL)
   find_program(KK_PROMTOOL promtool REQUIRED)
 endif()
 
+set(KK_TEST_LAYER_test_kubemq_client kk_kubemq)
+
 file(GLOB KK_UNIT_TESTS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/unit/test_*.c)
 foreach(src ${KK_UNIT_TESTS})
   get_filename_component(name ${src} NAME_WE)
   add_executable(${name} ${src})
-  target_link_libraries(${name} PRIVATE kk_core PkgConfig::CMOCKA)
+  # A test of one layer links only that layer (and what is below it).
+  if(DEFINED KK_TEST_LAYER_${name})
+    target_link_libraries(${name} PRIVATE ${KK_TEST_LAYER_${name}} PkgConfig::CMOCKA)
+  else()
+    target_link_libraries(${name} PRIVATE kk_core PkgConfig::CMOCKA)
+  endif()
   target_compile_definitions(${name} PRIVATE
     KK_SOURCE_DIR="${CMAKE_SOURCE_DIR}" KK_RIG_DIR="${CMAKE_SOURCE_DIR}/tests/rig"
     KK_PROMTOOL="${KK_PROMTOOL}")

@@ -40,6 +40,9 @@ struct loop {
     size_t heap_len;
     size_t heap_cap;
 
+    struct loop_defer *defer_head; /* armed deferred calls, in arming order */
+    struct loop_defer *defer_tail;
+
     struct loop_io *ios; /* few fds (curl's sockets): a list is enough */
     /* Watches removed while a round's events are dispatched: freed after
      * the round, so a later event of that round cannot find their memory
@@ -380,6 +383,66 @@ int loop_io_set(struct loop *l, int fd, unsigned events, loop_io_fn fn, void *ar
     return 0;
 }
 
+/* ---- deferred calls ---- */
+
+void loop_defer_init(struct loop_defer *d)
+{
+    memset(d, 0, sizeof(*d));
+}
+
+void loop_defer(struct loop *l, struct loop_defer *d, loop_fn fn, void *arg)
+{
+    d->fn = fn;
+    d->arg = arg;
+    if (d->armed) {
+        return;
+    }
+    d->armed = 1;
+    d->next = NULL;
+    if (l->defer_tail) {
+        l->defer_tail->next = d;
+    } else {
+        l->defer_head = d;
+    }
+    l->defer_tail = d;
+}
+
+void loop_defer_cancel(struct loop *l, struct loop_defer *d)
+{
+    struct loop_defer **pp, *prev = NULL;
+
+    if (!d->armed) {
+        return;
+    }
+    for (pp = &l->defer_head; *pp; prev = *pp, pp = &(*pp)->next) {
+        if (*pp == d) {
+            *pp = d->next;
+            if (l->defer_tail == d) {
+                l->defer_tail = prev;
+            }
+            break;
+        }
+    }
+    d->armed = 0;
+    d->next = NULL;
+}
+
+static void run_deferred(struct loop *l)
+{
+    /* Calls armed by a deferred call join the same pass. */
+    while (l->defer_head && !__atomic_load_n(&l->stop, __ATOMIC_SEQ_CST)) {
+        struct loop_defer *d = l->defer_head;
+
+        l->defer_head = d->next;
+        if (!l->defer_head) {
+            l->defer_tail = NULL;
+        }
+        d->armed = 0;
+        d->next = NULL;
+        d->fn(d->arg);
+    }
+}
+
 /* ---- running ---- */
 
 int loop_run_once(struct loop *l, int timeout_ms)
@@ -389,10 +452,12 @@ int loop_run_once(struct loop *l, int timeout_ms)
 
     /* When timers ran, the caller may be done already: only poll. */
     ran = run_timers(l);
+    run_deferred(l);
     if (__atomic_load_n(&l->stop, __ATOMIC_SEQ_CST)) {
         return 0;
     }
-    n = epoll_wait(l->epfd, evs, LOOP_MAX_EVENTS, ran ? 0 : next_timeout(l, timeout_ms));
+    n = epoll_wait(l->epfd, evs, LOOP_MAX_EVENTS,
+                   ran || l->defer_head ? 0 : next_timeout(l, timeout_ms));
     if (n < 0) {
         return errno == EINTR ? 0 : -1;
     }
@@ -428,6 +493,7 @@ int loop_run_once(struct loop *l, int timeout_ms)
         free(io);
     }
     run_timers(l);
+    run_deferred(l);
     return 0;
 }
 

@@ -1,10 +1,10 @@
-/* loop.h - the engine's single-threaded event loop (epoll).
+/* loop.h - the daemon's single-threaded event loop (epoll).
  *
- * All target, middleware and AWS work runs on one loop thread, so that
- * code needs no locks. Other threads (the gRPC completion-queue thread,
- * the HTTP API) hand work in with loop_post(), the only thread-safe entry
- * besides loop_stop(). Timers are embedded in their owner's struct, so
- * arming one never allocates. */
+ * Everything runs on one loop thread: KubeMQ connections, sources,
+ * targets, middleware, AWS calls, the HTTP API and signals, so that code
+ * needs no locks. loop_post() and loop_stop() are the only thread-safe
+ * entries (for the rare helper thread). Timers and deferred calls are
+ * embedded in their owner's struct, so arming one never allocates. */
 #ifndef KK_BASE_LOOP_H
 #define KK_BASE_LOOP_H
 
@@ -25,6 +25,16 @@ struct loop_timer {
     size_t heap_index; /* SIZE_MAX when not armed */
     loop_fn fn;
     void *arg;
+};
+
+/* A call made once at the end of the current loop round, before the loop
+ * waits again: work gathered during a round (writes to a socket, a queue to
+ * pump) is done once for all of it. */
+struct loop_defer {
+    loop_fn fn;
+    void *arg;
+    struct loop_defer *next;
+    int armed;
 };
 
 struct loop *loop_create(char *err, size_t errlen);
@@ -53,6 +63,13 @@ void loop_timer_start(struct loop *l, struct loop_timer *t, uint64_t delay_ms, l
                       void *arg);
 void loop_timer_stop(struct loop *l, struct loop_timer *t);
 int loop_timer_armed(const struct loop_timer *t);
+
+void loop_defer_init(struct loop_defer *d);
+/* fn(arg) runs once at the end of this round (arming it again before then
+ * changes nothing; a call armed while deferred calls run runs in the same
+ * pass). */
+void loop_defer(struct loop *l, struct loop_defer *d, loop_fn fn, void *arg);
+void loop_defer_cancel(struct loop *l, struct loop_defer *d);
 
 /* Watch fd for LOOP_READ/LOOP_WRITE; events 0 stops watching. */
 int loop_io_set(struct loop *l, int fd, unsigned events, loop_io_fn fn, void *arg);

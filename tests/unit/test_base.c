@@ -339,6 +339,72 @@ static void test_loop_io_removed_in_round(void **state)
 
 /* One event, one line: text lines blank control characters, JSON lines
  * escape them. */
+/* Deferred calls run once per round, however often armed, in arming
+ * order; one armed from a deferred call joins the same pass; a cancelled
+ * one does not run. */
+struct defer_state {
+    struct loop *l;
+    struct loop_defer a, b, c, d;
+    char order[16];
+    size_t n;
+};
+
+static void defer_mark(struct defer_state *s, char ch)
+{
+    if (s->n < sizeof(s->order) - 1) {
+        s->order[s->n++] = ch;
+    }
+}
+
+static void defer_c(void *arg)
+{
+    defer_mark(arg, 'c');
+}
+
+static void defer_a(void *arg)
+{
+    struct defer_state *s = arg;
+
+    defer_mark(s, 'a');
+    loop_defer(s->l, &s->c, defer_c, s);
+}
+
+static void defer_b(void *arg)
+{
+    defer_mark(arg, 'b');
+}
+
+static void defer_d(void *arg)
+{
+    defer_mark(arg, 'd');
+}
+
+static void test_loop_defer(void **state)
+{
+    struct defer_state s;
+    char err[256];
+
+    (void)state;
+    memset(&s, 0, sizeof(s));
+    s.l = loop_create(err, sizeof(err));
+    assert_non_null(s.l);
+    loop_defer_init(&s.a);
+    loop_defer_init(&s.b);
+    loop_defer_init(&s.c);
+    loop_defer_init(&s.d);
+    loop_defer(s.l, &s.a, defer_a, &s);
+    loop_defer(s.l, &s.b, defer_b, &s);
+    loop_defer(s.l, &s.a, defer_a, &s); /* armed already: still once */
+    loop_defer(s.l, &s.d, defer_d, &s);
+    loop_defer_cancel(s.l, &s.d);
+    /* Armed work makes the round not wait, whatever the timeout. */
+    assert_int_equal(loop_run_once(s.l, 5000), 0);
+    assert_string_equal(s.order, "abc");
+    assert_int_equal(loop_run_once(s.l, 0), 0);
+    assert_string_equal(s.order, "abc");
+    loop_destroy(s.l);
+}
+
 static void test_log_one_line(void **state)
 {
     char out[512];
@@ -371,6 +437,7 @@ static void test_log_one_line(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_loop_defer),
         cmocka_unit_test(test_buf_cap),
         cmocka_unit_test(test_buf_no_wrap),
         cmocka_unit_test(test_buf_json_str),
