@@ -14,14 +14,16 @@
  * 413 body past the cap, 500/503 when the provider fails. HEAD works
  * wherever GET does.
  *
- * The server runs on libmicrohttpd's own threads, one per connection (at
- * most API_MAX_CONNECTIONS), so a long POST /bindings/request never holds
+ * The server runs on the daemon's loop (libmicrohttpd with its epoll fd
+ * watched by the loop, no threads of its own). A POST /bindings/request
+ * suspends its connection until the binding answers, so it never holds
  * up /health or /ready. It reads everything through a provider, so it
- * knows nothing of bindings or the engine. */
+ * knows nothing of bindings. */
 #ifndef KK_API_API_H
 #define KK_API_API_H
 
 #include "base/buf.h"
+#include "base/loop.h"
 #include "base/metrics.h"
 
 #include <stddef.h>
@@ -33,8 +35,11 @@
 /* provider->request results besides 0 and -1. */
 #define API_REQUEST_NO_BINDING (-2)
 
-/* What the server shows. Every callback runs on an API thread, several
- * at once when requests overlap, so the provider must be thread-safe. */
+/* The answer to provider->request: reply_json is the reply envelope JSON
+ * (valid during the call). */
+typedef void (*api_reply_fn)(void *done_ctx, const char *reply_json, size_t len);
+
+/* What the server shows. Every callback runs on the loop thread. */
 struct api_provider {
     void *ctx;
     /* 1 when every binding is ready; 0 with the reason in why ("binding
@@ -44,15 +49,16 @@ struct api_provider {
      * "[]" (or nothing) when there is no binding. Served verbatim: the
      * API adds nothing. Returns 0, or -1 (500). */
     int (*bindings_json)(void *ctx, struct buf *out);
-    /* Run payload (a request envelope, as a KubeMQ message body; len 0
-     * when the caller sent none) through the binding's whole middleware
-     * chain and target, blocking until the reply envelope JSON is in
-     * reply_json. Returns 0; API_REQUEST_NO_BINDING (404 "no such binding,
-     * <name>"); or -1 with the reason in err when it cannot run now
-     * (503), e.g. while stopping. A failed Kinesis call is a reply with
-     * is_error set, returned as 0. NULL when enable_request is off. */
+    /* Start running payload (a request envelope, as a KubeMQ message
+     * body; len 0 when the caller sent none) through the binding's whole
+     * middleware chain and target. Returns 0 when started: done(done_ctx,
+     * ...) then runs exactly once, later, on the loop (never inside this
+     * call); API_REQUEST_NO_BINDING (404 "no such binding, <name>"); or -1
+     * with the reason in err when it cannot run now (503), e.g. while
+     * stopping. A failed Kinesis call is a reply with is_error set. NULL
+     * when enable_request is off. */
     int (*request)(void *ctx, const char *binding, const char *payload, size_t len,
-                   struct buf *reply_json, char *err, size_t errlen);
+                   api_reply_fn done, void *done_ctx, char *err, size_t errlen);
 };
 
 struct api_options {
@@ -65,14 +71,14 @@ struct api_options {
 
 struct api_server;
 
-/* Listen and serve. The provider is copied; its ctx and the registry must
- * outlive the server. Returns NULL with the reason in err, e.g. "cannot
- * listen on 127.0.0.1:8080: Address already in use". */
-struct api_server *api_start(const struct api_options *o, const struct api_provider *p, char *err,
-                             size_t errlen);
-/* Close the listener and wait for the connections in progress, including
- * a provider->request that is still running: stop the API before the
- * engine that answers those. Accepts NULL. */
+/* Listen and serve on loop. The provider is copied; its ctx and the
+ * registry must outlive the server. Returns NULL with the reason in err,
+ * e.g. "cannot listen on 127.0.0.1:8080: Address already in use". */
+struct api_server *api_start(struct loop *loop, const struct api_options *o,
+                             const struct api_provider *p, char *err, size_t errlen);
+/* Close the listener and every connection. A provider->request still
+ * running keeps its done callback valid: it runs later and is dropped.
+ * Accepts NULL. */
 void api_stop(struct api_server *s);
 /* The port actually listened on. */
 long api_port(const struct api_server *s);
