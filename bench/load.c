@@ -1,7 +1,8 @@
 /* load.c - end-to-end load generator: queries through a KubeMQ broker to the daemon.
  *
- * C threads each send blocking queries (our own KubeMQ client) until N
- * have been answered; every reply envelope is checked. Measures
+ * One connection (our own KubeMQ client, on a loop of its own) keeps C
+ * queries in flight until N have been answered; every reply envelope is
+ * checked. Measures
  * throughput and latency percentiles, and - from /proc - the daemon's CPU
  * seconds (user+sys) per 1,000 requests and its peak RSS (VmHWM, reset
  * through clear_refs before the run so the peak is this run's).
@@ -17,9 +18,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,15 +44,25 @@ struct opts {
     int timeout_ms;
 };
 
+struct run;
+
+/* One query in flight. */
+struct slot {
+    struct run *r;
+    unsigned long i;
+    double t0;
+};
+
 struct run {
     const struct opts *o;
+    struct loop *loop;
     struct kubemq_client *client;
     const char *b64; /* the record, base64 */
-    atomic_ulong next;
-    unsigned long total;
-    atomic_ulong ok, failed;
+    struct buf body;
+    struct slot *slots;
+    unsigned long next, total, done;
+    unsigned long ok, failed;
     double *lat_ms; /* per request, indexed by its number */
-    pthread_mutex_t err_lock;
     char first_error[512];
 };
 
@@ -134,13 +143,11 @@ static void note_error(struct run *r, const char *fmt, ...)
 {
     va_list ap;
 
-    pthread_mutex_lock(&r->err_lock);
     if (!r->first_error[0]) {
         va_start(ap, fmt);
         vsnprintf(r->first_error, sizeof(r->first_error), fmt, ap);
         va_end(ap);
     }
-    pthread_mutex_unlock(&r->err_lock);
 }
 
 static int build_body(const struct run *r, unsigned long i, struct buf *body)
@@ -175,66 +182,71 @@ static int build_body(const struct run *r, unsigned long i, struct buf *body)
                        o->method, o->stream, i, r->b64);
 }
 
-static void *worker(void *arg)
-{
-    struct run *r = arg;
-    struct buf body = BUF_INIT(BUF_DEFAULT_MAX);
-    struct kubemq_response res;
-    char err[512];
-    unsigned long i;
-    double t0;
+static void start_next(struct slot *sl);
 
-    for (;;) {
-        i = atomic_fetch_add(&r->next, 1);
-        if (i >= r->total) {
-            break;
-        }
-        if (build_body(r, i, &body) < 0) {
-            note_error(r, "cannot build the request body");
-            atomic_fetch_add(&r->failed, 1);
-            continue;
-        }
-        t0 = now_s();
-        if (kubemq_send_request(r->client, KUBEMQ_QUERY, r->o->channel, body.data, body.len, NULL,
-                                r->o->timeout_ms, &res, err, sizeof(err)) < 0) {
-            r->lat_ms[i] = (now_s() - t0) * 1e3;
-            note_error(r, "send: %s", err);
-            atomic_fetch_add(&r->failed, 1);
-            continue;
-        }
-        r->lat_ms[i] = (now_s() - t0) * 1e3;
-        if (res.error[0] || !strstr((const char *)res.body, "\"is_error\":false")) {
-            note_error(r, "reply: %s %.300s", res.error, (const char *)res.body);
-            atomic_fetch_add(&r->failed, 1);
-        } else {
-            atomic_fetch_add(&r->ok, 1);
-        }
-        kubemq_response_free(&res);
+static void on_reply(void *ctx, const struct kubemq_response *res, int status, const char *err)
+{
+    struct slot *sl = ctx;
+    struct run *r = sl->r;
+
+    r->lat_ms[sl->i] = (now_s() - sl->t0) * 1e3;
+    r->done++;
+    if (!res) {
+        note_error(r, "send: %s", err ? err : "failed");
+        r->failed++;
+    } else if (res->error[0] || !res->body ||
+               !memmem(res->body, res->body_len, "\"is_error\":false", 17)) {
+        note_error(r, "reply: %s %.*s", res->error,
+                   (int)(res->body_len < 300 ? res->body_len : 300),
+                   res->body ? (const char *)res->body : "");
+        r->failed++;
+    } else {
+        r->ok++;
     }
-    buf_free(&body);
-    return NULL;
+    start_next(sl);
+}
+
+static void start_next(struct slot *sl)
+{
+    struct run *r = sl->r;
+
+    while (r->next < r->total) {
+        sl->i = r->next++;
+        if (build_body(r, sl->i, &r->body) < 0) {
+            note_error(r, "cannot build the request body");
+            r->failed++;
+            r->done++;
+            continue;
+        }
+        sl->t0 = now_s();
+        if (!kubemq_send_request(r->client, KUBEMQ_QUERY, r->o->channel, r->body.data, r->body.len,
+                                 NULL, r->o->timeout_ms, on_reply, sl)) {
+            note_error(r, "send: out of memory");
+            r->failed++;
+            r->done++;
+            continue;
+        }
+        return;
+    }
 }
 
 static int run_phase(struct run *r, unsigned long n)
 {
-    pthread_t th[MAX_CONCURRENCY];
-    int i, started = 0;
+    int i;
 
     r->total = n;
-    atomic_store(&r->next, 0);
-    atomic_store(&r->ok, 0);
-    atomic_store(&r->failed, 0);
+    r->next = r->done = r->ok = r->failed = 0;
     for (i = 0; i < r->o->concurrency; i++) {
-        if (pthread_create(&th[i], NULL, worker, r) != 0) {
-            fprintf(stderr, "bench-load: cannot start thread %d: %s\n", i, strerror(errno));
-            break;
+        r->slots[i].r = r;
+        start_next(&r->slots[i]);
+    }
+    while (r->done < r->total) {
+        if (loop_run_once(r->loop, 1000) < 0) {
+            fprintf(stderr, "bench-load: loop: %s\n", strerror(errno));
+            return -1;
         }
-        started++;
     }
-    for (i = 0; i < started; i++) {
-        pthread_join(th[i], NULL);
-    }
-    return started > 0 ? 0 : -1;
+    return 0;
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -279,6 +291,7 @@ int main(int argc, char **argv)
         0,    0,    30000};
     struct kubemq_client_opts co;
     static struct run r;
+    uint64_t deadline;
     struct proc_sample d0, d1, b0, b1;
     struct buf rec = BUF_INIT(BUF_DEFAULT_MAX), b64 = BUF_INIT(BUF_DEFAULT_MAX);
     double t0, t, self0, self1, units;
@@ -335,7 +348,13 @@ int main(int argc, char **argv)
         o.warmup = o.requests / 10 < 200 ? o.requests / 10 : 200;
     }
     r.o = &o;
-    pthread_mutex_init(&r.err_lock, NULL);
+    buf_init(&r.body, BUF_DEFAULT_MAX);
+    r.slots = calloc((size_t)o.concurrency, sizeof(*r.slots));
+    r.loop = loop_create(err, sizeof(err));
+    if (!r.slots || !r.loop) {
+        fprintf(stderr, "bench-load: %s\n", r.loop ? "out of memory" : err);
+        goto out;
+    }
     if (buf_reserve(&rec, o.size) < 0) {
         goto out;
     }
@@ -356,15 +375,23 @@ int main(int argc, char **argv)
     co.address = o.address;
     co.client_id = id;
     co.ping_interval_ms = -1;
-    r.client = kubemq_client_create(&co, err, sizeof(err));
+    r.client = kubemq_client_create(r.loop, &co, err, sizeof(err));
     if (!r.client) {
         fprintf(stderr, "bench-load: %s\n", err);
+        goto out;
+    }
+    deadline = loop_now_ms(r.loop) + 10000;
+    while (!kubemq_client_ready(r.client) && loop_now_ms(r.loop) < deadline) {
+        loop_run_once(r.loop, 50);
+    }
+    if (!kubemq_client_ready(r.client)) {
+        fprintf(stderr, "bench-load: no connection to %s within 10 s\n", o.address);
         goto out;
     }
     if (o.warmup && run_phase(&r, o.warmup) < 0) {
         goto out;
     }
-    if (atomic_load(&r.failed)) {
+    if (r.failed) {
         fprintf(stderr, "bench-load: warm-up failed: %s\n", r.first_error);
         goto out;
     }
@@ -387,8 +414,7 @@ int main(int argc, char **argv)
            "\"per_second\":%.1f,\"records_per_second\":%.1f,"
            "\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f",
            o.label, o.method, o.requests, strcmp(o.method, "put_records") == 0 ? o.records : 1,
-           o.concurrency, o.size, atomic_load(&r.ok), atomic_load(&r.failed), t,
-           (double)o.requests / t,
+           o.concurrency, o.size, r.ok, r.failed, t, (double)o.requests / t,
            (double)o.requests * (strcmp(o.method, "put_records") == 0 ? o.records : 1) / t,
            pct(r.lat_ms, o.requests, 50), pct(r.lat_ms, o.requests, 90),
            pct(r.lat_ms, o.requests, 99), r.lat_ms[o.requests - 1]);
@@ -403,17 +429,21 @@ int main(int argc, char **argv)
     }
     printf(",\"loadgen_cpu_share\":%.3f}\n", (self1 - self0) / t);
     fflush(stdout);
-    if (atomic_load(&r.failed)) {
-        fprintf(stderr, "bench-load: %lu requests failed, first: %s\n", atomic_load(&r.failed),
-                r.first_error);
+    if (r.failed) {
+        fprintf(stderr, "bench-load: %lu requests failed, first: %s\n", r.failed, r.first_error);
         goto out;
     }
     rc = 0;
 out:
     kubemq_client_destroy(r.client);
+    if (r.loop) {
+        loop_run_until_idle(r.loop, 2000);
+    }
+    loop_destroy(r.loop);
+    free(r.slots);
     free(r.lat_ms);
+    buf_free(&r.body);
     buf_free(&rec);
     buf_free(&b64);
-    pthread_mutex_destroy(&r.err_lock);
     return rc;
 }

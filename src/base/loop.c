@@ -497,6 +497,24 @@ int loop_run_once(struct loop *l, int timeout_ms)
     return 0;
 }
 
+int loop_run_until_idle(struct loop *l, uint64_t max_ms)
+{
+    uint64_t deadline = mono_ms() + max_ms;
+
+    __atomic_store_n(&l->stop, 0, __ATOMIC_SEQ_CST);
+    while (l->ios || l->heap_len || l->defer_head || l->post_head) {
+        uint64_t now = mono_ms();
+
+        if (now >= deadline) {
+            return 1;
+        }
+        if (loop_run_once(l, (int)(deadline - now)) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int loop_run(struct loop *l)
 {
     __atomic_store_n(&l->stop, 0, __ATOMIC_SEQ_CST);

@@ -47,6 +47,11 @@ int loop_run(struct loop *l);
 /* Run one round: due timers, then wait at most timeout_ms (-1 = until
  * something happens) for I/O and posts; no wait when a timer ran. */
 int loop_run_once(struct loop *l, int timeout_ms);
+/* Run rounds until nothing is watched, armed or deferred any more - the
+ * objects that outlive their owners (a connection sending its last
+ * replies) are done - or max_ms passed. Returns 0 when idle, 1 at the
+ * deadline, -1 on an epoll error. */
+int loop_run_until_idle(struct loop *l, uint64_t max_ms);
 /* Thread-safe: makes loop_run() return after the current callback. */
 void loop_stop(struct loop *l);
 

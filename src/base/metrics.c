@@ -557,6 +557,21 @@ static const struct {
     {METRICS_COUNTER, "kubemq_kinesis_retries_total",
      "retry attempts made after a failed call, per binding,source and target types",
      offsetof(struct metrics_binding, retries)},
+    {METRICS_GAUGE, "kubemq_kinesis_source_pending",
+     "requests taken from the broker waiting for a free slot, per binding,source and target types",
+     offsetof(struct metrics_binding, source_pending)},
+    {METRICS_COUNTER, "kubemq_kinesis_source_dropped_total",
+     "events dropped because max_pending requests were waiting already, per binding,source and "
+     "target types",
+     offsetof(struct metrics_binding, source_dropped)},
+    {METRICS_COUNTER, "kubemq_kinesis_source_rejected_total",
+     "queries and commands answered over capacity because max_pending requests were waiting "
+     "already, per binding,source and target types",
+     offsetof(struct metrics_binding, source_rejected)},
+    {METRICS_COUNTER, "kubemq_kinesis_source_expired_total",
+     "queries and commands dropped unrun because their timeout passed while they waited, per "
+     "binding,source and target types",
+     offsetof(struct metrics_binding, source_expired)},
 };
 
 const struct metrics_binding *metrics_binding_register(struct metrics_registry *reg,

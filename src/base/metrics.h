@@ -77,11 +77,16 @@ struct metrics_binding {
     struct metrics_series *responses_count;
     struct metrics_series *responses_volume; /* bytes of response data */
     struct metrics_series *errors_count;
-    struct metrics_series *duration;   /* histogram, seconds */
-    struct metrics_series *in_flight;  /* gauge */
-    struct metrics_series *retries;    /* counter */
-    struct metrics_family *aws_errors; /* labels binding, error_type */
-    struct metrics_binding *next;      /* registry's list */
+    struct metrics_series *duration;  /* histogram, seconds */
+    struct metrics_series *in_flight; /* gauge */
+    struct metrics_series *retries;   /* counter */
+    /* The source's wait queue (see source.h). */
+    struct metrics_series *source_pending;  /* gauge */
+    struct metrics_series *source_dropped;  /* counter: events */
+    struct metrics_series *source_rejected; /* counter: over capacity */
+    struct metrics_series *source_expired;  /* counter: timed out waiting */
+    struct metrics_family *aws_errors;      /* labels binding, error_type */
+    struct metrics_binding *next;           /* registry's list */
 };
 
 /* The series of one binding, created on first registration and returned

@@ -5,19 +5,15 @@
 #include "base/log.h"
 #include "base/settings.h"
 #include "binding/middleware.h"
-#include "source/source_runtime.h"
+#include "source/source.h"
 #include "target/target.h"
 
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 /* A reply travels in one KubeMQ message. */
 #define REPLY_MAX ((size_t)100 << 20)
-/* After the target is gone, what is left answers at once; this bounds the wait. */
-#define FINAL_WAIT_MS 10000
 
 struct binding {
     char *name;
@@ -35,12 +31,13 @@ struct binding {
     json_t *target_config;
     char started_line[800];
 
-    int stopping; /* atomic: no new API requests */
-    int stopped;  /* engine thread only: target gone, answer at once */
-    int refs;     /* atomic: API callers holding b */
-    int api_jobs; /* atomic: API requests inside */
-    /* Engine thread only: finished jobs kept with their envelopes and
-     * buffers, so a steady stream of requests allocates little here. */
+    int stopping;            /* no new API requests */
+    int stopped;             /* target gone: answer at once */
+    int api_jobs;            /* API requests inside */
+    struct job *api_waiting; /* API requests not started yet */
+    struct loop_defer api_defer;
+    /* Finished jobs kept with their envelopes and buffers, so a steady
+     * stream of requests allocates little here. */
     struct job *job_pool;
     int njob_pool;
 };
@@ -48,68 +45,20 @@ struct binding {
 #define JOB_POOL     64
 #define JOB_POOL_BUF ((size_t)64 << 10) /* bigger buffers are not kept */
 
-/* A request on its way through the engine. */
+/* A request on its way through the chain. */
 struct job {
     struct binding *b;
     struct source_request *sr; /* KubeMQ request, or NULL */
-    struct api_wait *w;        /* API request, or NULL */
+    binding_reply_fn api_done; /* API request: its answer */
+    void *api_ctx;
+    char *api_payload; /* until it starts */
+    size_t api_len;
     struct envelope_request req;
     struct envelope_reply reply;
     struct buf out;   /* the serialised reply */
     int ready;        /* req, reply and out are initialised */
     struct job *next; /* in the pool */
 };
-
-struct api_wait {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int done;
-    const char *payload;
-    size_t len;
-    struct buf *reply_json;
-};
-
-/* ---- running a function on the engine thread and waiting for it ------ */
-
-struct engine_call {
-    void (*fn)(void *arg);
-    void *arg;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int done;
-};
-
-static void engine_call_run(void *p)
-{
-    struct engine_call *c = p;
-
-    c->fn(c->arg);
-    pthread_mutex_lock(&c->mu);
-    c->done = 1;
-    pthread_cond_signal(&c->cv);
-    pthread_mutex_unlock(&c->mu);
-}
-
-static int engine_call(struct loop *loop, void (*fn)(void *arg), void *arg)
-{
-    struct engine_call c = {.fn = fn, .arg = arg};
-    int rc = 0;
-
-    pthread_mutex_init(&c.mu, NULL);
-    pthread_cond_init(&c.cv, NULL);
-    if (loop_post(loop, engine_call_run, &c) < 0) {
-        rc = -1;
-    } else {
-        pthread_mutex_lock(&c.mu);
-        while (!c.done) {
-            pthread_cond_wait(&c.cv, &c.mu);
-        }
-        pthread_mutex_unlock(&c.mu);
-    }
-    pthread_cond_destroy(&c.cv);
-    pthread_mutex_destroy(&c.mu);
-    return rc;
-}
 
 /* ---- the chain: middleware, then the target --------------------------- */
 
@@ -119,11 +68,14 @@ static void job_free(struct job *j)
 {
     struct binding *b = j->b;
 
+    free(j->api_payload);
+    j->api_payload = NULL;
     if (j->ready && !b->stopped && b->njob_pool < JOB_POOL && j->req.data.cap <= JOB_POOL_BUF &&
         j->req.data_b64.cap <= JOB_POOL_BUF && j->reply.data.cap <= JOB_POOL_BUF &&
         j->out.cap <= JOB_POOL_BUF) {
         j->sr = NULL;
-        j->w = NULL;
+        j->api_done = NULL;
+        j->api_ctx = NULL;
         j->next = b->job_pool;
         b->job_pool = j;
         b->njob_pool++;
@@ -137,7 +89,6 @@ static void job_free(struct job *j)
     free(j);
 }
 
-/* Engine thread. */
 static struct job *job_get(struct binding *b)
 {
     struct job *j = b->job_pool;
@@ -151,7 +102,7 @@ static struct job *job_get(struct binding *b)
     return calloc(1, sizeof(*j));
 }
 
-/* Engine thread: the reply goes back the way the request came. */
+/* The reply goes back the way the request came. */
 static void job_finish(struct job *j)
 {
     struct binding *b = j->b;
@@ -169,17 +120,8 @@ static void job_finish(struct job *j)
     if (j->sr) {
         source_reply(j->sr, j->reply.is_error, buf_str(&j->reply.error), out.data, out.len);
     } else {
-        struct api_wait *w = j->w;
-
-        pthread_mutex_lock(&w->mu);
-        buf_reset(w->reply_json);
-        if (buf_append(w->reply_json, out.data ? out.data : "", out.len) < 0) {
-            buf_append_str(w->reply_json, "{\"metadata\":{},\"data\":null,\"is_error\":true,"
-                                          "\"error\":\"reply too large\"}");
-        }
-        w->done = 1;
-        pthread_cond_signal(&w->cv);
-        pthread_mutex_unlock(&w->mu);
+        b->api_jobs--;
+        j->api_done(j->api_ctx, out.data ? out.data : "", out.len);
     }
     job_free(j);
 }
@@ -218,7 +160,7 @@ static void job_start(struct job *j, const void *body, size_t len)
     middleware_execute(b->mw, &j->req, &j->reply, job_done, j);
 }
 
-/* Engine thread: a request the source took. */
+/* A request the source took. */
 static void on_source_request(void *ctx, struct source_request *sr)
 {
     struct binding *b = ctx;
@@ -234,96 +176,75 @@ static void on_source_request(void *ctx, struct source_request *sr)
     job_start(j, sr->body, sr->len);
 }
 
-static void on_api_request(void *arg)
+/* API requests start from a deferred call, so an answer never comes
+ * inside binding_request(). */
+static void api_start_all(void *arg)
 {
-    struct job *j = arg;
+    struct binding *b = arg;
 
-    job_start(j, j->w->payload, j->w->len);
+    while (b->api_waiting) {
+        struct job *j = b->api_waiting;
+
+        b->api_waiting = j->next;
+        j->next = NULL;
+        job_start(j, j->api_payload, j->api_len);
+        /* job_start copied what it needs (the envelope is parsed). */
+    }
 }
 
-int binding_request(struct binding *b, const char *payload, size_t len, struct buf *reply_json,
-                    char *err, size_t errlen)
+int binding_request(struct binding *b, const char *payload, size_t len, binding_reply_fn done,
+                    void *ctx, char *err, size_t errlen)
 {
-    struct api_wait w = {.payload = payload, .len = len, .reply_json = reply_json};
-    struct job *j;
-    int rc = 0;
+    struct job *j, **tail;
 
-    __atomic_add_fetch(&b->api_jobs, 1, __ATOMIC_SEQ_CST);
-    if (__atomic_load_n(&b->stopping, __ATOMIC_SEQ_CST)) {
-        __atomic_sub_fetch(&b->api_jobs, 1, __ATOMIC_SEQ_CST);
+    if (b->stopping) {
         snprintf(err, errlen, "binding %s is stopping", b->name);
         return -1;
     }
     j = calloc(1, sizeof(*j));
-    if (!j) {
-        __atomic_sub_fetch(&b->api_jobs, 1, __ATOMIC_SEQ_CST);
+    if (!j || !(j->api_payload = malloc(len + 1))) {
+        free(j);
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    memcpy(j->api_payload, payload, len);
+    j->api_payload[len] = '\0';
+    j->api_len = len;
     j->b = b;
-    j->w = &w;
-    pthread_mutex_init(&w.mu, NULL);
-    pthread_cond_init(&w.cv, NULL);
-    if (loop_post(b->loop, on_api_request, j) < 0) {
-        free(j);
-        snprintf(err, errlen, "out of memory");
-        rc = -1;
-    } else {
-        pthread_mutex_lock(&w.mu);
-        while (!w.done) {
-            pthread_cond_wait(&w.cv, &w.mu);
-        }
-        pthread_mutex_unlock(&w.mu);
+    j->api_done = done;
+    j->api_ctx = ctx;
+    b->api_jobs++;
+    for (tail = &b->api_waiting; *tail; tail = &(*tail)->next) {
     }
-    pthread_cond_destroy(&w.cv);
-    pthread_mutex_destroy(&w.mu);
-    __atomic_sub_fetch(&b->api_jobs, 1, __ATOMIC_SEQ_CST);
-    return rc;
-}
-
-void binding_ref(struct binding *b)
-{
-    __atomic_add_fetch(&b->refs, 1, __ATOMIC_SEQ_CST);
-}
-
-void binding_unref(struct binding *b)
-{
-    __atomic_sub_fetch(&b->refs, 1, __ATOMIC_SEQ_CST);
+    *tail = j;
+    loop_defer(b->loop, &b->api_defer, api_start_all, b);
+    return 0;
 }
 
 /* ---- life ------------------------------------------------------------- */
 
-struct create_args {
-    struct binding *b;
-    const struct config_binding *cb;
-    struct errs errs;
-};
-
-static void create_on_engine(void *arg)
+static void create_chain(struct binding *b, const struct config_binding *cb, struct errs *errs)
 {
-    struct create_args *a = arg;
-    struct binding *b = a->b;
     char where[300], err[512];
 
     snprintf(where, sizeof(where), "binding %s: target", b->name);
-    b->target = b->tk->create(b->loop, a->cb->target.props, b->name, where, &a->errs);
+    b->target = b->tk->create(b->loop, cb->target.props, b->name, where, errs);
     if (!b->target) {
-        if (a->errs.count == 0) {
-            errs_add(&a->errs, "%s: could not start", where);
+        if (errs->count == 0) {
+            errs_add(errs, "%s: could not start", where);
         }
         return;
     }
-    b->mw = middleware_create(b->loop, &a->cb->middleware, b->name, b->tk, b->target, b->mb, err,
+    b->mw = middleware_create(b->loop, &cb->middleware, b->name, b->tk, b->target, b->mb, err,
                               sizeof(err));
     if (!b->mw) {
-        errs_add(&a->errs, "binding %s: middleware: %s", b->name, err);
+        errs_add(errs, "binding %s: middleware: %s", b->name, err);
     }
 }
 
-static void stop_on_engine(void *arg)
+/* What is still inside the chain is answered now, with an error. */
+static void stop_chain(struct binding *b)
 {
-    struct binding *b = arg;
-
     b->stopped = 1;
     /* The chain first: what waits for a retry or a token is answered. */
     middleware_destroy(b->mw);
@@ -333,11 +254,6 @@ static void stop_on_engine(void *arg)
         b->tk->destroy(b->target);
         b->target = NULL;
     }
-}
-
-static void noop(void *arg)
-{
-    (void)arg;
 }
 
 static json_t *redacted(const struct settings_entry *table, const json_t *props)
@@ -364,11 +280,12 @@ struct binding *binding_create(const struct config_binding *cb, struct loop *loo
                                size_t errlen)
 {
     struct binding *b = calloc(1, sizeof(*b));
-    struct create_args a;
+    struct source_metrics sm;
+    struct errs errs;
     char serr[512];
     const char *group;
 
-    errs_init(&a.errs);
+    errs_init(&errs);
     if (!b || !(b->name = strdup(cb->name))) {
         snprintf(err, errlen, "binding %s: out of memory", cb->name);
         goto fail;
@@ -378,19 +295,22 @@ struct binding *binding_create(const struct config_binding *cb, struct loop *loo
     b->raw = cb->source_opts.do_not_parse_payload;
     b->drain_ms = cb->source_opts.drain_timeout_seconds * 1000;
     b->mb = metrics_binding_register(reg, cb->name, cb->source_kind->kind, cb->target_kind->kind);
+    loop_defer_init(&b->api_defer);
 
-    a.b = b;
-    a.cb = cb;
-    if (engine_call(loop, create_on_engine, &a) < 0) {
-        snprintf(err, errlen, "binding %s: out of memory", cb->name);
+    create_chain(b, cb, &errs);
+    if (!b->target || !b->mw) {
+        errs_first(&errs, err, errlen);
         goto fail;
     }
-    if (!b->target || !b->mw) {
-        errs_first(&a.errs, err, errlen);
-        goto fail;
+    memset(&sm, 0, sizeof(sm));
+    if (b->mb) {
+        sm.pending = b->mb->source_pending;
+        sm.dropped = b->mb->source_dropped;
+        sm.rejected = b->mb->source_rejected;
+        sm.expired = b->mb->source_expired;
     }
     b->src = source_create(cb->source_kind, &cb->source_opts, b->name, loop, on_source_request, b,
-                           seen, serr, sizeof(serr));
+                           &sm, seen, serr, sizeof(serr));
     if (!b->src) {
         snprintf(err, errlen, "binding %s: source: %s", cb->name, serr);
         goto fail;
@@ -404,56 +324,40 @@ struct binding *binding_create(const struct config_binding *cb, struct loop *loo
              cb->source_kind->kind, source_connection(b->src), *group ? " group '" : "", group,
              *group ? "'" : "", cb->target_kind->kind);
     log_info(b->name, "binding %s: started (%s)", b->name, b->started_line);
-    errs_free(&a.errs);
+    errs_free(&errs);
     return b;
 fail:
-    errs_free(&a.errs);
+    errs_free(&errs);
     binding_destroy(b);
     return NULL;
 }
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 void binding_destroy(struct binding *b)
 {
-    uint64_t deadline;
     size_t left;
 
     if (!b) {
         return;
     }
-    __atomic_store_n(&b->stopping, 1, __ATOMIC_SEQ_CST);
+    b->stopping = 1;
     if (b->src) {
         char why[300];
 
-        source_close(b->src);
         snprintf(why, sizeof(why), "binding %s stopped before the request ran", b->name);
         source_abandon(b->src, why);
     }
-    if (b->loop && (b->target || b->src)) {
-        engine_call(b->loop, stop_on_engine, b);
-        engine_call(b->loop, noop, NULL); /* requests posted before now have run */
+    if (b->loop) {
+        loop_defer_cancel(b->loop, &b->api_defer);
     }
-    /* What is left is answered at once; wait for it, and for API callers. */
-    deadline = now_ms() + FINAL_WAIT_MS;
-    while ((left = binding_pending(b)) > 0 || __atomic_load_n(&b->refs, __ATOMIC_SEQ_CST) > 0) {
-        if (now_ms() > deadline) {
-            /* A late answer would still reach b and its source: keep both
-             * (a bounded leak at stop) rather than risk a use after free. */
-            log_error(b->name, "binding %s: %zu requests still unanswered at stop; left in memory",
-                      b->name, left);
-            return;
-        }
-        nanosleep(&(struct timespec){0, 5000000}, NULL);
+    stop_chain(b);
+    /* API requests not started yet: answered now (the chain is gone). */
+    api_start_all(b);
+    /* Everything taken was answered above, on this thread. */
+    left = binding_pending(b);
+    if (left > 0) {
+        log_error(b->name, "binding %s: %zu requests unanswered at stop", b->name, left);
     }
     source_destroy(b->src);
-    /* Nothing runs for b on the engine any more: its pool is ours. */
     while (b->job_pool) {
         struct job *j = b->job_pool;
 
@@ -510,7 +414,7 @@ int binding_ready(struct binding *b, struct buf *why)
     struct buf r = BUF_INIT(1024);
     int ok = 1;
 
-    if (__atomic_load_n(&b->stopping, __ATOMIC_SEQ_CST)) {
+    if (b->stopping) {
         buf_append_str(&r, "stopping");
         ok = 0;
     } else if (!b->src || !source_ready(b->src, &r)) {
@@ -548,7 +452,7 @@ void binding_share_seen(struct binding *b, struct source_seen *seen)
 
 void binding_stop_intake(struct binding *b)
 {
-    __atomic_store_n(&b->stopping, 1, __ATOMIC_SEQ_CST);
+    b->stopping = 1;
     if (b->src) {
         source_close(b->src);
     }
@@ -556,8 +460,7 @@ void binding_stop_intake(struct binding *b)
 
 size_t binding_pending(struct binding *b)
 {
-    return (b->src ? source_pending(b->src) : 0) +
-           (size_t)__atomic_load_n(&b->api_jobs, __ATOMIC_SEQ_CST);
+    return (b->src ? source_pending(b->src) : 0) + (size_t)b->api_jobs;
 }
 
 long long binding_drain_timeout_ms(const struct binding *b)

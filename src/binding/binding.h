@@ -5,11 +5,7 @@
  * envelope goes back through the source. A body that is not a valid
  * envelope is answered at once with an error reply, never dropped.
  *
- * Threads: create/stop/destroy on the service's (main) thread; they run
- * the target's and middleware's own create/destroy on the engine thread.
- * binding_request() blocks an API thread until the engine answers.
- * binding_ready(), binding_status_json() and binding_pending() are
- * thread-safe. */
+ * Everything runs on the loop thread. */
 #ifndef KK_BINDING_BINDING_H
 #define KK_BINDING_BINDING_H
 
@@ -23,8 +19,8 @@
 struct binding;
 struct source_seen;
 
-/* Build and start cb (copied: the config may be freed afterwards); the
- * engine loop must be running on its thread. seen: NULL, or shared with
+/* Build and start cb (copied: the config may be freed afterwards) on
+ * loop. seen: NULL, or shared with
  * the binding this one replaces (binding_share_seen). NULL with the reason
  * in err. */
 struct binding *binding_create(const struct config_binding *cb, struct loop *loop,
@@ -34,7 +30,7 @@ struct binding *binding_create(const struct config_binding *cb, struct loop *loo
  * take each request id once between them; NULL ends that. */
 void binding_share_seen(struct binding *b, struct source_seen *seen);
 /* Stop, after the caller drained it as far as it would wait, and free.
- * Requests still running are answered with an error. Accepts NULL. */
+ * Requests still running are answered with an error, now. Accepts NULL. */
 void binding_destroy(struct binding *b);
 
 const char *binding_name(const struct binding *b);
@@ -57,13 +53,13 @@ size_t binding_pending(struct binding *b);
 /* The drain bound chosen for this binding (source drain_timeout_seconds). */
 long long binding_drain_timeout_ms(const struct binding *b);
 
-/* Keep b alive across a binding_request() made without the caller's lock. */
-void binding_ref(struct binding *b);
-void binding_unref(struct binding *b);
-/* Run payload (a request envelope, as a KubeMQ body) through the chain,
- * blocking until the reply envelope JSON is in reply_json. -1 with the
- * reason in err when the binding is stopping or out of memory. */
-int binding_request(struct binding *b, const char *payload, size_t len, struct buf *reply_json,
-                    char *err, size_t errlen);
+/* The reply envelope JSON of binding_request (valid during the call). */
+typedef void (*binding_reply_fn)(void *ctx, const char *reply_json, size_t len);
+/* Run payload (a request envelope, as a KubeMQ body; copied) through the
+ * chain: 0, and done(ctx, ...) runs once later on the loop (never inside
+ * this call; at the latest when b is destroyed), or -1 with the reason in
+ * err when the binding is stopping or out of memory. */
+int binding_request(struct binding *b, const char *payload, size_t len, binding_reply_fn done,
+                    void *ctx, char *err, size_t errlen);
 
 #endif

@@ -1,9 +1,13 @@
-/* service.c - the daemon's main thread: bindings, engine thread, API, signals, drain, reload. */
+/* service.c - the daemon on its loop: bindings, API, signals, drain, reload.
+ *
+ * One thread runs the loop; signals arrive through a signalfd on it.
+ * Draining and reloading take time (requests finish, new subscriptions
+ * open), so they are phases driven by a ticking timer, never waits: the
+ * loop keeps serving everything else meanwhile. */
 #include "binding/service.h"
 
 #include "base/errs.h"
 #include "base/log.h"
-#include "base/loop.h"
 #include "binding/binding.h"
 #include "source/source_seen.h"
 
@@ -13,7 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include <sys/signalfd.h>
 #include <unistd.h>
 
 #ifndef KK_VERSION
@@ -26,19 +30,38 @@
  * broker routes to it a moment later. Until then requests still go only to
  * the old binding, which must not close under them. */
 #define RELOAD_SETTLE_MS 300
-#define SIGNAL_POLL_MS   20
+/* How often a drain or a reload looks again. */
+#define TICK_MS 20
+/* At exit, replies still being written get this long to go out. */
+#define EXIT_FLUSH_MS 5000
+
+enum phase {
+    PHASE_RUNNING,
+    PHASE_RELOAD_WAIT,  /* fresh bindings subscribing */
+    PHASE_RELOAD_DRAIN, /* retired bindings finishing */
+    PHASE_STOP_DRAIN,   /* shutdown: every binding finishing */
+    PHASE_STOPPED,
+};
+
+/* A reload between its start and its end. */
+struct reload {
+    struct config nc;
+    int have_nc;
+    struct binding **next, **old, **retired, **fresh;
+    char *paired;
+    size_t n_old, n_retired, n_fresh, kept;
+    uint64_t deadline, settled;
+};
 
 struct binding_service {
     struct loop *loop;
-    pthread_t engine;
-    int engine_started;
     struct metrics_registry *metrics;
     const char *config_path;
     int cli_log_level; /* -1: logLevel of the config (re-read on reload) */
     const struct binding_service_http *http;
     sigset_t sigs;
+    int sigfd;
 
-    pthread_mutex_t mu; /* the list and stopping, read by API threads */
     struct binding **bindings;
     size_t n;
     int stopping;
@@ -48,17 +71,18 @@ struct binding_service {
     long long api_port;
     int api_enable_request;
 
+    enum phase phase;
+    struct loop_timer tick;
+    struct reload rl;
+    /* The drain under way (shutdown: every binding; reload: the retired). */
+    struct binding **draining;
+    size_t n_draining;
+    long long drain_max_ms;
+    uint64_t drain_deadline;
+
     int term_pending; /* SIGTERM/SIGINT seen during a reload */
     int hup_pending;  /* SIGHUP seen during a reload: read the config again */
 };
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static const char *signame(int sig)
 {
@@ -91,18 +115,17 @@ static void log_errs(const struct errs *errs, const char *prefix)
 int binding_service_ready(struct binding_service *svc, struct buf *why)
 {
     size_t i;
-    int ok = 1;
 
-    pthread_mutex_lock(&svc->mu);
     if (svc->stopping) {
         buf_append_str(why, "stopping");
-        ok = 0;
+        return 0;
     }
-    for (i = 0; ok && i < svc->n; i++) {
-        ok = binding_ready(svc->bindings[i], why);
+    for (i = 0; i < svc->n; i++) {
+        if (!binding_ready(svc->bindings[i], why)) {
+            return 0;
+        }
     }
-    pthread_mutex_unlock(&svc->mu);
-    return ok;
+    return 1;
 }
 
 int binding_service_bindings_json(struct binding_service *svc, struct buf *out)
@@ -110,7 +133,6 @@ int binding_service_bindings_json(struct binding_service *svc, struct buf *out)
     size_t i;
     int rc = buf_append_char(out, '[');
 
-    pthread_mutex_lock(&svc->mu);
     for (i = 0; rc == 0 && i < svc->n; i++) {
         if (i > 0) {
             rc = buf_append_char(out, ',');
@@ -119,32 +141,20 @@ int binding_service_bindings_json(struct binding_service *svc, struct buf *out)
             rc = binding_status_json(svc->bindings[i], out);
         }
     }
-    pthread_mutex_unlock(&svc->mu);
     return rc == 0 ? buf_append_char(out, ']') : -1;
 }
 
 int binding_service_request(struct binding_service *svc, const char *name, const char *payload,
-                            size_t len, struct buf *reply_json, char *err, size_t errlen)
+                            size_t len, binding_reply_fn done, void *ctx, char *err, size_t errlen)
 {
-    struct binding *b = NULL;
     size_t i;
-    int rc;
 
-    pthread_mutex_lock(&svc->mu);
     for (i = 0; i < svc->n; i++) {
         if (strcmp(binding_name(svc->bindings[i]), name) == 0) {
-            b = svc->bindings[i];
-            binding_ref(b);
-            break;
+            return binding_request(svc->bindings[i], payload, len, done, ctx, err, errlen);
         }
     }
-    pthread_mutex_unlock(&svc->mu);
-    if (!b) {
-        return BINDING_SERVICE_NO_BINDING;
-    }
-    rc = binding_request(b, payload, len, reply_json, err, errlen);
-    binding_unref(b);
-    return rc;
+    return BINDING_SERVICE_NO_BINDING;
 }
 
 struct metrics_registry *binding_service_metrics(struct binding_service *svc)
@@ -173,7 +183,7 @@ static int api_start_for(struct binding_service *svc, const struct config *c)
     o.address = svc->api_address;
     o.port = c->api_port;
     o.enable_request = c->api_enable_request;
-    svc->api = svc->http->start(svc, &o, err, sizeof(err));
+    svc->api = svc->http->start(svc, svc->loop, &o, err, sizeof(err));
     if (!svc->api) {
         log_error(NULL, "api: %s", err);
         return -1;
@@ -201,58 +211,50 @@ static size_t pending_of(struct binding **bs, size_t n)
     return sum;
 }
 
-/* Stop intake on bs and wait until every taken request is answered or the
- * largest drain timeout passed. Shutdown: a second SIGTERM/SIGINT exits at
- * once. Reload: it is remembered and the shutdown follows the reload. */
-static void drain(struct binding_service *svc, struct binding **bs, size_t n, int shutdown)
-{
-    long long max_ms = 0;
-    uint64_t deadline;
-    struct timespec poll = {0, SIGNAL_POLL_MS * 1000000L};
-    size_t i, pending;
-    int sig;
+static void tick(void *arg);
 
+/* Stop intake on bs; the tick then waits until every taken request is
+ * answered or the largest drain timeout passed. */
+static void drain_begin(struct binding_service *svc, struct binding **bs, size_t n,
+                        enum phase phase)
+{
+    size_t i, pending;
+
+    svc->draining = bs;
+    svc->n_draining = n;
+    svc->drain_max_ms = 0;
     for (i = 0; i < n; i++) {
         binding_stop_intake(bs[i]);
-        if (binding_drain_timeout_ms(bs[i]) > max_ms) {
-            max_ms = binding_drain_timeout_ms(bs[i]);
+        if (binding_drain_timeout_ms(bs[i]) > svc->drain_max_ms) {
+            svc->drain_max_ms = binding_drain_timeout_ms(bs[i]);
         }
     }
     pending = pending_of(bs, n);
     if (pending > 0) {
         log_info(NULL, "draining: %zu request%s in flight (waiting up to %lld s)", pending,
-                 pending == 1 ? "" : "s", max_ms / 1000);
+                 pending == 1 ? "" : "s", svc->drain_max_ms / 1000);
     }
-    deadline = now_ms() + (uint64_t)max_ms;
-    for (;;) {
-        pending = pending_of(bs, n);
-        if (pending == 0) {
-            return;
-        }
-        if (now_ms() >= deadline) {
-            log_warn(NULL,
-                     "drain timeout after %lld s: %zu request%s still in flight are answered "
-                     "with an error",
-                     max_ms / 1000, pending, pending == 1 ? "" : "s");
-            return;
-        }
-        sig = sigtimedwait(&svc->sigs, NULL, &poll);
-        if (sig == SIGTERM || sig == SIGINT) {
-            if (shutdown) {
-                log_error(NULL,
-                          "second %s while draining: exiting now with %zu request%s in flight",
-                          signame(sig), pending, pending == 1 ? "" : "s");
-                _exit(1);
-            }
-            svc->term_pending = sig;
-            log_info(NULL, "%s received during the reload: stopping after it", signame(sig));
-        } else if (sig == SIGHUP && shutdown) {
-            log_warn(NULL, "SIGHUP ignored while draining");
-        } else if (sig == SIGHUP) {
-            svc->hup_pending = 1;
-            log_info(NULL, "SIGHUP received during the reload: reading the config again after it");
-        }
+    svc->drain_deadline = loop_now_ms(svc->loop) + (uint64_t)svc->drain_max_ms;
+    svc->phase = phase;
+    loop_timer_start(svc->loop, &svc->tick, 0, tick, svc);
+}
+
+/* 1 when the drain under way is over. */
+static int drain_done(struct binding_service *svc)
+{
+    size_t pending = pending_of(svc->draining, svc->n_draining);
+
+    if (pending == 0) {
+        return 1;
     }
+    if (loop_now_ms(svc->loop) >= svc->drain_deadline) {
+        log_warn(NULL,
+                 "drain timeout after %lld s: %zu request%s still in flight are answered "
+                 "with an error",
+                 svc->drain_max_ms / 1000, pending, pending == 1 ? "" : "s");
+        return 1;
+    }
+    return 0;
 }
 
 /* ---- bindings ----------------------------------------------------------- */
@@ -263,43 +265,6 @@ static void destroy_all(struct binding **bs, size_t n)
 
     for (i = 0; i < n; i++) {
         binding_destroy(bs[i]);
-    }
-}
-
-/* Wait (bounded) for fresh bindings to subscribe, so a channel taken over
- * from an old binding is never left without a subscriber. */
-static void wait_ready(struct binding_service *svc, struct binding **bs, size_t n)
-{
-    uint64_t deadline = now_ms() + RELOAD_READY_WAIT_MS, settled = 0;
-    struct timespec poll = {0, SIGNAL_POLL_MS * 1000000L};
-    size_t i;
-    int sig;
-
-    if (n == 0) {
-        return;
-    }
-    for (;;) {
-        for (i = 0; i < n && binding_ready(bs[i], NULL); i++) {
-        }
-        if (i == n && !settled) {
-            settled = now_ms() + RELOAD_SETTLE_MS;
-        }
-        if (i == n && now_ms() >= settled) {
-            return;
-        }
-        if (i < n && now_ms() >= deadline) {
-            log_warn(NULL, "reload: binding %s is not subscribed yet; continuing",
-                     binding_name(bs[i]));
-            return;
-        }
-        sig = sigtimedwait(&svc->sigs, NULL, &poll);
-        if (sig == SIGTERM || sig == SIGINT) {
-            svc->term_pending = sig;
-            log_info(NULL, "%s received during the reload: stopping after it", signame(sig));
-        } else if (sig == SIGHUP) {
-            svc->hup_pending = 1;
-            log_info(NULL, "SIGHUP received during the reload: reading the config again after it");
-        }
     }
 }
 
@@ -349,162 +314,312 @@ static void unshare_seen(struct binding **bs, size_t n)
     }
 }
 
-static void reload(struct binding_service *svc)
-{
-    struct config nc;
-    struct errs errs;
-    struct binding **next = NULL, **old, **retired = NULL, **fresh = NULL;
-    struct source_seen *seen;
-    char *paired = NULL;
-    size_t i, p, n_old, n_retired = 0, n_fresh = 0, kept = 0;
-    char err[1024];
-    int api_changed;
-
-    log_info(NULL, "SIGHUP received: reloading the config from %s",
-             svc->config_path ? svc->config_path : "the CONFIG variable or config.yaml");
-    errs_init(&errs);
-    if (config_load(&nc, svc->config_path, &errs) < 0) {
-        log_errs(&errs, "reload: ");
-        log_error(NULL, "reload failed (%d problem%s): the running config stays", errs.count,
-                  errs.count == 1 ? "" : "s");
-        errs_free(&errs);
-        return;
-    }
-    errs_free(&errs);
-
-    n_old = svc->n;
-    old = calloc(n_old + 1, sizeof(*old));
-    next = calloc(nc.n_bindings + 1, sizeof(*next));
-    fresh = calloc(nc.n_bindings + 1, sizeof(*fresh));
-    retired = calloc(n_old + 1, sizeof(*retired));
-    paired = calloc(n_old + 1, 1);
-    if (!old || !next || !fresh || !retired || !paired) {
-        log_error(NULL, "reload failed: out of memory; the running config stays");
-        goto out;
-    }
-    memcpy(old, svc->bindings, n_old * sizeof(*old));
-    /* Kept first, so that only bindings on their way out are paired below. */
-    for (i = 0; i < nc.n_bindings; i++) {
-        struct binding *b = find_same(old, n_old, &nc.bindings[i]);
-
-        if (b) {
-            size_t j;
-            for (j = 0; j < n_old; j++) {
-                if (old[j] == b) {
-                    old[j] = NULL; /* kept: not retired */
-                }
-            }
-            next[i] = b;
-            kept++;
-        }
-    }
-    for (i = 0; i < nc.n_bindings; i++) {
-        if (next[i]) {
-            continue;
-        }
-        p = predecessor(old, n_old, paired, &nc, &nc.bindings[i]);
-        log_info(nc.bindings[i].name, "reload: binding %s is %s", nc.bindings[i].name,
-                 p < n_old && strcmp(binding_name(old[p]), nc.bindings[i].name) == 0
-                     ? "changed: starting it anew"
-                     : "new: starting it");
-        /* Old and new both subscribed for a moment: on a channel without a
-         * group each gets every request, and only one may run it. Out of
-         * memory: no sharing (the old way). */
-        seen = p < n_old ? source_seen_create() : NULL;
-        if (seen) {
-            binding_share_seen(old[p], seen);
-            paired[p] = 1;
-        }
-        next[i] = binding_create(&nc.bindings[i], svc->loop, svc->metrics, seen, err, sizeof(err));
-        source_seen_unref(seen);
-        if (!next[i]) {
-            log_error(NULL, "reload: %s", err);
-            log_error(NULL, "reload failed: the running config stays");
-            destroy_all(fresh, n_fresh);
-            unshare_seen(old, n_old);
-            goto out;
-        }
-        fresh[n_fresh++] = next[i];
-    }
-    for (i = 0; i < n_old; i++) {
-        if (old[i]) {
-            retired[n_retired++] = old[i];
-            log_info(binding_name(old[i]), "reload: binding %s is %s: draining the old one",
-                     binding_name(old[i]),
-                     config_find_binding(&nc, binding_name(old[i])) ? "replaced" : "removed");
-        }
-    }
-    wait_ready(svc, fresh, n_fresh);
-
-    pthread_mutex_lock(&svc->mu);
-    free(svc->bindings);
-    svc->bindings = next;
-    svc->n = nc.n_bindings;
-    next = NULL;
-    pthread_mutex_unlock(&svc->mu);
-
-    drain(svc, retired, n_retired, 0);
-    destroy_all(retired, n_retired);
-    unshare_seen(fresh, n_fresh);
-
-    api_changed = nc.api_port != svc->api_port ||
-                  nc.api_enable_request != svc->api_enable_request ||
-                  strcmp(nc.api_address ? nc.api_address : "0.0.0.0",
-                         svc->api_address ? svc->api_address : "") != 0;
-    if (api_changed) {
-        api_stop_now(svc);
-        if (svc->api_port > 0 && nc.api_port <= 0) {
-            log_info(NULL, "api: stopped (apiPort is 0)");
-        }
-        api_start_for(svc, &nc);
-    }
-    if (svc->cli_log_level < 0) {
-        /* As a fresh start would: the config's level, else the default. */
-        enum log_level level = nc.log_level >= 0 ? (enum log_level)nc.log_level : LOG_LEVEL_INFO;
-        if (level != log_get_level()) {
-            log_info(NULL, "reload: log level %s", log_level_name(level));
-            log_set_level(level);
-        }
-    }
-    log_info(NULL, "reloaded: %zu binding%s (%zu kept, %zu started, %zu stopped)", nc.n_bindings,
-             nc.n_bindings == 1 ? "" : "s", kept, n_fresh, n_retired);
-out:
-    free(old);
-    free(next);
-    free(fresh);
-    free(retired);
-    free(paired);
-    config_free(&nc);
-}
-
-/* ---- the engine thread and the main loop ------------------------------- */
-
-static void *engine_main(void *arg)
-{
-    struct binding_service *svc = arg;
-
-    if (loop_run(svc->loop) < 0) {
-        log_error(NULL, "engine loop failed: %s", strerror(errno));
-    }
-    return NULL;
-}
+/* ---- shutdown ------------------------------------------------------------ */
 
 static void teardown(struct binding_service *svc)
 {
+    loop_timer_stop(svc->loop, &svc->tick);
     api_stop_now(svc);
     destroy_all(svc->bindings, svc->n);
     free(svc->bindings);
     svc->bindings = NULL;
     svc->n = 0;
-    if (svc->engine_started) {
-        loop_stop(svc->loop);
-        pthread_join(svc->engine, NULL);
-    }
-    loop_destroy(svc->loop);
-    metrics_registry_free(svc->metrics);
-    free(svc->api_address);
-    pthread_mutex_destroy(&svc->mu);
 }
+
+static void shutdown_begin(struct binding_service *svc, int sig)
+{
+    size_t pending = pending_of(svc->bindings, svc->n);
+
+    svc->stopping = 1;
+    log_info(NULL, "%s received: stopping (%zu request%s in flight)", signame(sig), pending,
+             pending == 1 ? "" : "s");
+    drain_begin(svc, svc->bindings, svc->n, PHASE_STOP_DRAIN);
+}
+
+static void shutdown_end(struct binding_service *svc)
+{
+    teardown(svc);
+    svc->phase = PHASE_STOPPED;
+    log_info(NULL, "stopped");
+    loop_stop(svc->loop);
+}
+
+/* ---- reload ------------------------------------------------------------- */
+
+static void reload_free(struct reload *rl)
+{
+    free(rl->old);
+    free(rl->next);
+    free(rl->fresh);
+    free(rl->retired);
+    free(rl->paired);
+    if (rl->have_nc) {
+        config_free(&rl->nc);
+    }
+    memset(rl, 0, sizeof(*rl));
+}
+
+static void reload_begin(struct binding_service *svc, const char *why);
+
+/* After a reload: the signals that came meanwhile. */
+static void after_reload(struct binding_service *svc)
+{
+    svc->phase = PHASE_RUNNING;
+    if (svc->term_pending) {
+        shutdown_begin(svc, svc->term_pending);
+    } else if (svc->hup_pending) {
+        svc->hup_pending = 0; /* the file changed again while reloading */
+        reload_begin(svc, "SIGHUP received");
+    }
+}
+
+static void reload_begin(struct binding_service *svc, const char *why)
+{
+    struct reload *rl = &svc->rl;
+    struct errs errs;
+    struct source_seen *seen;
+    size_t i, p;
+    char err[1024];
+
+    log_info(NULL, "%s: reloading the config from %s", why,
+             svc->config_path ? svc->config_path : "the CONFIG variable or config.yaml");
+    memset(rl, 0, sizeof(*rl));
+    errs_init(&errs);
+    if (config_load(&rl->nc, svc->config_path, &errs) < 0) {
+        log_errs(&errs, "reload: ");
+        log_error(NULL, "reload failed (%d problem%s): the running config stays", errs.count,
+                  errs.count == 1 ? "" : "s");
+        errs_free(&errs);
+        after_reload(svc);
+        return;
+    }
+    errs_free(&errs);
+    rl->have_nc = 1;
+
+    rl->n_old = svc->n;
+    rl->old = calloc(rl->n_old + 1, sizeof(*rl->old));
+    rl->next = calloc(rl->nc.n_bindings + 1, sizeof(*rl->next));
+    rl->fresh = calloc(rl->nc.n_bindings + 1, sizeof(*rl->fresh));
+    rl->retired = calloc(rl->n_old + 1, sizeof(*rl->retired));
+    rl->paired = calloc(rl->n_old + 1, 1);
+    if (!rl->old || !rl->next || !rl->fresh || !rl->retired || !rl->paired) {
+        log_error(NULL, "reload failed: out of memory; the running config stays");
+        goto fail;
+    }
+    memcpy(rl->old, svc->bindings, rl->n_old * sizeof(*rl->old));
+    /* Kept first, so that only bindings on their way out are paired below. */
+    for (i = 0; i < rl->nc.n_bindings; i++) {
+        struct binding *b = find_same(rl->old, rl->n_old, &rl->nc.bindings[i]);
+
+        if (b) {
+            size_t j;
+            for (j = 0; j < rl->n_old; j++) {
+                if (rl->old[j] == b) {
+                    rl->old[j] = NULL; /* kept: not retired */
+                }
+            }
+            rl->next[i] = b;
+            rl->kept++;
+        }
+    }
+    for (i = 0; i < rl->nc.n_bindings; i++) {
+        const struct config_binding *cb = &rl->nc.bindings[i];
+
+        if (rl->next[i]) {
+            continue;
+        }
+        p = predecessor(rl->old, rl->n_old, rl->paired, &rl->nc, cb);
+        log_info(cb->name, "reload: binding %s is %s", cb->name,
+                 p < rl->n_old && strcmp(binding_name(rl->old[p]), cb->name) == 0
+                     ? "changed: starting it anew"
+                     : "new: starting it");
+        /* Old and new both subscribed for a moment: on a channel without a
+         * group each gets every request, and only one may run it. Out of
+         * memory: no sharing (the old way). */
+        seen = p < rl->n_old ? source_seen_create() : NULL;
+        if (seen) {
+            binding_share_seen(rl->old[p], seen);
+            rl->paired[p] = 1;
+        }
+        rl->next[i] = binding_create(cb, svc->loop, svc->metrics, seen, err, sizeof(err));
+        source_seen_unref(seen);
+        if (!rl->next[i]) {
+            log_error(NULL, "reload: %s", err);
+            log_error(NULL, "reload failed: the running config stays");
+            destroy_all(rl->fresh, rl->n_fresh);
+            unshare_seen(rl->old, rl->n_old);
+            goto fail;
+        }
+        rl->fresh[rl->n_fresh++] = rl->next[i];
+    }
+    for (i = 0; i < rl->n_old; i++) {
+        if (rl->old[i]) {
+            rl->retired[rl->n_retired++] = rl->old[i];
+            log_info(binding_name(rl->old[i]), "reload: binding %s is %s: draining the old one",
+                     binding_name(rl->old[i]),
+                     config_find_binding(&rl->nc, binding_name(rl->old[i])) ? "replaced"
+                                                                            : "removed");
+        }
+    }
+    /* Wait (bounded) for the fresh bindings to subscribe, so a channel
+     * taken over from an old binding is never left without a subscriber. */
+    rl->deadline = loop_now_ms(svc->loop) + RELOAD_READY_WAIT_MS;
+    rl->settled = 0;
+    svc->phase = PHASE_RELOAD_WAIT;
+    loop_timer_start(svc->loop, &svc->tick, 0, tick, svc);
+    return;
+fail:
+    reload_free(rl);
+    after_reload(svc);
+}
+
+/* 1 when the fresh bindings are subscribed (and settled) or waited for
+ * long enough. */
+static int reload_ready(struct binding_service *svc)
+{
+    struct reload *rl = &svc->rl;
+    uint64_t now = loop_now_ms(svc->loop);
+    size_t i;
+
+    for (i = 0; i < rl->n_fresh && binding_ready(rl->fresh[i], NULL); i++) {
+    }
+    if (i == rl->n_fresh) {
+        if (!rl->settled) {
+            rl->settled = now + (rl->n_fresh ? RELOAD_SETTLE_MS : 0);
+        }
+        return now >= rl->settled;
+    }
+    if (now >= rl->deadline) {
+        log_warn(NULL, "reload: binding %s is not subscribed yet; continuing",
+                 binding_name(rl->fresh[i]));
+        return 1;
+    }
+    return 0;
+}
+
+static void reload_switch(struct binding_service *svc)
+{
+    struct reload *rl = &svc->rl;
+
+    free(svc->bindings);
+    svc->bindings = rl->next;
+    svc->n = rl->nc.n_bindings;
+    rl->next = NULL;
+    drain_begin(svc, rl->retired, rl->n_retired, PHASE_RELOAD_DRAIN);
+}
+
+static void reload_end(struct binding_service *svc)
+{
+    struct reload *rl = &svc->rl;
+    struct config *nc = &rl->nc;
+    int api_changed;
+
+    destroy_all(rl->retired, rl->n_retired);
+    unshare_seen(rl->fresh, rl->n_fresh);
+    svc->draining = NULL;
+    svc->n_draining = 0;
+
+    api_changed = nc->api_port != svc->api_port ||
+                  nc->api_enable_request != svc->api_enable_request ||
+                  strcmp(nc->api_address ? nc->api_address : "0.0.0.0",
+                         svc->api_address ? svc->api_address : "") != 0;
+    if (api_changed) {
+        api_stop_now(svc);
+        if (svc->api_port > 0 && nc->api_port <= 0) {
+            log_info(NULL, "api: stopped (apiPort is 0)");
+        }
+        api_start_for(svc, nc);
+    }
+    if (svc->cli_log_level < 0) {
+        /* As a fresh start would: the config's level, else the default. */
+        enum log_level level = nc->log_level >= 0 ? (enum log_level)nc->log_level : LOG_LEVEL_INFO;
+        if (level != log_get_level()) {
+            log_info(NULL, "reload: log level %s", log_level_name(level));
+            log_set_level(level);
+        }
+    }
+    log_info(NULL, "reloaded: %zu binding%s (%zu kept, %zu started, %zu stopped)", nc->n_bindings,
+             nc->n_bindings == 1 ? "" : "s", rl->kept, rl->n_fresh, rl->n_retired);
+    reload_free(rl);
+    after_reload(svc);
+}
+
+/* ---- the phases' tick and the signals ------------------------------------ */
+
+static void tick(void *arg)
+{
+    struct binding_service *svc = arg;
+
+    switch (svc->phase) {
+    case PHASE_RELOAD_WAIT:
+        if (reload_ready(svc)) {
+            reload_switch(svc);
+            return;
+        }
+        break;
+    case PHASE_RELOAD_DRAIN:
+        if (drain_done(svc)) {
+            reload_end(svc);
+            return;
+        }
+        break;
+    case PHASE_STOP_DRAIN:
+        if (drain_done(svc)) {
+            shutdown_end(svc);
+            return;
+        }
+        break;
+    default:
+        return;
+    }
+    loop_timer_start(svc->loop, &svc->tick, TICK_MS, tick, svc);
+}
+
+static void on_signal(struct binding_service *svc, int sig)
+{
+    int reloading = svc->phase == PHASE_RELOAD_WAIT || svc->phase == PHASE_RELOAD_DRAIN;
+
+    if (sig == SIGTERM || sig == SIGINT) {
+        if (svc->phase == PHASE_STOP_DRAIN) {
+            size_t pending = pending_of(svc->bindings, svc->n);
+
+            log_error(NULL, "second %s while draining: exiting now with %zu request%s in flight",
+                      signame(sig), pending, pending == 1 ? "" : "s");
+            _exit(1);
+        }
+        if (reloading) {
+            svc->term_pending = sig;
+            log_info(NULL, "%s received during the reload: stopping after it", signame(sig));
+            return;
+        }
+        if (svc->phase == PHASE_RUNNING) {
+            shutdown_begin(svc, sig);
+        }
+        return;
+    }
+    if (sig == SIGHUP) {
+        if (svc->phase == PHASE_STOP_DRAIN) {
+            log_warn(NULL, "SIGHUP ignored while draining");
+        } else if (reloading) {
+            svc->hup_pending = 1;
+            log_info(NULL, "SIGHUP received during the reload: reading the config again after it");
+        } else if (svc->phase == PHASE_RUNNING) {
+            reload_begin(svc, "SIGHUP received");
+        }
+    }
+}
+
+static void on_sigfd(void *arg, int fd, unsigned events)
+{
+    struct binding_service *svc = arg;
+    struct signalfd_siginfo si;
+
+    while (svc->phase != PHASE_STOPPED && read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+        on_signal(svc, (int)si.ssi_signo);
+    }
+}
+
+/* ---- start and run -------------------------------------------------------- */
 
 static int start(struct binding_service *svc, const struct config *c)
 {
@@ -517,11 +632,12 @@ static int start(struct binding_service *svc, const struct config *c)
         log_error(NULL, "cannot start: %s", svc->loop ? "out of memory" : err);
         return -1;
     }
-    if (pthread_create(&svc->engine, NULL, engine_main, svc) != 0) {
-        log_error(NULL, "cannot start the engine thread");
+    loop_timer_init(&svc->tick);
+    svc->sigfd = signalfd(-1, &svc->sigs, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (svc->sigfd < 0 || loop_io_set(svc->loop, svc->sigfd, LOOP_READ, on_sigfd, svc) < 0) {
+        log_error(NULL, "cannot start: signalfd: %s", strerror(errno));
         return -1;
     }
-    svc->engine_started = 1;
     svc->bindings = calloc(c->n_bindings + 1, sizeof(*svc->bindings));
     if (!svc->bindings) {
         log_error(NULL, "cannot start: out of memory");
@@ -535,9 +651,7 @@ static int start(struct binding_service *svc, const struct config *c)
             log_error(NULL, "cannot start: %s", err);
             return -1;
         }
-        pthread_mutex_lock(&svc->mu);
         svc->bindings[svc->n++] = b;
-        pthread_mutex_unlock(&svc->mu);
     }
     return api_start_for(svc, c);
 }
@@ -546,53 +660,51 @@ int binding_service_run(const struct config *c, const char *config_path, int cli
                         const struct binding_service_http *http)
 {
     struct binding_service svc;
-    size_t pending;
-    int sig;
+    int rc = 0;
 
     memset(&svc, 0, sizeof(svc));
-    pthread_mutex_init(&svc.mu, NULL);
+    svc.sigfd = -1;
     svc.config_path = config_path;
     svc.cli_log_level = cli_log_level;
     svc.http = http;
-    /* Before any thread exists (gRPC, libcurl, libmicrohttpd): they all
-     * inherit the mask, so only this thread receives these. */
+    /* Before any library starts a thread: they all inherit the mask, so
+     * the signals reach only the signalfd. */
     sigemptyset(&svc.sigs);
     sigaddset(&svc.sigs, SIGINT);
     sigaddset(&svc.sigs, SIGTERM);
     sigaddset(&svc.sigs, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &svc.sigs, NULL);
+    /* A peer that closes its socket must not kill the process. */
+    signal(SIGPIPE, SIG_IGN);
 
     log_info(NULL, "kubemq-kinesis %s starting: %zu binding%s", KK_VERSION, c->n_bindings,
              c->n_bindings == 1 ? "" : "s");
     if (start(&svc, c) < 0) {
         teardown(&svc);
-        return 1;
+        rc = 1;
+        goto out;
     }
     log_info(NULL, "running: %zu binding%s", svc.n, svc.n == 1 ? "" : "s");
-
-    for (;;) {
-        if (svc.term_pending) {
-            sig = svc.term_pending;
-        } else if (svc.hup_pending) {
-            svc.hup_pending = 0; /* the file changed again while reloading */
-            sig = SIGHUP;
-        } else if (sigwait(&svc.sigs, &sig) != 0) {
-            continue;
-        }
-        if (sig == SIGHUP) {
-            reload(&svc);
-            continue;
-        }
-        break;
+    svc.phase = PHASE_RUNNING;
+    if (loop_run(svc.loop) < 0) {
+        log_error(NULL, "event loop failed: %s", strerror(errno));
+        teardown(&svc);
+        rc = 1;
     }
-    pthread_mutex_lock(&svc.mu);
-    svc.stopping = 1;
-    pthread_mutex_unlock(&svc.mu);
-    pending = pending_of(svc.bindings, svc.n);
-    log_info(NULL, "%s received: stopping (%zu request%s in flight)", signame(sig), pending,
-             pending == 1 ? "" : "s");
-    drain(&svc, svc.bindings, svc.n, 1);
-    teardown(&svc);
-    log_info(NULL, "stopped");
-    return 0;
+out:
+    reload_free(&svc.rl);
+    if (svc.sigfd >= 0) {
+        if (svc.loop) {
+            loop_io_set(svc.loop, svc.sigfd, 0, NULL, NULL);
+        }
+        close(svc.sigfd);
+    }
+    /* What clients still had to write (replies of the drain) goes out. */
+    if (svc.loop) {
+        loop_run_until_idle(svc.loop, EXIT_FLUSH_MS);
+    }
+    loop_destroy(svc.loop);
+    metrics_registry_free(svc.metrics);
+    free(svc.api_address);
+    return rc;
 }

@@ -1,9 +1,9 @@
 /* service.h - the daemon: every binding of a config, running.
  *
- * The main thread runs binding_service_run(): it blocks SIGINT, SIGTERM
- * and SIGHUP before any other thread exists, starts the engine thread
- * (the loop every target and middleware runs on), the bindings and the
- * HTTP API, then waits for signals:
+ * binding_service_run() runs the one event loop on the calling thread:
+ * the bindings (sources, middleware, targets), the HTTP API and the
+ * signals (a signalfd: SIGINT, SIGTERM and SIGHUP are blocked first, so
+ * no thread of a library takes them). Signals:
  *   SIGTERM/SIGINT  stop taking requests, answer the ones taken (bounded by
  *                   the largest drain_timeout_seconds), stop, exit 0; a
  *                   second one during the drain exits at once with 1.
@@ -15,12 +15,14 @@
  *
  * The HTTP API lives above this layer: the caller hands in how to start
  * and stop it, and the API reads the service through the functions below
- * (thread-safe, called from API threads). */
+ * (on the loop thread). */
 #ifndef KK_BINDING_SERVICE_H
 #define KK_BINDING_SERVICE_H
 
 #include "base/buf.h"
+#include "base/loop.h"
 #include "base/metrics.h"
+#include "binding/binding.h"
 #include "binding/config.h"
 
 #include <stddef.h>
@@ -34,10 +36,10 @@ struct binding_service_http_options {
 };
 
 struct binding_service_http {
-    /* Start serving svc; NULL with the reason in err. */
-    void *(*start)(struct binding_service *svc, const struct binding_service_http_options *o,
-                   char *err, size_t errlen);
-    /* Stop and free what start returned; waits for requests in progress. */
+    /* Start serving svc on loop; NULL with the reason in err. */
+    void *(*start)(struct binding_service *svc, struct loop *loop,
+                   const struct binding_service_http_options *o, char *err, size_t errlen);
+    /* Stop and free what start returned. */
     void (*stop)(void *server);
 };
 
@@ -54,11 +56,11 @@ int binding_service_ready(struct binding_service *svc, struct buf *why);
 /* The JSON array of binding status objects (secrets redacted). */
 int binding_service_bindings_json(struct binding_service *svc, struct buf *out);
 #define BINDING_SERVICE_NO_BINDING (-2)
-/* Run payload through the named binding, blocking until it is answered:
- * 0 with the reply envelope JSON, BINDING_SERVICE_NO_BINDING, or -1 with
- * the reason in err (stopping). */
+/* Run payload through the named binding: 0 and done(ctx, reply) runs once
+ * later (see binding_request), BINDING_SERVICE_NO_BINDING, or -1 with the
+ * reason in err (stopping). */
 int binding_service_request(struct binding_service *svc, const char *binding, const char *payload,
-                            size_t len, struct buf *reply_json, char *err, size_t errlen);
+                            size_t len, binding_reply_fn done, void *ctx, char *err, size_t errlen);
 struct metrics_registry *binding_service_metrics(struct binding_service *svc);
 
 #endif

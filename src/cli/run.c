@@ -173,15 +173,15 @@ static int api_bindings(void *ctx, struct buf *out)
 }
 
 static int api_request(void *ctx, const char *binding, const char *payload, size_t len,
-                       struct buf *reply_json, char *err, size_t errlen)
+                       api_reply_fn done, void *done_ctx, char *err, size_t errlen)
 {
-    int rc = binding_service_request(ctx, binding, payload, len, reply_json, err, errlen);
+    int rc = binding_service_request(ctx, binding, payload, len, done, done_ctx, err, errlen);
 
     return rc == BINDING_SERVICE_NO_BINDING ? API_REQUEST_NO_BINDING : rc;
 }
 
-static void *http_start(struct binding_service *svc, const struct binding_service_http_options *o,
-                        char *err, size_t errlen)
+static void *http_start(struct binding_service *svc, struct loop *loop,
+                        const struct binding_service_http_options *o, char *err, size_t errlen)
 {
     struct api_options ao;
     struct api_provider p = {svc, api_ready, api_bindings, api_request};
@@ -191,7 +191,7 @@ static void *http_start(struct binding_service *svc, const struct binding_servic
     ao.port = (long)o->port;
     ao.enable_request = o->enable_request;
     ao.metrics = binding_service_metrics(svc);
-    return api_start(&ao, &p, err, errlen);
+    return api_start(loop, &ao, &p, err, errlen);
 }
 
 static void http_stop(void *server)

@@ -226,13 +226,48 @@ static int print_response(enum kubemq_kind kind, const struct kubemq_response *r
     return rc;
 }
 
+/* One request on a loop of our own. */
+struct send_run {
+    struct loop *loop;
+    enum kubemq_kind kind;
+    int done;
+    int rc;
+};
+
+static void on_reply(void *ctx, const struct kubemq_response *r, int status, const char *err)
+{
+    struct send_run *sr = ctx;
+
+    sr->done = 1;
+    if (!r) {
+        fprintf(stderr, "kubemq-kinesis send: %s\n", err ? err : "the call failed");
+        sr->rc = CLI_EXIT_FAIL;
+        return;
+    }
+    sr->rc = print_response(sr->kind, r) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+}
+
+/* Run the loop until *flag, or the deadline: 0, or -1. */
+static int run_until(struct loop *l, const int *flag, uint64_t deadline)
+{
+    while (!*flag) {
+        uint64_t now = loop_now_ms(l);
+
+        if (now >= deadline || loop_run_once(l, (int)(deadline - now)) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int cli_send(int argc, char **argv)
 {
     struct send_args a;
     struct kubemq_client *c = NULL;
-    struct kubemq_response r = {0};
+    struct send_run sr = {0};
     struct buf body = BUF_INIT(KUBEMQ_MAX_MESSAGE);
-    int rc;
+    uint64_t deadline;
+    int rc, up = 0;
     char err[1024];
 
     rc = parse_args(argc, argv, &a);
@@ -246,20 +281,48 @@ int cli_send(int argc, char **argv)
         fprintf(stderr, "kubemq-kinesis send: %s\n", err);
         goto done;
     }
-    c = kubemq_client_create(&a.o, err, sizeof(err));
+    sr.loop = loop_create(err, sizeof(err));
+    if (!sr.loop) {
+        fprintf(stderr, "kubemq-kinesis send: %s\n", err);
+        goto done;
+    }
+    c = kubemq_client_create(sr.loop, &a.o, err, sizeof(err));
     if (!c) {
         fprintf(stderr, "kubemq-kinesis send: %s\n", err);
         goto done;
     }
-    if (kubemq_send_request(c, a.kind, a.channel, body.data, body.len, a.metadata, a.timeout_ms, &r,
-                            err, sizeof(err)) < 0) {
-        fprintf(stderr, "kubemq-kinesis send: %s\n", err);
+    /* The connection first (bounded by the request's timeout): a call
+     * made while it is down fails at once. */
+    deadline = loop_now_ms(sr.loop) + (uint64_t)a.timeout_ms;
+    while (!(up = kubemq_client_ready(c)) && loop_now_ms(sr.loop) < deadline) {
+        if (loop_run_once(sr.loop, 50) < 0) {
+            break;
+        }
+    }
+    if (!up) {
+        fprintf(stderr,
+                "kubemq-kinesis send: kubemq at %s unavailable: no connection within %d ms\n",
+                a.o.address, a.timeout_ms);
         goto done;
     }
-    rc = print_response(a.kind, &r) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+    sr.kind = a.kind;
+    if (!kubemq_send_request(c, a.kind, a.channel, body.data, body.len, a.metadata, a.timeout_ms,
+                             on_reply, &sr)) {
+        fprintf(stderr, "kubemq-kinesis send: out of memory\n");
+        goto done;
+    }
+    /* The call has its own deadline; this one only guards the loop. */
+    if (run_until(sr.loop, &sr.done, loop_now_ms(sr.loop) + (uint64_t)a.timeout_ms + 5000) < 0) {
+        fprintf(stderr, "kubemq-kinesis send: no reply within %d ms\n", a.timeout_ms);
+        goto done;
+    }
+    rc = sr.rc;
 done:
-    kubemq_response_free(&r);
     kubemq_client_destroy(c);
+    if (sr.loop) {
+        loop_run_until_idle(sr.loop, 2000);
+    }
+    loop_destroy(sr.loop);
     buf_free(&body);
     free_args(&a);
     return rc;

@@ -163,23 +163,53 @@
         NULL, 0, NULL, 0, 0, 0, NULL, 0, NULL, NULL                                                \
     }
 
+/* Subscription kinds: what waits for a slot when `concurrency` are running. */
+#define PENDING_SETTINGS(full)                                                                     \
+    {"max_pending",                                                                                \
+     SETTINGS_INT,                                                                                 \
+     "10000",                                                                                      \
+     0,                                                                                            \
+     1,                                                                                            \
+     10000000,                                                                                     \
+     NULL,                                                                                         \
+     OPT(max_pending),                                                                             \
+     NULL,                                                                                         \
+     "requests taken from the broker that may wait for a free slot (beyond `concurrency`); "       \
+     "when full, " full},                                                                          \
+        {"max_pending_bytes",                                                                      \
+         SETTINGS_INT,                                                                             \
+         "67108864",                                                                               \
+         0,                                                                                        \
+         1,                                                                                        \
+         4294967296LL,                                                                             \
+         NULL,                                                                                     \
+         OPT(max_pending_bytes),                                                                   \
+         NULL,                                                                                     \
+         "bytes of message bodies that may wait for a slot; whichever of the two limits comes "    \
+         "first applies"},
+
 static const struct settings_entry subscribe_settings[] = {
-    CONN_SETTINGS GROUP_SETTING COMMON_SETTINGS END_SETTINGS,
+    CONN_SETTINGS GROUP_SETTING COMMON_SETTINGS PENDING_SETTINGS(
+        "a request is answered at once with an over-capacity error; one whose own timeout "
+        "passed while it waited is dropped unrun") END_SETTINGS,
 };
 
 static const struct settings_entry events_settings[] = {
     CONN_SETTINGS GROUP_SETTING COMMON_SETTINGS RESPONSE_CHANNEL_SETTING("an event"),
-    END_SETTINGS,
+    PENDING_SETTINGS("further events are dropped, counted in "
+                     "`kubemq_kinesis_source_dropped_total` and logged") END_SETTINGS,
 };
 
 static const struct settings_entry events_store_settings[] = {
     CONN_SETTINGS GROUP_SETTING COMMON_SETTINGS RESPONSE_CHANNEL_SETTING("an events-store message"),
-    {"start_position", SETTINGS_ENUM, "new_only", 0, 0, 0,
-     "new_only|first|last|sequence|time|time_delta", OPT(start_position), NULL,
-     "where the subscription starts: `new_only` (the reference's only choice), `first` (the "
-     "whole history), `last` (the last stored message), `sequence` (`start_sequence`), `time` "
-     "(`start_time`), `time_delta` (`start_time_delta_seconds` ago). After a reconnect the "
-     "subscription goes on after the last message it received"},
+    PENDING_SETTINGS("the subscription pauses and resumes where it stopped once there is room, "
+                     "so nothing is lost or repeated"){
+        "start_position", SETTINGS_ENUM, "new_only", 0, 0, 0,
+        "new_only|first|last|sequence|time|time_delta", OPT(start_position), NULL,
+        "where the subscription starts: `new_only` (the reference's only choice), `first` (the "
+        "whole history), `last` (the last stored message), `sequence` (`start_sequence`), `time` "
+        "(`start_time`), `time_delta` (`start_time_delta_seconds` ago). After a reconnect the "
+        "subscription goes on after the last message it received"},
     {"start_sequence", SETTINGS_INT, "0", 0, 0, 9223372036854775807LL, NULL, OPT(start_sequence),
      NULL, "with `start_position: sequence`: the first sequence to receive (>= 1)"},
     {"start_time", SETTINGS_STRING, "", 0, 0, 0, NULL, OPT(start_time), NULL,
@@ -215,6 +245,7 @@ static const struct source_kind query_kind = {
     .aliases = query_aliases,
     .settings = subscribe_settings,
     .description = "subscribes to queries; the reply carries the response envelope",
+    .ops = &source_query_ops,
 };
 
 static const struct source_kind command_kind = {
@@ -222,6 +253,7 @@ static const struct source_kind command_kind = {
     .aliases = command_aliases,
     .settings = subscribe_settings,
     .description = "subscribes to commands; the reply says executed or not, with the error",
+    .ops = &source_command_ops,
 };
 
 static const char *const events_aliases[] = {"source.kubemq.events", "source.events", NULL};
@@ -234,6 +266,7 @@ static const struct source_kind events_kind = {
     .aliases = events_aliases,
     .settings = events_settings,
     .description = "subscribes to events; the reply envelope goes to `response_channel` if set",
+    .ops = &source_events_ops,
 };
 
 static const struct source_kind events_store_kind = {
@@ -241,6 +274,7 @@ static const struct source_kind events_store_kind = {
     .aliases = events_store_aliases,
     .settings = events_store_settings,
     .description = "subscribes to stored events from `start_position`; replies as events",
+    .ops = &source_events_store_ops,
 };
 
 static const struct source_kind queue_kind = {
@@ -249,6 +283,7 @@ static const struct source_kind queue_kind = {
     .settings = queue_settings,
     .description = "pulls queue messages; acknowledged only after the target succeeded, "
                    "failures requeued, then dead-lettered",
+    .ops = &source_queue_ops,
 };
 
 static const struct source_kind *const kinds[] = {&query_kind,        &command_kind, &events_kind,
@@ -561,7 +596,7 @@ int source_options_load(const struct source_kind *k, const json_t *props, struct
         check_start(o, props, where, errs);
     }
     if (k->settings == queue_settings && o->sources * o->batch_size > 1024) {
-        /* One puller thread per message in flight. */
+        /* One stream per message in flight. */
         errs_add(errs, "%s: batch_size: sources x batch_size must be at most 1024, got %lld x %lld",
                  where, o->sources, o->batch_size);
     }

@@ -1,347 +1,197 @@
-/* source_queue.c - kubemq.queue: pullers that acknowledge a message only after the target
- * succeeded.
+/* source_queue.c - kubemq.queue: messages pulled in transactions and
+ * acknowledged only after the target succeeded.
  *
- * Each connection runs batch_size puller threads. A puller takes a slot
- * of the binding's concurrency, opens a StreamQueueMessage transaction,
- * waits up to wait_timeout for one message, hands it to the engine and
- * waits for the reply. Success: ack. Failure: reject (the broker returns
- * it to the queue) until it was received max_requeue + 1 times, then move
- * it to dead_letter_queue (without one it keeps returning, logged as an
- * error). A stop or a crash before the ack leaves the message to the
- * broker, which returns it to the queue: nothing is lost. */
+ * Each connection keeps up to batch_size receive transactions open (one
+ * StreamQueueMessage stream each), as far as the binding's concurrency has
+ * free slots: a transaction holds its slot from the pull to the
+ * settlement, so `concurrency` bounds queue messages in flight too.
+ * Success: ack. Failure: reject (the broker returns it to the queue) until
+ * it was received max_requeue + 1 times, then move it to
+ * dead_letter_queue (without one it keeps returning, logged as an error).
+ * A stop or a crash before the ack leaves the message to the broker, which
+ * returns it to the queue: nothing is lost. */
 #include "base/log.h"
-#include "source/source_internal.h"
+#include "kubemq/kubemq_client.h"
+#include "source/source.h"
 
-#include <errno.h>
-#include <signal.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define RETRY_PAUSE_MS 1000 /* after a failed pull */
 
-struct source_qworker {
-    struct source_conn *conn;
-    pthread_t thread;
-    int started;
-    struct kubemq_queue_txn *txn; /* while receiving, for close (src->mu) */
-    /* The engine's reply (src->mu). */
-    int done;
-    int is_error;
-    char *error;
-    void *body;
-    size_t len;
-};
+static void refill(void *arg);
 
-static void deadline_after(struct timespec *ts, int ms)
+static void schedule_refill(struct source_conn *c)
 {
-    clock_gettime(CLOCK_REALTIME, ts);
-    ts->tv_sec += ms / 1000;
-    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
+    loop_defer(c->src->loop, &c->refill, refill, c);
 }
 
-/* mu held: wait up to ms unless closing. */
-static void pause_ms(struct source *s, int ms)
+static void unlink_pull(struct source_conn *c, struct source_request *r)
 {
-    struct timespec ts;
+    struct source_request **pp;
 
-    deadline_after(&ts, ms);
-    while (!s->closing) {
-        if (pthread_cond_timedwait(&s->cv, &s->mu, &ts) == ETIMEDOUT) {
-            break;
+    for (pp = &c->pulls; *pp; pp = &(*pp)->next) {
+        if (*pp == r) {
+            *pp = r->next;
+            r->next = NULL;
+            c->npulls--;
+            return;
         }
     }
 }
 
-static void set_ok(struct source_conn *c, int ok)
+static void on_message(void *ctx, struct kubemq_queue_txn *t, int rc,
+                       const struct kubemq_queue_message *m, const char *err)
 {
-    pthread_mutex_lock(&c->src->mu);
-    c->queue_ok = ok;
-    pthread_mutex_unlock(&c->src->mu);
-}
-
-/* The reply envelope to response_channel, as a queue message. */
-static void send_reply(struct source_conn *c, const void *body, size_t len)
-{
+    struct source_request *r = ctx;
+    struct source_conn *c = r->conn;
     struct source *s = c->src;
-    char err[512];
 
-    if (!*s->response_channel || !body) {
+    unlink_pull(c, r);
+    if (rc < 0) {
+        c->broker_ok = 0;
+        if (!c->pull_failing) {
+            log_warn(s->binding, "queue %s: pull failed: %s; retrying", s->connection,
+                     err ? err : "unknown error");
+        }
+        c->pull_failing = 1;
+        loop_timer_start(s->loop, &c->retry, RETRY_PAUSE_MS, refill, c);
+        source_finish(r);
         return;
     }
-    if (kubemq_send_queue_message(c->client, s->response_channel, body, len, NULL, err,
-                                  sizeof(err)) < 0) {
-        log_error(s->binding, "error sending response to a queue, %s", err);
+    c->broker_ok = 1;
+    c->pull_failing = 0;
+    if (rc == 0 || s->closing) {
+        source_finish(r); /* an unsettled message goes back to the queue */
+        schedule_refill(c);
+        return;
+    }
+    r->qmsg = m;
+    r->body = m->body;
+    r->len = m->body_len;
+    source_run(r);
+}
+
+/* Deferred (or after a pause): open pulls up to batch_size and the free slots. */
+static void refill(void *arg)
+{
+    struct source_conn *c = arg;
+    struct source *s = c->src;
+
+    while (!s->closing && !s->abandoned && !loop_timer_armed(&c->retry) &&
+           c->npulls < (size_t)s->batch_size && source_take_slot(s) == 0) {
+        struct source_request *r = source_request_new(c);
+
+        if (r) {
+            r->running = 1;
+            r->txn = kubemq_queue_receive(c->client, s->channel, s->visibility_seconds,
+                                          s->wait_timeout, on_message, r);
+        }
+        if (!r || !r->txn) {
+            log_error(s->binding, "queue %s: out of memory opening a pull; retrying",
+                      s->connection);
+            if (r) {
+                source_finish(r);
+            } else {
+                s->in_flight--;
+            }
+            loop_timer_start(s->loop, &c->retry, RETRY_PAUSE_MS, refill, c);
+            return;
+        }
+        r->next = c->pulls;
+        c->pulls = r;
+        c->npulls++;
     }
 }
 
-/* Ack, requeue or dead-letter m by the engine's reply in w. */
-static void settle(struct source_qworker *w, struct kubemq_queue_txn *t,
-                   const struct kubemq_queue_message *m)
+static int start(struct source_conn *c, char *err, size_t errlen)
 {
-    struct source_conn *c = w->conn;
-    struct source *s = c->src;
-    char err[512];
+    schedule_refill(c);
+    return 0;
+}
 
-    send_reply(c, w->body, w->len);
-    if (!w->is_error) {
-        if (kubemq_queue_ack(t, err, sizeof(err)) < 0) {
-            /* The broker returns it to the queue: delivered again. */
-            log_error(s->binding, "queue %s: cannot acknowledge message %s (sequence %llu): %s",
-                      s->channel, m->id, (unsigned long long)m->sequence, err);
-        }
+static void close_conn(struct source_conn *c)
+{
+    struct source *s = c->src;
+
+    loop_timer_stop(s->loop, &c->retry);
+    loop_defer_cancel(s->loop, &c->refill);
+    /* A waiting pull ends at once; its stream is cancelled. */
+    while (c->pulls) {
+        struct source_request *r = c->pulls;
+
+        c->pulls = r->next;
+        c->npulls--;
+        source_finish(r);
+    }
+}
+
+static int ready(const struct source_conn *c)
+{
+    return c->broker_ok || kubemq_client_ready(c->client);
+}
+
+static void on_settled(void *ctx, struct kubemq_queue_txn *t, int rc, const char *err)
+{
+    struct source_request *r = ctx;
+    struct source *s = r->conn->src;
+
+    if (rc < 0) {
+        log_error(s->binding, "queue %s: cannot settle message %s (sequence %llu): %s", s->channel,
+                  r->qmsg->id, (unsigned long long)r->qmsg->sequence, err ? err : "unknown error");
+    }
+    source_finish(r);
+}
+
+static void reply(struct source_request *r, int is_error, const char *error_text, const void *body,
+                  size_t len)
+{
+    struct source_conn *c = r->conn;
+    struct source *s = c->src;
+    const struct kubemq_queue_message *m = r->qmsg;
+    const char *why = error_text ? error_text : "";
+
+    if (*s->response_channel && body) {
+        kubemq_send_queue_message(c->client, s->response_channel, body, len, NULL, NULL, NULL);
+    }
+    if (s->abandoned) {
+        log_warn(s->binding, "queue %s: message %s not settled at stop; returned to the queue",
+                 s->channel, m->id);
+        source_finish(r);
+        return;
+    }
+    if (!is_error) {
+        kubemq_queue_ack(r->txn, on_settled, r);
         return;
     }
     if (m->receive_count > s->max_requeue && *s->dead_letter_queue) {
-        if (kubemq_queue_resend(t, s->dead_letter_queue, err, sizeof(err)) == 0) {
-            log_error(s->binding,
-                      "queue %s: message %s failed %d times (%s); moved to dead-letter queue %s",
-                      s->channel, m->id, m->receive_count, w->error ? w->error : "",
-                      s->dead_letter_queue);
-            return;
-        }
-        log_error(s->binding, "queue %s: cannot move message %s to dead-letter queue %s: %s",
-                  s->channel, m->id, s->dead_letter_queue, err);
-        return; /* unsettled: the broker returns it */
+        log_error(s->binding,
+                  "queue %s: message %s failed %d times (%s); moved to dead-letter queue %s",
+                  s->channel, m->id, m->receive_count, why, s->dead_letter_queue);
+        kubemq_queue_resend(r->txn, s->dead_letter_queue, on_settled, r);
+        return;
     }
     if (m->receive_count > s->max_requeue) {
         log_error(s->binding,
                   "queue %s: message %s failed %d times (%s); no dead_letter_queue, returned to "
                   "the queue",
-                  s->channel, m->id, m->receive_count, w->error ? w->error : "");
+                  s->channel, m->id, m->receive_count, why);
     } else {
         log_warn(s->binding, "queue %s: message %s failed (attempt %d of %d): %s; requeued",
-                 s->channel, m->id, m->receive_count, s->max_requeue + 1, w->error ? w->error : "");
+                 s->channel, m->id, m->receive_count, s->max_requeue + 1, why);
     }
-    if (kubemq_queue_reject(t, err, sizeof(err)) < 0) {
-        log_error(s->binding, "queue %s: cannot requeue message %s: %s", s->channel, m->id, err);
-    }
+    kubemq_queue_reject(r->txn, on_settled, r);
 }
 
-static void reset_result(struct source_qworker *w)
+static void room(struct source_conn *c)
 {
-    free(w->error);
-    free(w->body);
-    w->error = NULL;
-    w->body = NULL;
-    w->len = 0;
-    w->done = 0;
-    w->is_error = 0;
+    schedule_refill(c);
 }
 
-/* One message: to the engine, wait for the reply, settle. Returns with the
- * slot still taken. */
-static void process(struct source_qworker *w, struct kubemq_queue_txn *t,
-                    const struct kubemq_queue_message *m)
-{
-    struct source_conn *c = w->conn;
-    struct source *s = c->src;
-    struct source_request *r = calloc(1, sizeof(*r));
-    int abandoned;
-
-    if (!r) {
-        log_error(s->binding, "queue %s: out of memory; message %s returned to the queue",
-                  s->channel, m->id);
-        return;
-    }
-    r->body = m->body;
-    r->len = m->body_len;
-    r->conn = c;
-    r->qw = w;
-    pthread_mutex_lock(&s->mu);
-    reset_result(w);
-    pthread_mutex_unlock(&s->mu);
-    if (loop_post(s->loop, source_run_handler, r) < 0) {
-        free(r);
-        log_error(s->binding, "queue %s: engine unavailable; message %s returned to the queue",
-                  s->channel, m->id);
-        return;
-    }
-    pthread_mutex_lock(&s->mu);
-    /* The binding answers every request it took, also when stopping. */
-    while (!w->done && !s->destroying) {
-        pthread_cond_wait(&s->cv, &s->mu);
-    }
-    abandoned = s->abandoned || !w->done;
-    pthread_mutex_unlock(&s->mu);
-    if (abandoned) {
-        log_warn(s->binding, "queue %s: message %s not settled at stop; returned to the queue",
-                 s->channel, m->id);
-        return;
-    }
-    settle(w, t, m);
-}
-
-static void *puller(void *arg)
-{
-    struct source_qworker *w = arg;
-    struct source_conn *c = w->conn;
-    struct source *s = c->src;
-    const struct kubemq_queue_message *m;
-    struct kubemq_queue_txn *t;
-    char err[512];
-    int rc, failing = 0;
-
-    for (;;) {
-        pthread_mutex_lock(&s->mu);
-        while (!s->closing && s->in_flight >= s->bound) {
-            pthread_cond_wait(&s->cv, &s->mu);
-        }
-        if (s->closing) {
-            pthread_mutex_unlock(&s->mu);
-            break;
-        }
-        s->in_flight++;
-        pthread_mutex_unlock(&s->mu);
-
-        t = kubemq_queue_txn_open(c->client, err, sizeof(err));
-        rc = -1;
-        if (t) {
-            pthread_mutex_lock(&s->mu);
-            w->txn = s->closing ? NULL : t;
-            pthread_mutex_unlock(&s->mu);
-            rc = w->txn ? kubemq_queue_receive(t, s->channel, s->visibility_seconds,
-                                               s->wait_timeout, &m, err, sizeof(err))
-                        : 0;
-            pthread_mutex_lock(&s->mu);
-            w->txn = NULL;
-            pthread_mutex_unlock(&s->mu);
-        }
-        if (rc == 1) {
-            set_ok(c, 1);
-            failing = 0;
-            process(w, t, m);
-        } else if (rc == 0) {
-            set_ok(c, 1);
-            failing = 0;
-        } else {
-            set_ok(c, 0);
-            if (!failing) {
-                log_warn(s->binding, "queue %s: pull failed: %s; retrying", s->connection, err);
-            }
-            failing = 1;
-        }
-        kubemq_queue_txn_free(t);
-        source_release_slot(s);
-        if (rc < 0) {
-            pthread_mutex_lock(&s->mu);
-            pause_ms(s, RETRY_PAUSE_MS);
-            pthread_mutex_unlock(&s->mu);
-        }
-    }
-    return NULL;
-}
-
-void source_queue_reply(struct source_request *r, int is_error, const char *error_text,
-                        const void *body, size_t len)
-{
-    struct source_qworker *w = r->qw;
-    struct source *s = r->conn->src;
-    void *copy = NULL;
-    char *etext = error_text ? strdup(error_text) : NULL;
-
-    if (body && len) {
-        copy = malloc(len);
-        if (copy) {
-            memcpy(copy, body, len);
-        }
-    }
-    pthread_mutex_lock(&s->mu);
-    w->is_error = is_error || (error_text && !etext);
-    w->error = etext;
-    w->body = copy;
-    w->len = copy ? len : 0;
-    w->done = 1;
-    pthread_cond_broadcast(&s->cv);
-    pthread_mutex_unlock(&s->mu);
-    free(r);
-}
-
-/* A first ping tells whether the broker answers (readiness). */
-static void *starter(void *arg)
-{
-    struct source_qworker *w = arg;
-    struct source_conn *c = w->conn;
-    struct source *s = c->src;
-    char err[512];
-
-    for (;;) {
-        pthread_mutex_lock(&s->mu);
-        if (s->closing || c->queue_ok) {
-            pthread_mutex_unlock(&s->mu);
-            break;
-        }
-        pthread_mutex_unlock(&s->mu);
-        if (kubemq_client_ping(c->client, 5000, NULL, err, sizeof(err)) == 0) {
-            set_ok(c, 1);
-            break;
-        }
-        pthread_mutex_lock(&s->mu);
-        pause_ms(s, RETRY_PAUSE_MS);
-        pthread_mutex_unlock(&s->mu);
-    }
-    return puller(arg);
-}
-
-int source_queue_start(struct source_conn *c, char *err, size_t errlen)
-{
-    struct source *s = c->src;
-    sigset_t all, old;
-    size_t i;
-
-    c->workers = calloc((size_t)s->batch_size, sizeof(*c->workers));
-    if (!c->workers) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    c->nworkers = (size_t)s->batch_size;
-    /* Signals stay with the main thread's sigwait. */
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
-    for (i = 0; i < c->nworkers; i++) {
-        struct source_qworker *w = &c->workers[i];
-        int rc;
-
-        w->conn = c;
-        rc = pthread_create(&w->thread, NULL, i == 0 ? starter : puller, w);
-        if (rc != 0) {
-            pthread_sigmask(SIG_SETMASK, &old, NULL);
-            snprintf(err, errlen, "cannot start a puller thread: %s", strerror(rc));
-            return -1;
-        }
-        w->started = 1;
-    }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    return 0;
-}
-
-void source_queue_close(struct source_conn *c)
-{
-    size_t i;
-
-    for (i = 0; i < c->nworkers; i++) {
-        if (c->workers[i].txn) {
-            kubemq_queue_cancel(c->workers[i].txn); /* a waiting pull returns at once */
-        }
-    }
-}
-
-void source_queue_stop(struct source_conn *c)
-{
-    size_t i;
-
-    for (i = 0; i < c->nworkers; i++) {
-        if (c->workers[i].started) {
-            pthread_join(c->workers[i].thread, NULL);
-        }
-        reset_result(&c->workers[i]);
-    }
-    free(c->workers);
-    c->workers = NULL;
-    c->nworkers = 0;
-}
+const struct source_ops source_queue_ops = {
+    .subscribes = 0,
+    .start = start,
+    .close = close_conn,
+    .ready = ready,
+    .reply = reply,
+    .room = room,
+};

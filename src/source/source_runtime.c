@@ -1,15 +1,22 @@
-/* source_runtime.c - KubeMQ subscriptions (queries, commands, events) with a concurrency bound. */
-#include "source/source_runtime.h"
+/* source_runtime.c - what every source kind shares: its clients, the
+ * concurrency bound, the FIFO of requests waiting for a slot, the way an
+ * answer goes back, closing, abandoning and freeing.
+ *
+ * Requests run from a deferred call (loop_defer) at the end of the loop
+ * round that took them, never inside the KubeMQ client's callback, so a
+ * target that answers at once cannot recurse into the next request. */
+#include "source/source.h"
 
 #include "base/log.h"
 #include "kubemq/kubemq_client.h"
-#include "source/source_internal.h"
+#include "source/source_seen.h"
 
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+
+#define OVERFLOW_LOG_MS 1000
 
 static int uuid4(char *dst, size_t n)
 {
@@ -36,192 +43,199 @@ int source_error_envelope(const char *text, struct buf *out)
     return 0;
 }
 
-static int is_events(const struct source *s)
-{
-    return s->type == KUBEMQ_EVENTS || s->type == KUBEMQ_EVENTS_STORE;
-}
+/* ---- requests ---------------------------------------------------------- */
 
-/* Events have no requester: the reply goes to the response channel, if any. */
-static void publish(struct source_conn *c, const void *body, size_t len)
+struct source_request *source_request_new(struct source_conn *c)
 {
     struct source *s = c->src;
+    struct source_request *r = calloc(1, sizeof(*r));
 
-    if (*s->response_channel) {
-        kubemq_send_event(c->client, s->type == KUBEMQ_EVENTS_STORE, s->response_channel, body, len,
-                          NULL);
+    if (!r) {
+        return NULL;
     }
+    r->conn = c;
+    r->taken_ms = loop_now_ms(s->loop);
+    r->live_next = s->live;
+    if (s->live) {
+        s->live->live_prev = r;
+    }
+    s->live = r;
+    return r;
 }
 
-/* An answer that does not come from the target: stopping, out of memory. */
-static void answer_error(struct source *s, struct source_conn *c, struct kubemq_request *msg,
-                         const char *text)
+static void request_free(struct source_request *r)
 {
-    struct buf b = BUF_INIT(2048);
-    int ok = source_error_envelope(text, &b) == 0;
+    struct source *s = r->conn->src;
 
-    if (is_events(s)) {
-        log_warn(s->binding, "source: event on channel '%s' not processed: %s", msg->channel, text);
-        if (ok) {
-            publish(c, b.data, b.len);
-        }
-    } else if (s->type == KUBEMQ_QUERY && ok) {
-        kubemq_send_response(c->client, msg, 0, text, b.data, b.len, NULL);
+    if (r->live_prev) {
+        r->live_prev->live_next = r->live_next;
     } else {
-        kubemq_send_response(c->client, msg, 0, text, NULL, 0, NULL);
+        s->live = r->live_next;
     }
-    buf_free(&b);
-    kubemq_request_free(msg);
+    if (r->live_next) {
+        r->live_next->live_prev = r->live_prev;
+    }
+    kubemq_queue_txn_free(r->txn);
+    kubemq_request_free(r->msg);
+    free(r);
 }
 
-void source_run_handler(void *arg)
+static void pump(void *arg);
+
+void source_finish(struct source_request *r)
 {
-    struct source_request *r = arg;
+    struct source *s = r->conn->src;
+    int running = r->running;
+
+    request_free(r);
+    if (running) {
+        s->in_flight--;
+        /* Waiting requests run, and the kinds may take more. */
+        loop_defer(s->loop, &s->pump, pump, s);
+    }
+}
+
+void source_run(struct source_request *r)
+{
     struct source *s = r->conn->src;
 
     s->handler(s->ctx, r);
 }
 
-/* A taken request (its slot already counted) to the engine. */
-static void dispatch(struct source_conn *c, struct kubemq_request *msg)
+int source_take_slot(struct source *s)
 {
-    struct source *s = c->src;
-    struct source_request *r = calloc(1, sizeof(*r));
-
-    if (r) {
-        r->body = msg->body;
-        r->len = msg->body_len;
-        r->msg = msg;
-        r->conn = c;
-        if (loop_post(s->loop, source_run_handler, r) == 0) {
-            return;
-        }
-        free(r);
-    }
-    log_error(s->binding, "source: out of memory taking a request; answered with an error");
-    answer_error(s, c, msg, "kubemq-kinesis: out of memory");
-    source_release_slot(s);
-}
-
-/* The client's thread. */
-static int on_request(void *ctx, struct kubemq_request *msg)
-{
-    struct source_conn *c = ctx;
-    struct source *s = c->src;
-    int full;
-
-    pthread_mutex_lock(&s->mu);
-    if (s->seen && s->abandoned && s->broadcast) {
-        /* A late copy for the replaced source of a reload: on a channel
-         * without a group its successor got its own, and runs it. */
-        c->paused = 1;
-        pthread_mutex_unlock(&s->mu);
-        kubemq_request_free(msg);
-        return 1;
-    }
-    if (s->seen && !source_seen_first(s->seen, msg->id)) {
-        /* The binding's other source (a reload) has this one: it answers. */
-        pthread_mutex_unlock(&s->mu);
-        kubemq_request_free(msg);
-        return 0;
-    }
-    if (s->abandoned) {
-        char why[300];
-
-        snprintf(why, sizeof(why), "%s", s->abandon_why ? s->abandon_why : "binding stopped");
-        c->paused = 1;
-        pthread_mutex_unlock(&s->mu);
-        answer_error(s, c, msg, why);
-        return 1;
-    }
     if (s->in_flight >= s->bound) {
-        /* Was on its way when the bound was reached: held here, one per
-         * connection, as this subscription now pauses. */
-        if (c->parked) { /* cannot happen: a paused subscription delivers nothing more */
-            pthread_mutex_unlock(&s->mu);
-            log_error(s->binding, "source: request over the concurrency bound refused");
-            answer_error(s, c, msg, "kubemq-kinesis: too many requests in flight");
-            return 1;
-        }
-        c->parked = msg;
-        c->paused = 1;
-        s->parked++;
-        pthread_mutex_unlock(&s->mu);
-        return 1;
+        return -1;
     }
     s->in_flight++;
-    full = s->in_flight >= s->bound;
-    if (full) {
-        c->paused = 1;
-    }
-    pthread_mutex_unlock(&s->mu);
-    dispatch(c, msg);
-    return full;
+    return 0;
 }
 
-/* A slot is free: run a parked request in it, or let the paused
- * subscriptions receive again. */
-void source_release_slot(struct source *s)
+int source_has_room(const struct source *s)
 {
-    struct source_conn *next = NULL;
-    struct kubemq_request *msg = NULL;
+    return s->fifo_len <= s->max_pending / 2 && s->fifo_bytes <= s->max_pending_bytes / 2;
+}
+
+static void fifo_push(struct source *s, struct source_request *r)
+{
+    r->next = NULL;
+    if (s->fifo_tail) {
+        s->fifo_tail->next = r;
+    } else {
+        s->fifo_head = r;
+    }
+    s->fifo_tail = r;
+    s->fifo_len++;
+    s->fifo_bytes += r->len;
+    metrics_gauge_set(s->metrics.pending, (int64_t)s->fifo_len);
+}
+
+static struct source_request *fifo_pop(struct source *s)
+{
+    struct source_request *r = s->fifo_head;
+
+    if (r) {
+        s->fifo_head = r->next;
+        if (!s->fifo_head) {
+            s->fifo_tail = NULL;
+        }
+        r->next = NULL;
+        s->fifo_len--;
+        s->fifo_bytes -= r->len;
+        metrics_gauge_set(s->metrics.pending, (int64_t)s->fifo_len);
+    }
+    return r;
+}
+
+int source_can_admit(const struct source *s, size_t len)
+{
+    /* A request that finds a free slot and nobody waiting always goes in,
+     * whatever its size. */
+    if (s->fifo_len == 0 && s->in_flight < s->bound) {
+        return 1;
+    }
+    return s->fifo_len < s->max_pending && s->fifo_bytes + len <= s->max_pending_bytes;
+}
+
+int source_admit(struct source_conn *c, struct source_request *r)
+{
+    struct source *s = c->src;
+
+    if (!source_can_admit(s, r->len)) {
+        return -1;
+    }
+    fifo_push(s, r);
+    loop_defer(s->loop, &s->pump, pump, s);
+    return 0;
+}
+
+/* The sender of a query or command stops waiting after its timeout: one
+ * that passed while it waited here is dropped unrun. */
+static int expired(const struct source *s, const struct source_request *r)
+{
+    return r->msg && r->msg->timeout_ms > 0 &&
+           loop_now_ms(s->loop) - r->taken_ms >= (uint64_t)r->msg->timeout_ms;
+}
+
+/* Deferred: run waiting requests in the free slots, then let the kinds
+ * take more (queue pulls, a paused events-store stream). */
+static void pump(void *arg)
+{
+    struct source *s = arg;
+    struct source_request *r;
     size_t i;
 
-    pthread_mutex_lock(&s->mu);
-    if (s->parked > 0 && !s->abandoned) {
+    while (!s->abandoned && s->in_flight < s->bound && (r = fifo_pop(s))) {
+        if (expired(s, r)) {
+            metrics_counter_add(s->metrics.expired, 1);
+            log_debug(s->binding,
+                      "source: request %s dropped unrun: its timeout (%d ms) passed while it "
+                      "waited for a slot",
+                      r->msg->id, r->msg->timeout_ms);
+            request_free(r);
+            continue;
+        }
+        r->running = 1;
+        s->in_flight++;
+        source_run(r);
+    }
+    if (s->ops->room && !s->closing) {
         for (i = 0; i < s->n; i++) {
-            struct source_conn *c = &s->conns[(s->rr + i) % s->n];
-            if (c->parked) {
-                next = c;
-                msg = c->parked;
-                c->parked = NULL;
-                s->parked--;
-                s->rr = (s->rr + i + 1) % s->n;
-                break;
-            }
+            s->ops->room(&s->conns[i]);
         }
-    }
-    if (!next) {
-        s->in_flight--;
-        pthread_cond_broadcast(&s->cv);
-        if (!s->closing && !s->abandoned && s->in_flight < s->bound) {
-            /* Under mu: the client never calls us holding its own lock. */
-            for (i = 0; i < s->n; i++) {
-                struct source_conn *c = &s->conns[i];
-                if (c->paused && !c->parked) {
-                    c->paused = 0;
-                    kubemq_subscription_resume(c->sub);
-                }
-            }
-        }
-    }
-    pthread_mutex_unlock(&s->mu);
-    if (next) {
-        dispatch(next, msg);
     }
 }
+
+void source_note_overflow(struct source *s, struct metrics_series *counter, const char *what)
+{
+    uint64_t now = loop_now_ms(s->loop);
+
+    metrics_counter_add(counter, 1);
+    s->overflow_unlogged++;
+    if (s->last_overflow_log_ms && now - s->last_overflow_log_ms < OVERFLOW_LOG_MS) {
+        return;
+    }
+    log_warn(s->binding,
+             "source: %llu %s: %zu requests wait for a slot already (max_pending %zu, "
+             "max_pending_bytes %zu; concurrency %zu)",
+             (unsigned long long)s->overflow_unlogged, what, s->fifo_len, s->max_pending,
+             s->max_pending_bytes, s->bound);
+    s->overflow_unlogged = 0;
+    s->last_overflow_log_ms = now;
+}
+
+/* ---- answering --------------------------------------------------------- */
 
 void source_reply(struct source_request *r, int is_error, const char *error_text, const void *body,
                   size_t len)
 {
-    struct source_conn *c = r->conn;
-    struct source *s = c->src;
+    struct source *s = r->conn->src;
     const char *err = is_error ? (error_text && *error_text ? error_text : "request failed") : NULL;
 
-    if (r->qw) {
-        source_queue_reply(r, is_error, err, body, len);
-        return;
-    }
-    if (is_events(s)) {
-        publish(c, body, len);
-    } else if (s->type == KUBEMQ_QUERY) {
-        kubemq_send_response(c->client, r->msg, !is_error, err, body, len, NULL);
-    } else {
-        kubemq_send_response(c->client, r->msg, !is_error, err, NULL, 0, NULL);
-    }
-    kubemq_request_free(r->msg);
-    free(r);
-    source_release_slot(s);
+    s->ops->reply(r, is_error, err, body, len);
 }
+
+/* ---- life ---------------------------------------------------------------- */
 
 static int make_client_id(const struct source_options *o, size_t i, size_t n, char *dst, size_t len)
 {
@@ -231,13 +245,52 @@ static int make_client_id(const struct source_options *o, size_t i, size_t n, ch
     return w < 0 || (size_t)w >= len ? -1 : 0;
 }
 
+static char *dup_or_empty(const char *v)
+{
+    return strdup(v ? v : "");
+}
+
+static int open_conn(struct source *s, const struct source_options *o, struct source_conn *c,
+                     char *err, size_t errlen)
+{
+    struct kubemq_client_opts co;
+    char cid[600], cerr[512];
+
+    if (make_client_id(o, c->index, s->n, cid, sizeof(cid)) < 0) {
+        snprintf(err, errlen, "client_id too long");
+        return -1;
+    }
+    kubemq_client_opts_init(&co);
+    co.address = o->address;
+    co.client_id = cid;
+    co.auth_token = o->auth_token;
+    co.tls = o->tls;
+    co.ca_file = o->ca_file;
+    co.cert_file = o->cert_file;
+    co.key_file = o->key_file;
+    co.auto_reconnect = o->auto_reconnect;
+    co.reconnect_interval_seconds = (int)o->reconnect_interval_seconds;
+    co.max_reconnects = (int)o->max_reconnects;
+    co.log_name = s->binding;
+    c->client = kubemq_client_create(s->loop, &co, cerr, sizeof(cerr));
+    if (!c->client) {
+        snprintf(err, errlen, "kubemq client %s: %s", cid, cerr);
+        return -1;
+    }
+    if (s->ops->start(c, cerr, sizeof(cerr)) < 0) {
+        snprintf(err, errlen, "subscribing to %s: %s", s->connection, cerr);
+        return -1;
+    }
+    return 0;
+}
+
 struct source *source_create(const struct source_kind *k, const struct source_options *o,
                              const char *binding, struct loop *loop, source_handler_fn handler,
-                             void *ctx, struct source_seen *seen, char *err, size_t errlen)
+                             void *ctx, const struct source_metrics *metrics,
+                             struct source_seen *seen, char *err, size_t errlen)
 {
     struct source *s;
-    struct kubemq_client_opts co;
-    char cid[600], gen[64], cerr[512];
+    char gen[64];
     size_t i;
 
     s = calloc(1, sizeof(*s));
@@ -245,45 +298,39 @@ struct source *source_create(const struct source_kind *k, const struct source_op
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    pthread_mutex_init(&s->mu, NULL);
-    pthread_cond_init(&s->cv, NULL);
-    if (strcmp(k->kind, "kubemq.command") == 0) {
-        s->type = KUBEMQ_COMMAND;
-    } else if (strcmp(k->kind, "kubemq.events") == 0) {
-        s->type = KUBEMQ_EVENTS;
-    } else if (strcmp(k->kind, "kubemq.events-store") == 0) {
-        s->type = KUBEMQ_EVENTS_STORE;
-    } else if (strcmp(k->kind, "kubemq.queue") == 0) {
-        s->queue = 1;
-    } else {
-        s->type = KUBEMQ_QUERY;
+    s->kind = k;
+    s->ops = k->ops;
+    s->loop = loop;
+    s->handler = handler;
+    s->ctx = ctx;
+    if (metrics) {
+        s->metrics = *metrics;
     }
+    loop_defer_init(&s->pump);
     s->batch_size = o->batch_size > 0 ? (int)o->batch_size : 1;
     s->wait_timeout = o->wait_timeout > 0 ? (int)o->wait_timeout : 5;
     s->visibility_seconds = o->visibility_seconds > 0 ? (int)o->visibility_seconds : 30;
     s->max_requeue = (int)o->max_requeue;
-    s->loop = loop;
-    s->handler = handler;
-    s->ctx = ctx;
-    if (seen) {
-        source_share_seen(s, seen); /* before any subscription delivers */
-    }
+    s->store_start = o->start_position + 1; /* the table's order is KubeMQ's */
+    s->store_value = o->start_value;
     s->bound = o->concurrency > 0 ? (size_t)o->concurrency : 1;
+    s->max_pending = o->max_pending > 0 ? (size_t)o->max_pending : 0;
+    s->max_pending_bytes = o->max_pending_bytes > 0 ? (size_t)o->max_pending_bytes : 0;
     s->n = o->sources > 0 ? (size_t)o->sources : 1;
     snprintf(s->connection, sizeof(s->connection), "%s/%s", o->address, o->channel);
     s->binding = strdup(binding);
     s->channel = strdup(o->channel);
-    s->response_channel = strdup(o->response_channel ? o->response_channel : "");
-    s->dead_letter_queue = strdup(o->dead_letter_queue ? o->dead_letter_queue : "");
-    if (!s->channel || !s->response_channel || !s->dead_letter_queue) {
+    s->response_channel = dup_or_empty(o->response_channel);
+    s->dead_letter_queue = dup_or_empty(o->dead_letter_queue);
+    if (!s->binding || !s->channel || !s->response_channel || !s->dead_letter_queue) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
-    s->broadcast = !s->queue && (!o->group || !o->group[0]);
-    if (s->queue || !o->group) {
-        s->group = strdup(""); /* queues have no groups */
+    /* Queues have no groups; several connections without a group share
+     * the load among themselves, as kubemq-targets does. */
+    if (!s->ops->subscribes || !o->group) {
+        s->group = strdup("");
     } else if (o->group[0] == '\0' && s->n > 1) {
-        /* As the reference: the connections share the load among themselves. */
         if (uuid4(gen, sizeof(gen)) < 0) {
             snprintf(err, errlen, "no random bytes for a subscription group");
             goto fail;
@@ -292,54 +339,25 @@ struct source *source_create(const struct source_kind *k, const struct source_op
     } else {
         s->group = strdup(o->group);
     }
+    s->broadcast = s->ops->subscribes && (!o->group || !o->group[0]);
     s->conns = calloc(s->n, sizeof(*s->conns));
-    if (!s->binding || !s->group || !s->conns) {
+    if (!s->group || !s->conns) {
         snprintf(err, errlen, "out of memory");
         goto fail;
+    }
+    if (seen) {
+        source_share_seen(s, seen); /* before any subscription delivers */
     }
     for (i = 0; i < s->n; i++) {
         struct source_conn *c = &s->conns[i];
 
         c->src = s;
-        if (make_client_id(o, i, s->n, cid, sizeof(cid)) < 0) {
-            snprintf(err, errlen, "client_id too long");
-            goto fail;
-        }
-        kubemq_client_opts_init(&co);
-        co.address = o->address;
-        co.client_id = cid;
-        co.auth_token = o->auth_token;
-        co.tls = o->tls;
-        co.ca_file = o->ca_file;
-        co.cert_file = o->cert_file;
-        co.key_file = o->key_file;
-        co.auto_reconnect = o->auto_reconnect;
-        co.reconnect_interval_seconds = (int)o->reconnect_interval_seconds;
-        co.max_reconnects = (int)o->max_reconnects;
-        co.log_name = s->binding;
-        c->client = kubemq_client_create(&co, cerr, sizeof(cerr));
-        if (!c->client) {
-            snprintf(err, errlen, "kubemq client %s: %s", cid, cerr);
-            goto fail;
-        }
-        if (s->queue) {
-            if (source_queue_start(c, cerr, sizeof(cerr)) < 0) {
-                snprintf(err, errlen, "queue %s: %s", s->connection, cerr);
-                goto fail;
-            }
-            continue;
-        }
-        if (is_events(s)) {
-            c->sub =
-                kubemq_subscribe_events(c->client, s->type == KUBEMQ_EVENTS_STORE, o->channel,
-                                        s->group, (enum kubemq_store_start)(o->start_position + 1),
-                                        o->start_value, on_request, NULL, c, cerr, sizeof(cerr));
-        } else {
-            c->sub = kubemq_subscribe_requests(c->client, s->type, o->channel, s->group, on_request,
-                                               NULL, c, cerr, sizeof(cerr));
-        }
-        if (!c->sub) {
-            snprintf(err, errlen, "subscribing to %s: %s", s->connection, cerr);
+        c->index = i;
+        loop_timer_init(&c->retry);
+        loop_defer_init(&c->refill);
+    }
+    for (i = 0; i < s->n; i++) {
+        if (open_conn(s, o, &s->conns[i], err, errlen) < 0) {
             goto fail;
         }
     }
@@ -354,100 +372,68 @@ int source_ready(struct source *s, struct buf *why)
     size_t i;
 
     for (i = 0; i < s->n; i++) {
-        int up;
-
-        if (s->queue) {
-            pthread_mutex_lock(&s->mu);
-            up = s->conns[i].queue_ok;
-            pthread_mutex_unlock(&s->mu);
-        } else {
-            up = kubemq_subscription_subscribed(s->conns[i].sub);
+        if (s->ops->ready(&s->conns[i])) {
+            continue;
         }
-        if (!up) {
-            if (why) {
-                if (s->n > 1) {
-                    buf_appendf(why, "source %s not subscribed (connection %zu of %zu)",
-                                s->connection, i + 1, s->n);
-                } else {
-                    buf_appendf(why, "source %s not subscribed", s->connection);
-                }
+        if (why) {
+            if (s->n > 1) {
+                buf_appendf(why, "source %s not subscribed (connection %zu of %zu)", s->connection,
+                            i + 1, s->n);
+            } else {
+                buf_appendf(why, "source %s not subscribed", s->connection);
             }
-            return 0;
         }
+        return 0;
     }
     return 1;
 }
 
 void source_share_seen(struct source *s, struct source_seen *seen)
 {
-    struct source_seen *old;
-
-    if (s->queue) {
-        return; /* a queue message goes to one puller anyway */
+    if (!s->ops->subscribes) {
+        return; /* a queue message goes to one receiver anyway */
     }
     if (seen) {
         source_seen_ref(seen);
     }
-    pthread_mutex_lock(&s->mu);
-    old = s->seen;
+    source_seen_unref(s->seen);
     s->seen = seen;
-    pthread_mutex_unlock(&s->mu);
-    source_seen_unref(old);
 }
 
 void source_close(struct source *s)
 {
     size_t i;
 
-    pthread_mutex_lock(&s->mu);
-    s->closing = 1;
-    pthread_cond_broadcast(&s->cv);
-    for (i = 0; s->queue && i < s->n; i++) {
-        source_queue_close(&s->conns[i]);
+    if (s->closing) {
+        return;
     }
-    pthread_mutex_unlock(&s->mu);
-    for (i = 0; !s->queue && i < s->n; i++) {
-        kubemq_subscription_close(s->conns[i].sub);
+    s->closing = 1;
+    for (i = 0; i < s->n; i++) {
+        s->ops->close(&s->conns[i]);
     }
 }
 
-size_t source_pending(struct source *s)
+size_t source_pending(const struct source *s)
 {
-    size_t n;
-
-    pthread_mutex_lock(&s->mu);
-    n = s->in_flight + s->parked;
-    pthread_mutex_unlock(&s->mu);
-    return n;
+    return s->in_flight + s->fifo_len;
 }
 
 void source_abandon(struct source *s, const char *why)
 {
-    size_t i;
+    struct buf env = BUF_INIT(2048);
+    struct source_request *r;
 
-    pthread_mutex_lock(&s->mu);
+    source_close(s);
     s->abandoned = 1;
-    s->closing = 1;
-    pthread_cond_broadcast(&s->cv);
     if (!s->abandon_why) {
         s->abandon_why = strdup(why);
     }
-    pthread_mutex_unlock(&s->mu);
-    for (i = 0; i < s->n; i++) {
-        struct source_conn *c = &s->conns[i];
-        struct kubemq_request *msg;
-
-        pthread_mutex_lock(&s->mu);
-        msg = c->parked;
-        c->parked = NULL;
-        if (msg) {
-            s->parked--;
-        }
-        pthread_mutex_unlock(&s->mu);
-        if (msg) {
-            answer_error(s, c, msg, why);
-        }
+    source_error_envelope(why, &env);
+    /* Taken but never run: answered, never dropped silently. */
+    while ((r = fifo_pop(s))) {
+        s->ops->reply(r, 1, why, env.data, env.len);
     }
+    buf_free(&env);
 }
 
 void source_destroy(struct source *s)
@@ -457,23 +443,31 @@ void source_destroy(struct source *s)
     if (!s) {
         return;
     }
-    pthread_mutex_lock(&s->mu);
-    s->closing = 1;
-    s->destroying = 1;
-    pthread_cond_broadcast(&s->cv);
-    for (i = 0; s->queue && s->conns && i < s->n; i++) {
-        source_queue_close(&s->conns[i]);
-    }
-    pthread_mutex_unlock(&s->mu);
-    for (i = 0; s->queue && s->conns && i < s->n; i++) {
-        source_queue_stop(&s->conns[i]);
-    }
-    for (i = 0; s->conns && i < s->n; i++) {
-        kubemq_client_destroy(s->conns[i].client); /* frees the subscription */
-        s->conns[i].client = NULL;
-        if (s->conns[i].parked) { /* only when never abandoned */
-            kubemq_request_free(s->conns[i].parked);
+    if (s->conns) {
+        for (i = 0; i < s->n; i++) {
+            if (s->conns[i].client && !s->closing) {
+                s->ops->close(&s->conns[i]);
+            }
         }
+        s->closing = 1;
+        /* Whatever is left (queue messages unsettled, requests never run)
+         * goes back to the broker with its client. */
+        while (s->live) {
+            request_free(s->live);
+        }
+        for (i = 0; i < s->n; i++) {
+            struct source_conn *c = &s->conns[i];
+
+            loop_timer_stop(s->loop, &c->retry);
+            loop_defer_cancel(s->loop, &c->refill);
+            kubemq_subscription_close(c->sub);
+            c->sub = NULL;
+            kubemq_client_destroy(c->client); /* lingers until its writes are out */
+            c->client = NULL;
+        }
+    }
+    if (s->loop) {
+        loop_defer_cancel(s->loop, &s->pump);
     }
     free(s->conns);
     free(s->binding);
@@ -483,8 +477,6 @@ void source_destroy(struct source *s)
     free(s->dead_letter_queue);
     free(s->abandon_why);
     source_seen_unref(s->seen);
-    pthread_cond_destroy(&s->cv);
-    pthread_mutex_destroy(&s->mu);
     free(s);
 }
 

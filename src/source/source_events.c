@@ -1,0 +1,149 @@
+/* source_events.c - kubemq.events and kubemq.events-store: subscriptions
+ * to events, whose reply envelope (if `response_channel` is set) is
+ * published as an event, or as an events-store message.
+ *
+ * Events have no sender waiting: one that finds the FIFO full is dropped,
+ * counted and logged (never silently). An events-store subscription never
+ * drops: it refuses the message, which pauses its stream, and resumes -
+ * from that message's sequence - once the FIFO has room again. */
+#include "base/log.h"
+#include "kubemq/kubemq_client.h"
+#include "source/source.h"
+#include "source/source_seen.h"
+
+#include <string.h>
+
+static int is_store(const struct source *s)
+{
+    return s->ops == &source_events_store_ops;
+}
+
+static void publish(struct source_conn *c, const void *body, size_t len)
+{
+    struct source *s = c->src;
+
+    if (*s->response_channel && body) {
+        kubemq_send_event(c->client, is_store(s), s->response_channel, body, len, NULL, NULL, NULL);
+    }
+}
+
+/* An event that the binding will not run (stopped, out of memory). */
+static void answer_error(struct source_conn *c, const struct kubemq_request *msg, const char *text)
+{
+    struct buf b = BUF_INIT(2048);
+
+    log_warn(c->src->binding, "source: event on channel '%s' not processed: %s", msg->channel,
+             text);
+    if (source_error_envelope(text, &b) == 0) {
+        publish(c, b.data, b.len);
+    }
+    buf_free(&b);
+}
+
+static int on_event(void *ctx, struct kubemq_request *msg)
+{
+    struct source_conn *c = ctx;
+    struct source *s = c->src;
+    struct source_request *r;
+
+    if (s->seen && s->abandoned && s->broadcast) {
+        /* A late copy for the replaced source of a reload: its successor
+         * got its own. */
+        kubemq_request_free(msg);
+        return KUBEMQ_TAKEN;
+    }
+    if (s->abandoned) {
+        answer_error(c, msg, s->abandon_why ? s->abandon_why : "binding stopped");
+        kubemq_request_free(msg);
+        return KUBEMQ_TAKEN;
+    }
+    if (is_store(s) && !source_can_admit(s, msg->body_len)) {
+        /* Before the id is remembered below: it comes again. */
+        c->paused = 1;
+        return KUBEMQ_REFUSED;
+    }
+    if (s->seen && !source_seen_first(s->seen, msg->id)) {
+        kubemq_request_free(msg);
+        return KUBEMQ_TAKEN;
+    }
+    r = source_request_new(c);
+    if (r) {
+        r->msg = msg;
+        r->body = msg->body;
+        r->len = msg->body_len;
+        if (source_admit(c, r) == 0) {
+            return KUBEMQ_TAKEN;
+        }
+        r->msg = NULL; /* not ours to free below */
+        source_finish(r);
+    }
+    if (is_store(s)) {
+        /* Taken again later, from this sequence, on a new stream. */
+        c->paused = 1;
+        return KUBEMQ_REFUSED;
+    }
+    source_note_overflow(s, s->metrics.dropped,
+                         r ? "events dropped" : "events dropped (out of memory)");
+    kubemq_request_free(msg);
+    return KUBEMQ_TAKEN;
+}
+
+static int start(struct source_conn *c, char *err, size_t errlen)
+{
+    struct source *s = c->src;
+    struct kubemq_sub_opts so;
+
+    memset(&so, 0, sizeof(so));
+    so.type = is_store(s) ? KUBEMQ_EVENTS_STORE : KUBEMQ_EVENTS;
+    so.channel = s->channel;
+    so.group = s->group;
+    so.start = (enum kubemq_store_start)s->store_start;
+    so.start_value = s->store_value;
+    c->sub = kubemq_subscribe(c->client, &so, on_event, NULL, c, err, errlen);
+    return c->sub ? 0 : -1;
+}
+
+static void close_conn(struct source_conn *c)
+{
+    kubemq_subscription_close(c->sub);
+    c->sub = NULL;
+    c->paused = 0;
+}
+
+static int ready(const struct source_conn *c)
+{
+    /* A paused events-store stream is busy, not broken. */
+    return c->sub && (c->paused || kubemq_subscription_subscribed(c->sub));
+}
+
+static void reply(struct source_request *r, int is_error, const char *error_text, const void *body,
+                  size_t len)
+{
+    publish(r->conn, body, len);
+    source_finish(r);
+}
+
+static void room(struct source_conn *c)
+{
+    if (c->paused && c->sub && source_has_room(c->src)) {
+        c->paused = 0;
+        kubemq_subscription_resume(c->sub);
+    }
+}
+
+const struct source_ops source_events_ops = {
+    .subscribes = 1,
+    .start = start,
+    .close = close_conn,
+    .ready = ready,
+    .reply = reply,
+};
+
+const struct source_ops source_events_store_ops = {
+    .subscribes = 1,
+    .start = start,
+    .close = close_conn,
+    .ready = ready,
+    .reply = reply,
+    .room = room,
+};
