@@ -18,6 +18,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -348,6 +349,7 @@ int main(int argc, char **argv)
         o.warmup = o.requests / 10 < 200 ? o.requests / 10 : 200;
     }
     r.o = &o;
+    signal(SIGPIPE, SIG_IGN);
     buf_init(&r.body, BUF_DEFAULT_MAX);
     r.slots = calloc((size_t)o.concurrency, sizeof(*r.slots));
     r.loop = loop_create(err, sizeof(err));

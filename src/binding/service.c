@@ -674,8 +674,6 @@ int binding_service_run(const struct config *c, const char *config_path, int cli
     sigaddset(&svc.sigs, SIGTERM);
     sigaddset(&svc.sigs, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &svc.sigs, NULL);
-    /* A peer that closes its socket must not kill the process. */
-    signal(SIGPIPE, SIG_IGN);
 
     log_info(NULL, "kubemq-kinesis %s starting: %zu binding%s", KK_VERSION, c->n_bindings,
              c->n_bindings == 1 ? "" : "s");
