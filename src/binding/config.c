@@ -27,6 +27,13 @@ const struct settings_entry config_settings[] = {
      "serve `POST /bindings/request`, which runs any Kinesis operation for its caller"},
     {"logLevel", SETTINGS_ENUM, NULL, 0, 0, 0, "error|warn|info|debug",
      offsetof(struct config, log_level), NULL, "process log level when `--log-level` is not given"},
+    {"watchConfig", SETTINGS_BOOL, "true", 0, 0, 0, NULL, offsetof(struct config, watch_config),
+     NULL,
+     "reload by itself when the config file changes, as on SIGHUP (edits, renames over it, "
+     "Kubernetes ConfigMap updates); no effect with the `CONFIG` variable"},
+    {"config_watch_debounce_ms", SETTINGS_INT, "500", 0, 0, 600000, NULL,
+     offsetof(struct config, config_watch_debounce_ms), NULL,
+     "changes of the config file within this many milliseconds give one reload"},
     {NULL, 0, NULL, 0, 0, 0, NULL, 0, NULL, NULL},
 };
 
@@ -435,8 +442,9 @@ static json_t *parse_tree(const char *text, size_t len, const char *origin, stru
 int config_load_text(struct config *c, const char *text, size_t len, const char *origin,
                      struct errs *errs)
 {
-    static const char *const top_keys[] = {"apiPort",  "apiAddress", "apiEnableRequest",
-                                           "logLevel", "bindings",   NULL};
+    static const char *const top_keys[] = {"apiPort",  "apiAddress",  "apiEnableRequest",
+                                           "logLevel", "watchConfig", "config_watch_debounce_ms",
+                                           "bindings", NULL};
     int before = errs->count;
     json_t *root, *members = NULL, *bindings;
     size_t i;
@@ -458,8 +466,8 @@ int config_load_text(struct config *c, const char *text, size_t len, const char 
         goto fail;
     }
     members = known_members(root, top_keys, "config",
-                            "apiPort, apiAddress, apiEnableRequest, logLevel, "
-                            "bindings",
+                            "apiPort, apiAddress, apiEnableRequest, logLevel, watchConfig, "
+                            "config_watch_debounce_ms, bindings",
                             errs);
     if (!members) {
         goto fail;
@@ -562,6 +570,9 @@ int config_load(struct config *c, const char *path, struct errs *errs)
         }
     }
     rc = config_load_text(c, buf_str(&text), text.len, origin, errs);
+    if (rc == 0) {
+        c->from_file = strcmp(origin, "CONFIG") != 0 || path != NULL;
+    }
 done:
     buf_free(&text);
     return rc;

@@ -39,7 +39,10 @@ struct config {
     char *api_address;      /* default "0.0.0.0" */
     int api_enable_request; /* POST /bindings/request */
     int log_level;          /* top-level logLevel as enum log_level; -1 when not given */
-    char *source_path;      /* file it came from, or "CONFIG" */
+    int watch_config;       /* watchConfig: reload when the file changes */
+    long long config_watch_debounce_ms;
+    char *source_path; /* file it came from, or "CONFIG" */
+    int from_file;     /* 0: from the CONFIG variable (or text) */
     struct config_binding *bindings;
     size_t n_bindings;
 };

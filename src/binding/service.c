@@ -7,6 +7,7 @@
 #include "binding/service.h"
 
 #include "base/errs.h"
+#include "base/filewatch.h"
 #include "base/log.h"
 #include "binding/binding.h"
 #include "source/source_seen.h"
@@ -49,7 +50,8 @@ struct reload {
     int have_nc;
     struct binding **next, **old, **retired, **fresh;
     char *paired;
-    size_t n_old, n_retired, n_fresh, kept;
+    size_t n_old, n_retired, n_fresh, kept, replaced;
+    const char *why; /* what started it: "SIGHUP", "config file changed" */
     uint64_t deadline, settled;
 };
 
@@ -80,8 +82,13 @@ struct binding_service {
     long long drain_max_ms;
     uint64_t drain_deadline;
 
-    int term_pending; /* SIGTERM/SIGINT seen during a reload */
-    int hup_pending;  /* SIGHUP seen during a reload: read the config again */
+    int term_pending;  /* SIGTERM/SIGINT seen during a reload */
+    int hup_pending;   /* SIGHUP seen during a reload: read the config again */
+    int watch_pending; /* the file changed during a reload: the same */
+
+    /* The config file's watch (watchConfig). */
+    struct filewatch *watch;
+    long long watch_debounce_ms;
 };
 
 static const char *signame(int sig)
@@ -318,7 +325,11 @@ static void unshare_seen(struct binding **bs, size_t n)
 
 static void teardown(struct binding_service *svc)
 {
-    loop_timer_stop(svc->loop, &svc->tick);
+    filewatch_destroy(svc->watch);
+    svc->watch = NULL;
+    if (svc->loop) {
+        loop_timer_stop(svc->loop, &svc->tick);
+    }
     api_stop_now(svc);
     destroy_all(svc->bindings, svc->n);
     free(svc->bindings);
@@ -344,6 +355,65 @@ static void shutdown_end(struct binding_service *svc)
     loop_stop(svc->loop);
 }
 
+/* ---- the config file's watch --------------------------------------------- */
+
+static void reload_begin(struct binding_service *svc, const char *why);
+
+static void on_config_file(void *ctx, enum filewatch_event ev)
+{
+    struct binding_service *svc = ctx;
+
+    if (ev == FILEWATCH_GONE) {
+        log_warn(NULL, "config file %s is gone; the running config stays (its return is a change)",
+                 svc->config_path ? svc->config_path : "config.yaml");
+        return;
+    }
+    switch (svc->phase) {
+    case PHASE_RUNNING:
+        reload_begin(svc, "config file changed");
+        break;
+    case PHASE_RELOAD_WAIT:
+    case PHASE_RELOAD_DRAIN:
+        svc->watch_pending = 1;
+        log_info(NULL, "config file changed during the reload: reading it again after it");
+        break;
+    default:
+        break; /* stopping */
+    }
+}
+
+/* Start, keep or stop the watch as c says. The content just read counts as seen. */
+static void watch_setup(struct binding_service *svc, const struct config *c)
+{
+    char err[512];
+
+    if (!c->from_file || !c->watch_config) {
+        if (svc->watch) {
+            log_info(NULL, "config file: no longer watched (watchConfig is false)");
+        } else if (!c->from_file) {
+            log_debug(NULL, "config from the CONFIG variable: no file to watch");
+        } else {
+            log_debug(NULL, "config file: not watched (watchConfig is false)");
+        }
+        filewatch_destroy(svc->watch);
+        svc->watch = NULL;
+        return;
+    }
+    if (svc->watch && svc->watch_debounce_ms == c->config_watch_debounce_ms) {
+        filewatch_rebase(svc->watch);
+        return;
+    }
+    filewatch_destroy(svc->watch);
+    svc->watch_debounce_ms = c->config_watch_debounce_ms;
+    svc->watch = filewatch_create(svc->loop, c->source_path, (uint64_t)c->config_watch_debounce_ms,
+                                  on_config_file, svc, err, sizeof(err));
+    if (!svc->watch) {
+        log_warn(NULL, "config file %s: not watched: %s; reload with SIGHUP", c->source_path, err);
+        return;
+    }
+    log_info(NULL, "config file %s: watched for changes (reloads by itself)", c->source_path);
+}
+
 /* ---- reload ------------------------------------------------------------- */
 
 static void reload_free(struct reload *rl)
@@ -359,17 +429,19 @@ static void reload_free(struct reload *rl)
     memset(rl, 0, sizeof(*rl));
 }
 
-static void reload_begin(struct binding_service *svc, const char *why);
-
-/* After a reload: the signals that came meanwhile. */
+/* After a reload: the signals and changes that came meanwhile. */
 static void after_reload(struct binding_service *svc)
 {
     svc->phase = PHASE_RUNNING;
     if (svc->term_pending) {
         shutdown_begin(svc, svc->term_pending);
     } else if (svc->hup_pending) {
-        svc->hup_pending = 0; /* the file changed again while reloading */
-        reload_begin(svc, "SIGHUP received");
+        svc->hup_pending = 0;
+        svc->watch_pending = 0; /* that reload reads the file too */
+        reload_begin(svc, "SIGHUP");
+    } else if (svc->watch_pending) {
+        svc->watch_pending = 0;
+        reload_begin(svc, "config file changed");
     }
 }
 
@@ -381,11 +453,16 @@ static void reload_begin(struct binding_service *svc, const char *why)
     size_t i, p;
     char err[1024];
 
-    log_info(NULL, "%s: reloading the config from %s", why,
+    log_info(NULL, "%s%s: reloading the config from %s", why,
+             strcmp(why, "SIGHUP") == 0 ? " received" : "",
              svc->config_path ? svc->config_path : "the CONFIG variable or config.yaml");
     memset(rl, 0, sizeof(*rl));
+    rl->why = why;
     errs_init(&errs);
     if (config_load(&rl->nc, svc->config_path, &errs) < 0) {
+        if (svc->watch) {
+            filewatch_rebase(svc->watch); /* this content was tried: only a new one retries */
+        }
         log_errs(&errs, "reload: ");
         log_error(NULL, "reload failed (%d problem%s): the running config stays", errs.count,
                   errs.count == 1 ? "" : "s");
@@ -429,10 +506,12 @@ static void reload_begin(struct binding_service *svc, const char *why)
             continue;
         }
         p = predecessor(rl->old, rl->n_old, rl->paired, &rl->nc, cb);
-        log_info(cb->name, "reload: binding %s is %s", cb->name,
-                 p < rl->n_old && strcmp(binding_name(rl->old[p]), cb->name) == 0
-                     ? "changed: starting it anew"
-                     : "new: starting it");
+        if (p < rl->n_old && strcmp(binding_name(rl->old[p]), cb->name) == 0) {
+            log_info(cb->name, "reload: binding %s is changed: starting it anew", cb->name);
+            rl->replaced++;
+        } else {
+            log_info(cb->name, "reload: binding %s is new: starting it", cb->name);
+        }
         /* Old and new both subscribed for a moment: on a channel without a
          * group each gets every request, and only one may run it. Out of
          * memory: no sharing (the old way). */
@@ -538,8 +617,11 @@ static void reload_end(struct binding_service *svc)
             log_set_level(level);
         }
     }
-    log_info(NULL, "reloaded: %zu binding%s (%zu kept, %zu started, %zu stopped)", nc->n_bindings,
-             nc->n_bindings == 1 ? "" : "s", rl->kept, rl->n_fresh, rl->n_retired);
+    watch_setup(svc, nc);
+    log_info(NULL,
+             "reloaded: %zu binding%s (%zu kept, %zu started, %zu replaced, %zu stopped) after %s",
+             nc->n_bindings, nc->n_bindings == 1 ? "" : "s", rl->kept, rl->n_fresh - rl->replaced,
+             rl->replaced, rl->n_retired - rl->replaced, rl->why);
     reload_free(rl);
     after_reload(svc);
 }
@@ -604,7 +686,7 @@ static void on_signal(struct binding_service *svc, int sig)
             svc->hup_pending = 1;
             log_info(NULL, "SIGHUP received during the reload: reading the config again after it");
         } else if (svc->phase == PHASE_RUNNING) {
-            reload_begin(svc, "SIGHUP received");
+            reload_begin(svc, "SIGHUP");
         }
     }
 }
@@ -653,6 +735,7 @@ static int start(struct binding_service *svc, const struct config *c)
         }
         svc->bindings[svc->n++] = b;
     }
+    watch_setup(svc, c);
     return api_start_for(svc, c);
 }
 

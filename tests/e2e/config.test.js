@@ -118,7 +118,7 @@ test('wrong types at the top and binding level are named', () => {
   const file = rig.writeConfig('sources: "abc"\nbindings: "abc"\napiPort: 70000\n');
   const r = run(['--check', '--config', file]);
   assert.strictEqual(r.code, 2);
-  assert.match(r.stderr, /^config: sources: unknown key; valid: apiPort, apiAddress, apiEnableRequest, logLevel, bindings$/m);
+  assert.match(r.stderr, /^config: sources: unknown key; valid: apiPort, apiAddress, apiEnableRequest, logLevel, watchConfig, config_watch_debounce_ms, bindings$/m);
   assert.match(r.stderr, /^config: bindings: must be a list of bindings, not text$/m);
   assert.match(r.stderr, /^config: apiPort: must be an integer from 0 to 65535, got "70000"$/m);
 
