@@ -472,6 +472,9 @@ static void reload_begin(struct binding_service *svc, const char *why)
     }
     errs_free(&errs);
     rl->have_nc = 1;
+    if (svc->watch) {
+        filewatch_rebase(svc->watch); /* what was just read is no change to reload for */
+    }
 
     rl->n_old = svc->n;
     rl->old = calloc(rl->n_old + 1, sizeof(*rl->old));

@@ -69,7 +69,7 @@ describe('daemon: reload on SIGHUP', () => {
     await rig.sleep(300);
     await peers.gate.release();
     for (const r of await Promise.all(held)) ok(r);
-    await d.waitForStderr(/reloaded: 2 bindings \(0 kept, 2 started, 1 stopped\)/, 20000);
+    await d.waitForStderr(/reloaded: 2 bindings \(0 kept, 1 started, 1 replaced, 0 stopped\) after SIGHUP/, 20000);
     await rig.sleep(300);
     const results = await Promise.all(load.map((l) => l.stop()));
     for (const r of results) {
@@ -90,7 +90,7 @@ describe('daemon: reload on SIGHUP', () => {
     const load = traffic('q.a');
     rewrite({ ...config, bindings: [bindA({ log_level: 'error' })] });
     hup();
-    await d.waitForStderr(/reloaded: 1 binding \(1 kept, 0 started, 1 stopped\)/, 20000);
+    await d.waitForStderr(/reloaded: 1 binding \(1 kept, 0 started, 0 replaced, 1 stopped\) after SIGHUP/, 20000);
     await peers.broker.waitFor((s) => !s.subscribers.queries['q.b'] || !Object.values(s.subscribers.queries['q.b']).some((n) => n > 0),
       { what: 'q.b unsubscribed' });
     const r = await load.stop();

@@ -113,7 +113,8 @@ function invoke(configPath, binding, envelope, opts = {}) {
 // stop() sends `signal`, then SIGKILL after graceMs (default 15000), and
 // resolves {code, signal} once the process has exited.
 function startDaemon(configPath, opts = {}) {
-  const args = ['--config', configPath, ...(opts.args || [])];
+  // configPath null: no --config (the CONFIG variable, or ./config.yaml).
+  const args = [...(configPath ? ['--config', configPath] : []), ...(opts.args || [])];
   const child = spawn(binPath(), args, {
     env: childEnv(opts.env), cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'],
   });
