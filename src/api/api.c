@@ -58,7 +58,7 @@ enum call_state {
 
 /* One POST /bindings/request (MHD's per-request context).
  *
- * Lifetime: reference counted. The connection holds a reference from the
+ * Lifetime: reference counted. MHD's side holds a reference from the
  * handler's first call until MHD reports the request complete (completed,
  * also run for every connection by MHD_stop_daemon); a started
  * provider->request holds one until its done callback has run. The last
@@ -97,6 +97,11 @@ static struct api_call *call_new(struct api_server *s, struct MHD_Connection *co
     buf_init(&c->binding, 0);
     buf_init(&c->reply, API_MAX_REPLY);
     return c;
+}
+
+static void call_acquire(struct api_call *c)
+{
+    c->refs++;
 }
 
 static void call_release(struct api_call *c)
@@ -346,9 +351,9 @@ static void call_done(void *ctx, const char *reply_json, size_t len)
             running_remove(s, c);
             MHD_resume_connection(c->conn);
             /* Resuming only marks the connection; MHD takes it back on its
-             * next run. Run it at the end of this round rather than wait
-             * for a socket event (MHD's resume eventfd would wake the loop
-             * a round later). */
+             * next run, and without a thread of its own MHD has no wake-up
+             * for that (it drops its eventfd): nothing would run it before
+             * the next socket event. So run it at the end of this round. */
             loop_defer(s->loop, &s->run, mhd_run, s);
         }
     }
@@ -425,7 +430,7 @@ static enum MHD_Result run_request(struct api_server *s, struct MHD_Connection *
         goto out;
     }
     c->state = CALL_RUNNING;
-    c->refs++; /* the provider's, until done */
+    call_acquire(c); /* the provider's, until done */
     c->provider_holds = 1;
     c->in_request = 1;
     rc = s->provider.request(s->provider.ctx, name, ptext, plen, call_done, c, err, sizeof(err));
@@ -442,7 +447,7 @@ static enum MHD_Result run_request(struct api_server *s, struct MHD_Connection *
         c->state = CALL_ANSWERED;
         if (c->provider_holds) {
             c->provider_holds = 0;
-            c->refs--; /* the connection's reference remains */
+            call_release(c); /* the connection's reference remains */
         }
         if (rc == API_REQUEST_NO_BINDING) {
             ret = respond_error(conn, MHD_HTTP_NOT_FOUND, NULL, "no such binding, %s", name);
