@@ -1,4 +1,9 @@
-/* api.c - the HTTP API on libmicrohttpd (routes and contract in api.h). */
+/* api.c - the HTTP API on libmicrohttpd (routes and contract in api.h).
+ *
+ * MHD has no thread of its own here (MHD_USE_EPOLL without its internal
+ * polling thread): the loop watches MHD's epoll fd and calls MHD_run when
+ * it is readable, when MHD's next connection timeout is due, and at the
+ * end of a round in which a suspended connection was resumed. */
 #include "api/api.h"
 
 #include "base/log.h"
@@ -28,8 +33,15 @@
 #define ALLOW_GET  "GET, HEAD"
 #define ALLOW_POST "POST"
 
+struct api_call;
+
 struct api_server {
+    struct loop *loop;
     struct MHD_Daemon *daemon;
+    int epoll_fd;             /* MHD's, watched by the loop */
+    struct loop_timer timer;  /* MHD's next connection timeout */
+    struct loop_defer run;    /* MHD_run at the end of a round with a resume */
+    struct api_call *running; /* suspended on their provider->request */
     struct api_provider provider;
     struct metrics_registry *metrics;
     int enable_request;
@@ -37,11 +49,94 @@ struct api_server {
     long port;
 };
 
-/* A POST /bindings/request while its body arrives. */
-struct upload {
+enum call_state {
+    CALL_UPLOAD,   /* the body arrives */
+    CALL_RUNNING,  /* provider->request started; the connection is suspended */
+    CALL_ANSWERED, /* the reply is in, or the request was refused */
+    CALL_DROPPED,  /* the connection went while running: done only releases */
+};
+
+/* One POST /bindings/request (MHD's per-request context).
+ *
+ * Lifetime: reference counted. MHD's side holds a reference from the
+ * handler's first call until MHD reports the request complete (completed,
+ * also run for every connection by MHD_stop_daemon); a started
+ * provider->request holds one until its done callback has run. The last
+ * release frees the call, so done_ctx stays valid however late done comes.
+ * Only a CALL_RUNNING call is on its server's running list and has a
+ * suspended connection; leaving that state (done, completed, api_stop)
+ * takes it off the list, and once it is CALL_DROPPED nothing touches the
+ * server or the connection through it again. */
+struct api_call {
+    int refs;
+    enum call_state state;
+    int provider_holds; /* the provider's reference is still out */
+    int in_request;     /* inside provider->request */
+    enum { REPLY_KEPT, REPLY_TOO_BIG, REPLY_NO_MEMORY } reply_lost;
+    struct api_server *server;
+    struct MHD_Connection *conn;
     struct buf body;
     int too_big;
+    struct buf binding; /* its name, for the answer */
+    struct buf reply;
+    struct api_call *prev, *next; /* on server->running */
 };
+
+static struct api_call *call_new(struct api_server *s, struct MHD_Connection *conn)
+{
+    struct api_call *c = calloc(1, sizeof(*c));
+
+    if (!c) {
+        return NULL;
+    }
+    c->refs = 1; /* the connection's */
+    c->state = CALL_UPLOAD;
+    c->server = s;
+    c->conn = conn;
+    buf_init(&c->body, s->max_body);
+    buf_init(&c->binding, 0);
+    buf_init(&c->reply, API_MAX_REPLY);
+    return c;
+}
+
+static void call_acquire(struct api_call *c)
+{
+    c->refs++;
+}
+
+static void call_release(struct api_call *c)
+{
+    if (--c->refs > 0) {
+        return;
+    }
+    buf_free(&c->body);
+    buf_free(&c->binding);
+    buf_free(&c->reply);
+    free(c);
+}
+
+static void running_add(struct api_server *s, struct api_call *c)
+{
+    c->prev = NULL;
+    c->next = s->running;
+    if (s->running) {
+        s->running->prev = c;
+    }
+    s->running = c;
+}
+
+static void running_remove(struct api_server *s, struct api_call *c)
+{
+    if (c->prev) {
+        c->prev->next = c->next;
+    } else {
+        s->running = c->next;
+    }
+    if (c->next) {
+        c->next->prev = c->prev;
+    }
+    c->prev = c->next = NULL;
+}
 
 /* Queue body (taken over, left empty) with the status and content type. */
 static enum MHD_Result respond(struct MHD_Connection *c, unsigned status, const char *type,
@@ -180,32 +275,118 @@ static json_t *load_body(const struct buf *body, json_error_t *je)
     return v;
 }
 
+/* ---- MHD on the loop ---- */
+
+/* Let MHD do what is ready (accept, read, call handlers, write, time out,
+ * take resumed connections back), then arm the timer for its next
+ * connection timeout: MHD gets no socket event for an idle connection.
+ * No timer when MHD has no open connection. */
+static void mhd_run(void *arg)
+{
+    struct api_server *s = arg;
+    uint64_t ms;
+    int armed;
+
+    MHD_run(s->daemon);
+#if MHD_VERSION >= 0x00097701
+    armed = MHD_get_timeout64(s->daemon, &ms) == MHD_YES;
+#else
+    {
+        MHD_UNSIGNED_LONG_LONG t = 0;
+
+        armed = MHD_get_timeout(s->daemon, &t) == MHD_YES;
+        ms = (uint64_t)t;
+    }
+#endif
+    if (armed) {
+        loop_timer_start(s->loop, &s->timer, ms, mhd_run, s);
+    } else {
+        loop_timer_stop(s->loop, &s->timer);
+    }
+}
+
+static void mhd_on_io(void *arg, int fd, unsigned events)
+{
+    (void)fd;
+    (void)events;
+    mhd_run(arg);
+}
+
+/* The answer of a call whose provider->request has replied. */
+static enum MHD_Result answer(struct MHD_Connection *conn, struct api_call *c)
+{
+    if (c->reply_lost == REPLY_NO_MEMORY) {
+        return MHD_NO;
+    }
+    if (c->reply_lost == REPLY_TOO_BIG) {
+        return respond_error(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL,
+                             "binding %s gave a reply larger than %zu bytes", buf_str(&c->binding),
+                             (size_t)API_MAX_REPLY);
+    }
+    if (c->reply.len == 0) {
+        return respond_error(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL, "binding %s gave no reply",
+                             buf_str(&c->binding));
+    }
+    return respond(conn, MHD_HTTP_OK, CT_JSON, &c->reply, NULL);
+}
+
+/* provider->request's done: keep the reply and wake the connection, which
+ * answers on the handler's next call. */
+static void call_done(void *ctx, const char *reply_json, size_t len)
+{
+    struct api_call *c = ctx;
+    struct api_server *s = c->server;
+
+    if (!c->provider_holds) {
+        return; /* a second answer, or one to a refused start */
+    }
+    if (c->state == CALL_RUNNING) {
+        if (len > 0 && buf_set(&c->reply, reply_json, len) < 0) {
+            c->reply_lost = len > API_MAX_REPLY ? REPLY_TOO_BIG : REPLY_NO_MEMORY;
+        }
+        c->state = CALL_ANSWERED;
+        /* An answer given inside provider->request (against its contract)
+         * is served when it returns: the connection is not suspended yet. */
+        if (!c->in_request) {
+            running_remove(s, c);
+            MHD_resume_connection(c->conn);
+            /* Resuming only marks the connection; MHD takes it back on its
+             * next run, and without a thread of its own MHD has no wake-up
+             * for that (it drops its eventfd): nothing would run it before
+             * the next socket event. So run it at the end of this round. */
+            loop_defer(s->loop, &s->run, mhd_run, s);
+        }
+    }
+    c->provider_holds = 0;
+    call_release(c);
+}
+
 /* Body {"binding":"<name>","payload":<envelope>}; member names match
- * without regard to case, as the reference's Go decoder does. */
-static enum MHD_Result run_request(struct api_server *s, struct MHD_Connection *c,
-                                   const struct buf *body)
+ * without regard to case, as the reference's Go decoder does. Starts
+ * provider->request and suspends the connection until it answers. */
+static enum MHD_Result run_request(struct api_server *s, struct MHD_Connection *conn,
+                                   struct api_call *c)
 {
     json_t *root, *val, *binding = NULL, *payload = NULL;
     json_error_t je;
     const char *key, *name, *ptext = "";
     char *dumped = NULL;
     size_t plen = 0;
-    struct buf reply = BUF_INIT(API_MAX_REPLY);
     char err[512] = "";
     enum MHD_Result ret;
     int rc;
 
-    if (body->len == 0) {
-        return respond_error(c, MHD_HTTP_BAD_REQUEST, NULL, "invalid request, empty body");
+    if (c->body.len == 0) {
+        return respond_error(conn, MHD_HTTP_BAD_REQUEST, NULL, "invalid request, empty body");
     }
-    root = load_body(body, &je);
+    root = load_body(&c->body, &je);
     if (!root) {
-        return respond_error(c, MHD_HTTP_BAD_REQUEST, NULL,
+        return respond_error(conn, MHD_HTTP_BAD_REQUEST, NULL,
                              "invalid request, body is not JSON: %s (line %d, column %d)", je.text,
                              je.line, je.column);
     }
     if (!json_is_object(root)) {
-        ret = respond_error(c, MHD_HTTP_BAD_REQUEST, NULL,
+        ret = respond_error(conn, MHD_HTTP_BAD_REQUEST, NULL,
                             "invalid request, body must be a JSON object");
         goto out;
     }
@@ -219,12 +400,13 @@ static enum MHD_Result run_request(struct api_server *s, struct MHD_Connection *
     }
     if (!binding || json_is_null(binding) ||
         (json_is_string(binding) && json_string_length(binding) == 0)) {
-        ret = respond_error(c, MHD_HTTP_BAD_REQUEST, NULL, "invalid request, binding is missing");
+        ret =
+            respond_error(conn, MHD_HTTP_BAD_REQUEST, NULL, "invalid request, binding is missing");
         goto out;
     }
     if (!json_is_string(binding) ||
         strlen(json_string_value(binding)) != json_string_length(binding)) {
-        ret = respond_error(c, MHD_HTTP_BAD_REQUEST, NULL,
+        ret = respond_error(conn, MHD_HTTP_BAD_REQUEST, NULL,
                             "invalid request, binding must be a string (a binding name)");
         goto out;
     }
@@ -243,67 +425,91 @@ static enum MHD_Result run_request(struct api_server *s, struct MHD_Connection *
         ptext = dumped;
         plen = strlen(dumped);
     }
-    rc = s->provider.request(s->provider.ctx, name, ptext, plen, &reply, err, sizeof(err));
-    if (rc == 0 && reply.len > 0) {
-        ret = respond(c, MHD_HTTP_OK, CT_JSON, &reply, NULL);
+    if (buf_set(&c->binding, name, strlen(name)) < 0) {
+        ret = MHD_NO;
+        goto out;
+    }
+    c->state = CALL_RUNNING;
+    call_acquire(c); /* the provider's, until done */
+    c->provider_holds = 1;
+    c->in_request = 1;
+    rc = s->provider.request(s->provider.ctx, name, ptext, plen, call_done, c, err, sizeof(err));
+    c->in_request = 0;
+    /* The body may be large and the provider took what it needs. */
+    buf_free(&c->body);
+    if (rc == 0 && c->state == CALL_ANSWERED) {
+        ret = answer(conn, c);
     } else if (rc == 0) {
-        ret = respond_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL, "binding %s gave no reply",
-                            name);
-    } else if (rc == API_REQUEST_NO_BINDING) {
-        ret = respond_error(c, MHD_HTTP_NOT_FOUND, NULL, "no such binding, %s", name);
+        running_add(s, c);
+        MHD_suspend_connection(conn);
+        ret = MHD_YES;
     } else {
-        log_warn(name, "api: request not run: %s", err[0] ? err : "unknown reason");
-        ret = respond_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, NULL, "%s",
-                            err[0] ? err : "the request could not run");
+        c->state = CALL_ANSWERED;
+        if (c->provider_holds) {
+            c->provider_holds = 0;
+            call_release(c); /* the connection's reference remains */
+        }
+        if (rc == API_REQUEST_NO_BINDING) {
+            ret = respond_error(conn, MHD_HTTP_NOT_FOUND, NULL, "no such binding, %s", name);
+        } else {
+            log_warn(name, "api: request not run: %s", err[0] ? err : "unknown reason");
+            ret = respond_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE, NULL, "%s",
+                                err[0] ? err : "the request could not run");
+        }
     }
 out:
-    buf_free(&reply);
     free(dumped);
     json_decref(root);
     return ret;
 }
 
-/* POST /bindings/request: gather the body (capped), then run it. */
-static enum MHD_Result serve_request(struct api_server *s, struct MHD_Connection *c,
+/* POST /bindings/request: gather the body (capped), run it, and answer
+ * when the handler is called again after done resumed the connection. */
+static enum MHD_Result serve_request(struct api_server *s, struct MHD_Connection *conn,
                                      const char *data, size_t *size, void **con_cls)
 {
-    struct upload *up = *con_cls;
+    struct api_call *c = *con_cls;
 
-    if (!up) {
+    if (!c) {
         const char *cl =
-            MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
 
         /* Refuse before the body is sent when its size is announced. */
         if (cl && strtoull(cl, NULL, 10) > s->max_body) {
-            return respond_error(c, MHD_HTTP_CONTENT_TOO_LARGE, NULL,
+            return respond_error(conn, MHD_HTTP_CONTENT_TOO_LARGE, NULL,
                                  "invalid request, body larger than %zu bytes", s->max_body);
         }
-        up = calloc(1, sizeof(*up));
-        if (!up) {
+        c = call_new(s, conn);
+        if (!c) {
             return MHD_NO;
         }
-        buf_init(&up->body, s->max_body);
-        *con_cls = up;
+        *con_cls = c;
         return MHD_YES;
+    }
+    if (c->state == CALL_ANSWERED) {
+        return answer(conn, c);
+    }
+    if (c->state != CALL_UPLOAD) {
+        return MHD_NO; /* only done and api_stop resume a running call */
     }
     if (*size > 0) {
         /* Past the cap (a chunked body): read and drop the rest, then
          * answer 413 at the end. */
-        if (!up->too_big && buf_append(&up->body, data, *size) < 0) {
-            if (up->body.len + *size <= s->max_body) {
+        if (!c->too_big && buf_append(&c->body, data, *size) < 0) {
+            if (c->body.len + *size <= s->max_body) {
                 return MHD_NO; /* out of memory */
             }
-            up->too_big = 1;
-            buf_free(&up->body);
+            c->too_big = 1;
+            buf_free(&c->body);
         }
         *size = 0;
         return MHD_YES;
     }
-    if (up->too_big) {
-        return respond_error(c, MHD_HTTP_CONTENT_TOO_LARGE, NULL,
+    if (c->too_big) {
+        return respond_error(conn, MHD_HTTP_CONTENT_TOO_LARGE, NULL,
                              "invalid request, body larger than %zu bytes", s->max_body);
     }
-    return run_request(s, c, &up->body);
+    return run_request(s, conn, c);
 }
 
 static const struct {
@@ -347,16 +553,22 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     return respond_error(c, MHD_HTTP_NOT_FOUND, NULL, "not found, %s", url);
 }
 
-static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
+static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                       enum MHD_RequestTerminationCode toe)
 {
-    struct upload *up = *con_cls;
+    struct api_server *s = cls;
+    struct api_call *c = *con_cls;
 
-    if (up) {
-        buf_free(&up->body);
-        free(up);
-        *con_cls = NULL;
+    if (!c) {
+        return;
     }
+    *con_cls = NULL;
+    if (c->state == CALL_RUNNING) {
+        running_remove(s, c);
+        c->state = CALL_DROPPED;
+    }
+    c->conn = NULL;
+    call_release(c);
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
@@ -429,12 +641,13 @@ fail:
     return -1;
 }
 
-struct api_server *api_start(const struct api_options *o, const struct api_provider *p, char *err,
-                             size_t errlen)
+struct api_server *api_start(struct loop *loop, const struct api_options *o,
+                             const struct api_provider *p, char *err, size_t errlen)
 {
     const char *address = o->address && o->address[0] ? o->address : API_DEFAULT_ADDRESS;
+    const union MHD_DaemonInfo *info;
     struct api_server *s;
-    unsigned flags;
+    unsigned flags, timeout_s = o->idle_timeout_s ? o->idle_timeout_s : API_CONNECTION_TIMEOUT_S;
     char where[128];
     int fd, v6 = 0;
 
@@ -447,6 +660,10 @@ struct api_server *api_start(const struct api_options *o, const struct api_provi
         snprintf(err, errlen, "api: out of memory");
         return NULL;
     }
+    s->loop = loop;
+    s->epoll_fd = -1;
+    loop_timer_init(&s->timer);
+    loop_defer_init(&s->run);
     s->provider = *p;
     s->metrics = o->metrics;
     s->enable_request = o->enable_request;
@@ -456,22 +673,32 @@ struct api_server *api_start(const struct api_options *o, const struct api_provi
         free(s);
         return NULL;
     }
-    /* A thread per connection: a POST /bindings/request that waits on
-     * the engine never holds up /health or /ready. */
-    flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO |
-            MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
-    s->daemon = MHD_start_daemon(flags, 0, NULL, NULL, handle, s, MHD_OPTION_EXTERNAL_LOGGER,
-                                 mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
-                                 MHD_OPTION_CONNECTION_LIMIT, (unsigned)API_MAX_CONNECTIONS,
-                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)API_CONNECTION_TIMEOUT_S,
-                                 MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_END);
     format_where(where, sizeof(where), address, s->port);
+    /* No thread of MHD's own: its epoll fd goes on our loop, and a POST
+     * /bindings/request waiting on its binding is suspended, so it never
+     * holds up /health or /ready. */
+    flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
+    s->daemon =
+        MHD_start_daemon(flags, 0, NULL, NULL, handle, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+                         MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd, MHD_OPTION_CONNECTION_LIMIT,
+                         (unsigned)API_MAX_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT, timeout_s,
+                         MHD_OPTION_NOTIFY_COMPLETED, completed, s, MHD_OPTION_END);
     if (!s->daemon) {
         snprintf(err, errlen, "cannot serve on %s: libmicrohttpd did not start", where);
         close(fd);
         free(s);
         return NULL;
     }
+    info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_EPOLL_FD);
+    if (!info || info->epoll_fd < 0 ||
+        loop_io_set(loop, info->epoll_fd, LOOP_READ, mhd_on_io, s) < 0) {
+        snprintf(err, errlen, "cannot serve on %s: cannot watch libmicrohttpd's epoll fd: %s",
+                 where, info ? strerror(errno) : "not available");
+        MHD_stop_daemon(s->daemon); /* closes fd */
+        free(s);
+        return NULL;
+    }
+    s->epoll_fd = info->epoll_fd;
     log_info(NULL, "api: listening on %s%s", where,
              s->enable_request ? " (POST /bindings/request enabled)" : "");
     return s;
@@ -482,10 +709,22 @@ void api_stop(struct api_server *s)
     if (!s) {
         return;
     }
-    /* Closes the listening socket too (MHD owns it once started). */
-    if (s->daemon) {
-        MHD_stop_daemon(s->daemon);
+    loop_io_set(s->loop, s->epoll_fd, 0, NULL, NULL);
+    loop_timer_stop(s->loop, &s->timer);
+    loop_defer_cancel(s->loop, &s->run);
+    /* MHD must not be stopped with a suspended connection: resumed, each
+     * is closed with the others, and MHD_stop_daemon runs completed for
+     * it. Its provider->request still holds the call: done, when it
+     * comes, finds it dropped. */
+    while (s->running) {
+        struct api_call *c = s->running;
+
+        running_remove(s, c);
+        c->state = CALL_DROPPED;
+        MHD_resume_connection(c->conn);
     }
+    /* Closes the listening socket too (MHD owns it once started). */
+    MHD_stop_daemon(s->daemon);
     free(s);
 }
 

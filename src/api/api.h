@@ -55,8 +55,11 @@ struct api_provider {
      * ...) then runs exactly once, later, on the loop (never inside this
      * call); API_REQUEST_NO_BINDING (404 "no such binding, <name>"); or -1
      * with the reason in err when it cannot run now (503), e.g. while
-     * stopping. A failed Kinesis call is a reply with is_error set. NULL
-     * when enable_request is off. */
+     * stopping. A failed Kinesis call is a reply with is_error set.
+     * binding and payload are valid during the call only. done_ctx stays
+     * valid until done runs, even when the client left or the server was
+     * stopped meanwhile (the reply is then dropped), so done must run
+     * even then. NULL when enable_request is off. */
     int (*request)(void *ctx, const char *binding, const char *payload, size_t len,
                    api_reply_fn done, void *done_ctx, char *err, size_t errlen);
 };
@@ -67,18 +70,21 @@ struct api_options {
     int enable_request;               /* POST /bindings/request (config apiEnableRequest) */
     struct metrics_registry *metrics; /* NULL: /metrics has process_* only */
     size_t max_body;                  /* 0: API_DEFAULT_MAX_BODY */
+    unsigned idle_timeout_s;          /* an idle connection is closed after it; 0: 60 */
 };
 
 struct api_server;
 
-/* Listen and serve on loop. The provider is copied; its ctx and the
- * registry must outlive the server. Returns NULL with the reason in err,
- * e.g. "cannot listen on 127.0.0.1:8080: Address already in use". */
+/* Listen and serve on loop (call it, and api_stop, on the loop's thread).
+ * The provider is copied; its ctx and the registry must outlive the
+ * server. Returns NULL with the reason in err, e.g. "cannot listen on
+ * 127.0.0.1:8080: Address already in use". */
 struct api_server *api_start(struct loop *loop, const struct api_options *o,
                              const struct api_provider *p, char *err, size_t errlen);
-/* Close the listener and every connection. A provider->request still
- * running keeps its done callback valid: it runs later and is dropped.
- * Accepts NULL. */
+/* Close the listener and every connection, without waiting for the
+ * provider. A provider->request still running keeps its done callback
+ * valid: it runs later and is dropped. Not from inside a provider
+ * callback (it runs inside libmicrohttpd). Accepts NULL. */
 void api_stop(struct api_server *s);
 /* The port actually listened on. */
 long api_port(const struct api_server *s);
