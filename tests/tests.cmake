@@ -11,6 +11,7 @@ if(NOT KK_PROMTOOL)
 endif()
 
 set(KK_TEST_LAYER_test_kubemq_client kk_kubemq)
+set(KK_TEST_LAYER_test_kubemq_grpc kk_kubemq)
 
 file(GLOB KK_UNIT_TESTS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/unit/test_*.c)
 foreach(src ${KK_UNIT_TESTS})
