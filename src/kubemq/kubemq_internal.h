@@ -46,14 +46,15 @@
 #define KK_CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 #define KUBEMQ_PREFIX_LEN    5
-#define KUBEMQ_STREAM_WINDOW (1 << 20)    /* SETTINGS_INITIAL_WINDOW_SIZE we advertise */
-#define KUBEMQ_CONN_WINDOW   (16 << 20)   /* our connection receive window */
-#define KUBEMQ_EAGER_CONSUME (256 * 1024) /* a message this large opens the window as it arrives   \
-                                           */
-#define KUBEMQ_PING_DEADLINE 5000         /* ms, the liveness Ping */
-#define KUBEMQ_CONNECT_MS    10000        /* resolve aside: TCP + TLS */
-#define KUBEMQ_STABLE_MS     10000        /* a stream (or connection) this old resets the backoff */
-#define KUBEMQ_BACKOFF_MS    250          /* first retry after a failure */
+#define KUBEMQ_STREAM_WINDOW (1 << 20)  /* SETTINGS_INITIAL_WINDOW_SIZE we advertise */
+#define KUBEMQ_CONN_WINDOW   (16 << 20) /* our connection receive window */
+#define KUBEMQ_EAGER_CONSUME                                                                       \
+    (256 * 1024)                   /* a message this large opens the window as it arrives          \
+                                    */
+#define KUBEMQ_PING_DEADLINE 5000  /* ms, the liveness Ping */
+#define KUBEMQ_CONNECT_MS    10000 /* resolve aside: TCP + TLS */
+#define KUBEMQ_STABLE_MS     10000 /* a stream (or connection) this old resets the backoff */
+#define KUBEMQ_BACKOFF_MS    250   /* first retry after a failure */
 
 /* ---- intrusive doubly-linked lists (a head is a member that links to itself) ---- */
 
