@@ -180,7 +180,6 @@ static void on_ping(void *ctx, const struct kubemq_ping_result *r, int status, c
                       r->version);
         }
         c->ready = 1;
-        c->backoff_ms = 0; /* a connection that works: the next loss reconnects at once */
         return;
     }
     c->ready = 0;
@@ -230,7 +229,7 @@ static void ping_timer(void *arg)
 void kubemq_client_conn_up(struct kubemq_client *c, struct kubemq_conn *conn)
 {
     struct kubemq_list *e;
-    char err[256];
+    char err[256], peer[80];
 
     if (c->conn != conn) {
         return;
@@ -239,11 +238,10 @@ void kubemq_client_conn_up(struct kubemq_client *c, struct kubemq_conn *conn)
     c->conn_gen++;
     c->ready = 0;
     c->last_error[0] = '\0';
-    if (c->ever_up) {
-        log_info(c->log_name, "kubemq: reconnected to %s (%s)", c->address, conn->peer);
-    } else {
-        log_info(c->log_name, "kubemq: connected to %s (%s)", c->address, conn->peer);
-    }
+    /* The address connected to, when the configured one is a name. */
+    snprintf(peer, sizeof(peer), " (%s)", conn->peer);
+    log_info(c->log_name, "kubemq: %s to %s%s", c->ever_up ? "reconnected" : "connected",
+             c->address, strcmp(c->address, conn->peer) ? peer : "");
     c->ever_up = 1;
     c->outage_logged = 0;
     while (!kubemq_list_empty(&c->waiting)) {
@@ -275,6 +273,10 @@ void kubemq_client_conn_down(struct kubemq_client *c, struct kubemq_conn *conn, 
     kubemq_conn_release(conn);
     c->ready = 0;
     loop_timer_stop(c->loop, &c->ping_timer);
+    if (c->ping) {
+        kubemq_call_cancel(c->ping); /* the next connection has its own */
+        c->ping = NULL;
+    }
     if (c->state == KUBEMQ_CLIENT_GONE) {
         return;
     }

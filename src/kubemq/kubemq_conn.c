@@ -227,6 +227,10 @@ static void stream_gone(struct kubemq_conn *conn, struct kubemq_stream *st, uint
         return;
     }
     kubemq_stream_on_reset(st, code);
+    /* nghttp2 may still name the stream in a later callback: never this pointer. */
+    if (conn->h2 && st->id > 0) {
+        nghttp2_session_set_stream_user_data(conn->h2, st->id, NULL);
+    }
     kubemq_list_del(&st->link);
     st->conn = NULL;
     kubemq_conn_stream_ended(conn);
