@@ -42,19 +42,36 @@ void *kubemq_wire_unpack(const ProtobufCMessageDescriptor *d, const unsigned cha
     return protobuf_c_message_unpack(d, NULL, n, p);
 }
 
+/* Ids need to be unique, not secret: random bytes are drawn from the
+ * kernel a pool at a time, not one system call per id. */
 static void random_bytes(unsigned char *r, size_t n)
 {
-    if (getrandom(r, n, 0) != (ssize_t)n) {
-        /* Unique enough for an id when the pool is unavailable. */
-        static unsigned counter;
-        struct timespec ts;
-        size_t i;
+    static unsigned char pool[512];
+    static size_t left;
+    size_t take;
 
-        clock_gettime(CLOCK_REALTIME, &ts);
-        for (i = 0; i < n; i++) {
-            r[i] = (unsigned char)((uint64_t)ts.tv_nsec >> (8 * (i % 4)) ^ (counter + i) * 131u);
+    while (n > 0) {
+        if (left == 0) {
+            if (getrandom(pool, sizeof(pool), 0) != (ssize_t)sizeof(pool)) {
+                /* Unique enough when the pool is unavailable. */
+                static unsigned counter;
+                struct timespec ts;
+                size_t i;
+
+                clock_gettime(CLOCK_REALTIME, &ts);
+                for (i = 0; i < sizeof(pool); i++) {
+                    pool[i] = (unsigned char)(((uint64_t)ts.tv_nsec >> (8 * (i % 4))) ^
+                                              (counter + i) * 131u);
+                }
+                counter++;
+            }
+            left = sizeof(pool);
         }
-        counter++;
+        take = n < left ? n : left;
+        memcpy(r, pool + sizeof(pool) - left, take);
+        left -= take;
+        r += take;
+        n -= take;
     }
 }
 
