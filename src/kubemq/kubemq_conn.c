@@ -489,6 +489,11 @@ out:
     kubemq_conn_release(conn);
 }
 
+static void on_ids_used_up(void *arg)
+{
+    kubemq_conn_fail(arg, "its stream ids are used up (a new connection takes over)");
+}
+
 int kubemq_conn_submit(struct kubemq_conn *conn, struct kubemq_stream *st, char *err, size_t errlen)
 {
     nghttp2_nv nva[10];
@@ -535,6 +540,11 @@ int kubemq_conn_submit(struct kubemq_conn *conn, struct kubemq_stream *st, char 
     id = nghttp2_submit_request(conn->h2, NULL, nva, n, &prd, st);
     if (id < 0) {
         snprintf(err, errlen, "cannot start a call: %s", nghttp2_strerror(id));
+        if (id == NGHTTP2_ERR_STREAM_ID_NOT_AVAILABLE && !loop_timer_armed(&conn->timer)) {
+            /* After about a billion calls: start over on a new connection (not from here:
+             * the caller may be the client itself). */
+            loop_timer_start(conn->loop, &conn->timer, 0, on_ids_used_up, conn);
+        }
         return -1;
     }
     st->id = id;

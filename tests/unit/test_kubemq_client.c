@@ -8,6 +8,7 @@
  * a bare nghttp2 server on the same loop (h2stub.h). Every callback checks
  * that it does not run inside the call that started its operation. */
 #include "kubemq/kubemq_client.h"
+#include "kubemq/kubemq_internal.h" /* one white-box test: stream ids running out */
 
 #include "base/log.h"
 #include "base/loop.h"
@@ -1753,6 +1754,36 @@ static void test_wire_goaway_eof_ping(void **state)
     assert_true(RUN_UNTIL(f, kubemq_client_lingering() == 0, WAIT_MS));
 }
 
+/* After about a billion calls a connection has no stream id left: a new one takes over. */
+static void test_stream_ids_used_up(void **state)
+{
+    struct fx *f = *state;
+    struct rec rr;
+    struct res a, b;
+
+    client(f, 0, "ids-resp", NULL);
+    client(f, 1, "ids-req", NULL);
+    rec_init(&rr, f, 0, REC_ANSWER);
+    subscribe(f, 0, KUBEMQ_QUERY, "q.ids", NULL, &rr);
+    assert_true(wait_subscribers(f, "q.ids", 1));
+    assert_true(RUN_UNTIL(f, kubemq_client_ready(f->c[1]), WAIT_MS));
+    assert_int_equal(nghttp2_session_set_next_stream_id(f->c[1]->conn->h2, 0x7fffffff), 0);
+    memset(&a, 0, sizeof(a));
+    memset(&b, 0, sizeof(b));
+    assert_int_equal(request(f, f->c[1], KUBEMQ_QUERY, "q.ids", "last", 4, NULL, 5000, &a), 0);
+    assert_int_equal(a.status, 0); /* the last id there is */
+    assert_int_equal(request(f, f->c[1], KUBEMQ_QUERY, "q.ids", "none", 4, NULL, 5000, &b), 0);
+    assert_int_equal(b.status, KUBEMQ_STATUS_UNAVAILABLE);
+    if (!strstr(b.err, "cannot start a call: No more Stream ID available")) {
+        fail_msg("status %d err [%s] done %d", b.status, b.err, b.done);
+    }
+    assert_int_equal(request_retry(f, f->c[1], "q.ids", "again", &b), 0);
+    assert_string_equal((char *)b.body, "pong:again");
+    assert_true(log_has("stream ids are used up"));
+    res_free(&a);
+    res_free(&b);
+}
+
 /* ---- liveness, connections ---- */
 
 static void test_idle_ping(void **state)
@@ -1863,6 +1894,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_large_bodies, setup_plain, teardown),
         cmocka_unit_test_setup_teardown(test_wire_deadline_cancel, setup_none, teardown),
         cmocka_unit_test_setup_teardown(test_wire_goaway_eof_ping, setup_none, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_ids_used_up, setup_plain, teardown),
         cmocka_unit_test_setup_teardown(test_idle_ping, setup_plain, teardown),
         cmocka_unit_test_setup_teardown(test_one_connection_per_client, setup_plain, teardown),
     };
