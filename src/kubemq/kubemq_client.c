@@ -249,7 +249,7 @@ void kubemq_client_conn_up(struct kubemq_client *c, struct kubemq_conn *conn)
 
         kubemq_list_del(&st->link);
         st->waiting = NULL;
-        if (kubemq_conn_submit(conn, st, err, sizeof(err)) < 0) {
+        if (kubemq_h2_submit(conn, st, err, sizeof(err)) < 0) {
             kubemq_stream_fail(st, KUBEMQ_STATUS_UNAVAILABLE, "%s", err);
         }
         kubemq_stream_release(st);
@@ -299,7 +299,7 @@ void kubemq_client_start(struct kubemq_client *c, struct kubemq_stream *st)
 
     switch (c->state) {
     case KUBEMQ_CLIENT_UP:
-        if (kubemq_conn_submit(c->conn, st, err, sizeof(err)) < 0) {
+        if (kubemq_h2_submit(c->conn, st, err, sizeof(err)) < 0) {
             kubemq_stream_fail(st, KUBEMQ_STATUS_UNAVAILABLE, "%s", err);
         }
         break;

@@ -1,24 +1,21 @@
-/* kubemq_conn.c - one broker connection: socket, TLS, nghttp2 session, on the engine loop.
+/* kubemq_conn.c - one broker connection: socket, TLS, reading and writing on the engine loop.
  *
  * A connection tries the resolved addresses in turn (non-blocking
  * connect), does the TLS handshake when asked (kubemq_tls.c), then speaks
- * HTTP/2 through nghttp2's memory interface: bytes read from the socket go
- * to nghttp2_session_mem_recv (through OpenSSL first with TLS), and
- * nghttp2_session_mem_send output is gathered into one buffer that a
- * deferred call writes once at the end of the loop round - never from
- * inside nghttp2's callbacks, which only record what arrived.
+ * HTTP/2 through nghttp2's memory interface (kubemq_h2.c): bytes read from
+ * the socket go to nghttp2_session_mem_recv (through OpenSSL first with
+ * TLS), and nghttp2_session_mem_send output is gathered into one buffer
+ * that a deferred call writes once at the end of the loop round - never
+ * from inside nghttp2's callbacks.
  *
- * The KubeMQ server's HTTP/2 habits shape it: SETTINGS is the first frame
- * (the server drops a connection that starts with HEADERS); windows are
- * opened by hand (1 MiB per stream, 16 MiB for the connection) so 100 MiB
- * messages can arrive, and the socket is always read (a receive window
- * held at 0 gets the connection reset); the server's BDP PINGs are ACKed
- * with the next write that happens anyway, or after 100 ms; we never send
- * PINGs of our own (the server counts them as strikes). The socket is
- * watched for reading all the time and for writing only while a write is
- * blocked. A GOAWAY, an end of file (what a server's SIGTERM looks like:
- * no GOAWAY, no trailers) or any error ends every stream with UNAVAILABLE
- * and tells the client, which reconnects. */
+ * The socket is watched for reading all the time (the KubeMQ server resets
+ * a connection whose receive window stays 0 for 20 s, so back-pressure is
+ * never "stop reading") and for writing only while a write is blocked; a
+ * turn reads at most READS_PER_TURN times so one busy connection cannot
+ * starve the loop. A GOAWAY, an end of file (what a server's SIGTERM looks
+ * like: no GOAWAY, no trailers) or any error ends every stream with
+ * UNAVAILABLE and tells the client, which reconnects. A connection whose
+ * client is gone lingers until its last responses are through. */
 #include "kubemq/kubemq_internal.h"
 
 #include "base/log.h"
@@ -36,7 +33,6 @@
 #define READS_PER_TURN 16           /* then the loop serves others */
 #define FLUSH_CHUNK    (256 * 1024) /* frames gathered before a write */
 #define OUT_MAX        ((size_t)64 << 20)
-#define ACK_HOLD_MS    100
 
 static int lingering_count;
 
@@ -204,194 +200,6 @@ void kubemq_conn_stream_ended(struct kubemq_conn *conn)
     }
 }
 
-/* ---- nghttp2's callbacks: record only ---- */
-
-static struct kubemq_stream *find_stream(struct kubemq_conn *conn, int32_t id)
-{
-    struct kubemq_list *e;
-
-    for (e = conn->streams.next; e != &conn->streams; e = e->next) {
-        struct kubemq_stream *st = KK_CONTAINER_OF(e, struct kubemq_stream, link);
-
-        if (st->id == id) {
-            return st;
-        }
-    }
-    return NULL;
-}
-
-/* nghttp2 is done with st: off the connection. */
-static void stream_gone(struct kubemq_conn *conn, struct kubemq_stream *st, uint32_t code)
-{
-    if (!st || st->conn != conn || !kubemq_list_linked(&st->link)) {
-        return;
-    }
-    kubemq_stream_on_reset(st, code);
-    /* nghttp2 may still name the stream in a later callback: never this pointer. */
-    if (conn->h2 && st->id > 0) {
-        nghttp2_session_set_stream_user_data(conn->h2, st->id, NULL);
-    }
-    kubemq_list_del(&st->link);
-    st->conn = NULL;
-    kubemq_conn_stream_ended(conn);
-    kubemq_stream_release(st);
-}
-
-static ssize_t data_read_cb(nghttp2_session *h2, int32_t id, uint8_t *buf, size_t len,
-                            uint32_t *flags, nghttp2_data_source *src, void *ud)
-{
-    (void)h2;
-    (void)id;
-    (void)ud;
-    return kubemq_stream_read_data(src->ptr, buf, len, flags);
-}
-
-static int on_header_cb(nghttp2_session *h2, const nghttp2_frame *f, const uint8_t *name,
-                        size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
-                        void *ud)
-{
-    struct kubemq_stream *st;
-
-    (void)flags;
-    (void)ud;
-    if (f->hd.type != NGHTTP2_HEADERS) {
-        return 0;
-    }
-    st = nghttp2_session_get_stream_user_data(h2, f->hd.stream_id);
-    if (st) {
-        kubemq_stream_on_header(st, name, namelen, value, valuelen);
-    }
-    return 0;
-}
-
-static int on_data_cb(nghttp2_session *h2, uint8_t flags, int32_t id, const uint8_t *data,
-                      size_t len, void *ud)
-{
-    struct kubemq_stream *st;
-
-    (void)flags;
-    (void)ud;
-    /* The connection window never closes: given back at once. */
-    nghttp2_session_consume_connection(h2, len);
-    st = nghttp2_session_get_stream_user_data(h2, id);
-    if (st) {
-        kubemq_stream_on_data(st, data, len);
-    }
-    return 0;
-}
-
-static void send_acks(struct kubemq_conn *conn)
-{
-    int i;
-
-    for (i = 0; i < conn->nacks; i++) {
-        nghttp2_submit_ping(conn->h2, NGHTTP2_FLAG_ACK, conn->acks[i]);
-    }
-    conn->nacks = 0;
-    loop_timer_stop(conn->loop, &conn->ack_timer);
-}
-
-static void on_ack_timer(void *arg)
-{
-    struct kubemq_conn *conn = arg;
-
-    if (conn->state == KUBEMQ_CONN_UP) {
-        send_acks(conn);
-        kubemq_conn_kick(conn);
-    }
-}
-
-/* A PING from the server (grpc-go's BDP probe): its ACK rides on the next
- * write, at the latest after ACK_HOLD_MS. */
-static void hold_ack(struct kubemq_conn *conn, const uint8_t opaque[8])
-{
-    if (conn->nacks == KUBEMQ_MAX_HELD_ACKS) {
-        send_acks(conn);
-        kubemq_conn_kick(conn);
-    }
-    memcpy(conn->acks[conn->nacks++], opaque, 8);
-    if (!loop_timer_armed(&conn->ack_timer)) {
-        loop_timer_start(conn->loop, &conn->ack_timer, ACK_HOLD_MS, on_ack_timer, conn);
-    }
-}
-
-static int on_frame_recv_cb(nghttp2_session *h2, const nghttp2_frame *f, void *ud)
-{
-    struct kubemq_conn *conn = ud;
-    struct kubemq_stream *st;
-    size_t n;
-
-    switch (f->hd.type) {
-    case NGHTTP2_HEADERS:
-    case NGHTTP2_DATA:
-        if (!(f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
-            break;
-        }
-        st = nghttp2_session_get_stream_user_data(h2, f->hd.stream_id);
-        if (st) {
-            kubemq_stream_on_peer_end(st);
-            /* The server finished first (a bidi stream): close our side too. */
-            if (!nghttp2_session_get_stream_local_close(h2, f->hd.stream_id)) {
-                nghttp2_submit_rst_stream(h2, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_NO_ERROR);
-            }
-        }
-        break;
-    case NGHTTP2_PING:
-        if (!(f->hd.flags & NGHTTP2_FLAG_ACK)) {
-            hold_ack(conn, f->ping.opaque_data);
-        }
-        break;
-    case NGHTTP2_GOAWAY:
-        conn->goaway = 1;
-        conn->goaway_code = f->goaway.error_code;
-        n = f->goaway.opaque_data_len < sizeof(conn->goaway_debug) - 1
-                ? f->goaway.opaque_data_len
-                : sizeof(conn->goaway_debug) - 1;
-        kubemq_grpc_percent_decode((const char *)f->goaway.opaque_data, n, conn->goaway_debug,
-                                   sizeof(conn->goaway_debug));
-        break;
-    default:
-        break;
-    }
-    return 0;
-}
-
-static int on_stream_close_cb(nghttp2_session *h2, int32_t id, uint32_t code, void *ud)
-{
-    stream_gone(ud, nghttp2_session_get_stream_user_data(h2, id), code);
-    return 0;
-}
-
-static int on_frame_not_send_cb(nghttp2_session *h2, const nghttp2_frame *f, int lib_error,
-                                void *ud)
-{
-    struct kubemq_conn *conn = ud;
-    struct kubemq_stream *st;
-    char text[200];
-
-    (void)h2;
-    if (f->hd.type != NGHTTP2_HEADERS) {
-        return 0;
-    }
-    st = find_stream(conn, f->hd.stream_id);
-    if (st && !st->ended) {
-        snprintf(text, sizeof(text), "the request was not sent: %s", nghttp2_strerror(lib_error));
-        kubemq_stream_on_lost(st, text);
-    }
-    stream_gone(conn, st, NGHTTP2_NO_ERROR);
-    return 0;
-}
-
-static int on_error_cb(nghttp2_session *h2, int lib_error, const char *msg, size_t len, void *ud)
-{
-    struct kubemq_conn *conn = ud;
-
-    (void)h2;
-    log_debug(conn->log_name, "kubemq: HTTP/2 with %s: %.*s (%d)", conn->address, (int)len, msg,
-              lib_error);
-    return 0;
-}
-
 /* ---- writing ---- */
 
 /* Plaintext frames from nghttp2 into the socket buffer. */
@@ -446,7 +254,7 @@ static void flush_now(void *arg)
     kubemq_conn_acquire(conn);
     if (conn->state == KUBEMQ_CONN_UP && conn->nacks &&
         (nghttp2_session_want_write(conn->h2) || conn->out.len > conn->out_off)) {
-        send_acks(conn);
+        kubemq_h2_send_acks(conn);
     }
     for (;;) {
         ssize_t w;
@@ -487,98 +295,6 @@ static void flush_now(void *arg)
     }
 out:
     kubemq_conn_release(conn);
-}
-
-static void on_ids_used_up(void *arg)
-{
-    kubemq_conn_fail(arg, "its stream ids are used up (a new connection takes over)");
-}
-
-int kubemq_conn_submit(struct kubemq_conn *conn, struct kubemq_stream *st, char *err, size_t errlen)
-{
-    nghttp2_nv nva[10];
-    nghttp2_data_provider prd;
-    char timeout[16];
-    size_t n = 0;
-    int32_t id;
-
-#define NV(k, v, fl)                                                                               \
-    do {                                                                                           \
-        nva[n].name = (uint8_t *)(k);                                                              \
-        nva[n].namelen = strlen(k);                                                                \
-        nva[n].value = (uint8_t *)(v);                                                             \
-        nva[n].valuelen = strlen(v);                                                               \
-        nva[n].flags = (fl);                                                                       \
-        n++;                                                                                       \
-    } while (0)
-
-    if (conn->state != KUBEMQ_CONN_UP) {
-        snprintf(err, errlen, "the connection to %s is not up", conn->address);
-        return -1;
-    }
-    NV(":method", "POST", NGHTTP2_NV_FLAG_NONE);
-    NV(":scheme", conn->tls_on ? "https" : "http", NGHTTP2_NV_FLAG_NONE);
-    NV(":path", st->method, NGHTTP2_NV_FLAG_NONE);
-    NV(":authority", conn->address, NGHTTP2_NV_FLAG_NONE);
-    NV("content-type", "application/grpc", NGHTTP2_NV_FLAG_NONE);
-    NV("te", "trailers", NGHTTP2_NV_FLAG_NONE);
-    NV("user-agent", "kubemq-kinesis/" KK_VERSION, NGHTTP2_NV_FLAG_NONE);
-    if (st->deadline_at) {
-        uint64_t now = loop_now_ms(conn->loop);
-
-        kubemq_grpc_timeout(st->deadline_at > now ? (int64_t)(st->deadline_at - now) : 1, timeout,
-                            sizeof(timeout));
-        NV("grpc-timeout", timeout, NGHTTP2_NV_FLAG_NONE);
-    }
-    if (conn->token) {
-        /* Never in the HPACK table: a secret stays out of compression state. */
-        NV("authorization", conn->token, NGHTTP2_NV_FLAG_NO_INDEX);
-    }
-#undef NV
-    prd.source.ptr = st;
-    prd.read_callback = data_read_cb;
-    id = nghttp2_submit_request(conn->h2, NULL, nva, n, &prd, st);
-    if (id < 0) {
-        snprintf(err, errlen, "cannot start a call: %s", nghttp2_strerror(id));
-        if (id == NGHTTP2_ERR_STREAM_ID_NOT_AVAILABLE && !loop_timer_armed(&conn->timer)) {
-            /* After about a billion calls: start over on a new connection (not from here:
-             * the caller may be the client itself). */
-            loop_timer_start(conn->loop, &conn->timer, 0, on_ids_used_up, conn);
-        }
-        return -1;
-    }
-    st->id = id;
-    st->conn = conn;
-    kubemq_stream_acquire(st);
-    kubemq_list_add(&conn->streams, &st->link);
-    kubemq_conn_kick(conn);
-    return 0;
-}
-
-void kubemq_conn_rst(struct kubemq_conn *conn, int32_t id, uint32_t code)
-{
-    if (conn->state == KUBEMQ_CONN_UP && id > 0) {
-        nghttp2_submit_rst_stream(conn->h2, NGHTTP2_FLAG_NONE, id, code);
-        kubemq_conn_kick(conn);
-    }
-}
-
-void kubemq_conn_consume(struct kubemq_conn *conn, int32_t id, size_t n)
-{
-    if (conn->state == KUBEMQ_CONN_UP && id > 0 && n > 0) {
-        nghttp2_session_consume_stream(conn->h2, id, n);
-        if (nghttp2_session_want_write(conn->h2)) {
-            kubemq_conn_kick(conn);
-        }
-    }
-}
-
-void kubemq_conn_resume(struct kubemq_conn *conn, int32_t id)
-{
-    if (conn->state == KUBEMQ_CONN_UP) {
-        nghttp2_session_resume_data(conn->h2, id);
-        kubemq_conn_kick(conn);
-    }
 }
 
 /* ---- reading ---- */
@@ -691,43 +407,10 @@ static void read_some(struct kubemq_conn *conn)
 
 static int start_h2(struct kubemq_conn *conn)
 {
-    nghttp2_session_callbacks *cbs = NULL;
-    nghttp2_option *opt = NULL;
-    nghttp2_settings_entry iv[] = {
-        {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
-        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, KUBEMQ_STREAM_WINDOW},
-    };
-    int rv;
+    char err[256];
 
-    if (nghttp2_session_callbacks_new(&cbs) != 0 || nghttp2_option_new(&opt) != 0) {
-        nghttp2_session_callbacks_del(cbs);
-        kubemq_conn_fail(conn, "out of memory");
-        return -1;
-    }
-    nghttp2_session_callbacks_set_on_header_callback(cbs, on_header_cb);
-    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_cb);
-    nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv_cb);
-    nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close_cb);
-    nghttp2_session_callbacks_set_on_frame_not_send_callback(cbs, on_frame_not_send_cb);
-    nghttp2_session_callbacks_set_error_callback2(cbs, on_error_cb);
-    /* Windows by hand (per message), PING ACKs by hand (with the next write). */
-    nghttp2_option_set_no_auto_window_update(opt, 1);
-    nghttp2_option_set_no_auto_ping_ack(opt, 1);
-    rv = nghttp2_session_client_new2(&conn->h2, cbs, conn, opt);
-    nghttp2_session_callbacks_del(cbs);
-    nghttp2_option_del(opt);
-    if (rv != 0) {
-        kubemq_conn_fail(conn, "HTTP/2: %s", nghttp2_strerror(rv));
-        return -1;
-    }
-    /* SETTINGS first, or the server closes the connection without a word. */
-    rv = nghttp2_submit_settings(conn->h2, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0]));
-    if (rv == 0) {
-        rv = nghttp2_session_set_local_window_size(conn->h2, NGHTTP2_FLAG_NONE, 0,
-                                                   KUBEMQ_CONN_WINDOW);
-    }
-    if (rv != 0) {
-        kubemq_conn_fail(conn, "HTTP/2: %s", nghttp2_strerror(rv));
+    if (kubemq_h2_start(conn, err, sizeof(err)) < 0) {
+        kubemq_conn_fail(conn, "%s", err);
         return -1;
     }
     conn->state = KUBEMQ_CONN_UP;

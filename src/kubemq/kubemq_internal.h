@@ -9,8 +9,10 @@
  *   kubemq_resolve.c       "host:port" split; names resolved by c-ares on the loop
  *   kubemq_tls.c           OpenSSL through memory BIOs (TCP and TLS share one path)
  *   kubemq_stream.c        one gRPC call = one HTTP/2 stream
- *   kubemq_conn.c          one connection: socket, TLS, nghttp2 session, one
- *                          write per loop round
+ *   kubemq_h2.c            a connection's HTTP/2 session: nghttp2 callbacks,
+ *                          requests, flow control, held PING ACKs
+ *   kubemq_conn.c          one connection: socket, TLS, reading, one write per
+ *                          loop round, its end
  *   kubemq_client.c        the client: (re)connecting, the liveness Ping,
  *                          where a new stream goes
  *   kubemq_call.c, kubemq_subscription.c, kubemq_queue.c: what kubemq_client.h offers
@@ -363,15 +365,8 @@ struct kubemq_conn *kubemq_conn_open(struct kubemq_client *c, const struct kubem
                                      char *err, size_t errlen);
 void kubemq_conn_acquire(struct kubemq_conn *conn);
 void kubemq_conn_release(struct kubemq_conn *conn);
-/* Put st on the connection (which must be up). -1 with err when nghttp2
- * refuses it. */
-int kubemq_conn_submit(struct kubemq_conn *conn, struct kubemq_stream *st, char *err,
-                       size_t errlen);
 /* Frames were queued: write them at the end of this loop round. */
 void kubemq_conn_kick(struct kubemq_conn *conn);
-void kubemq_conn_rst(struct kubemq_conn *conn, int32_t id, uint32_t code);
-void kubemq_conn_consume(struct kubemq_conn *conn, int32_t id, size_t n);
-void kubemq_conn_resume(struct kubemq_conn *conn, int32_t id);
 /* The connection is lost: every stream on it ends with UNAVAILABLE, the
  * client (if any) hears of it, the socket closes. */
 void kubemq_conn_fail(struct kubemq_conn *conn, const char *fmt, ...)
@@ -381,6 +376,21 @@ void kubemq_conn_fail(struct kubemq_conn *conn, const char *fmt, ...)
 void kubemq_conn_linger(struct kubemq_conn *conn);
 /* A stream on conn ended (a lingering connection may be done). */
 void kubemq_conn_stream_ended(struct kubemq_conn *conn);
+
+/* ---- kubemq_h2.c ---- */
+
+/* The session, SETTINGS first. -1 with err. */
+int kubemq_h2_start(struct kubemq_conn *conn, char *err, size_t errlen);
+/* Put st on the connection (which must be up). -1 with err when nghttp2
+ * refuses it. */
+int kubemq_h2_submit(struct kubemq_conn *conn, struct kubemq_stream *st, char *err, size_t errlen);
+void kubemq_h2_rst(struct kubemq_conn *conn, int32_t id, uint32_t code);
+/* Give n bytes of stream id's window back. */
+void kubemq_h2_consume(struct kubemq_conn *conn, int32_t id, size_t n);
+/* A stream's data source has more. */
+void kubemq_h2_resume(struct kubemq_conn *conn, int32_t id);
+/* The PING ACKs held so far, into the session's next write. */
+void kubemq_h2_send_acks(struct kubemq_conn *conn);
 
 /* ---- kubemq_client.c ---- */
 

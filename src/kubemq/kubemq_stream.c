@@ -115,7 +115,7 @@ static void wake_data(struct kubemq_stream *st)
     }
     if (st->deferred && st->id > 0) {
         st->deferred = 0;
-        kubemq_conn_resume(st->conn, st->id);
+        kubemq_h2_resume(st->conn, st->id);
     }
     kubemq_conn_kick(st->conn);
 }
@@ -188,7 +188,7 @@ void kubemq_stream_fail(struct kubemq_stream *st, int status, const char *fmt, .
     va_end(ap);
     kubemq_stream_acquire(st); /* unwait may drop the last other reference */
     if (st->conn && st->id > 0) {
-        kubemq_conn_rst(st->conn, st->id, NGHTTP2_CANCEL);
+        kubemq_h2_rst(st->conn, st->id, NGHTTP2_CANCEL);
     }
     unwait(st);
     end(st, status, text);
@@ -301,7 +301,7 @@ void kubemq_stream_on_data(struct kubemq_stream *st, const uint8_t *p, size_t n)
     status =
         kubemq_grpc_rx_feed(&st->rx, p, n, KUBEMQ_MAX_MESSAGE, on_message, st, err, sizeof(err));
     if (st->rx.consume_now && st->conn) {
-        kubemq_conn_consume(st->conn, st->id, st->rx.consume_now);
+        kubemq_h2_consume(st->conn, st->id, st->rx.consume_now);
     }
     st->rx.consume_now = 0;
     if (status != 0) {
@@ -412,7 +412,7 @@ static void dispatch(void *arg)
             st->in_tail = NULL;
         }
         if (st->conn && in->owed) {
-            kubemq_conn_consume(st->conn, st->id, in->owed);
+            kubemq_h2_consume(st->conn, st->id, in->owed);
         }
         if (st->owner && !st->reported) {
             st->ops->message(st->owner, st, in->data, in->len);
