@@ -304,7 +304,12 @@ static int feed_h2(struct kubemq_conn *conn, const uint8_t *p, size_t n)
     ssize_t rv = nghttp2_session_mem_recv(conn->h2, p, n);
 
     if (rv < 0) {
-        kubemq_conn_fail(conn, "HTTP/2: %s", nghttp2_strerror((int)rv));
+        /* A TLS record (alert or handshake) where HTTP/2 frames were due. */
+        if (!conn->tls && n >= 2 && (p[0] == 0x15 || p[0] == 0x16) && p[1] == 0x03) {
+            kubemq_conn_fail(conn, "the server answered with TLS (turn tls on)");
+        } else {
+            kubemq_conn_fail(conn, "HTTP/2: %s", nghttp2_strerror((int)rv));
+        }
         return -1;
     }
     return 0;
@@ -365,6 +370,7 @@ static void read_some(struct kubemq_conn *conn)
 
         if (n > 0) {
             conn->last_rx_ms = loop_now_ms(conn->loop);
+            conn->rx_bytes += (uint64_t)n;
             if (feed(conn, conn->rbuf, (size_t)n) < 0) {
                 return;
             }
@@ -377,7 +383,16 @@ static void read_some(struct kubemq_conn *conn)
             if (conn->goaway) {
                 break; /* reported below */
             }
-            kubemq_conn_fail(conn, "the server closed the connection (no GOAWAY)");
+            if (conn->state == KUBEMQ_CONN_HANDSHAKE) {
+                kubemq_conn_fail(conn, "the server closed the connection in the TLS handshake "
+                                       "(is it a TLS port?)");
+            } else if (conn->rx_bytes == 0) {
+                /* Not even SETTINGS came: not an h2c gRPC port. */
+                kubemq_conn_fail(conn, "the server closed the connection without a word "
+                                       "(a TLS port? then turn tls on)");
+            } else {
+                kubemq_conn_fail(conn, "the server closed the connection (no GOAWAY)");
+            }
             return;
         }
         if (errno == EINTR) {

@@ -353,6 +353,7 @@ struct kubemq_conn {
 
     uint64_t up_at;
     uint64_t last_rx_ms;
+    uint64_t rx_bytes;
     int goaway;
     uint32_t goaway_code;
     char goaway_debug[128];

@@ -1416,6 +1416,9 @@ static void test_tls(void **state)
     client_opts(f, 4, &o);
     assert_int_equal(ping(f, f->c[4], &r), 0);
     assert_int_equal(r.status, KUBEMQ_STATUS_UNAVAILABLE);
+    if (!strstr(r.err, "TLS")) {
+        fail_msg("plain to TLS: %s", r.err);
+    }
 
     /* A key that is not the certificate's. */
     tls_opts(f, &o, f->b.address, "x", ca, sizeof(ca));
