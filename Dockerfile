@@ -19,7 +19,7 @@ RUN KK_DEPS=build make deps \
 FROM debian:12-slim
 RUN apt-get update -qq \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        libgrpc29 libprotobuf-c1 libcurl4 libssl3 libjansson4 libyaml-0-2 libmicrohttpd12 \
+        libnghttp2-14 libc-ares2 libprotobuf-c1 libcurl4 libssl3 libjansson4 libyaml-0-2 libmicrohttpd12 \
         ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin kubemq-kinesis

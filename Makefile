@@ -13,7 +13,7 @@
 PREFIX ?= /usr/local
 MAKEFLAGS += --no-print-directory
 JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
-DEB_PACKAGES := gcc make cmake pkg-config libgrpc-dev libnghttp2-dev libc-ares-dev libprotobuf-c-dev \
+DEB_PACKAGES := gcc make cmake pkg-config libnghttp2-dev libc-ares-dev libprotobuf-c-dev \
 	protobuf-c-compiler libcurl4-openssl-dev libssl-dev libjansson-dev libyaml-dev \
 	libmicrohttpd-dev libcmocka-dev curl openssl
 # Test-only: promtool (Prometheus's own exposition parser) checks /metrics.

@@ -1,34 +1,28 @@
-/* kubemq_client.c - channel, completion-queue thread, timers and shutdown of a KubeMQ client. */
+/* kubemq_client.c - a KubeMQ client: one connection kept up, the liveness Ping, where calls go.
+ *
+ * The client owns at most one connection at a time. An attempt resolves
+ * the address (again each time), then connects (kubemq_conn.c); when the
+ * connection is lost or an attempt fails, the next attempt follows after a
+ * capped exponential backoff (at once after losing a connection that had
+ * been fine). A new call goes out at once when the connection is up,
+ * waits for the outcome of an attempt that is running, and otherwise
+ * fails at once with UNAVAILABLE (reported later, from its stream).
+ * Subscriptions are told when the connection comes up.
+ *
+ * Liveness is the KubeMQ Ping call, never timed HTTP/2 PINGs (grpc-go
+ * sends a client away after a few): one right after connecting - the
+ * client is ready once it is answered - and another whenever nothing
+ * arrived for ping_interval_ms; one that gets no answer within 5 s closes
+ * the connection. The state changes are logged once each. */
 #include "kubemq/kubemq_internal.h"
 
-#include "base/buf.h"
 #include "base/log.h"
 
-#include <errno.h>
-#include <grpc/grpc_security.h>
-#include <grpc/slice.h>
-#include <grpc/support/log.h>
-#include <grpc/support/time.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define M_MAX_PEM          (1024 * 1024)
-#define CQ_POLL_MS         100 /* timer granularity of the client's thread */
-#define WATCH_DEADLINE_MS  60000
-#define KEEPALIVE_TIME_MS  10000
-#define KEEPALIVE_WAIT_MS  5000
-#define RECONNECT_FIRST_MS 500
-#define DEFAULT_CAP_MS     5000
-
-static const char *const conn_names[] = {"IDLE", "CONNECTING", "READY", "TRANSIENT_FAILURE",
-                                         "SHUTDOWN"};
-
-static const char *conn_name(grpc_connectivity_state st)
-{
-    return (int)st >= 0 && (int)st <= 4 ? conn_names[st] : "?";
-}
+#define DEFAULT_CAP_MS 5000
 
 void kubemq_client_opts_init(struct kubemq_client_opts *o)
 {
@@ -41,220 +35,300 @@ const char *kubemq_client_address(const struct kubemq_client *c)
     return c->address;
 }
 
-/* gRPC's own error lines, in our log format. */
-static void grpc_log_hook(gpr_log_func_args *args)
+int kubemq_client_ready(const struct kubemq_client *c)
 {
-    if (args->severity == GPR_LOG_SEVERITY_ERROR) {
-        log_warn(NULL, "grpc: %s", args->message);
+    return c && c->state == KUBEMQ_CLIENT_UP && c->ready;
+}
+
+int kubemq_client_up(const struct kubemq_client *c)
+{
+    return c->state == KUBEMQ_CLIENT_UP;
+}
+
+void kubemq_client_acquire(struct kubemq_client *c)
+{
+    c->refs++;
+}
+
+void kubemq_client_release(struct kubemq_client *c)
+{
+    if (!c || --c->refs > 0) {
+        return;
+    }
+    loop_timer_stop(c->loop, &c->retry_timer);
+    loop_timer_stop(c->loop, &c->ping_timer);
+    kubemq_resolve_destroy(c->resolver);
+    if (c->ssl_ctx) {
+        SSL_CTX_free(c->ssl_ctx);
+    }
+    if (c->token) {
+        explicit_bzero(c->token, strlen(c->token));
+    }
+    free(c->token);
+    free(c->address);
+    free(c->host);
+    free(c->port);
+    free(c->client_id);
+    free(c->log_name);
+    free(c);
+}
+
+void kubemq_client_down_text(const struct kubemq_client *c, char *dst, size_t n)
+{
+    snprintf(dst, n, "not connected to %s (%s)", c->address,
+             c->last_error[0] ? c->last_error : "connecting");
+}
+
+/* ---- attempts ---- */
+
+static void start_attempt(void *arg);
+
+static void schedule_attempt(struct kubemq_client *c, uint64_t delay_ms)
+{
+    c->state = KUBEMQ_CLIENT_WAITING;
+    loop_timer_start(c->loop, &c->retry_timer, delay_ms, start_attempt, c);
+}
+
+static uint64_t next_backoff(struct kubemq_client *c)
+{
+    uint64_t d = c->backoff_ms;
+
+    c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : KUBEMQ_BACKOFF_MS;
+    if (c->backoff_ms > c->backoff_cap_ms) {
+        c->backoff_ms = c->backoff_cap_ms;
+    }
+    return d;
+}
+
+/* Streams that waited for this attempt fail with its reason. */
+static void fail_waiting(struct kubemq_client *c, const char *why)
+{
+    while (!kubemq_list_empty(&c->waiting)) {
+        struct kubemq_stream *st = KK_CONTAINER_OF(c->waiting.next, struct kubemq_stream, link);
+
+        kubemq_stream_fail(st, KUBEMQ_STATUS_UNAVAILABLE, "cannot connect to %s: %s", c->address,
+                           why);
+    }
+}
+
+static void attempt_failed(struct kubemq_client *c, const char *why)
+{
+    uint64_t delay;
+
+    snprintf(c->last_error, sizeof(c->last_error), "%s", why);
+    fail_waiting(c, why);
+    delay = next_backoff(c);
+    if (delay == 0) {
+        delay = next_backoff(c); /* never two attempts back to back */
+    }
+    if (!c->outage_logged) {
+        log_warn(c->log_name, "kubemq: cannot connect to %s; retrying (%s)", c->address, why);
+        c->outage_logged = 1;
     } else {
-        log_debug(NULL, "grpc: %s", args->message);
+        log_debug(c->log_name, "kubemq: cannot connect to %s; retrying in %llu ms (%s)", c->address,
+                  (unsigned long long)delay, why);
     }
+    schedule_attempt(c, delay);
 }
 
-static pthread_once_t grpc_log_once = PTHREAD_ONCE_INIT;
-
-static void grpc_log_setup(void)
+static void on_resolved(void *ctx, const struct kubemq_addrs *a, const char *err)
 {
-    gpr_set_log_function(grpc_log_hook);
-    gpr_set_log_verbosity(GPR_LOG_SEVERITY_ERROR);
+    struct kubemq_client *c = ctx;
+    char why[300];
+
+    if (c->state != KUBEMQ_CLIENT_RESOLVING) {
+        return;
+    }
+    if (!a) {
+        snprintf(why, sizeof(why), "%s: %s", c->host, err);
+        attempt_failed(c, why);
+        return;
+    }
+    c->conn = kubemq_conn_open(c, a, why, sizeof(why));
+    if (!c->conn) {
+        attempt_failed(c, why);
+        return;
+    }
+    c->state = KUBEMQ_CLIENT_CONNECTING;
 }
 
-static int read_pem(const char *what, const char *path, char **out, char *err, size_t errlen)
-{
-    struct buf b = BUF_INIT(M_MAX_PEM);
-    char why[512];
-    size_t n;
-
-    *out = NULL;
-    if (!path || !path[0]) {
-        return 0;
-    }
-    if (buf_append_file(&b, path, why, sizeof(why)) < 0) {
-        snprintf(err, errlen, "%s: %s", what, why);
-        buf_free(&b);
-        return -1;
-    }
-    if (b.len == 0) {
-        snprintf(err, errlen, "%s: %s is empty", what, path);
-        buf_free(&b);
-        return -1;
-    }
-    *out = buf_detach(&b, &n);
-    return 0;
-}
-
-static grpc_channel_credentials *make_creds(const struct kubemq_client_opts *o, char *err,
-                                            size_t errlen)
-{
-    char *ca = NULL, *cert = NULL, *key = NULL;
-    grpc_ssl_pem_key_cert_pair pair;
-    grpc_channel_credentials *creds = NULL;
-
-    if (!o->tls) {
-        return grpc_insecure_credentials_create();
-    }
-    if ((o->cert_file && o->cert_file[0]) != (o->key_file && o->key_file[0])) {
-        snprintf(err, errlen, "tls: cert_file and key_file go together");
-        return NULL;
-    }
-    if (read_pem("tls: ca_file", o->ca_file, &ca, err, errlen) < 0 ||
-        read_pem("tls: cert_file", o->cert_file, &cert, err, errlen) < 0 ||
-        read_pem("tls: key_file", o->key_file, &key, err, errlen) < 0) {
-        goto done;
-    }
-    pair.private_key = key;
-    pair.cert_chain = cert;
-    creds = grpc_ssl_credentials_create(ca, cert ? &pair : NULL, NULL, NULL);
-    if (!creds) {
-        snprintf(err, errlen, "tls: cannot create the credentials");
-    }
-done:
-    free(ca);
-    free(cert);
-    if (key) {
-        explicit_bzero(key, strlen(key)); /* a plain memset before free may be optimised away */
-    }
-    free(key);
-    return creds;
-}
-
-static void arg_int(grpc_arg *a, const char *key, int v)
-{
-    a->type = GRPC_ARG_INTEGER;
-    a->key = (char *)key;
-    a->value.integer = v;
-}
-
-static void arm_watch(struct kubemq_client *c)
-{
-    gpr_timespec deadline = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
-                                         gpr_time_from_millis(WATCH_DEADLINE_MS, GPR_TIMESPAN));
-
-    grpc_channel_watch_connectivity_state(c->channel, c->conn_state, deadline, c->cq,
-                                          &c->tag_watch);
-    c->watch_armed = 1;
-}
-
-/* Client's thread. */
-static void watch_done(struct kk_tag *t, int ok)
-{
-    struct kubemq_client *c = KK_CONTAINER_OF(t, struct kubemq_client, tag_watch);
-    grpc_connectivity_state st;
-
-    pthread_mutex_lock(&c->mu);
-    c->watch_armed = 0;
-    if (!c->channel_destroyed) {
-        st = ok ? grpc_channel_check_connectivity_state(c->channel, 0) : c->conn_state;
-        if (st != c->conn_state) {
-            log_debug(c->log_name, "kubemq: channel to %s: %s -> %s", c->address,
-                      conn_name(c->conn_state), conn_name(st));
-            if (st == GRPC_CHANNEL_TRANSIENT_FAILURE && !c->conn_failed && !c->stopping) {
-                log_warn(c->log_name, "kubemq: cannot connect to %s; retrying", c->address);
-                c->conn_failed = 1;
-            } else if (st == GRPC_CHANNEL_READY) {
-                c->conn_failed = 0;
-            }
-            c->conn_state = st;
-        }
-        if (!c->stopping) {
-            arm_watch(c);
-        }
-    }
-    pthread_mutex_unlock(&c->mu);
-}
-
-static int all_idle(const struct kubemq_client *c)
-{
-    const struct kubemq_subscription *s;
-
-    for (s = c->subs; s; s = s->next) {
-        if (!kk_sub_idle(s)) {
-            return 0;
-        }
-    }
-    return c->calls_inflight == 0 && !c->ping_inflight;
-}
-
-/* mu held, stopping: once nothing uses the channel, take it for destruction
- * (outside mu), which completes the connectivity watch (state SHUTDOWN). */
-static grpc_channel *channel_to_destroy(struct kubemq_client *c)
-{
-    if (c->channel_destroyed || !all_idle(c)) {
-        return NULL;
-    }
-    c->channel_destroyed = 1;
-    return c->channel;
-}
-
-/* Client's thread, after every event and every poll. */
-static void tick(struct kubemq_client *c)
-{
-    struct kubemq_subscription *s;
-    grpc_channel *ch = NULL;
-    uint64_t now;
-
-    pthread_mutex_lock(&c->mu);
-    now = kk_now_ms(); /* after the lock: last_activity_ms is never ahead of it */
-    if (!c->stopping) {
-        for (s = c->subs; s; s = s->next) {
-            if (s->resubscribe_scheduled && now >= s->resubscribe_at && !s->st.call) {
-                kk_sub_start_stream(s);
-            }
-        }
-        if (c->ping_interval_ms > 0 && !c->ping_inflight &&
-            now - c->last_activity_ms >= (uint64_t)c->ping_interval_ms) {
-            kk_ping_start(c);
-        }
-    } else {
-        ch = channel_to_destroy(c);
-        if (c->channel_destroyed && !ch && !c->watch_armed && !c->cq_shutdown) {
-            c->cq_shutdown = 1;
-            grpc_completion_queue_shutdown(c->cq);
-        }
-    }
-    pthread_mutex_unlock(&c->mu);
-    if (ch) {
-        grpc_channel_destroy(ch);
-    }
-}
-
-static void *cq_main(void *arg)
+static void start_attempt(void *arg)
 {
     struct kubemq_client *c = arg;
-    grpc_event ev;
 
-    for (;;) {
-        ev =
-            grpc_completion_queue_next(c->cq,
-                                       gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
-                                                    gpr_time_from_millis(CQ_POLL_MS, GPR_TIMESPAN)),
-                                       NULL);
-        if (ev.type == GRPC_QUEUE_SHUTDOWN) {
-            break;
-        }
-        if (ev.type == GRPC_OP_COMPLETE) {
-            struct kk_tag *t = ev.tag;
-
-            t->done(t, ev.success);
-        }
-        tick(c);
+    c->state = KUBEMQ_CLIENT_RESOLVING;
+    if (kubemq_resolve_start(c->resolver, c->host, c->port, on_resolved, c) < 0) {
+        attempt_failed(c, "out of memory");
     }
-    return NULL;
 }
 
-struct kubemq_client *kubemq_client_create(const struct kubemq_client_opts *o, char *err,
-                                           size_t errlen)
+/* ---- liveness ---- */
+
+static void ping_timer(void *arg);
+
+static void on_ping(void *ctx, const struct kubemq_ping_result *r, int status, const char *err)
+{
+    struct kubemq_client *c = ctx;
+
+    c->ping = NULL;
+    if (c->state != KUBEMQ_CLIENT_UP || c->ping_gen != c->conn_gen) {
+        return; /* about a connection that is gone */
+    }
+    if (r) {
+        if (!c->ready) {
+            log_debug(c->log_name, "kubemq: %s answered a Ping (%s %s)", c->address, r->host,
+                      r->version);
+        }
+        c->ready = 1;
+        return;
+    }
+    c->ready = 0;
+    if (status == KUBEMQ_STATUS_DEADLINE_EXCEEDED && c->conn) {
+        kubemq_conn_fail(c->conn, "no answer to a Ping within %d ms", KUBEMQ_PING_DEADLINE);
+        return;
+    }
+    /* The server answered (with an error): alive, but not serving us. */
+    log_warn(c->log_name, "kubemq: Ping to %s failed: %s", c->address, err);
+}
+
+static void ping_now(struct kubemq_client *c)
+{
+    if (c->ping) {
+        return;
+    }
+    c->ping_gen = c->conn_gen;
+    c->ping = kubemq_ping(c, KUBEMQ_PING_DEADLINE, on_ping, c);
+}
+
+static void arm_ping_timer(struct kubemq_client *c, uint64_t delay)
+{
+    if (c->ping_interval_ms > 0) {
+        loop_timer_start(c->loop, &c->ping_timer, delay, ping_timer, c);
+    }
+}
+
+static void ping_timer(void *arg)
+{
+    struct kubemq_client *c = arg;
+    uint64_t idle, now = loop_now_ms(c->loop);
+
+    if (c->state != KUBEMQ_CLIENT_UP || !c->conn) {
+        return;
+    }
+    idle = now > c->conn->last_rx_ms ? now - c->conn->last_rx_ms : 0;
+    if (idle >= (uint64_t)c->ping_interval_ms) {
+        ping_now(c);
+        arm_ping_timer(c, (uint64_t)c->ping_interval_ms);
+    } else {
+        arm_ping_timer(c, (uint64_t)c->ping_interval_ms - idle);
+    }
+}
+
+/* ---- the connection's news ---- */
+
+void kubemq_client_conn_up(struct kubemq_client *c, struct kubemq_conn *conn)
+{
+    struct kubemq_list *e;
+    char err[256], peer[80];
+
+    if (c->conn != conn) {
+        return;
+    }
+    c->state = KUBEMQ_CLIENT_UP;
+    c->conn_gen++;
+    c->ready = 0;
+    c->last_error[0] = '\0';
+    /* The address connected to, when the configured one is a name. */
+    snprintf(peer, sizeof(peer), " (%s)", conn->peer);
+    log_info(c->log_name, "kubemq: %s to %s%s", c->ever_up ? "reconnected" : "connected",
+             c->address, strcmp(c->address, conn->peer) ? peer : "");
+    c->ever_up = 1;
+    c->outage_logged = 0;
+    while (!kubemq_list_empty(&c->waiting)) {
+        struct kubemq_stream *st = KK_CONTAINER_OF(c->waiting.next, struct kubemq_stream, link);
+
+        kubemq_list_del(&st->link);
+        st->waiting = NULL;
+        if (kubemq_h2_submit(conn, st, err, sizeof(err)) < 0) {
+            kubemq_stream_fail(st, KUBEMQ_STATUS_UNAVAILABLE, "%s", err);
+        }
+        kubemq_stream_release(st);
+    }
+    for (e = c->subs.next; e != &c->subs; e = e->next) {
+        kubemq_subscription_conn_up(e);
+    }
+    ping_now(c);
+    arm_ping_timer(c, (uint64_t)c->ping_interval_ms);
+}
+
+void kubemq_client_conn_down(struct kubemq_client *c, struct kubemq_conn *conn, const char *why)
+{
+    int was_up = c->state == KUBEMQ_CLIENT_UP;
+    int stable = loop_now_ms(c->loop) - conn->up_at >= KUBEMQ_STABLE_MS;
+
+    if (c->conn != conn) {
+        return;
+    }
+    c->conn = NULL;
+    kubemq_conn_release(conn);
+    c->ready = 0;
+    loop_timer_stop(c->loop, &c->ping_timer);
+    if (c->ping) {
+        kubemq_call_cancel(c->ping); /* the next connection has its own */
+        c->ping = NULL;
+    }
+    if (c->state == KUBEMQ_CLIENT_GONE) {
+        return;
+    }
+    if (!was_up) {
+        attempt_failed(c, why);
+        return;
+    }
+    snprintf(c->last_error, sizeof(c->last_error), "%s", why);
+    log_warn(c->log_name, "kubemq: connection to %s lost: %s; reconnecting", c->address, why);
+    c->outage_logged = 1;
+    if (stable) {
+        c->backoff_ms = 0;
+    }
+    schedule_attempt(c, next_backoff(c));
+}
+
+void kubemq_client_start(struct kubemq_client *c, struct kubemq_stream *st)
+{
+    char err[300];
+
+    switch (c->state) {
+    case KUBEMQ_CLIENT_UP:
+        if (kubemq_h2_submit(c->conn, st, err, sizeof(err)) < 0) {
+            kubemq_stream_fail(st, KUBEMQ_STATUS_UNAVAILABLE, "%s", err);
+        }
+        break;
+    case KUBEMQ_CLIENT_RESOLVING:
+    case KUBEMQ_CLIENT_CONNECTING:
+        kubemq_stream_acquire(st);
+        st->waiting = c;
+        kubemq_list_add(&c->waiting, &st->link);
+        break;
+    default:
+        kubemq_client_down_text(c, err, sizeof(err));
+        kubemq_stream_fail(st, KUBEMQ_STATUS_UNAVAILABLE, "%s", err);
+        break;
+    }
+}
+
+/* ---- create, destroy ---- */
+
+struct kubemq_client *kubemq_client_create(struct loop *loop, const struct kubemq_client_opts *o,
+                                           char *err, size_t errlen)
 {
     struct kubemq_client *c;
-    grpc_channel_credentials *creds;
-    grpc_arg args[12];
-    grpc_channel_args cargs;
-    sigset_t block, old;
-    size_t n = 0;
-    int cap_ms;
+    char host[256], port[8];
 
-    if (!o->address || !o->address[0]) {
-        snprintf(err, errlen, "kubemq address is empty");
+    if (!loop) {
+        snprintf(err, errlen, "kubemq client needs a loop");
+        return NULL;
+    }
+    if (kubemq_resolve_split(o->address, host, sizeof(host), port, sizeof(port), err, errlen) < 0) {
         return NULL;
     }
     if (!o->client_id || !o->client_id[0]) {
@@ -270,144 +344,75 @@ struct kubemq_client *kubemq_client_create(const struct kubemq_client_opts *o, c
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    pthread_mutex_init(&c->mu, NULL);
-    c->address = kk_strdup(o->address);
-    c->client_id = kk_strdup(o->client_id);
-    c->log_name = o->log_name ? kk_strdup(o->log_name) : NULL;
-    if (!c->address || !c->client_id || (o->log_name && !c->log_name)) {
+    c->refs = 1; /* the owner's */
+    c->loop = loop;
+    c->state = KUBEMQ_CLIENT_WAITING;
+    kubemq_list_init(&c->waiting);
+    kubemq_list_init(&c->calls);
+    kubemq_list_init(&c->subs);
+    kubemq_list_init(&c->txns);
+    loop_timer_init(&c->retry_timer);
+    loop_timer_init(&c->ping_timer);
+    c->address = kubemq_wire_strdup(o->address);
+    c->host = kubemq_wire_strdup(host);
+    c->port = kubemq_wire_strdup(port);
+    c->client_id = kubemq_wire_strdup(o->client_id);
+    c->log_name = o->log_name ? kubemq_wire_strdup(o->log_name) : NULL;
+    c->token = o->auth_token && o->auth_token[0] ? kubemq_wire_strdup(o->auth_token) : NULL;
+    if (!c->address || !c->host || !c->port || !c->client_id || (o->log_name && !c->log_name) ||
+        (o->auth_token && o->auth_token[0] && !c->token)) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
     c->auto_reconnect = o->auto_reconnect ? 1 : 0;
     c->max_reconnects = o->max_reconnects > 0 ? o->max_reconnects : 0;
-    cap_ms =
-        o->reconnect_interval_seconds > 0 ? o->reconnect_interval_seconds * 1000 : DEFAULT_CAP_MS;
-    c->backoff_cap_ms = (uint64_t)cap_ms;
+    c->backoff_cap_ms = o->reconnect_interval_seconds > 0
+                            ? (uint64_t)o->reconnect_interval_seconds * 1000u
+                            : DEFAULT_CAP_MS;
     c->ping_interval_ms = o->ping_interval_ms == 0 ? KUBEMQ_PING_INTERVAL_MS : o->ping_interval_ms;
-    c->last_activity_ms = kk_now_ms();
-    c->tag_watch.done = watch_done;
-
-    /* gRPC's threads (and ours) inherit this mask: signals go to the
-     * thread that waits for them. */
-    sigemptyset(&block);
-    sigaddset(&block, SIGINT);
-    sigaddset(&block, SIGTERM);
-    sigaddset(&block, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &block, &old);
-
-    pthread_once(&grpc_log_once, grpc_log_setup);
-    grpc_init();
-    c->grpc_inited = 1;
-    if (o->auth_token && o->auth_token[0]) {
-        c->auth_md.key = grpc_slice_from_static_string("authorization");
-        c->auth_md.value = grpc_slice_from_copied_string(o->auth_token);
-        c->has_auth = 1;
+    if (o->tls) {
+        c->ssl_ctx = kubemq_tls_ctx_new(o->ca_file, o->cert_file, o->key_file, err, errlen);
+        if (!c->ssl_ctx) {
+            goto fail;
+        }
     }
-    creds = make_creds(o, err, errlen);
-    if (!creds) {
-        goto fail_mask;
+    c->resolver = kubemq_resolve_create(loop, err, errlen);
+    if (!c->resolver) {
+        goto fail;
     }
-    arg_int(&args[n++], GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, KUBEMQ_MAX_MESSAGE);
-    arg_int(&args[n++], GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, KUBEMQ_MAX_MESSAGE);
-    arg_int(&args[n++], GRPC_ARG_KEEPALIVE_TIME_MS, KEEPALIVE_TIME_MS);
-    arg_int(&args[n++], GRPC_ARG_KEEPALIVE_TIMEOUT_MS, KEEPALIVE_WAIT_MS);
-    arg_int(&args[n++], GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-    /* The default (2) silently stops keepalive on an idle connection. */
-    arg_int(&args[n++], GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
-    arg_int(&args[n++], GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, RECONNECT_FIRST_MS);
-    arg_int(&args[n++], GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, RECONNECT_FIRST_MS);
-    arg_int(&args[n++], GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, cap_ms);
-    /* One client = one connection: no sharing of subchannels between clients. */
-    arg_int(&args[n++], GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-    args[n].type = GRPC_ARG_STRING;
-    args[n].key = (char *)GRPC_ARG_PRIMARY_USER_AGENT_STRING;
-    args[n++].value.string = (char *)"kubemq-kinesis/" KK_VERSION;
-    cargs.num_args = n;
-    cargs.args = args;
-    c->channel = grpc_channel_create(c->address, creds, &cargs);
-    grpc_channel_credentials_release(creds);
-    if (!c->channel) {
-        snprintf(err, errlen, "cannot create a gRPC channel to %s", c->address);
-        goto fail_mask;
-    }
-    c->cq = grpc_completion_queue_create_for_next(NULL);
-    c->conn_state = grpc_channel_check_connectivity_state(c->channel, 1);
-    arm_watch(c);
-    if (pthread_create(&c->thread, NULL, cq_main, c) != 0) {
-        snprintf(err, errlen, "cannot start the kubemq client thread");
-        goto fail_mask;
-    }
-    c->thread_started = 1;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    start_attempt(c);
     return c;
-
-fail_mask:
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
 fail:
     kubemq_client_destroy(c);
     return NULL;
 }
 
-/* Without the thread: run the shutdown here. */
-static void drain_without_thread(struct kubemq_client *c)
-{
-    grpc_event ev;
-
-    if (c->channel) {
-        grpc_channel_destroy(c->channel);
-        c->channel_destroyed = 1;
-    }
-    grpc_completion_queue_shutdown(c->cq);
-    do {
-        ev = grpc_completion_queue_next(c->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-    } while (ev.type != GRPC_QUEUE_SHUTDOWN);
-}
-
 void kubemq_client_destroy(struct kubemq_client *c)
 {
-    struct kubemq_subscription *s, *next;
-    grpc_channel *ch;
+    struct kubemq_conn *conn;
 
-    if (!c) {
+    if (!c || c->state == KUBEMQ_CLIENT_GONE) {
         return;
     }
-    if (c->thread_started) {
-        pthread_mutex_lock(&c->mu);
-        c->stopping = 1;
-        for (s = c->subs; s; s = s->next) {
-            kk_sub_cancel(s);
-        }
-        if (c->ping_inflight) {
-            grpc_call_cancel(c->ping.call, NULL);
-        }
-        /* Idle already: the watch's completion wakes the thread at once. */
-        ch = channel_to_destroy(c);
-        pthread_mutex_unlock(&c->mu);
-        if (ch) {
-            grpc_channel_destroy(ch);
-        }
-        pthread_join(c->thread, NULL);
-    } else if (c->cq) {
-        drain_without_thread(c);
-    } else if (c->channel) {
-        grpc_channel_destroy(c->channel);
+    c->state = KUBEMQ_CLIENT_GONE;
+    loop_timer_stop(c->loop, &c->retry_timer);
+    loop_timer_stop(c->loop, &c->ping_timer);
+    kubemq_resolve_cancel(c->resolver);
+    while (!kubemq_list_empty(&c->subs)) {
+        kubemq_subscription_shutdown(c->subs.next);
     }
-    if (c->cq) {
-        grpc_completion_queue_destroy(c->cq);
+    while (!kubemq_list_empty(&c->txns)) {
+        kubemq_queue_shutdown(c->txns.next);
     }
-    for (s = c->subs; s; s = next) {
-        next = s->next;
-        kk_sub_free(s);
+    while (!kubemq_list_empty(&c->calls)) {
+        kubemq_call_shutdown(c->calls.next);
     }
-    if (c->has_auth) {
-        grpc_slice_unref(c->auth_md.value);
+    /* Still waiting for a connection: never sent, nothing to linger for. */
+    fail_waiting(c, "the client is gone");
+    conn = c->conn;
+    c->conn = NULL;
+    if (conn) {
+        kubemq_conn_linger(conn); /* takes over the client's reference */
     }
-    if (c->grpc_inited) {
-        grpc_shutdown();
-    }
-    pthread_mutex_destroy(&c->mu);
-    free(c->address);
-    free(c->client_id);
-    free(c->log_name);
-    free(c);
+    kubemq_client_release(c);
 }

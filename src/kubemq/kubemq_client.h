@@ -11,7 +11,10 @@
  * The connection is opened by kubemq_client_create() and reopened after it
  * is lost (names resolved again each time), with capped exponential backoff.
  * Calls started while it is down fail at once (through their callback)
- * with an UNAVAILABLE error; subscriptions are reopened when it is back.
+ * with an UNAVAILABLE error; a call started while a connection attempt is
+ * running waits for that attempt (bounded by its own deadline), so a call
+ * made right after kubemq_client_create() goes out once connected.
+ * Subscriptions are reopened when it is back.
  * Liveness: a KubeMQ Ping call when nothing arrived for ping_interval_ms
  * (never timed HTTP/2 PINGs: the broker sends a client away after a few).
  *
@@ -56,12 +59,12 @@ enum kubemq_store_start {
 #define KUBEMQ_RESPONSE_DEADLINE 10000 /* ms, SendResponse, SendEvent, Ping */
 
 /* gRPC status codes we name (the numbers are gRPC's). */
-#define KUBEMQ_STATUS_OK                0
-#define KUBEMQ_STATUS_CANCELLED         1
-#define KUBEMQ_STATUS_DEADLINE_EXCEEDED 4
+#define KUBEMQ_STATUS_OK                 0
+#define KUBEMQ_STATUS_CANCELLED          1
+#define KUBEMQ_STATUS_DEADLINE_EXCEEDED  4
 #define KUBEMQ_STATUS_RESOURCE_EXHAUSTED 8
-#define KUBEMQ_STATUS_INTERNAL          13
-#define KUBEMQ_STATUS_UNAVAILABLE       14
+#define KUBEMQ_STATUS_INTERNAL           13
+#define KUBEMQ_STATUS_UNAVAILABLE        14
 
 struct kubemq_client_opts {
     const char *address;    /* "host:port" or "[v6]:port", required */
@@ -90,8 +93,14 @@ struct kubemq_client *kubemq_client_create(struct loop *loop, const struct kubem
  * (an unsettled queue message returns to the queue). Responses, events
  * and acks already written still go out: the connection lingers until
  * they are sent (bounded by KUBEMQ_RESPONSE_DEADLINE), then closes and
- * frees itself. Accepts NULL and half-built clients. */
+ * frees itself. The handles of c's calls, subscriptions and queue
+ * transactions die with it: do not cancel, close or free them afterwards.
+ * Accepts NULL and half-built clients. */
 void kubemq_client_destroy(struct kubemq_client *c);
+/* How many destroyed clients' connections still linger (see above). They
+ * need the loop: run it until this is 0 (at most KUBEMQ_RESPONSE_DEADLINE)
+ * before loop_destroy(), or their memory is lost. */
+int kubemq_client_lingering(void);
 const char *kubemq_client_address(const struct kubemq_client *c);
 /* 1 when the connection is up and the broker answered a Ping on it. */
 int kubemq_client_ready(const struct kubemq_client *c);
@@ -145,9 +154,8 @@ struct kubemq_call *kubemq_send_request(struct kubemq_client *c, enum kubemq_kin
 typedef void (*kubemq_sent_fn)(void *ctx, int status, const char *err);
 /* SendQueueMessage. done NULL: a failure is logged. */
 struct kubemq_call *kubemq_send_queue_message(struct kubemq_client *c, const char *channel,
-                                              const void *body, size_t len,
-                                              const char *metadata, kubemq_sent_fn done,
-                                              void *ctx);
+                                              const void *body, size_t len, const char *metadata,
+                                              kubemq_sent_fn done, void *ctx);
 /* SendEvent (store = 0) or an events_store message (store = 1). done
  * NULL: a failure is logged as "error sending event response: ...". */
 struct kubemq_call *kubemq_send_event(struct kubemq_client *c, int store, const char *channel,
@@ -167,9 +175,9 @@ struct kubemq_request {
     const unsigned char *body;
     size_t body_len;
     int32_t timeout_ms;
-    uint64_t sequence;  /* events_store: the channel's store sequence; else 0 */
-    int64_t timestamp;  /* events_store: store time, Unix ns; else 0 */
-    void *priv;         /* the unpacked message the fields point into */
+    uint64_t sequence; /* events_store: the channel's store sequence; else 0 */
+    int64_t timestamp; /* events_store: store time, Unix ns; else 0 */
+    void *priv;        /* the unpacked message the fields point into */
 };
 
 /* Accepts NULL. */
@@ -221,9 +229,8 @@ struct kubemq_sub_opts {
  * on_state may be NULL. NULL with the reason in err. */
 struct kubemq_subscription *kubemq_subscribe(struct kubemq_client *c,
                                              const struct kubemq_sub_opts *o,
-                                             kubemq_request_fn on_request,
-                                             kubemq_state_fn on_state, void *ctx, char *err,
-                                             size_t errlen);
+                                             kubemq_request_fn on_request, kubemq_state_fn on_state,
+                                             void *ctx, char *err, size_t errlen);
 /* 1 while the stream is open (its Subscribe written) and has not ended. */
 int kubemq_subscription_subscribed(const struct kubemq_subscription *s);
 /* events_store: the sequence of the last message taken (0: none yet). */

@@ -1,304 +1,330 @@
-/* kubemq_queue.c - StreamQueueMessage transactions: receive one message, then ack, reject or
- * resend. */
+/* kubemq_queue.c - StreamQueueMessage transactions: one message per stream, then ack, reject or
+ * resend.
+ *
+ * The stream stays open in both directions: ReceiveMessage goes out
+ * without END_STREAM (after END_STREAM no settlement could follow, and the
+ * broker would only end the stream when the visibility time runs out);
+ * the broker answers with the message, or after wait_seconds with an
+ * in-band "Error 138: no new message" (rc 0 here). The settlement is sent
+ * on the same stream later (nghttp2's deferred data source is resumed);
+ * its answer confirms it and the broker ends the stream. A transaction
+ * that ends unsettled - freed (RST_STREAM CANCEL), connection lost,
+ * visibility expired - leaves the message to the broker, which returns it
+ * to the queue. */
 #include "kubemq/kubemq_internal.h"
 
-#include <grpc/byte_buffer.h>
-#include <grpc/slice.h>
-#include <grpc/support/time.h>
+#include "base/log.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define M_STREAM_QUEUE "/kubemq.kubemq/StreamQueueMessage"
 
-struct kubemq_queue_txn {
-    struct kubemq_client *client;
-    grpc_completion_queue *cq;
-    grpc_call *call;
-    grpc_metadata_array init_md, trail_md;
-    grpc_status_code status;
-    grpc_slice details;
-    int md_sent;
-    int md_received;
-    int ended;   /* a send or receive failed: the stream is over */
-    int settled; /* acked, rejected or resent */
-    int status_received;
-    Kubemq__StreamQueueMessagesResponse *got;
-    struct kubemq_queue_message msg;
+enum txn_state {
+    TXN_RECEIVING,
+    TXN_HOLDING, /* a message is ours to settle */
+    TXN_SETTLING,
+    TXN_DONE,
 };
 
-/* One batch, waited for on the transaction's own queue. */
-static int run(struct kubemq_queue_txn *t, grpc_op *ops, size_t n)
-{
-    grpc_event ev;
+struct kubemq_queue_txn {
+    int refs;
+    struct kubemq_client *client;
+    struct kubemq_list link; /* in client->txns */
+    struct kubemq_stream *st;
+    enum txn_state state;
+    kubemq_queue_fn on_message;
+    void *ctx;
+    kubemq_settle_fn settle_fn;
+    void *settle_ctx;
+    const char *settling; /* "ack" | "reject" | "resend" */
+    Kubemq__StreamQueueMessagesResponse *got;
+    struct kubemq_queue_message msg;
+    char *ended; /* why the stream ended while the message was held */
+    int freed;
 
-    if (grpc_call_start_batch(t->call, ops, n, t, NULL) != GRPC_CALL_OK) {
-        t->ended = 1;
-        return -1;
+    /* A settlement refused at once, reported from a deferred call. */
+    struct loop_defer defer;
+    kubemq_settle_fn late_fn;
+    void *late_ctx;
+    char late_err[512];
+};
+
+static void txn_release(struct kubemq_queue_txn *t)
+{
+    if (--t->refs > 0) {
+        return;
     }
-    ev = grpc_completion_queue_pluck(t->cq, t, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-    if (ev.type != GRPC_OP_COMPLETE || !ev.success) {
-        t->ended = 1;
-        return -1;
+    loop_defer_cancel(t->client->loop, &t->defer);
+    if (t->got) {
+        kubemq__stream_queue_messages_response__free_unpacked(t->got, NULL);
     }
-    return 0;
+    free(t->ended);
+    kubemq_client_release(t->client);
+    free(t);
 }
 
-/* The stream's status, once it ended, as the error text. */
-static void ended_text(struct kubemq_queue_txn *t, const char *what, char *err, size_t errlen)
+static int no_message(const char *err)
 {
-    grpc_op op;
+    return err && (strstr(err, "Error 138") || strstr(err, "no new message"));
+}
 
-    memset(&op, 0, sizeof(op));
-    op.op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-    op.data.recv_status_on_client.trailing_metadata = &t->trail_md;
-    op.data.recv_status_on_client.status = &t->status;
-    op.data.recv_status_on_client.status_details = &t->details;
-    if (!t->status_received) {
-        grpc_call_cancel(t->call, NULL);
-        t->status_received = run(t, &op, 1) == 0;
-    }
-    if (t->status_received && t->status != GRPC_STATUS_OK) {
-        kk_status_text(t->client, t->status, t->details, err, errlen);
-    } else {
-        snprintf(err, errlen, "queue stream ended during %s", what);
+static void settled(struct kubemq_queue_txn *t, int rc, const char *err)
+{
+    kubemq_settle_fn fn = t->settle_fn;
+
+    t->state = TXN_DONE;
+    t->settle_fn = NULL;
+    if (fn) {
+        fn(t->settle_ctx, t, rc, err);
+    } else if (rc < 0) {
+        log_warn(t->client->log_name, "kubemq: queue %s failed: %s", t->settling, err);
     }
 }
 
-/* Write req and read its response into *out. */
-static int exchange(struct kubemq_queue_txn *t, Kubemq__StreamQueueMessagesRequest *req,
-                    Kubemq__StreamQueueMessagesResponse **out, const char *what, char *err,
-                    size_t errlen)
+static void on_answer(void *owner, struct kubemq_stream *st, const unsigned char *p, size_t n)
 {
-    grpc_op ops[3];
-    grpc_byte_buffer *bb, *rb = NULL;
-    size_t n = 0;
-    int rc;
+    struct kubemq_queue_txn *t = owner;
+    Kubemq__StreamQueueMessagesResponse *r;
+    const char *err;
+    char text[512];
 
-    *out = NULL;
-    if (t->ended) {
-        snprintf(err, errlen, "queue stream is closed (%s)", what);
-        return -1;
-    }
-    bb = kk_pack(&req->base);
-    memset(ops, 0, sizeof(ops));
-    if (!t->md_sent) {
-        ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
-        ops[n].flags = GRPC_INITIAL_METADATA_WAIT_FOR_READY;
-        ops[n].data.send_initial_metadata.count = t->client->has_auth ? 1 : 0;
-        ops[n].data.send_initial_metadata.metadata =
-            t->client->has_auth ? &t->client->auth_md : NULL;
-        n++;
-        t->md_sent = 1;
-    }
-    ops[n].op = GRPC_OP_SEND_MESSAGE;
-    ops[n].data.send_message.send_message = bb;
-    n++;
-    rc = run(t, ops, n);
-    grpc_byte_buffer_destroy(bb);
-    if (rc < 0) {
-        ended_text(t, what, err, errlen);
-        return -1;
-    }
-    n = 0;
-    memset(ops, 0, sizeof(ops));
-    if (!t->md_received) {
-        ops[n].op = GRPC_OP_RECV_INITIAL_METADATA;
-        ops[n].data.recv_initial_metadata.recv_initial_metadata = &t->init_md;
-        n++;
-        t->md_received = 1;
-    }
-    ops[n].op = GRPC_OP_RECV_MESSAGE;
-    ops[n].data.recv_message.recv_message = &rb;
-    n++;
-    if (run(t, ops, n) < 0 || !rb) {
-        if (rb) {
-            grpc_byte_buffer_destroy(rb);
+    (void)st;
+    r = kubemq_wire_unpack(&kubemq__stream_queue_messages_response__descriptor, p, n);
+    err = !r ? "malformed queue stream answer" : r->error && r->error[0] ? r->error : "refused";
+    snprintf(text, sizeof(text), "%s", err);
+    t->refs++;
+    switch (t->state) {
+    case TXN_RECEIVING:
+        if (r && !r->iserror && r->message) {
+            Kubemq__QueueMessage *m = r->message;
+
+            t->got = r;
+            r = NULL;
+            t->msg.id = m->messageid ? m->messageid : "";
+            t->msg.channel = m->channel ? m->channel : "";
+            t->msg.metadata = m->metadata ? m->metadata : "";
+            t->msg.body = m->body.data ? m->body.data : (const unsigned char *)"";
+            t->msg.body_len = m->body.len;
+            t->msg.sequence = m->attributes ? m->attributes->sequence : 0;
+            t->msg.receive_count = m->attributes ? m->attributes->receivecount : 1;
+            t->state = TXN_HOLDING;
+            kubemq_stream_set_deadline(st, 0, 0); /* the broker's visibility timer rules now */
+            t->on_message(t->ctx, t, 1, &t->msg, NULL);
+        } else {
+            int none = r && !r->message && no_message(r->error);
+
+            t->state = TXN_DONE;
+            t->on_message(t->ctx, t, none ? 0 : -1, NULL, text);
         }
-        t->ended = 1;
-        ended_text(t, what, err, errlen);
-        return -1;
+        break;
+    case TXN_SETTLING:
+        if (r && !r->iserror) {
+            settled(t, 0, NULL);
+        } else {
+            settled(t, -1, text);
+        }
+        break;
+    case TXN_HOLDING:
+        /* The broker gave up on us (Error 129: visibility expired). */
+        if (!t->ended) {
+            t->ended = kubemq_wire_strdup(text);
+        }
+        break;
+    default:
+        break;
     }
-    *out = kk_unpack(&kubemq__stream_queue_messages_response__descriptor, rb);
-    grpc_byte_buffer_destroy(rb);
-    if (!*out) {
-        snprintf(err, errlen, "malformed queue stream response (%s)", what);
-        return -1;
+    if (r) {
+        kubemq__stream_queue_messages_response__free_unpacked(r, NULL);
     }
-    return 0;
+    txn_release(t);
 }
 
-struct kubemq_queue_txn *kubemq_queue_txn_open(struct kubemq_client *c, char *err, size_t errlen)
+static void on_closed(void *owner, struct kubemq_stream *st, int status, const char *text)
 {
-    struct kubemq_queue_txn *t;
+    struct kubemq_queue_txn *t = owner;
+    char why[600];
 
-    if (kk_call_enter(c) < 0) {
-        snprintf(err, errlen, "kubemq client is shutting down");
-        return NULL;
+    t->st = NULL;
+    kubemq_stream_detach(st);
+    if (status == KUBEMQ_STATUS_OK) {
+        snprintf(why, sizeof(why), "the broker ended the queue stream");
+    } else {
+        kubemq_grpc_status_text(status, text, why, sizeof(why));
     }
-    t = calloc(1, sizeof(*t));
+    t->refs++;
+    switch (t->state) {
+    case TXN_RECEIVING:
+        t->state = TXN_DONE;
+        t->on_message(t->ctx, t, -1, NULL, why);
+        break;
+    case TXN_SETTLING: {
+        char err[700];
+
+        snprintf(err, sizeof(err), "the queue stream ended before the %s was confirmed: %s",
+                 t->settling, why);
+        settled(t, -1, err);
+        break;
+    }
+    case TXN_HOLDING:
+        if (!t->ended) {
+            t->ended = kubemq_wire_strdup(why);
+        }
+        break;
+    default:
+        break;
+    }
+    txn_release(t);
+}
+
+static const struct kubemq_stream_ops txn_ops = {
+    .written = NULL,
+    .message = on_answer,
+    .closed = on_closed,
+};
+
+struct kubemq_queue_txn *kubemq_queue_receive(struct kubemq_client *c, const char *channel,
+                                              int visibility_seconds, int wait_seconds,
+                                              kubemq_queue_fn on_message, void *ctx)
+{
+    Kubemq__StreamQueueMessagesRequest req = KUBEMQ__STREAM_QUEUE_MESSAGES_REQUEST__INIT;
+    struct kubemq_queue_txn *t = calloc(1, sizeof(*t));
+    char id[33], err[256];
+    int status;
+
     if (!t) {
-        kk_call_leave(c);
-        snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    t->client = c;
-    grpc_metadata_array_init(&t->init_md);
-    grpc_metadata_array_init(&t->trail_md);
-    t->details = grpc_empty_slice();
-    t->cq = grpc_completion_queue_create_for_pluck(NULL);
-    t->call = grpc_channel_create_call(c->channel, NULL, GRPC_PROPAGATE_DEFAULTS, t->cq,
-                                       grpc_slice_from_static_string(M_STREAM_QUEUE), NULL,
-                                       gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-    if (!t->call) {
-        snprintf(err, errlen, "cannot create the queue stream call");
-        kubemq_queue_txn_free(t);
+    t->st = kubemq_stream_new(c->loop, M_STREAM_QUEUE, &txn_ops, t);
+    if (!t->st) {
+        free(t);
         return NULL;
+    }
+    t->refs = 1; /* the owner's */
+    t->client = c;
+    kubemq_client_acquire(c);
+    t->on_message = on_message;
+    t->ctx = ctx;
+    t->state = TXN_RECEIVING;
+    loop_defer_init(&t->defer);
+    kubemq_list_add(&c->txns, &t->link);
+    kubemq_wire_new_id(id);
+    req.requestid = id;
+    req.clientid = c->client_id;
+    req.streamrequesttypedata = KUBEMQ__STREAM_REQUEST_TYPE__ReceiveMessage;
+    req.channel = (char *)(channel ? channel : "");
+    req.visibilityseconds = visibility_seconds;
+    req.waittimeseconds = wait_seconds;
+    /* Only here: no grpc-timeout, the stream outlives the wait while the message is held. */
+    kubemq_stream_set_deadline(
+        t->st, (wait_seconds > 0 ? wait_seconds : 1) * 1000 + KUBEMQ_RESPONSE_DEADLINE, 0);
+    if (kubemq_stream_send(t->st, &req.base, &status, err, sizeof(err)) < 0) {
+        kubemq_stream_fail(t->st, status, "%s", err);
+    } else {
+        kubemq_client_start(c, t->st);
     }
     return t;
 }
 
-int kubemq_queue_receive(struct kubemq_queue_txn *t, const char *channel, int visibility_seconds,
-                         int wait_seconds, const struct kubemq_queue_message **msg, char *err,
-                         size_t errlen)
+static void late_report(void *arg)
 {
-    Kubemq__StreamQueueMessagesRequest req = KUBEMQ__STREAM_QUEUE_MESSAGES_REQUEST__INIT;
-    Kubemq__StreamQueueMessagesResponse *res;
-    Kubemq__QueueMessage *m;
-    char id[33];
+    struct kubemq_queue_txn *t = arg;
+    kubemq_settle_fn fn = t->late_fn;
 
-    *msg = NULL;
-    kk_new_id(id);
-    req.requestid = id;
-    req.clientid = t->client->client_id;
-    req.streamrequesttypedata = KUBEMQ__STREAM_REQUEST_TYPE__ReceiveMessage;
-    req.channel = (char *)channel;
-    req.visibilityseconds = visibility_seconds;
-    req.waittimeseconds = wait_seconds;
-    if (exchange(t, &req, &res, "receive", err, errlen) < 0) {
-        return t->status == GRPC_STATUS_CANCELLED ? 0 : -1;
+    t->late_fn = NULL;
+    if (fn) {
+        t->refs++;
+        fn(t->late_ctx, t, -1, t->late_err);
+        txn_release(t);
     }
-    if (res->iserror || !res->message) {
-        /* Error 138: no message came within the wait time. */
-        int none = !res->message &&
-                   (!res->error || strstr(res->error, "138") || strstr(res->error, "wait time"));
-        snprintf(err, errlen, "%s", res->error && *res->error ? res->error : "no message");
-        kubemq__stream_queue_messages_response__free_unpacked(res, NULL);
-        return none ? 0 : -1;
-    }
-    t->got = res;
-    m = res->message;
-    t->msg.id = m->messageid;
-    t->msg.channel = m->channel;
-    t->msg.metadata = m->metadata;
-    t->msg.body = m->body.data ? m->body.data : (const unsigned char *)"";
-    t->msg.body_len = m->body.len;
-    t->msg.sequence = m->attributes ? m->attributes->sequence : 0;
-    t->msg.receive_count = m->attributes ? m->attributes->receivecount : 1;
-    *msg = &t->msg;
-    return 1;
 }
 
-static int settle(struct kubemq_queue_txn *t, Kubemq__StreamRequestType type, const char *channel,
-                  const char *what, char *err, size_t errlen)
+static void settle(struct kubemq_queue_txn *t, Kubemq__StreamRequestType type, const char *channel,
+                   const char *what, kubemq_settle_fn done, void *ctx)
 {
     Kubemq__StreamQueueMessagesRequest req = KUBEMQ__STREAM_QUEUE_MESSAGES_REQUEST__INIT;
-    Kubemq__StreamQueueMessagesResponse *res;
-    char id[33];
-    int rc = 0;
+    char id[33], err[256];
+    int status;
 
-    if (!t->got) {
-        snprintf(err, errlen, "no message to %s", what);
-        return -1;
+    if (!t || t->freed) {
+        return;
     }
-    kk_new_id(id);
+    if (t->state != TXN_HOLDING || !t->st) {
+        if (t->state == TXN_HOLDING) {
+            snprintf(t->late_err, sizeof(t->late_err), "cannot %s: %s", what,
+                     t->ended ? t->ended : "the queue stream ended");
+        } else {
+            snprintf(t->late_err, sizeof(t->late_err), "cannot %s: no message held", what);
+        }
+        goto late;
+    }
+    kubemq_wire_new_id(id);
     req.requestid = id;
     req.clientid = t->client->client_id;
     req.streamrequesttypedata = type;
     req.channel = (char *)(channel ? channel : "");
     req.refsequence = t->msg.sequence;
-    if (exchange(t, &req, &res, what, err, errlen) < 0) {
-        return -1;
+    if (kubemq_stream_send(t->st, &req.base, &status, err, sizeof(err)) < 0) {
+        snprintf(t->late_err, sizeof(t->late_err), "cannot %s: %s", what, err);
+        goto late;
     }
-    if (res->iserror) {
-        snprintf(err, errlen, "%s", res->error && *res->error ? res->error : "refused");
-        rc = -1;
-    } else {
-        t->settled = 1;
+    t->state = TXN_SETTLING;
+    t->settling = what;
+    t->settle_fn = done;
+    t->settle_ctx = ctx;
+    t->st->linger = 1; /* a settlement written goes through even if the client goes */
+    kubemq_stream_set_deadline(t->st, KUBEMQ_RESPONSE_DEADLINE, 0);
+    return;
+late:
+    if (!done) {
+        log_warn(t->client->log_name, "kubemq: queue %s", t->late_err);
+        return;
     }
-    kubemq__stream_queue_messages_response__free_unpacked(res, NULL);
-    return rc;
+    t->late_fn = done;
+    t->late_ctx = ctx;
+    loop_defer(t->client->loop, &t->defer, late_report, t);
 }
 
-int kubemq_queue_ack(struct kubemq_queue_txn *t, char *err, size_t errlen)
+void kubemq_queue_ack(struct kubemq_queue_txn *t, kubemq_settle_fn done, void *ctx)
 {
-    return settle(t, KUBEMQ__STREAM_REQUEST_TYPE__AckMessage, NULL, "ack", err, errlen);
+    settle(t, KUBEMQ__STREAM_REQUEST_TYPE__AckMessage, NULL, "ack", done, ctx);
 }
 
-int kubemq_queue_reject(struct kubemq_queue_txn *t, char *err, size_t errlen)
+void kubemq_queue_reject(struct kubemq_queue_txn *t, kubemq_settle_fn done, void *ctx)
 {
-    return settle(t, KUBEMQ__STREAM_REQUEST_TYPE__RejectMessage, NULL, "reject", err, errlen);
+    settle(t, KUBEMQ__STREAM_REQUEST_TYPE__RejectMessage, NULL, "reject", done, ctx);
 }
 
-int kubemq_queue_resend(struct kubemq_queue_txn *t, const char *channel, char *err, size_t errlen)
+void kubemq_queue_resend(struct kubemq_queue_txn *t, const char *channel, kubemq_settle_fn done,
+                         void *ctx)
 {
-    return settle(t, KUBEMQ__STREAM_REQUEST_TYPE__ResendMessage, channel, "resend", err, errlen);
-}
-
-void kubemq_queue_cancel(struct kubemq_queue_txn *t)
-{
-    /* The owner frees t only after the caller stopped using it (their lock). */
-    if (t->call) {
-        grpc_call_cancel(t->call, NULL);
-    }
+    settle(t, KUBEMQ__STREAM_REQUEST_TYPE__ResendMessage, channel, "resend", done, ctx);
 }
 
 void kubemq_queue_txn_free(struct kubemq_queue_txn *t)
 {
-    grpc_op ops[2];
-    grpc_event ev;
-
-    if (!t) {
+    if (!t || t->freed) {
         return;
     }
-    if (t->call && !t->status_received) {
-        size_t n = 0;
-
-        if (!t->settled) {
-            grpc_call_cancel(t->call, NULL); /* the broker returns the message */
-        }
-        memset(ops, 0, sizeof(ops));
-        if (t->md_sent && !t->ended) {
-            ops[n++].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-        }
-        ops[n].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-        ops[n].data.recv_status_on_client.trailing_metadata = &t->trail_md;
-        ops[n].data.recv_status_on_client.status = &t->status;
-        ops[n].data.recv_status_on_client.status_details = &t->details;
-        n++;
-        if (grpc_call_start_batch(t->call, ops, n, t, NULL) != GRPC_CALL_OK) {
-            grpc_call_cancel(t->call, NULL);
-            /* a status batch may already be done; nothing more to wait for */
+    t->freed = 1;
+    t->late_fn = NULL;
+    t->settle_fn = NULL;
+    t->on_message = NULL;
+    loop_defer_cancel(t->client->loop, &t->defer);
+    kubemq_list_del(&t->link);
+    if (t->st) {
+        if (t->state == TXN_SETTLING) {
+            kubemq_stream_detach(t->st); /* runs to the broker's answer */
         } else {
-            /* The server ends the stream after a settlement; a cancel ends it too. */
-            ev = grpc_completion_queue_pluck(t->cq, t, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-            (void)ev;
+            kubemq_stream_cancel(t->st); /* unsettled: the broker returns the message */
         }
+        t->st = NULL;
     }
-    if (t->call) {
-        grpc_call_unref(t->call);
-        t->call = NULL;
-    }
-    if (t->cq) {
-        grpc_completion_queue_shutdown(t->cq);
-        grpc_completion_queue_destroy(t->cq);
-    }
-    if (t->got) {
-        kubemq__stream_queue_messages_response__free_unpacked(t->got, NULL);
-    }
-    grpc_slice_unref(t->details);
-    grpc_metadata_array_destroy(&t->init_md);
-    grpc_metadata_array_destroy(&t->trail_md);
-    kk_call_leave(t->client);
-    free(t);
+    txn_release(t);
+}
+
+void kubemq_queue_shutdown(struct kubemq_list *link)
+{
+    kubemq_queue_txn_free(KK_CONTAINER_OF(link, struct kubemq_queue_txn, link));
 }

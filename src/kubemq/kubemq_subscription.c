@@ -1,36 +1,68 @@
-/* kubemq_subscription.c - SubscribeToRequests / SubscribeToEvents streams: four batches,
- * back-pressure, resubscription.
+/* kubemq_subscription.c - SubscribeToRequests / SubscribeToEvents streams, kept open.
  *
- * A stream is one call with four batches posted at once (sends; initial
- * metadata; status; one message). KubeMQ sends no headers and no ack until
- * the first request, so "subscribed" means the Subscribe was written and no
- * status has arrived. Only one RECV_MESSAGE is ever posted, and none while
- * the daemon has paused the subscription: the server's buffer and HTTP/2
- * flow control hold the rest, never an unbounded queue here. */
+ * A subscription is a server stream: one Subscribe message and END_STREAM,
+ * then the server's requests or events until it ends. KubeMQ sends no
+ * headers and no ack until the first message, so "subscribed" means the
+ * Subscribe was written and the stream has not ended. When it ends (the
+ * connection lost, the server's error, a GOAWAY) the subscription reports
+ * LOST and opens a new stream after a capped exponential backoff, once
+ * the connection is up; max_reconnects counts attempts in a row that did
+ * not last (a message, or 10 s of life, resets it).
+ *
+ * events_store: the broker keeps a durable position per client id and
+ * ignores the start of a known one, so every stream subscribes with a
+ * client id never used before (<client_id>-<start>-<random>). A reopened
+ * stream starts at the sequence after the last one taken, and a message at
+ * or below it is dropped, so nothing is delivered twice and nothing is
+ * skipped. KUBEMQ_REFUSED cancels the stream (the broker must not hold
+ * messages for a consumer that stopped taking them: it drops them after a
+ * while); kubemq_subscription_resume() reopens at the refused sequence. */
 #include "kubemq/kubemq_internal.h"
 
 #include "base/log.h"
 
-#include <grpc/byte_buffer.h>
-#include <grpc/slice.h>
-#include <grpc/support/time.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define M_SUBSCRIBE        "/kubemq.kubemq/SubscribeToRequests"
-#define M_SUBSCRIBE_EVENTS "/kubemq.kubemq/SubscribeToEvents"
+#define M_SUBSCRIBE_REQUESTS "/kubemq.kubemq/SubscribeToRequests"
+#define M_SUBSCRIBE_EVENTS   "/kubemq.kubemq/SubscribeToEvents"
 
-#define BACKOFF_FIRST_MS 250
-#define STABLE_AFTER_MS  10000 /* a stream this old resets the backoff */
+struct kubemq_subscription {
+    int refs;
+    struct kubemq_client *client;
+    struct kubemq_list link; /* in client->subs */
+    enum kubemq_kind type;
+    char *channel;
+    char *group;
+    enum kubemq_store_start start;
+    int64_t start_value;
+    kubemq_request_fn on_request;
+    kubemq_state_fn on_state;
+    void *ctx;
 
-/* A state change to report once mu is released. */
-struct note {
-    int set;
-    enum kubemq_sub_state state;
-    char text[640];
+    struct kubemq_stream *st; /* the current stream */
+    int closed;               /* the owner let go */
+    int want_stream;          /* open one when the connection is up */
+    int subscribed;
+    int ever_subscribed;
+    int got_message;
+    uint64_t started_ms;
+    int attempts;
+    uint64_t backoff_ms;
+    int gave_up;
+    struct loop_timer timer; /* resubscription */
+
+    uint64_t last_seq; /* events_store: the last sequence taken */
+    int paused;        /* events_store: a message was refused */
+    uint64_t refused_seq;
 };
+
+static int is_events(const struct kubemq_subscription *s)
+{
+    return s->type == KUBEMQ_EVENTS || s->type == KUBEMQ_EVENTS_STORE;
+}
 
 static void describe(const struct kubemq_subscription *s, char *dst, size_t n)
 {
@@ -40,459 +72,323 @@ static void describe(const struct kubemq_subscription *s, char *dst, size_t n)
              s->group[0] ? " group '" : "", s->group, s->group[0] ? "'" : "", s->client->address);
 }
 
-/* Log now (mu held is fine: logging takes no lock of ours); call back later. */
-static void note_set(struct kubemq_subscription *s, struct note *n, enum kubemq_sub_state st,
-                     enum log_level level, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
+/* Log the change, then tell the owner. */
+static void report(struct kubemq_subscription *s, enum kubemq_sub_state state, enum log_level level,
+                   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
-static void note_set(struct kubemq_subscription *s, struct note *n, enum kubemq_sub_state st,
-                     enum log_level level, const char *fmt, ...)
+static void report(struct kubemq_subscription *s, enum kubemq_sub_state state, enum log_level level,
+                   const char *fmt, ...)
 {
+    char text[768];
     va_list ap;
 
-    n->set = 1;
-    n->state = st;
     va_start(ap, fmt);
-    vsnprintf(n->text, sizeof(n->text), fmt, ap);
+    vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
-    log_write(level, s->client->log_name, "kubemq: %s", n->text);
-}
-
-static void note_fire(struct kubemq_subscription *s, struct note *n)
-{
-    if (n->set && s->on_state) {
-        s->on_state(s->ctx, n->state, n->text);
+    log_write(level, s->client->log_name, "kubemq: %s", text);
+    if (s->on_state && !s->closed) {
+        s->on_state(s->ctx, state, text);
     }
 }
 
-static void set_subscribed(struct kubemq_subscription *s, int v)
+static void sub_release(struct kubemq_subscription *s)
 {
-    __atomic_store_n(&s->subscribed, v, __ATOMIC_RELEASE);
-}
-
-int kubemq_subscription_subscribed(const struct kubemq_subscription *s)
-{
-    return s ? __atomic_load_n(&s->subscribed, __ATOMIC_ACQUIRE) : 0;
-}
-
-/* mu held. Posts the one RECV_MESSAGE when the stream and the daemon allow. */
-static void arm_recv(struct kubemq_subscription *s)
-{
-    grpc_op op;
-
-    if (!s->st.call || s->recv_armed || s->recv_closed || s->status_received || s->paused ||
-        s->closed) {
+    if (--s->refs > 0) {
         return;
     }
-    memset(&op, 0, sizeof(op));
-    op.op = GRPC_OP_RECV_MESSAGE;
-    op.data.recv_message.recv_message = &s->st.recv_bb;
-    if (grpc_call_start_batch(s->st.call, &op, 1, &s->tag_recv, NULL) != GRPC_CALL_OK) {
-        s->recv_closed = 1;
-        grpc_call_cancel(s->st.call, NULL);
-        return;
-    }
-    s->recv_armed = 1;
-    s->outstanding++;
+    loop_timer_stop(s->client->loop, &s->timer);
+    kubemq_client_release(s->client);
+    free(s->channel);
+    free(s->group);
+    free(s);
 }
 
-static void schedule(struct kubemq_subscription *s, uint64_t delay_ms)
+static const struct kubemq_stream_ops sub_ops;
+
+/* The sequence a new events_store stream starts at; 0: the configured start. */
+static uint64_t resume_seq(const struct kubemq_subscription *s)
 {
-    s->resubscribe_at = kk_now_ms() + delay_ms;
-    s->resubscribe_scheduled = 1;
+    uint64_t next = s->last_seq ? s->last_seq + 1 : 0;
+
+    return s->refused_seq > next ? s->refused_seq : next;
 }
 
-/* mu held: the last batch of the stream completed. */
-static void finish_stream(struct kubemq_subscription *s, struct note *n)
-{
-    struct kubemq_client *c = s->client;
-    uint64_t now = kk_now_ms();
-    char status[512];
-    char desc[400];
+static void on_timer(void *arg);
 
-    /* The status code too: operators match on it (14 = connection, 13 = server error). */
-    snprintf(status, sizeof(status), "%s (%d): %.*s", kk_status_name(s->st.status),
-             (int)s->st.status, (int)GRPC_SLICE_LENGTH(s->st.details),
-             (const char *)GRPC_SLICE_START_PTR(s->st.details));
-    kk_unary_cleanup(&s->st);
-    set_subscribed(s, 0);
-    if (c->stopping || s->closed) {
-        log_debug(c->log_name, "kubemq: subscription closed: %s", status);
-        return;
-    }
-    if (s->got_message || now - s->started_ms >= STABLE_AFTER_MS) {
-        s->backoff_ms = 0;
-        s->attempts = 0;
-    }
-    describe(s, desc, sizeof(desc));
-    if (!c->auto_reconnect) {
-        s->gave_up = 1;
-        note_set(s, n, KUBEMQ_SUB_GAVE_UP, LOG_LEVEL_ERROR,
-                 "subscription to %s ended: %s; not resubscribing (auto_reconnect is off)", desc,
-                 status);
-        return;
-    }
-    if (c->max_reconnects > 0 && s->attempts >= c->max_reconnects) {
-        s->gave_up = 1;
-        note_set(s, n, KUBEMQ_SUB_GAVE_UP, LOG_LEVEL_ERROR,
-                 "subscription to %s ended: %s; gave up after %d reconnects", desc, status,
-                 c->max_reconnects);
-        return;
-    }
-    schedule(s, s->backoff_ms);
-    /* Repeated failures of a stream that never opened are logged at debug. */
-    note_set(s, n, KUBEMQ_SUB_LOST,
-             s->opened || s->attempts == 0 ? LOG_LEVEL_WARN : LOG_LEVEL_DEBUG,
-             "subscription to %s lost: %s; resubscribing in %llu ms (attempt %d)", desc, status,
-             (unsigned long long)s->backoff_ms, s->attempts + 1);
-    s->attempts++;
-    s->backoff_ms = s->backoff_ms ? s->backoff_ms * 2 : BACKOFF_FIRST_MS;
-    if (s->backoff_ms > c->backoff_cap_ms) {
-        s->backoff_ms = c->backoff_cap_ms;
-    }
-}
-
-static void batch_done(struct kubemq_subscription *s, struct note *n)
-{
-    s->outstanding--;
-    if (s->outstanding == 0 && s->st.call) {
-        finish_stream(s, n);
-    }
-}
-
-static void on_send(struct kk_tag *t, int ok)
-{
-    struct kubemq_subscription *s = KK_CONTAINER_OF(t, struct kubemq_subscription, tag_send);
-    struct note n1 = {0}, n2 = {0};
-
-    pthread_mutex_lock(&s->client->mu);
-    if (s->st.send_bb) {
-        grpc_byte_buffer_destroy(s->st.send_bb);
-        s->st.send_bb = NULL;
-    }
-    if (ok && !s->status_received && !s->client->stopping && !s->closed) {
-        char desc[400];
-
-        describe(s, desc, sizeof(desc));
-        s->opened = 1;
-        set_subscribed(s, 1);
-        note_set(s, &n1, KUBEMQ_SUB_SUBSCRIBED, LOG_LEVEL_INFO, "%s to %s",
-                 s->ever_subscribed ? "resubscribed" : "subscribed", desc);
-        s->ever_subscribed = 1;
-    }
-    batch_done(s, &n2);
-    pthread_mutex_unlock(&s->client->mu);
-    note_fire(s, &n1);
-    note_fire(s, &n2);
-}
-
-static void on_meta(struct kk_tag *t, int ok)
-{
-    struct kubemq_subscription *s = KK_CONTAINER_OF(t, struct kubemq_subscription, tag_meta);
-    struct note n = {0};
-
-    (void)ok;
-    pthread_mutex_lock(&s->client->mu);
-    batch_done(s, &n);
-    pthread_mutex_unlock(&s->client->mu);
-    note_fire(s, &n);
-}
-
-static void on_status(struct kk_tag *t, int ok)
-{
-    struct kubemq_subscription *s = KK_CONTAINER_OF(t, struct kubemq_subscription, tag_status);
-    struct note n = {0};
-
-    (void)ok;
-    pthread_mutex_lock(&s->client->mu);
-    s->status_received = 1;
-    set_subscribed(s, 0);
-    batch_done(s, &n);
-    pthread_mutex_unlock(&s->client->mu);
-    note_fire(s, &n);
-}
-
-static int is_events(const struct kubemq_subscription *s)
-{
-    return s->type == KUBEMQ_EVENTS || s->type == KUBEMQ_EVENTS_STORE;
-}
-
-static struct kubemq_request *event_from(struct kubemq_subscription *s, Kubemq__EventReceive *m)
-{
-    struct kubemq_request *r = calloc(1, sizeof(*r));
-
-    if (!r) {
-        return NULL;
-    }
-    r->type = s->type;
-    r->id = m->eventid;
-    r->channel = m->channel;
-    r->reply_channel = "";
-    r->client_id = "";
-    r->metadata = m->metadata;
-    r->body = m->body.data ? m->body.data : (const unsigned char *)"";
-    r->body_len = m->body.len;
-    r->sequence = m->sequence;
-    r->priv = m;
-    return r;
-}
-
-static struct kubemq_request *request_from(struct kubemq_subscription *s, Kubemq__Request *m)
-{
-    struct kubemq_request *r = calloc(1, sizeof(*r));
-
-    if (!r) {
-        return NULL;
-    }
-    if (m->requesttypedata == KUBEMQ__REQUEST__REQUEST_TYPE__Command) {
-        r->type = KUBEMQ_COMMAND;
-    } else if (m->requesttypedata == KUBEMQ__REQUEST__REQUEST_TYPE__Query) {
-        r->type = KUBEMQ_QUERY;
-    } else {
-        r->type = s->type;
-    }
-    r->id = m->requestid;
-    r->channel = m->channel;
-    r->reply_channel = m->replychannel;
-    r->client_id = m->clientid;
-    r->metadata = m->metadata;
-    r->body = m->body.data ? m->body.data : (const unsigned char *)"";
-    r->body_len = m->body.len;
-    r->timeout_ms = m->timeout;
-    r->priv = m;
-    return r;
-}
-
-void kubemq_request_free(struct kubemq_request *req)
-{
-    if (!req) {
-        return;
-    }
-    if (req->priv && (req->type == KUBEMQ_EVENTS || req->type == KUBEMQ_EVENTS_STORE)) {
-        kubemq__event_receive__free_unpacked(req->priv, NULL);
-    } else if (req->priv) {
-        kubemq__request__free_unpacked(req->priv, NULL);
-    }
-    free(req);
-}
-
-static void on_recv(struct kk_tag *t, int ok)
-{
-    struct kubemq_subscription *s = KK_CONTAINER_OF(t, struct kubemq_subscription, tag_recv);
-    struct kubemq_client *c = s->client;
-    struct note n = {0};
-    grpc_byte_buffer *bb;
-    void *m;
-    struct kubemq_request *req;
-    int rc;
-
-    pthread_mutex_lock(&c->mu);
-    s->recv_armed = 0;
-    bb = s->st.recv_bb;
-    s->st.recv_bb = NULL;
-    if (!ok || !bb) {
-        s->recv_closed = 1; /* the status batch says why */
-        goto out;
-    }
-    m = kk_unpack(is_events(s) ? &kubemq__event_receive__descriptor : &kubemq__request__descriptor,
-                  bb);
-    grpc_byte_buffer_destroy(bb);
-    req = !m ? NULL : is_events(s) ? event_from(s, m) : request_from(s, m);
-    if (!req) {
-        log_error(c->log_name, "kubemq: dropped a message on channel '%s': %s", s->channel,
-                  m ? "out of memory" : "malformed message");
-        if (m) {
-            protobuf_c_message_free_unpacked(m, NULL);
-        }
-        arm_recv(s);
-        goto out;
-    }
-    if (req->sequence > s->last_seq) {
-        s->last_seq = req->sequence;
-    }
-    s->got_message = 1;
-    s->backoff_ms = 0;
-    s->attempts = 0;
-    c->last_activity_ms = kk_now_ms();
-    s->delivering = 1;
-    pthread_mutex_unlock(&c->mu);
-    rc = s->on_request(s->ctx, req);
-    pthread_mutex_lock(&c->mu);
-    s->delivering = 0;
-    if (rc != 0 && !s->resume_pending) {
-        s->paused = 1;
-    }
-    s->resume_pending = 0;
-    if (!c->stopping) {
-        arm_recv(s);
-    }
-out:
-    batch_done(s, &n);
-    pthread_mutex_unlock(&c->mu);
-    note_fire(s, &n);
-}
-
-void kubemq_subscription_pause(struct kubemq_subscription *s)
-{
-    pthread_mutex_lock(&s->client->mu);
-    s->paused = 1;
-    s->resume_pending = 0;
-    pthread_mutex_unlock(&s->client->mu);
-}
-
-void kubemq_subscription_close(struct kubemq_subscription *s)
-{
-    pthread_mutex_lock(&s->client->mu);
-    if (!s->closed) {
-        s->closed = 1;
-        s->paused = 1;
-        set_subscribed(s, 0);
-        kk_sub_cancel(s); /* also drops a scheduled resubscription */
-    }
-    pthread_mutex_unlock(&s->client->mu);
-}
-
-void kubemq_subscription_resume(struct kubemq_subscription *s)
-{
-    pthread_mutex_lock(&s->client->mu);
-    if (s->delivering) {
-        s->resume_pending = 1; /* wins over the callback's "pause" */
-    }
-    s->paused = 0;
-    if (!s->client->stopping) {
-        arm_recv(s);
-    }
-    pthread_mutex_unlock(&s->client->mu);
-}
-
-/* Client's thread, mu held. */
-void kk_sub_start_stream(struct kubemq_subscription *s)
+static void open_stream(struct kubemq_subscription *s)
 {
     struct kubemq_client *c = s->client;
     Kubemq__Subscribe sub = KUBEMQ__SUBSCRIBE__INIT;
-    struct note n = {0};
-    grpc_op ops[3];
-    grpc_op op;
+    char client_id[512], hex[9], err[256];
+    uint64_t seq = 0;
+    int status;
 
-    s->resubscribe_scheduled = 0;
-    kk_unary_init(&s->st);
-    s->st.call = grpc_channel_create_call(
-        c->channel, NULL, GRPC_PROPAGATE_DEFAULTS, c->cq,
-        grpc_slice_from_static_string(is_events(s) ? M_SUBSCRIBE_EVENTS : M_SUBSCRIBE), NULL,
-        gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-    if (!s->st.call) {
-        log_error(c->log_name, "kubemq: cannot create the subscription call");
-        kk_unary_cleanup(&s->st);
-        schedule(s, c->backoff_cap_ms);
+    if (s->closed || s->gave_up || s->paused || s->st) {
         return;
     }
-    s->recv_armed = 0;
-    s->recv_closed = 0;
-    s->status_received = 0;
-    s->got_message = 0;
-    s->opened = 0;
-    s->outstanding = 0;
-    s->started_ms = kk_now_ms();
-
+    if (!kubemq_client_up(c)) {
+        s->want_stream = 1; /* kubemq_subscription_conn_up opens it */
+        return;
+    }
+    s->want_stream = 0;
+    s->st = kubemq_stream_new(c->loop, is_events(s) ? M_SUBSCRIBE_EVENTS : M_SUBSCRIBE_REQUESTS,
+                              &sub_ops, s);
+    if (!s->st) {
+        log_error(c->log_name, "kubemq: cannot subscribe: out of memory");
+        loop_timer_start(c->loop, &s->timer, c->backoff_cap_ms, on_timer, s);
+        return;
+    }
     switch (s->type) {
     case KUBEMQ_COMMAND:
         sub.subscribetypedata = KUBEMQ__SUBSCRIBE__SUBSCRIBE_TYPE__Commands;
+        break;
+    case KUBEMQ_QUERY:
+        sub.subscribetypedata = KUBEMQ__SUBSCRIBE__SUBSCRIBE_TYPE__Queries;
         break;
     case KUBEMQ_EVENTS:
         sub.subscribetypedata = KUBEMQ__SUBSCRIBE__SUBSCRIBE_TYPE__Events;
         break;
     case KUBEMQ_EVENTS_STORE:
         sub.subscribetypedata = KUBEMQ__SUBSCRIBE__SUBSCRIBE_TYPE__EventsStore;
-        if (s->last_seq > 0) {
-            /* Reopened after deliveries: go on where the last stream stopped. */
+        seq = resume_seq(s);
+        if (seq) {
             sub.eventsstoretypedata = KUBEMQ__SUBSCRIBE__EVENTS_STORE_TYPE__StartAtSequence;
-            sub.eventsstoretypevalue = (int64_t)(s->last_seq + 1);
+            sub.eventsstoretypevalue = (int64_t)seq;
         } else {
-            sub.eventsstoretypedata = (Kubemq__Subscribe__EventsStoreType)s->store_start;
-            sub.eventsstoretypevalue = s->store_value;
+            sub.eventsstoretypedata = (Kubemq__Subscribe__EventsStoreType)s->start;
+            sub.eventsstoretypevalue = s->start_value;
+            if (s->start == KUBEMQ_START_SEQUENCE) {
+                seq = (uint64_t)s->start_value;
+            }
         }
-        break;
-    default:
-        sub.subscribetypedata = KUBEMQ__SUBSCRIBE__SUBSCRIBE_TYPE__Queries;
         break;
     }
     sub.clientid = c->client_id;
+    if (s->type == KUBEMQ_EVENTS_STORE) {
+        /* A client id the broker has never seen: it honours the start. */
+        kubemq_wire_random_hex(hex);
+        snprintf(client_id, sizeof(client_id), "%s-%llu-%s", c->client_id, (unsigned long long)seq,
+                 hex);
+        sub.clientid = client_id;
+    }
     sub.channel = s->channel;
     sub.group = s->group;
-    s->st.send_bb = kk_pack(&sub.base);
-
-    /* A: the Subscribe; WAIT_FOR_READY lets the channel's backoff pace us. */
-    kk_send_ops(c, ops, s->st.send_bb, GRPC_INITIAL_METADATA_WAIT_FOR_READY);
-    if (grpc_call_start_batch(s->st.call, ops, 3, &s->tag_send, NULL) != GRPC_CALL_OK) {
-        goto fail;
-    }
-    s->outstanding++;
-
-    /* B: headers, which KubeMQ sends only with the first request. */
-    memset(&op, 0, sizeof(op));
-    op.op = GRPC_OP_RECV_INITIAL_METADATA;
-    op.data.recv_initial_metadata.recv_initial_metadata = &s->st.init_md;
-    if (grpc_call_start_batch(s->st.call, &op, 1, &s->tag_meta, NULL) != GRPC_CALL_OK) {
-        goto fail;
-    }
-    s->outstanding++;
-
-    /* C: the status, the only sign that the stream ended. */
-    memset(&op, 0, sizeof(op));
-    op.op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-    op.data.recv_status_on_client.trailing_metadata = &s->st.trail_md;
-    op.data.recv_status_on_client.status = &s->st.status;
-    op.data.recv_status_on_client.status_details = &s->st.details;
-    if (grpc_call_start_batch(s->st.call, &op, 1, &s->tag_status, NULL) != GRPC_CALL_OK) {
-        goto fail;
-    }
-    s->outstanding++;
-
-    /* D: one message (unless the daemon is full). */
-    arm_recv(s);
-    return;
-fail:
-    /* Cannot happen with a fresh call; the accepted batches still complete. */
-    log_error(c->log_name, "kubemq: cannot start the subscription batches");
-    grpc_call_cancel(s->st.call, NULL);
-    if (s->outstanding == 0) {
-        finish_stream(s, &n); /* logged; on_state hears of the next change */
-    }
-}
-
-/* mu held; any thread. */
-void kk_sub_cancel(struct kubemq_subscription *s)
-{
-    s->resubscribe_scheduled = 0;
-    if (s->st.call) {
-        grpc_call_cancel(s->st.call, NULL);
-    }
-}
-
-int kk_sub_idle(const struct kubemq_subscription *s)
-{
-    return s->st.call == NULL && s->outstanding == 0;
-}
-
-void kk_sub_free(struct kubemq_subscription *s)
-{
-    if (!s) {
+    s->started_ms = loop_now_ms(c->loop);
+    s->got_message = 0;
+    if (kubemq_stream_send(s->st, &sub.base, &status, err, sizeof(err)) < 0) {
+        kubemq_stream_fail(s->st, status, "%s", err);
         return;
     }
-    free(s->channel);
-    free(s->group);
-    free(s);
+    kubemq_stream_close_send(s->st);
+    kubemq_client_start(c, s->st);
 }
 
-static struct kubemq_subscription *subscribe(struct kubemq_client *c, enum kubemq_kind type,
-                                             const char *channel, const char *group,
-                                             kubemq_request_fn on_request, kubemq_state_fn on_state,
-                                             void *ctx, char *err, size_t errlen, int store_start,
-                                             int64_t store_value)
+static void on_timer(void *arg)
 {
-    struct kubemq_subscription *s, **tail;
+    open_stream(arg);
+}
 
-    if (!channel || !channel[0]) {
+void kubemq_subscription_conn_up(struct kubemq_list *link)
+{
+    struct kubemq_subscription *s = KK_CONTAINER_OF(link, struct kubemq_subscription, link);
+
+    if (s->want_stream && !loop_timer_armed(&s->timer)) {
+        open_stream(s);
+    }
+}
+
+static void on_written(void *owner, struct kubemq_stream *st)
+{
+    struct kubemq_subscription *s = owner;
+    char desc[400];
+
+    if (st != s->st || s->subscribed || st->ended) {
+        return;
+    }
+    s->subscribed = 1;
+    describe(s, desc, sizeof(desc));
+    s->refs++;
+    report(s, KUBEMQ_SUB_SUBSCRIBED, LOG_LEVEL_INFO, "%s to %s",
+           s->ever_subscribed ? "resubscribed" : "subscribed", desc);
+    s->ever_subscribed = 1;
+    sub_release(s);
+}
+
+static void on_message(void *owner, struct kubemq_stream *st, const unsigned char *p, size_t n)
+{
+    struct kubemq_subscription *s = owner;
+    struct kubemq_client *c = s->client;
+    ProtobufCMessage *m;
+    struct kubemq_request *req;
+    uint64_t seq;
+    int rc;
+
+    if (st != s->st || s->closed || s->paused) {
+        return;
+    }
+    m = kubemq_wire_unpack(
+        is_events(s) ? &kubemq__event_receive__descriptor : &kubemq__request__descriptor, p, n);
+    req = m ? kubemq_wire_request(s->type, m) : NULL;
+    if (!req) {
+        log_error(c->log_name, "kubemq: dropped a message on channel '%s': %s", s->channel,
+                  m ? "out of memory" : "malformed message");
+        if (m) {
+            protobuf_c_message_free_unpacked(m, NULL);
+        }
+        return;
+    }
+    seq = req->sequence;
+    if (s->type == KUBEMQ_EVENTS_STORE && s->last_seq && seq <= s->last_seq) {
+        log_debug(c->log_name, "kubemq: events_store '%s': sequence %llu taken before, dropped",
+                  s->channel, (unsigned long long)seq);
+        kubemq_request_free(req);
+        return;
+    }
+    s->got_message = 1;
+    s->attempts = 0;
+    s->backoff_ms = 0;
+    s->refs++;
+    rc = s->on_request(s->ctx, req);
+    if (rc == KUBEMQ_TAKEN) {
+        if (seq > s->last_seq) {
+            s->last_seq = seq;
+        }
+    } else if (s->type == KUBEMQ_EVENTS_STORE) {
+        kubemq_request_free(req);
+        if (!s->closed && s->st == st) {
+            /* Paused: the rest of this stream is dropped; resume reads it again. */
+            s->paused = 1;
+            s->refused_seq = seq;
+            s->subscribed = 0;
+            s->st = NULL;
+            kubemq_stream_cancel(st);
+            log_debug(c->log_name, "kubemq: events_store '%s' paused at sequence %llu", s->channel,
+                      (unsigned long long)seq);
+        }
+    } else {
+        log_error(c->log_name,
+                  "kubemq: a %s message on '%s' was refused; only events_store can wait, dropped",
+                  kubemq_kind_name(s->type), s->channel);
+        kubemq_request_free(req);
+    }
+    sub_release(s);
+}
+
+static void on_closed(void *owner, struct kubemq_stream *st, int status, const char *text)
+{
+    struct kubemq_subscription *s = owner;
+    struct kubemq_client *c = s->client;
+    uint64_t now = loop_now_ms(c->loop);
+    const char *name = kubemq_grpc_status_name(status);
+    char why[600], desc[400];
+    int was_subscribed = s->subscribed;
+
+    if (st != s->st) {
+        return;
+    }
+    s->st = NULL;
+    s->subscribed = 0;
+    kubemq_stream_detach(st);
+    if (s->closed) {
+        return;
+    }
+    /* The status code too: operators match on it (14 = connection, 13 = server error). */
+    snprintf(why, sizeof(why), "%s (%d): %s", name ? name : "STATUS", status,
+             status == KUBEMQ_STATUS_OK ? "the server ended the subscription" : text);
+    if (s->got_message || now - s->started_ms >= KUBEMQ_STABLE_MS) {
+        s->backoff_ms = 0;
+        s->attempts = 0;
+    }
+    describe(s, desc, sizeof(desc));
+    s->refs++;
+    if (!c->auto_reconnect) {
+        s->gave_up = 1;
+        report(s, KUBEMQ_SUB_GAVE_UP, LOG_LEVEL_ERROR,
+               "subscription to %s ended: %s; not resubscribing (auto_reconnect is off)", desc,
+               why);
+    } else if (c->max_reconnects > 0 && s->attempts >= c->max_reconnects) {
+        s->gave_up = 1;
+        report(s, KUBEMQ_SUB_GAVE_UP, LOG_LEVEL_ERROR,
+               "subscription to %s ended: %s; gave up after %d reconnects", desc, why,
+               c->max_reconnects);
+    } else {
+        uint64_t delay = s->backoff_ms;
+
+        s->attempts++;
+        s->backoff_ms = s->backoff_ms ? s->backoff_ms * 2 : KUBEMQ_BACKOFF_MS;
+        if (s->backoff_ms > c->backoff_cap_ms) {
+            s->backoff_ms = c->backoff_cap_ms;
+        }
+        loop_timer_start(c->loop, &s->timer, delay, on_timer, s);
+        /* Repeated failures of a stream that never opened are logged at debug. */
+        report(s, KUBEMQ_SUB_LOST,
+               was_subscribed || s->attempts == 1 ? LOG_LEVEL_WARN : LOG_LEVEL_DEBUG,
+               "subscription to %s lost: %s; resubscribing in %llu ms (attempt %d)", desc, why,
+               (unsigned long long)delay, s->attempts);
+    }
+    sub_release(s);
+}
+
+static const struct kubemq_stream_ops sub_ops = {
+    .written = on_written,
+    .message = on_message,
+    .closed = on_closed,
+};
+
+int kubemq_subscription_subscribed(const struct kubemq_subscription *s)
+{
+    return s ? s->subscribed : 0;
+}
+
+uint64_t kubemq_subscription_last_sequence(const struct kubemq_subscription *s)
+{
+    return s ? s->last_seq : 0;
+}
+
+void kubemq_subscription_resume(struct kubemq_subscription *s)
+{
+    if (!s || !s->paused || s->closed) {
+        return;
+    }
+    s->paused = 0;
+    log_debug(s->client->log_name, "kubemq: events_store '%s' resumes at sequence %llu", s->channel,
+              (unsigned long long)resume_seq(s));
+    open_stream(s);
+}
+
+void kubemq_subscription_close(struct kubemq_subscription *s)
+{
+    if (!s || s->closed) {
+        return;
+    }
+    s->closed = 1;
+    s->subscribed = 0;
+    loop_timer_stop(s->client->loop, &s->timer);
+    if (s->st) {
+        kubemq_stream_cancel(s->st); /* the broker hands the channel to other subscribers */
+        s->st = NULL;
+    }
+    kubemq_list_del(&s->link);
+    sub_release(s);
+}
+
+void kubemq_subscription_shutdown(struct kubemq_list *link)
+{
+    kubemq_subscription_close(KK_CONTAINER_OF(link, struct kubemq_subscription, link));
+}
+
+struct kubemq_subscription *kubemq_subscribe(struct kubemq_client *c,
+                                             const struct kubemq_sub_opts *o,
+                                             kubemq_request_fn on_request, kubemq_state_fn on_state,
+                                             void *ctx, char *err, size_t errlen)
+{
+    struct kubemq_subscription *s;
+
+    if (c->state == KUBEMQ_CLIENT_GONE) {
+        snprintf(err, errlen, "kubemq client is shutting down");
+        return NULL;
+    }
+    if (!o->channel || !o->channel[0]) {
         snprintf(err, errlen, "subscription channel is empty");
         return NULL;
     }
@@ -500,68 +396,43 @@ static struct kubemq_subscription *subscribe(struct kubemq_client *c, enum kubem
         snprintf(err, errlen, "subscription needs a request callback");
         return NULL;
     }
-    s = calloc(1, sizeof(*s));
-    if (!s || !(s->channel = kk_strdup(channel)) || !(s->group = kk_strdup(group))) {
-        snprintf(err, errlen, "out of memory");
-        kk_sub_free(s);
+    if (o->type < KUBEMQ_COMMAND || o->type > KUBEMQ_EVENTS_STORE) {
+        snprintf(err, errlen, "unknown subscription type %d", (int)o->type);
         return NULL;
     }
+    if (o->type == KUBEMQ_EVENTS_STORE) {
+        if (o->start < KUBEMQ_START_NEW_ONLY || o->start > KUBEMQ_START_TIME_DELTA) {
+            snprintf(err, errlen, "unknown events_store start position %d", (int)o->start);
+            return NULL;
+        }
+        if (o->start >= KUBEMQ_START_SEQUENCE && o->start_value <= 0) {
+            snprintf(err, errlen, "the events_store start value must be > 0");
+            return NULL;
+        }
+    }
+    s = calloc(1, sizeof(*s));
+    if (!s || !(s->channel = kubemq_wire_strdup(o->channel)) ||
+        !(s->group = kubemq_wire_strdup(o->group))) {
+        snprintf(err, errlen, "out of memory");
+        if (s) {
+            free(s->channel);
+        }
+        free(s);
+        return NULL;
+    }
+    s->refs = 1; /* the owner's */
     s->client = c;
-    s->type = type;
-    s->store_start = store_start;
-    s->store_value = store_value;
+    kubemq_client_acquire(c);
+    s->type = o->type;
+    if (o->type == KUBEMQ_EVENTS_STORE) {
+        s->start = o->start;
+        s->start_value = o->start >= KUBEMQ_START_SEQUENCE ? o->start_value : 0;
+    }
     s->on_request = on_request;
     s->on_state = on_state;
     s->ctx = ctx;
-    s->tag_send.done = on_send;
-    s->tag_meta.done = on_meta;
-    s->tag_status.done = on_status;
-    s->tag_recv.done = on_recv;
-
-    pthread_mutex_lock(&c->mu);
-    if (c->stopping) {
-        pthread_mutex_unlock(&c->mu);
-        snprintf(err, errlen, "kubemq client is shutting down");
-        kk_sub_free(s);
-        return NULL;
-    }
-    for (tail = &c->subs; *tail; tail = &(*tail)->next) {
-    }
-    *tail = s;
-    schedule(s, 0); /* the client's thread opens the stream */
-    pthread_mutex_unlock(&c->mu);
+    loop_timer_init(&s->timer);
+    kubemq_list_add(&c->subs, &s->link);
+    open_stream(s);
     return s;
-}
-
-struct kubemq_subscription *
-kubemq_subscribe_requests(struct kubemq_client *c, enum kubemq_kind type, const char *channel,
-                          const char *group, kubemq_request_fn on_request, kubemq_state_fn on_state,
-                          void *ctx, char *err, size_t errlen)
-{
-    if (type != KUBEMQ_COMMAND && type != KUBEMQ_QUERY) {
-        snprintf(err, errlen, "subscription type must be queries or commands");
-        return NULL;
-    }
-    return subscribe(c, type, channel, group, on_request, on_state, ctx, err, errlen, 0, 0);
-}
-
-struct kubemq_subscription *
-kubemq_subscribe_events(struct kubemq_client *c, int store, const char *channel, const char *group,
-                        enum kubemq_store_start start, int64_t value, kubemq_request_fn on_request,
-                        kubemq_state_fn on_state, void *ctx, char *err, size_t errlen)
-{
-    if (!store) {
-        return subscribe(c, KUBEMQ_EVENTS, channel, group, on_request, on_state, ctx, err, errlen,
-                         0, 0);
-    }
-    if (start < KUBEMQ_START_NEW_ONLY || start > KUBEMQ_START_TIME_DELTA) {
-        snprintf(err, errlen, "unknown events_store start position %d", (int)start);
-        return NULL;
-    }
-    if (start >= KUBEMQ_START_SEQUENCE && value <= 0) {
-        snprintf(err, errlen, "the events_store start value must be > 0");
-        return NULL;
-    }
-    return subscribe(c, KUBEMQ_EVENTS_STORE, channel, group, on_request, on_state, ctx, err, errlen,
-                     (int)start, start >= KUBEMQ_START_SEQUENCE ? value : 0);
 }

@@ -1,120 +1,109 @@
-/* kubemq_wire.c - protobuf-c messages in gRPC byte buffers, status texts, ids. */
+/* kubemq_wire.c - protobuf-c messages framed for a stream, ids, delivered requests.
+ *
+ * A message to send is packed once, straight behind its gRPC prefix, into
+ * the buffer the stream sends from; a received one is unpacked by
+ * protobuf-c, which copies what it keeps, and a delivered request or event
+ * points into that unpacked message until kubemq_request_free(). */
 #include "kubemq/kubemq_internal.h"
 
-#include <grpc/byte_buffer.h>
-#include <grpc/byte_buffer_reader.h>
-#include <grpc/slice.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
 
-uint64_t kk_now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-grpc_byte_buffer *kk_pack(const ProtobufCMessage *m)
+struct kubemq_out *kubemq_wire_frame(const ProtobufCMessage *m, int *status, char *err,
+                                     size_t errlen)
 {
     size_t n = protobuf_c_message_get_packed_size(m);
-    grpc_slice s = grpc_slice_malloc(n);
-    grpc_byte_buffer *bb;
+    struct kubemq_out *o;
 
-    protobuf_c_message_pack(m, GRPC_SLICE_START_PTR(s));
-    bb = grpc_raw_byte_buffer_create(&s, 1);
-    grpc_slice_unref(s);
-    return bb;
-}
-
-void *kk_unpack(const ProtobufCMessageDescriptor *desc, grpc_byte_buffer *bb)
-{
-    grpc_byte_buffer_reader r;
-    grpc_slice s;
-    ProtobufCMessage *m;
-
-    if (!grpc_byte_buffer_reader_init(&r, bb)) {
+    if (n > KUBEMQ_MAX_MESSAGE) {
+        *status = KUBEMQ_STATUS_RESOURCE_EXHAUSTED;
+        snprintf(err, errlen, "message of %zu bytes is larger than the %d-byte limit", n,
+                 KUBEMQ_MAX_MESSAGE);
         return NULL;
     }
-    s = grpc_byte_buffer_reader_readall(&r);
-    grpc_byte_buffer_reader_destroy(&r);
-    m = protobuf_c_message_unpack(desc, NULL, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
-    grpc_slice_unref(s);
-    return m;
+    o = malloc(sizeof(*o) + KUBEMQ_PREFIX_LEN + n);
+    if (!o) {
+        *status = KUBEMQ_STATUS_RESOURCE_EXHAUSTED;
+        snprintf(err, errlen, "out of memory for a %zu-byte message", n);
+        return NULL;
+    }
+    o->next = NULL;
+    o->len = KUBEMQ_PREFIX_LEN + n;
+    kubemq_grpc_prefix(o->data, n);
+    protobuf_c_message_pack(m, o->data + KUBEMQ_PREFIX_LEN);
+    return o;
 }
 
-static const char *const status_names[] = {
-    "OK",
-    "CANCELLED",
-    "UNKNOWN",
-    "INVALID_ARGUMENT",
-    "DEADLINE_EXCEEDED",
-    "NOT_FOUND",
-    "ALREADY_EXISTS",
-    "PERMISSION_DENIED",
-    "RESOURCE_EXHAUSTED",
-    "FAILED_PRECONDITION",
-    "ABORTED",
-    "OUT_OF_RANGE",
-    "UNIMPLEMENTED",
-    "INTERNAL",
-    "UNAVAILABLE",
-    "DATA_LOSS",
-    "UNAUTHENTICATED",
-};
-
-const char *kk_status_name(grpc_status_code status)
+void *kubemq_wire_unpack(const ProtobufCMessageDescriptor *d, const unsigned char *p, size_t n)
 {
-    if ((int)status >= 0 && (size_t)status < sizeof(status_names) / sizeof(status_names[0])) {
-        return status_names[status];
-    }
-    return "STATUS";
+    return protobuf_c_message_unpack(d, NULL, n, p);
 }
 
-void kk_status_text(const struct kubemq_client *c, grpc_status_code status, grpc_slice details,
-                    char *dst, size_t dstlen)
+/* Ids need to be unique, not secret: random bytes are drawn from the
+ * kernel a pool at a time, not one system call per id. */
+static void random_bytes(unsigned char *r, size_t n)
 {
-    int n = (int)GRPC_SLICE_LENGTH(details);
-    const char *d = (const char *)GRPC_SLICE_START_PTR(details);
+    static unsigned char pool[512];
+    static size_t left;
+    size_t take;
 
-    if (!dst || !dstlen) {
-        return;
-    }
-    /* KubeMQ's own errors ("Error 301: ...") read best as they are. */
-    if (status == GRPC_STATUS_INTERNAL && n > 6 && memcmp(d, "Error ", 6) == 0) {
-        snprintf(dst, dstlen, "%.*s", n, d);
-    } else if (status == GRPC_STATUS_UNAVAILABLE) {
-        snprintf(dst, dstlen, "kubemq at %s unavailable: %.*s", c->address, n, d);
-    } else {
-        snprintf(dst, dstlen, "%s (%d): %.*s", kk_status_name(status), (int)status, n, d);
+    while (n > 0) {
+        if (left == 0) {
+            if (getrandom(pool, sizeof(pool), 0) != (ssize_t)sizeof(pool)) {
+                /* Unique enough when the pool is unavailable. */
+                static unsigned counter;
+                struct timespec ts;
+                size_t i;
+
+                clock_gettime(CLOCK_REALTIME, &ts);
+                for (i = 0; i < sizeof(pool); i++) {
+                    pool[i] = (unsigned char)(((uint64_t)ts.tv_nsec >> (8 * (i % 4))) ^
+                                              (counter + i) * 131u);
+                }
+                counter++;
+            }
+            left = sizeof(pool);
+        }
+        take = n < left ? n : left;
+        memcpy(r, pool + sizeof(pool) - left, take);
+        left -= take;
+        r += take;
+        n -= take;
     }
 }
 
-void kk_new_id(char out[33])
+static void hex(const unsigned char *r, size_t n, char *out)
 {
-    static const char hex[] = "0123456789abcdef";
-    unsigned char r[16];
+    static const char digits[] = "0123456789abcdef";
     size_t i;
 
-    if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r)) {
-        /* Unique enough for a request id when the pool is unavailable. */
-        struct timespec ts;
-
-        clock_gettime(CLOCK_REALTIME, &ts);
-        memset(r, 0, sizeof(r));
-        memcpy(r, &ts, sizeof(ts) < sizeof(r) ? sizeof(ts) : sizeof(r));
+    for (i = 0; i < n; i++) {
+        out[2 * i] = digits[r[i] >> 4];
+        out[2 * i + 1] = digits[r[i] & 15];
     }
-    for (i = 0; i < sizeof(r); i++) {
-        out[2 * i] = hex[r[i] >> 4];
-        out[2 * i + 1] = hex[r[i] & 15];
-    }
-    out[32] = '\0';
+    out[2 * n] = '\0';
 }
 
-char *kk_strdup(const char *s)
+void kubemq_wire_new_id(char out[33])
+{
+    unsigned char r[16];
+
+    random_bytes(r, sizeof(r));
+    hex(r, sizeof(r), out);
+}
+
+void kubemq_wire_random_hex(char out[9])
+{
+    unsigned char r[4];
+
+    random_bytes(r, sizeof(r));
+    hex(r, sizeof(r), out);
+}
+
+char *kubemq_wire_strdup(const char *s)
 {
     size_t n = s ? strlen(s) : 0;
     char *p = malloc(n + 1);
@@ -126,6 +115,67 @@ char *kk_strdup(const char *s)
         p[n] = '\0';
     }
     return p;
+}
+
+static int is_event_kind(enum kubemq_kind k)
+{
+    return k == KUBEMQ_EVENTS || k == KUBEMQ_EVENTS_STORE;
+}
+
+struct kubemq_request *kubemq_wire_request(enum kubemq_kind sub_type, ProtobufCMessage *m)
+{
+    struct kubemq_request *r = calloc(1, sizeof(*r));
+
+    if (!r) {
+        return NULL;
+    }
+    r->priv = m;
+    r->reply_channel = "";
+    r->client_id = "";
+    if (is_event_kind(sub_type)) {
+        Kubemq__EventReceive *e = (Kubemq__EventReceive *)m;
+
+        r->type = sub_type;
+        r->id = e->eventid;
+        r->channel = e->channel;
+        r->metadata = e->metadata;
+        r->body = e->body.data ? e->body.data : (const unsigned char *)"";
+        r->body_len = e->body.len;
+        if (sub_type == KUBEMQ_EVENTS_STORE) {
+            r->sequence = e->sequence;
+            r->timestamp = e->timestamp;
+        }
+    } else {
+        Kubemq__Request *q = (Kubemq__Request *)m;
+
+        if (q->requesttypedata == KUBEMQ__REQUEST__REQUEST_TYPE__Command) {
+            r->type = KUBEMQ_COMMAND;
+        } else if (q->requesttypedata == KUBEMQ__REQUEST__REQUEST_TYPE__Query) {
+            r->type = KUBEMQ_QUERY;
+        } else {
+            r->type = sub_type;
+        }
+        r->id = q->requestid;
+        r->channel = q->channel;
+        r->reply_channel = q->replychannel;
+        r->client_id = q->clientid;
+        r->metadata = q->metadata;
+        r->body = q->body.data ? q->body.data : (const unsigned char *)"";
+        r->body_len = q->body.len;
+        r->timeout_ms = q->timeout;
+    }
+    return r;
+}
+
+void kubemq_request_free(struct kubemq_request *req)
+{
+    if (!req) {
+        return;
+    }
+    if (req->priv) {
+        protobuf_c_message_free_unpacked(req->priv, NULL);
+    }
+    free(req);
 }
 
 const char *kubemq_kind_name(enum kubemq_kind k)

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // broker.js - stand-in KubeMQ broker: gRPC service kubemq.kubemq on 127.0.0.1 for tests.
 //
-//   node tests/rig/broker.js --port 0 [--auth-token T] [--tls-cert F --tls-key F] [--control-port 0] [--parent-watch]
+//   node tests/rig/broker.js --port 0 [--host 127.0.0.1|::1] [--auth-token T] [--tls-cert F --tls-key F] [--control-port 0] [--parent-watch]
 //
 // Prints one line {"ready":true,"port":N,"control":M} when listening; SIGTERM ends
 // open streams with UNAVAILABLE and exits 0. The control port serves GET /stats,
@@ -49,6 +49,7 @@ const status = (code, details) => ({ code: grpc.status[code], details, message: 
 class Broker {
   constructor(opts = {}) {
     this.port = Number(opts.port || 0);
+    this.host = opts.host || HOST; // the gRPC listener's; the control port stays on 127.0.0.1
     this.authToken = opts.authToken || '';
     this.tls = opts.tls || null;
     this.version = opts.version || 'stand-in';
@@ -77,7 +78,7 @@ class Broker {
     const server = new grpc.Server(SERVER_OPTS);
     server.addService(service(), this.handlers());
     this.port = await new Promise((resolve, reject) =>
-      server.bindAsync(`${HOST}:${this.port}`, this.credentials(), (err, port) => (err ? reject(err) : resolve(port))),
+      server.bindAsync(`${this.host.includes(':') ? `[${this.host}]` : this.host}:${this.port}`, this.credentials(), (err, port) => (err ? reject(err) : resolve(port))),
     );
     this.server = server;
     return this.port;
@@ -312,7 +313,7 @@ function startControl(broker, port) {
 
 function parseOptions(argv) {
   const a = parseArgs(argv, ['parent-watch']);
-  const known = new Set(['_', 'port', 'control-port', 'auth-token', 'tls-cert', 'tls-key', 'parent-watch']);
+  const known = new Set(['_', 'port', 'host', 'control-port', 'auth-token', 'tls-cert', 'tls-key', 'parent-watch']);
   for (const k of Object.keys(a)) if (!known.has(k)) throw new Error(`unknown argument --${k}`);
   if (a._.length) throw new Error(`unexpected argument ${a._[0]}`);
   const num = (k) => {
@@ -323,6 +324,7 @@ function parseOptions(argv) {
   const str = (k) => (a[k] === undefined ? '' : String(a[k]));
   const o = {
     port: num('port'),
+    host: str('host'),
     controlPort: num('control-port'),
     authToken: str('auth-token'),
     tlsCert: str('tls-cert'),
@@ -337,6 +339,7 @@ async function main() {
   const o = parseOptions(process.argv.slice(2));
   const broker = createBroker({
     port: o.port,
+    host: o.host,
     authToken: o.authToken,
     tls: o.tlsCert ? { cert: o.tlsCert, key: o.tlsKey } : null,
   });
