@@ -266,8 +266,7 @@ int cli_send(int argc, char **argv)
     struct kubemq_client *c = NULL;
     struct send_run sr = {0};
     struct buf body = BUF_INIT(KUBEMQ_MAX_MESSAGE);
-    uint64_t deadline;
-    int rc, up = 0;
+    int rc;
     char err[1024];
 
     rc = parse_args(argc, argv, &a);
@@ -291,20 +290,7 @@ int cli_send(int argc, char **argv)
         fprintf(stderr, "kubemq-kinesis send: %s\n", err);
         goto done;
     }
-    /* The connection first (bounded by the request's timeout): a call
-     * made while it is down fails at once. */
-    deadline = loop_now_ms(sr.loop) + (uint64_t)a.timeout_ms;
-    while (!(up = kubemq_client_ready(c)) && loop_now_ms(sr.loop) < deadline) {
-        if (loop_run_once(sr.loop, 50) < 0) {
-            break;
-        }
-    }
-    if (!up) {
-        fprintf(stderr,
-                "kubemq-kinesis send: kubemq at %s unavailable: no connection within %d ms\n",
-                a.o.address, a.timeout_ms);
-        goto done;
-    }
+    /* A call made while the first connection attempt runs waits for it. */
     sr.kind = a.kind;
     if (!kubemq_send_request(c, a.kind, a.channel, body.data, body.len, a.metadata, a.timeout_ms,
                              on_reply, &sr)) {

@@ -122,7 +122,7 @@ static void on_closed(void *owner, struct kubemq_stream *st, int status, const c
         text = call->bad_reply ? "malformed reply message" : "no reply message";
     }
     if (status != KUBEMQ_STATUS_OK) {
-        kubemq_grpc_status_text(status, text, err, sizeof(err));
+        kubemq_grpc_status_text(status, text, call->client->address, err, sizeof(err));
         e = err;
     } else if (call->kind == CALL_EVENT) {
         Kubemq__Result *r = (Kubemq__Result *)call->reply;

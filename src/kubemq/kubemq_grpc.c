@@ -237,16 +237,20 @@ int kubemq_grpc_http_status(int http_status)
     }
 }
 
-void kubemq_grpc_status_text(int status, const char *message, char *dst, size_t n)
+void kubemq_grpc_status_text(int status, const char *message, const char *address, char *dst,
+                             size_t n)
 {
     const char *name = kubemq_grpc_status_name(status);
 
     if (!message) {
         message = "";
     }
-    /* KubeMQ's own errors ("Error 301: ...") read best as they are. */
-    if (strncmp(message, "Error ", 6) == 0) {
+    /* KubeMQ's own errors ("Error 301: ...") read best as they are; with
+     * another status than INTERNAL the code says more (UNAUTHENTICATED). */
+    if (status == KUBEMQ_STATUS_INTERNAL && strncmp(message, "Error ", 6) == 0) {
         snprintf(dst, n, "%s", message);
+    } else if (status == KUBEMQ_STATUS_UNAVAILABLE && address) {
+        snprintf(dst, n, "kubemq at %s unavailable: %s", address, message);
     } else if (name) {
         snprintf(dst, n, "%s (%d): %s", name, status, message);
     } else {

@@ -136,7 +136,8 @@ const char *kubemq_grpc_status_name(int status);
 int kubemq_grpc_http_status(int http_status);
 /* One line for a failed call: KubeMQ's "Error NNN: ..." as written,
  * "<NAME> (n): message", or "unknown gRPC status n: message". */
-void kubemq_grpc_status_text(int status, const char *message, char *dst, size_t n);
+void kubemq_grpc_status_text(int status, const char *message, const char *address, char *dst,
+                             size_t n);
 
 /* ---- kubemq_wire.c ---- */
 

@@ -151,7 +151,7 @@ static void on_closed(void *owner, struct kubemq_stream *st, int status, const c
     if (status == KUBEMQ_STATUS_OK) {
         snprintf(why, sizeof(why), "the broker ended the queue stream");
     } else {
-        kubemq_grpc_status_text(status, text, why, sizeof(why));
+        kubemq_grpc_status_text(status, text, t->client->address, why, sizeof(why));
     }
     t->refs++;
     switch (t->state) {

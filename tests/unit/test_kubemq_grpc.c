@@ -205,14 +205,18 @@ static void test_status_text(void **state)
     char t[128];
 
     (void)state;
-    kubemq_grpc_status_text(13, "Error 301: timeout for request message", t, sizeof(t));
+    kubemq_grpc_status_text(13, "Error 301: timeout for request message", "h:1", t, sizeof(t));
     assert_string_equal(t, "Error 301: timeout for request message");
-    kubemq_grpc_status_text(14, "connection to x lost", t, sizeof(t));
+    kubemq_grpc_status_text(14, "connection to x lost", "h:1", t, sizeof(t));
+    assert_string_equal(t, "kubemq at h:1 unavailable: connection to x lost");
+    kubemq_grpc_status_text(14, "connection to x lost", NULL, t, sizeof(t));
     assert_string_equal(t, "UNAVAILABLE (14): connection to x lost");
-    kubemq_grpc_status_text(42, "odd", t, sizeof(t));
+    kubemq_grpc_status_text(42, "odd", NULL, t, sizeof(t));
     assert_string_equal(t, "unknown gRPC status 42: odd");
-    kubemq_grpc_status_text(16, NULL, t, sizeof(t));
+    kubemq_grpc_status_text(16, NULL, NULL, t, sizeof(t));
     assert_string_equal(t, "UNAUTHENTICATED (16): ");
+    kubemq_grpc_status_text(16, "Error 421: authentication failed", NULL, t, sizeof(t));
+    assert_string_equal(t, "UNAUTHENTICATED (16): Error 421: authentication failed");
     assert_int_equal(kubemq_grpc_http_status(503), KUBEMQ_STATUS_UNAVAILABLE);
     assert_int_equal(kubemq_grpc_http_status(404), 12);
     assert_int_equal(kubemq_grpc_http_status(415), 2);
