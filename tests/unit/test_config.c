@@ -419,7 +419,7 @@ static void test_structure_errors(void **state)
     /* top level */
     expect_problems("sources: \"abc\"\nbindings: \"abc\"\n", 2,
                     "config: sources: unknown key; valid: apiPort, apiAddress, apiEnableRequest, "
-                    "logLevel, bindings",
+                    "logLevel, watchConfig, config_watch_debounce_ms, bindings",
                     "config: bindings: must be a list of bindings, not text", NULL);
     expect_problems("apiPrt: 1\nbindings: []\n", 1,
                     "config: apiPrt: unknown key (did you mean apiPort?)", NULL);

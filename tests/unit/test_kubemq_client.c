@@ -806,7 +806,8 @@ static void test_broker_down(void **state)
     /* Started during the first attempt: it waits for it, then fails. */
     assert_int_equal(ping(f, f->c[0], &r), 0);
     assert_int_equal(r.status, KUBEMQ_STATUS_UNAVAILABLE);
-    assert_non_null(strstr(r.err, "kubemq at 127.0.0.1:1 unavailable: cannot connect to 127.0.0.1:1"));
+    assert_non_null(
+        strstr(r.err, "kubemq at 127.0.0.1:1 unavailable: cannot connect to 127.0.0.1:1"));
     assert_non_null(strstr(r.err, "refused"));
     assert_true(log_has("kubemq: cannot connect to 127.0.0.1:1; retrying"));
     /* Between attempts: fails at once, still from a later callback. */
