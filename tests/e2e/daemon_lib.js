@@ -33,12 +33,12 @@ function cleanups() {
 }
 
 // kinesalite (or kinesis-local) behind the gate, and the stand-in broker.
-async function startPeers(c, { local = false, authToken, brokerPort } = {}) {
+async function startPeers(c, { local = false, authToken, brokerPort, brokerOpts = {} } = {}) {
   const kin = local ? await rig.startKinesisLocal() : await rig.startKinesalite();
   c.add(() => kin.stop());
   const gate = await rig.startGate({ upstream: kin.url, accessKey: AK, secretKey: SK });
   c.add(() => gate.stop());
-  const broker = await rig.startBroker({ authToken, port: brokerPort });
+  const broker = await rig.startBroker({ authToken, port: brokerPort, ...brokerOpts });
   c.add(() => broker.stop());
   const targetProps = { aws_key: AK, aws_secret_key: SK, region: 'us-east-1', endpoint: gate.url };
   return { kin, gate, broker, targetProps };
