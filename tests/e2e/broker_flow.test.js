@@ -107,7 +107,7 @@ describe('stand-in broker: slow consumers (defaults: buffer 100, 2 s wait)', () 
     const hc = t.client('EventsClient', b, 'healthy');
     await t.sub(hc.subscribe({ channel: ch }, (err, msg) => msg && healthy.push(Number(msg.metadata))));
     await b.waitForSubscribers('events', ch, { count: 2 });
-    assert.deepEqual((await b.stats()).settings, { subBuffer: 100, slowConsumerWaitMs: 2000 });
+    assert.deepEqual((await b.stats()).settings, { subBuffer: 100, slowConsumerWaitMs: 2000, minPingIntervalMs: 0, maxPingStrikes: 0, tls: 'off' });
 
     const pub = t.client('EventsClient', b, 'slow-pub');
     for (let i = 0; i < 300; i++) await pub.send({ channel: ch, body: bytes(BODY), metadata: String(i) });

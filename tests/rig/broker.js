@@ -154,6 +154,7 @@ class Broker {
   }
 
   stats() {
+    const ps = this.pubsub.stats();
     return {
       listening: !!this.front.server,
       port: this.port,
@@ -162,7 +163,13 @@ class Broker {
       authFailures: this.authFailures,
       openCalls: this.active.size,
       connections: this.front.stats(),
-      ...this.pubsub.stats(),
+      ...ps,
+      settings: {
+        ...ps.settings,
+        minPingIntervalMs: this.front.ping ? this.front.ping.minIntervalMs : 0,
+        maxPingStrikes: this.front.ping ? this.front.ping.maxStrikes : 0,
+        tls: !this.front.tls ? 'off' : this.front.tls.ca ? 'mutual' : 'on',
+      },
       queues: this.queues.stats(),
     };
   }
