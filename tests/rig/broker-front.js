@@ -47,37 +47,52 @@ function goawayFrame(lastStreamId, code, debug) {
 }
 
 // Splits a byte stream into whole HTTP/2 frames; onFrame(type, flags, streamId, payload)
-// returns true to stop there (that frame and the rest are not passed on).
+// returns true to stop there (that frame and the rest are not passed on). A partial
+// frame waits in a list of chunks until it is whole, so big frames cost one copy.
 class FrameReader {
   constructor(prefaceLen, onFrame) {
     this.skip = prefaceLen;
-    this.buf = Buffer.alloc(0);
+    this.parts = [];
+    this.len = 0;
+    this.need = 1; // bytes needed before parsing can go on
     this.onFrame = onFrame;
     this.stopped = false;
   }
 
   // Returns the bytes that make whole frames (and the preface), keeps the rest.
   feed(chunk) {
-    if (this.stopped) return chunk.subarray(0, 0);
-    const b = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
+    const none = chunk.subarray(0, 0);
+    if (this.stopped) return none;
+    this.parts.push(chunk);
+    this.len += chunk.length;
+    if (this.len < this.need) return none;
+    const b = this.parts.length === 1 ? this.parts[0] : Buffer.concat(this.parts, this.len);
     let off = 0;
     if (this.skip > 0) {
       const n = Math.min(this.skip, b.length);
       this.skip -= n;
       off = n;
     }
+    let need = 9;
     while (b.length - off >= 9) {
       const len = b.readUIntBE(off, 3);
-      if (b.length - off < 9 + len) break;
+      if (b.length - off < 9 + len) {
+        need = 9 + len;
+        break;
+      }
       const payload = b.subarray(off + 9, off + 9 + len);
       if (this.onFrame(b[off + 3], b[off + 4], b.readUInt32BE(off + 5) & 0x7fffffff, payload)) {
         this.stopped = true;
-        this.buf = Buffer.alloc(0);
+        this.parts = [];
+        this.len = 0;
         return b.subarray(0, off);
       }
       off += 9 + len;
     }
-    this.buf = off < b.length ? Buffer.from(b.subarray(off)) : Buffer.alloc(0);
+    const rest = b.length - off;
+    this.parts = rest ? [Buffer.from(b.subarray(off))] : [];
+    this.len = rest;
+    this.need = this.skip > 0 ? this.skip : need;
     return b.subarray(0, off);
   }
 }
