@@ -21,8 +21,6 @@ const protoLoader = rigRequire('@grpc/proto-loader');
 const rig = require(path.join(RIG, 'lib.js'));
 
 const { startBroker, connectRaw, KUBEMQ_PROTO: PROTO, KUBEMQ_LOADER_OPTS: LOADER_OPTS } = rig;
-const { Utils } = kubemq;
-const bytes = (s) => Utils.stringToBytes(s);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 async function until(pred, timeoutMs = 10000, what = 'condition') {
