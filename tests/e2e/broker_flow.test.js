@@ -170,29 +170,33 @@ describe('stand-in broker: slow consumers with --sub-buffer 10 --slow-consumer-w
     if (b) await b.stop();
   });
 
-  it('drops queries a stalled responder cannot take; their senders get Error 301 at their timeout', async () => {
-    const ch = 'q.slow';
+  // A stalled responder (kind 'queries' or 'commands'); `extra` requests beyond what it
+  // holds are dropped, one per wait, and time out at their senders.
+  async function stalledResponder(kind, extra) {
+    const ch = `${kind}.slow`;
+    const who = `${kind}-responder`;
     const raw = await connectRaw({ port: b.port });
     raws.push(raw);
-    const sid = raw.request('SubscribeToRequests', { SubscribeTypeData: 4, ClientID: 'slow-responder', Channel: ch }, { autoWindow: false });
-    await b.waitForSubscribers('queries', ch);
-    const requester = t.client('QueriesClient', b, 'q-sender');
+    const sid = raw.request('SubscribeToRequests', { SubscribeTypeData: kind === 'queries' ? 4 : 3, ClientID: who, Channel: ch }, { autoWindow: false });
+    await b.waitForSubscribers(kind, ch);
+    const requester = t.client(kind === 'queries' ? 'QueriesClient' : 'CommandsClient', b, `${kind}-sender`);
     const sends = [];
-    // Send until one waits for room, then three more.
-    for (let i = 0, extra = -1; extra < 3; i++) {
+    const routed0 = (await b.stats()).delivered[kind];
+    // Send until one waits for room, then `extra` - 1 more.
+    for (let i = 0, over = 0; over < extra; i++) {
       const body = `${String(i).padStart(4, '0')}${BODY}`;
       sends.push(requester.send({ channel: ch, body: bytes(body), timeout: 6000 }).then(
         (r) => ({ i, ok: true, r }),
         (e) => ({ i, ok: false, e }),
       ));
-      const s = await b.waitFor((st) => st.delivered.queries === i + 1, { what: `query ${i} routed` });
-      if (extra >= 0 || subOf(s, 'slow-responder').pending > 0) extra++;
+      const s = await b.waitFor((st) => st.delivered[kind] === routed0 + i + 1, { what: `request ${i} routed` });
+      if (over > 0 || subOf(s, who).pending > 0) over++;
     }
     const n = sends.length;
-    const sub = await stalled(b, 'slow-responder', n);
+    const sub = await stalled(b, who, n);
     const held = sub.written + sub.buffered;
-    assert.equal(n - held, 4, `${n} sent, ${held} held`);
-    await b.waitFor((st) => subOf(st, 'slow-responder').dropped === 4, { timeoutMs: 10000, what: 'four drops' });
+    assert.equal(n - held, extra, `${n} sent, ${held} held`);
+    await b.waitFor((st) => subOf(st, who).dropped === extra, { timeoutMs: 10000, what: `${extra} drops` });
 
     // Reads again and answers everything it gets.
     const stream = raw.stream(sid);
@@ -200,26 +204,32 @@ describe('stand-in broker: slow consumers with --sub-buffer 10 --slow-consumer-w
     const answer = () => {
       while (answered < stream.messages.length) {
         const q = stream.messages[answered++];
-        raw.request('SendResponse', { ClientID: 'slow-responder', RequestID: q.RequestID, ReplyChannel: q.ReplyChannel, Executed: true, Body: q.Body });
+        raw.request('SendResponse', { ClientID: who, RequestID: q.RequestID, ReplyChannel: q.ReplyChannel, Executed: true, Body: q.Body });
       }
     };
     raw.setAutoWindow(sid, true);
     const timer = setInterval(answer, 10);
     const outcomes = await Promise.all(sends).finally(() => clearInterval(timer));
     const failed = outcomes.filter((o) => !o.ok);
-    assert.deepEqual(failed.map((o) => o.i), range(held, 4), 'the four after the held ones');
+    assert.deepEqual(failed.map((o) => o.i), range(held, extra), 'the ones after the held ones');
     for (const o of failed) {
       assert.equal(o.e.code, 13);
       assert.equal(o.e.details, 'Error 301: timeout for request message');
     }
-    for (const o of outcomes.filter((x) => x.ok)) {
-      assert.equal(o.r.executed, true);
-      assert.equal(Buffer.from(o.r.body).toString().slice(0, 4), String(o.i).padStart(4, '0'));
-    }
+    for (const o of outcomes.filter((x) => x.ok)) assert.equal(o.r.executed, true);
     assert.equal(stream.messages.length, held);
-    const st = await b.stats();
-    assert.equal(st.dropped.queries[ch], 4);
-    assert.match(b.stderr(), /query request dropped due to slow consumer: channel q\.slow/);
+    assert.deepEqual(stream.messages.map((m) => Buffer.from(m.Body).toString().slice(0, 4)), range(0, held).map((i) => String(i).padStart(4, '0')));
+    assert.equal((await b.stats()).dropped[kind][ch], extra);
+  }
+
+  it('drops queries a stalled responder cannot take; their senders get Error 301 at their timeout', async () => {
+    await stalledResponder('queries', 4);
+    assert.match(b.stderr(), /query request dropped due to slow consumer: channel queries\.slow/);
+  });
+
+  it('drops commands the same way', async () => {
+    await stalledResponder('commands', 2);
+    assert.match(b.stderr(), /command request dropped due to slow consumer: channel commands\.slow/);
   });
 
   it('drops events_store messages the same way; a drop counts as handed out for the durable', async () => {
