@@ -29,13 +29,11 @@ const PROTO = path.join(__dirname, '../../proto/kubemq.proto');
 const LOADER_OPTS = { keepCase: true, longs: String, enums: Number, defaults: true, oneofs: true };
 const HOST = '127.0.0.1';
 const MAX_MSG = 100 * 1024 * 1024;
+// No keepalive options: grpc-js servers ignore grpc.http2.min_ping_interval_without_data_ms
+// and max_ping_strikes (1.14.7 has no ping enforcement); the front applies grpc-go's policy.
 const SERVER_OPTS = {
   'grpc.max_receive_message_length': MAX_MSG,
   'grpc.max_send_message_length': MAX_MSG,
-  // Permissive keepalive: clients pinging often must not be sent away.
-  'grpc.keepalive_permit_without_calls': 1,
-  'grpc.http2.min_ping_interval_without_data_ms': 100,
-  'grpc.http2.max_ping_strikes': 0,
 };
 const GOING_AWAY = { code: grpc.status.UNAVAILABLE, details: 'stand-in broker is shutting down' };
 
