@@ -408,10 +408,15 @@ describe('stand-in broker with kubemq-js 1.2.3', () => {
     );
     try {
       await rawCall(raw, 'Ping', {});
+      const s0 = await b.stats();
       await sleep(1500); // ~15 pings on an idle connection
       const ch = raw.getChannel();
       assert.equal(ch.getConnectivityState(false), grpc.connectivityState.READY, 'connection not sent away');
       await rawCall(raw, 'Ping', {});
+      const s = await b.stats();
+      assert.equal(s.connections.accepted, s0.connections.accepted, 'still the same connection');
+      assert.equal(s.connections.tooManyPings, 0);
+      assert.equal(s.settings.minPingIntervalMs, 0, 'no ping policy by default');
     } finally {
       raw.close();
     }

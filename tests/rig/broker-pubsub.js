@@ -1,22 +1,47 @@
 // broker-pubsub.js - routing of the stand-in broker: events, events_store, commands and queries.
 //
-// Subscribers are plain objects {kind, channel, group, clientId, send(msg)}; this
-// file knows nothing about gRPC. Groups follow NATS queue-group rules: every
-// distinct non-empty group on a matching subscription gets one copy (round robin
-// among its live members), every ungrouped subscriber gets its own copy.
+// Subscribers are plain objects {kind, channel, group, clientId, outbox}; this file
+// knows nothing about gRPC: a subscription writes to a sink {write(msg) -> bool}
+// through an Outbox (broker-flow.js: the server's slow-consumer drop). Groups follow
+// NATS queue-group rules: every distinct non-empty group on a matching subscription
+// gets one copy (round robin among its live members), every ungrouped subscriber
+// gets its own copy.
+//
+// events_store follows NATS Streaming as KubeMQ uses it: each subscription is a
+// streaming client named by its ClientID (a second live one is refused with "stan:
+// clientID already registered") with a durable subscription named "<channel>-<group>".
+// Without a group the durable belongs to (ClientID, Channel): subscribing again with
+// that ClientID resumes after the last message handed out and ignores the start
+// position. With a group the durable is the queue group's (Channel, Group), shared
+// by its members whatever their ClientIDs.
 'use strict';
 
 const C = require('./broker-common');
+const { Outbox } = require('./broker-flow');
 
 const KINDS = ['events', 'events_store', 'commands', 'queries'];
+const CLIENT_ID_REGISTERED = 'stan: clientID already registered';
+// The server's log lines (kubemq-community pkg/client), one per dropped message.
+const DROP_TEXT = {
+  events: 'events message dropped due to slow consumer',
+  events_store: 'events store message dropped due to slow consumer',
+  commands: 'command request dropped due to slow consumer',
+  queries: 'query request dropped due to slow consumer',
+};
 
 class PubSub {
-  constructor() {
+  // opts: {subBuffer (100), slowConsumerWaitMs (2000), log(line)}
+  constructor(opts = {}) {
+    this.subBuffer = opts.subBuffer === undefined ? 100 : opts.subBuffer;
+    this.slowConsumerWaitMs = opts.slowConsumerWaitMs === undefined ? 2000 : opts.slowConsumerWaitMs;
+    this.log = opts.log || (() => {});
     this.subs = new Set();
+    this.nextSubId = 1;
     this.rr = new Map(); // round-robin counter per kind/channel/group
     this.inboxes = new Map(); // inbox -> pending request
     this.stores = new Map(); // channel -> {seq, items: [{seq, ts, ev}]}
-    this.cursors = new Map(); // events_store durable group "<channel>\0<group>" -> last seq
+    this.durables = new Map(); // durableKey() -> {clientId, channel, group, lastSeq, live}
+    this.storeClients = new Map(); // ClientID -> its live events_store subscription
     this.resetStats();
   }
 
@@ -30,13 +55,20 @@ class PubSub {
       events: 0,
       eventsStore: 0,
       delivered: { events: 0, events_store: 0, commands: 0, queries: 0 },
+      dropped: { events: {}, events_store: {}, commands: {}, queries: {} }, // per channel
     };
   }
 
-  // Clears stored events and durable cursors (not live subscriptions).
+  // Clears stored events and durables (not live subscriptions).
   resetStore() {
     this.stores.clear();
-    this.cursors.clear();
+    this.resetDurables();
+  }
+
+  // Forgets every durable position (live subscriptions go on; once ended, their
+  // ClientIDs are new again).
+  resetDurables() {
+    this.durables.clear();
   }
 
   // Picks the receivers of one message published on `channel`.
@@ -63,7 +95,16 @@ class PubSub {
   deliver(sub, msg) {
     if (sub.closed) return;
     this.counters.delivered[sub.kind]++;
-    sub.send(msg);
+    sub.outbox.push(msg);
+  }
+
+  dropped(sub, msg, reason) {
+    const per = this.counters.dropped[sub.kind];
+    per[sub.channel] = (per[sub.channel] || 0) + 1;
+    const id = msg.EventID || msg.RequestID || '';
+    const why = reason === 'pending-limit' ? ' (pending limit)' : '';
+    this.log(`${DROP_TEXT[sub.kind]}${why}: channel ${sub.channel}, client_id ${sub.clientId}, id ${id}` +
+      (msg.Sequence ? `, sequence ${msg.Sequence}` : ''));
   }
 
   // --- events -------------------------------------------------------------
@@ -89,10 +130,7 @@ class PubSub {
     if (!st) this.stores.set(ev.Channel, (st = { seq: 0, items: [] }));
     const item = { seq: ++st.seq, ts: C.nowNs(), ev: { ...ev, EventID: id } };
     st.items.push(item);
-    for (const s of this.targets('events_store', ev.Channel)) {
-      if (s.group) this.cursors.set(`${ev.Channel}\0${s.group}`, item.seq);
-      this.deliver(s, storedReceive(item));
-    }
+    for (const s of this.targets('events_store', ev.Channel)) this.deliver(s, storedReceive(item));
   }
 
   // First sequence to replay for a new events_store subscription.
@@ -123,40 +161,60 @@ class PubSub {
 
   // --- subscriptions ------------------------------------------------------
 
-  // req: a validated Subscribe. Replays stored events first (events_store), then
-  // registers; returns the handle to pass to unsubscribe().
-  subscribe(req, kind, send) {
+  // req: a validated Subscribe; sink: {write(msg) -> bool}. Returns {sub} (pass it to
+  // unsubscribe(); call sub.drain() when the sink can take more) or {error}.
+  // events_store replays stored events first, then goes on with new ones.
+  subscribe(req, kind, sink) {
     const sub = {
+      id: this.nextSubId++,
       kind,
       channel: req.Channel,
       group: req.Group || '',
       clientId: req.ClientID,
-      send,
       closed: false,
+      durable: null,
     };
+    if (kind === 'events_store' && this.storeClients.has(sub.clientId)) return { error: CLIENT_ID_REGISTERED };
+    sub.outbox = new Outbox({
+      bufferSize: this.subBuffer,
+      waitMs: this.slowConsumerWaitMs,
+      sink,
+      onHandOut: (m) => {
+        if (sub.durable && m.Sequence > sub.durable.lastSeq) sub.durable.lastSeq = Number(m.Sequence);
+      },
+      onDrop: (m, reason) => this.dropped(sub, m, reason),
+    });
+    sub.drain = () => sub.outbox.drain();
     let replayFrom = 0;
     if (kind === 'events_store') {
-      const key = `${sub.channel}\0${sub.group}`;
-      const live = sub.group && [...this.subs].some((s) => s.kind === kind && s.channel === sub.channel && s.group === sub.group);
       const st = this.stores.get(sub.channel);
-      if (live) replayFrom = 0; // joins the running group, no replay
-      else if (sub.group && this.cursors.has(key)) replayFrom = this.cursors.get(key) + 1;
-      else replayFrom = this.startSeq(req, st);
+      const key = durableKey(sub);
+      let d = this.durables.get(key);
+      if (d && d.live && sub.group) replayFrom = 0; // joins the running group, no replay
+      else if (d) replayFrom = d.lastSeq + 1; // a known durable: the start position is ignored
+      else {
+        replayFrom = this.startSeq(req, st);
+        d = { clientId: sub.group ? null : sub.clientId, channel: sub.channel, group: sub.group, lastSeq: replayFrom - 1, live: 0 };
+        this.durables.set(key, d);
+      }
+      d.live++;
+      sub.durable = d;
+      this.storeClients.set(sub.clientId, sub);
       if (replayFrom > 0 && st) {
-        for (const item of st.items) {
-          if (item.seq < replayFrom) continue;
-          if (sub.group) this.cursors.set(key, item.seq);
-          this.deliver(sub, storedReceive(item));
-        }
+        for (const item of st.items) if (item.seq >= replayFrom) this.deliver(sub, storedReceive(item));
       }
     }
     this.subs.add(sub);
-    return sub;
+    return { sub };
   }
 
   unsubscribe(sub) {
+    if (sub.closed) return;
     sub.closed = true;
+    sub.outbox.close();
     this.subs.delete(sub);
+    if (sub.durable) sub.durable.live--;
+    if (this.storeClients.get(sub.clientId) === sub) this.storeClients.delete(sub.clientId);
   }
 
   // --- commands and queries -----------------------------------------------
@@ -235,8 +293,36 @@ class PubSub {
     }
     const stores = {};
     for (const [ch, st] of this.stores) stores[ch] = { lastSequence: st.seq };
-    return { ...structuredClone(this.counters), pendingRequests: this.inboxes.size, subscribers, stores };
+    const subscriptions = [...this.subs].map((s) => ({
+      id: s.id,
+      kind: s.kind,
+      channel: s.channel,
+      group: s.group,
+      clientId: s.clientId,
+      ...s.outbox.stats(),
+    }));
+    const durables = [...this.durables.values()].map((d) => ({
+      clientId: d.clientId,
+      channel: d.channel,
+      group: d.group,
+      lastSequence: d.lastSeq,
+      live: d.live,
+    }));
+    return {
+      ...structuredClone(this.counters),
+      pendingRequests: this.inboxes.size,
+      subscribers,
+      subscriptions,
+      stores,
+      durables,
+      settings: { subBuffer: this.subBuffer, slowConsumerWaitMs: this.slowConsumerWaitMs },
+    };
   }
+}
+
+// A durable without a group belongs to its ClientID; a group's belongs to the group.
+function durableKey(sub) {
+  return sub.group ? `g\0${sub.channel}\0${sub.group}` : `c\0${sub.clientId}\0${sub.channel}`;
 }
 
 function storedReceive(item) {

@@ -1,15 +1,18 @@
 #!/usr/bin/env node
 // broker.js - stand-in KubeMQ broker: gRPC service kubemq.kubemq on 127.0.0.1 for tests.
 //
-//   node tests/rig/broker.js --port 0 [--host 127.0.0.1|::1] [--auth-token T] [--tls-cert F --tls-key F] [--control-port 0] [--parent-watch]
+//   node tests/rig/broker.js --port 0 [--host 127.0.0.1|::1] [--auth-token T] [--tls-cert F --tls-key F [--tls-ca F]]
+//        [--control-port 0] [--sub-buffer 100] [--slow-consumer-wait-ms 2000]
+//        [--min-ping-interval-ms N [--max-ping-strikes 2]] [--parent-watch]
 //
 // Prints one line {"ready":true,"port":N,"control":M} when listening; SIGTERM ends
 // open streams with UNAVAILABLE and exits 0. The control port serves GET /stats,
-// POST /listener/stop, POST /listener/start and POST /reset (see README.md).
+// POST /listener/stop|start, /reset, /durables/reset, /connections/fin|goaway
+// (see README.md). Clients connect to a relay (broker-front.js) in front of the
+// grpc-js server, which counts, cuts and polices connections.
 // In-process use: createBroker(opts) -> Broker; as a child process: broker-lib.js.
 'use strict';
 
-const fs = require('node:fs');
 const http = require('node:http');
 const os = require('node:os');
 const path = require('node:path');
@@ -17,6 +20,7 @@ const grpc = require('@grpc/grpc-js');
 const protoLoader = require('@grpc/proto-loader');
 
 const C = require('./broker-common');
+const { Front } = require('./broker-front');
 const { PubSub } = require('./broker-pubsub');
 const { Queues } = require('./broker-queues');
 const { parseArgs, announceReady, announceFailure } = require('./proc');
@@ -25,13 +29,11 @@ const PROTO = path.join(__dirname, '../../proto/kubemq.proto');
 const LOADER_OPTS = { keepCase: true, longs: String, enums: Number, defaults: true, oneofs: true };
 const HOST = '127.0.0.1';
 const MAX_MSG = 100 * 1024 * 1024;
+// No keepalive options: grpc-js servers ignore grpc.http2.min_ping_interval_without_data_ms
+// and max_ping_strikes (1.14.7 has no ping enforcement); the front applies grpc-go's policy.
 const SERVER_OPTS = {
   'grpc.max_receive_message_length': MAX_MSG,
   'grpc.max_send_message_length': MAX_MSG,
-  // Permissive keepalive: clients pinging often must not be sent away.
-  'grpc.keepalive_permit_without_calls': 1,
-  'grpc.http2.min_ping_interval_without_data_ms': 100,
-  'grpc.http2.max_ping_strikes': 0,
 };
 const GOING_AWAY = { code: grpc.status.UNAVAILABLE, details: 'stand-in broker is shutting down' };
 
@@ -47,18 +49,33 @@ function service() {
 const status = (code, details) => ({ code: grpc.status[code], details, message: details });
 
 class Broker {
+  // opts: {port, authToken, tls: {cert, key, ca}, subBuffer (100), slowConsumerWaitMs (2000),
+  //        minPingIntervalMs (0 = no keepalive enforcement), maxPingStrikes (2), log(line)}
   constructor(opts = {}) {
-    this.port = Number(opts.port || 0);
-    this.host = opts.host || HOST; // the gRPC listener's; the control port stays on 127.0.0.1
     this.authToken = opts.authToken || '';
-    this.tls = opts.tls || null;
     this.version = opts.version || 'stand-in';
     this.startTime = Date.now();
-    this.server = null;
-    this.active = new Set(); // open calls: {fail(status)}
-    this.pubsub = new PubSub();
+    this.log = opts.log || ((line) => process.stderr.write(`stand-in broker: ${line}\n`));
+    this.server = null; // grpc-js, on a private loopback port behind the front
+    this.grpcPort = 0;
+    this.active = new Set(); // open calls: {peerPort, fail(status), drop()}
+    const minPing = Number(opts.minPingIntervalMs || 0);
+    this.front = new Front({
+      port: opts.port,
+      host: opts.host || HOST, // where clients connect; the control port stays on 127.0.0.1
+      tls: opts.tls || null,
+      upstreamPort: () => this.grpcPort,
+      ping: minPing > 0 ? { minIntervalMs: minPing, maxStrikes: opts.maxPingStrikes === undefined ? 2 : Number(opts.maxPingStrikes) } : null,
+      beforeCut: (peerPort) => this.dropCalls(peerPort),
+      log: this.log,
+    });
+    this.pubsub = new PubSub({ subBuffer: opts.subBuffer, slowConsumerWaitMs: opts.slowConsumerWaitMs, log: this.log });
     this.queues = new Queues();
     this.resetCounters();
+  }
+
+  get port() {
+    return this.front.port;
   }
 
   resetCounters() {
@@ -66,28 +83,24 @@ class Broker {
     this.authFailures = 0;
   }
 
-  credentials() {
-    if (!this.tls) return grpc.ServerCredentials.createInsecure();
-    const pair = { cert_chain: fs.readFileSync(this.tls.cert), private_key: fs.readFileSync(this.tls.key) };
-    return grpc.ServerCredentials.createSsl(null, [pair], false);
-  }
-
-  // Binds the gRPC listener (again on the same port after stopListener()).
+  // Starts grpc-js and the front (again on the same port after stopListener()).
   async start() {
-    if (this.server) return this.port;
-    const server = new grpc.Server(SERVER_OPTS);
-    server.addService(service(), this.handlers());
-    this.port = await new Promise((resolve, reject) =>
-      server.bindAsync(`${this.host.includes(':') ? `[${this.host}]` : this.host}:${this.port}`, this.credentials(), (err, port) => (err ? reject(err) : resolve(port))),
-    );
-    this.server = server;
-    return this.port;
+    if (!this.server) {
+      const server = new grpc.Server(SERVER_OPTS);
+      server.addService(service(), this.handlers());
+      this.grpcPort = await new Promise((resolve, reject) =>
+        server.bindAsync(`${HOST}:0`, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))),
+      );
+      this.server = server;
+    }
+    return this.front.listen();
   }
 
-  // Ends every open call with UNAVAILABLE and closes the listener; queues and
-  // stored events survive (like a broker restart with persistence).
+  // Ends every open call with UNAVAILABLE and closes the port; queues and stored
+  // events survive (like a broker restart with persistence).
   async stopListener() {
     const server = this.server;
+    await this.front.stopListening();
     if (!server) return;
     this.server = null;
     for (const e of [...this.active]) e.fail(GOING_AWAY);
@@ -105,7 +118,31 @@ class Broker {
 
   async close() {
     await this.stopListener();
+    this.front.destroyAll();
     this.queues.reset();
+  }
+
+  // The calls of a connection the front is about to cut end here first, without a
+  // word to the client, so their subscriptions are gone before it sees the FIN.
+  dropCalls(peerPort) {
+    for (const e of [...this.active]) if (e.peerPort === peerPort) e.drop();
+  }
+
+  // Every client connection ends with a plain FIN (downMs > 0: refused for that long
+  // too, as a restarting server). Resolves with the number of connections cut.
+  async finConnections({ downMs = 0 } = {}) {
+    if (downMs > 0) await this.front.stopListening();
+    const n = this.front.finAll();
+    if (downMs > 0) {
+      setTimeout(() => {
+        if (this.server) this.front.listen().catch((e) => this.log(`listening again: ${e.message}`));
+      }, downMs);
+    }
+    return n;
+  }
+
+  goawayConnections(opts) {
+    return this.front.goawayAll(opts);
   }
 
   reset() {
@@ -116,14 +153,22 @@ class Broker {
   }
 
   stats() {
+    const ps = this.pubsub.stats();
     return {
-      listening: !!this.server,
+      listening: !!this.front.server,
       port: this.port,
       uptimeSeconds: Math.floor((Date.now() - this.startTime) / 1000),
       calls: { ...this.calls },
       authFailures: this.authFailures,
       openCalls: this.active.size,
-      ...this.pubsub.stats(),
+      connections: this.front.stats(),
+      ...ps,
+      settings: {
+        ...ps.settings,
+        minPingIntervalMs: this.front.ping ? this.front.ping.minIntervalMs : 0,
+        maxPingStrikes: this.front.ping ? this.front.ping.maxStrikes : 0,
+        tls: !this.front.tls ? 'off' : this.front.tls.ca ? 'mutual' : 'on',
+      },
       queues: this.queues.stats(),
     };
   }
@@ -144,9 +189,16 @@ class Broker {
       let answered = false;
       let cancel = null;
       const entry = {
+        peerPort: peerPort(call),
         fail: (st) => {
           if (cancel) cancel();
           reply(st);
+        },
+        drop: () => {
+          if (answered) return;
+          answered = true;
+          this.active.delete(entry);
+          if (cancel) cancel();
         },
       };
       const reply = (err, res) => {
@@ -156,12 +208,7 @@ class Broker {
         cb(err, res);
       };
       this.active.add(entry);
-      call.on('cancelled', () => {
-        if (answered) return;
-        answered = true;
-        this.active.delete(entry);
-        if (cancel) cancel();
-      });
+      call.on('cancelled', entry.drop);
       cancel = fn(call.request, reply, call) || null;
     };
   }
@@ -172,11 +219,11 @@ class Broker {
       this.calls[name] = (this.calls[name] || 0) + 1;
       if (!this.authorized(call)) return call.emit('error', status('UNAUTHENTICATED', C.ERR[421]));
       const entry = {
+        peerPort: peerPort(call),
         closed: false,
         onClose: null,
-        write: (m) => {
-          if (!entry.closed) call.write(m);
-        },
+        // false: grpc-js buffers more than its high-water mark; wait for 'drain'
+        write: (m) => (entry.closed ? true : call.write(m)),
         end: (st) => {
           if (entry.closed) return;
           close();
@@ -184,6 +231,7 @@ class Broker {
           else call.end();
         },
         fail: (st) => entry.end(st),
+        drop: () => close(),
       };
       const close = () => {
         if (entry.closed) return;
@@ -197,6 +245,13 @@ class Broker {
       call.on('finish', close);
       fn(call, entry);
     };
+  }
+
+  subscribe(call, entry, req, kind) {
+    const r = this.pubsub.subscribe(req, kind, { write: entry.write });
+    if (r.error) return entry.end(status('INTERNAL', r.error));
+    entry.onClose = () => this.pubsub.unsubscribe(r.sub);
+    call.on('drain', r.sub.drain);
   }
 
   handlers() {
@@ -231,8 +286,7 @@ class Broker {
         const kind = { [C.SUB.Events]: 'events', [C.SUB.EventsStore]: 'events_store' }[req.SubscribeTypeData];
         const err = kind ? C.validateSubscribeEvents(req) : C.ERR[207];
         if (err) return entry.end(status('INTERNAL', err));
-        const sub = ps.subscribe(req, kind, entry.write);
-        entry.onClose = () => ps.unsubscribe(sub);
+        this.subscribe(call, entry, req, kind);
       }),
 
       SubscribeToRequests: this.stream('SubscribeToRequests', (call, entry) => {
@@ -240,8 +294,7 @@ class Broker {
         const kind = { [C.SUB.Commands]: 'commands', [C.SUB.Queries]: 'queries' }[req.SubscribeTypeData];
         const err = kind ? C.validateSubscribeRequests(req) : C.ERR[207];
         if (err) return entry.end(status('INTERNAL', err));
-        const sub = ps.subscribe(req, kind, entry.write);
-        entry.onClose = () => ps.unsubscribe(sub);
+        this.subscribe(call, entry, req, kind);
       }),
 
       SendRequest: this.unary('SendRequest', (req, reply) =>
@@ -273,6 +326,12 @@ class Broker {
   }
 }
 
+// "127.0.0.1:43210" -> 43210: grpc-js's peer is the front's connection to it.
+function peerPort(call) {
+  const m = /:(\d+)$/.exec(call.getPeer ? call.getPeer() : '');
+  return m ? Number(m[1]) : 0;
+}
+
 function createBroker(opts) {
   return new Broker(opts);
 }
@@ -285,7 +344,20 @@ function startControl(broker, port) {
       res.end(JSON.stringify(body));
     };
     const route = `${req.method} ${req.url.split('?')[0]}`;
-    req.resume();
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    const body = () => {
+      const text = Buffer.concat(chunks).toString('utf8').trim();
+      if (!text) return {};
+      const v = JSON.parse(text);
+      if (!v || typeof v !== 'object' || Array.isArray(v)) throw new Error('the body must be a JSON object');
+      return v;
+    };
+    const num = (o, k, def) => {
+      if (o[k] === undefined) return def;
+      if (!Number.isInteger(o[k]) || o[k] < 0) throw new Error(`invalid ${k}: ${JSON.stringify(o[k])}`);
+      return o[k];
+    };
     const run = async () => {
       switch (route) {
         case 'GET /stats':
@@ -299,11 +371,23 @@ function startControl(broker, port) {
         case 'POST /reset':
           broker.reset();
           return send(200, { ok: true });
+        case 'POST /durables/reset':
+          broker.pubsub.resetDurables();
+          return send(200, { ok: true });
+        case 'POST /connections/fin': {
+          const o = body();
+          return send(200, { ok: true, cut: await broker.finConnections({ downMs: num(o, 'downMs', 0) }) });
+        }
+        case 'POST /connections/goaway': {
+          const o = body();
+          const debug = o.debug === undefined ? '' : String(o.debug);
+          return send(200, { ok: true, cut: broker.goawayConnections({ code: num(o, 'code', 0), debug }) });
+        }
         default:
           return send(404, { error: `unknown route ${route}` });
       }
     };
-    run().catch((e) => send(500, { error: e.message }));
+    req.on('end', () => run().catch((e) => send(e instanceof SyntaxError || /^(invalid|the body)/.test(e.message) ? 400 : 500, { error: e.message })));
   });
   return new Promise((resolve, reject) => {
     server.once('error', reject);
@@ -313,25 +397,32 @@ function startControl(broker, port) {
 
 function parseOptions(argv) {
   const a = parseArgs(argv, ['parent-watch']);
-  const known = new Set(['_', 'port', 'host', 'control-port', 'auth-token', 'tls-cert', 'tls-key', 'parent-watch']);
+  const known = new Set(['_', 'port', 'host', 'control-port', 'auth-token', 'tls-cert', 'tls-key', 'tls-ca', 'sub-buffer',
+    'slow-consumer-wait-ms', 'min-ping-interval-ms', 'max-ping-strikes', 'parent-watch']);
   for (const k of Object.keys(a)) if (!known.has(k)) throw new Error(`unknown argument --${k}`);
   if (a._.length) throw new Error(`unexpected argument ${a._[0]}`);
-  const num = (k) => {
-    const v = a[k] === undefined ? 0 : Number(a[k]);
-    if (!Number.isInteger(v) || v < 0 || v > 65535) throw new Error(`invalid --${k} ${a[k]}`);
+  const num = (k, def, max) => {
+    const v = a[k] === undefined ? def : Number(a[k]);
+    if (!Number.isInteger(v) || v < 0 || v > max) throw new Error(`invalid --${k} ${a[k]}`);
     return v;
   };
   const str = (k) => (a[k] === undefined ? '' : String(a[k]));
   const o = {
-    port: num('port'),
+    port: num('port', 0, 65535),
     host: str('host'),
-    controlPort: num('control-port'),
+    controlPort: num('control-port', 0, 65535),
     authToken: str('auth-token'),
     tlsCert: str('tls-cert'),
     tlsKey: str('tls-key'),
+    tlsCa: str('tls-ca'),
+    subBuffer: num('sub-buffer', 100, 1e6),
+    slowConsumerWaitMs: num('slow-consumer-wait-ms', 2000, 3600000),
+    minPingIntervalMs: num('min-ping-interval-ms', 0, 86400000),
+    maxPingStrikes: num('max-ping-strikes', 2, 1000),
     parentWatch: !!a['parent-watch'],
   };
   if (!!o.tlsCert !== !!o.tlsKey) throw new Error('--tls-cert and --tls-key go together');
+  if (o.tlsCa && !o.tlsCert) throw new Error('--tls-ca needs --tls-cert and --tls-key');
   return o;
 }
 
@@ -339,9 +430,13 @@ async function main() {
   const o = parseOptions(process.argv.slice(2));
   const broker = createBroker({
     port: o.port,
-    host: o.host,
+    host: o.host || undefined,
     authToken: o.authToken,
-    tls: o.tlsCert ? { cert: o.tlsCert, key: o.tlsKey } : null,
+    tls: o.tlsCert ? { cert: o.tlsCert, key: o.tlsKey, ca: o.tlsCa || undefined } : null,
+    subBuffer: o.subBuffer,
+    slowConsumerWaitMs: o.slowConsumerWaitMs,
+    minPingIntervalMs: o.minPingIntervalMs,
+    maxPingStrikes: o.maxPingStrikes,
   });
   const port = await broker.start();
   const control = await startControl(broker, o.controlPort);

@@ -9,6 +9,7 @@ module.exports = {
   ...require('./creds'), // startCredsServer
   ...require('./gate'), // startGate, createGate
   ...require('./daemon'), // writeConfig, invoke, startDaemon, binPath
-  ...require('./certs'), // makeTestCert
+  ...require('./certs'), // makeTestCert, makeTestCA
   ...require('./broker-lib'), // startBroker, brokerControl, createBroker, KUBEMQ_PROTO, KUBEMQ_LOADER_OPTS
+  ...require('./h2-raw'), // connectRaw, kubemqMethods, FRAME_TYPES
 };
