@@ -113,7 +113,8 @@ static void close_conn(struct source_conn *c)
 static int ready(const struct source_conn *c)
 {
     /* A paused events-store stream is busy, not broken. */
-    return c->sub && (c->paused || kubemq_subscription_subscribed(c->sub));
+    return c->sub && kubemq_client_ready(c->client) &&
+           (c->paused || kubemq_subscription_subscribed(c->sub));
 }
 
 static void reply(struct source_request *r, int is_error, const char *error_text, const void *body,

@@ -100,7 +100,9 @@ static void close_conn(struct source_conn *c)
 
 static int ready(const struct source_conn *c)
 {
-    return c->sub && kubemq_subscription_subscribed(c->sub);
+    /* Written is not enough: the broker must have answered on this connection
+     * (a TLS peer may refuse our certificate only after the handshake). */
+    return c->sub && kubemq_subscription_subscribed(c->sub) && kubemq_client_ready(c->client);
 }
 
 static void reply(struct source_request *r, int is_error, const char *error_text, const void *body,
