@@ -29,9 +29,11 @@ const LOWER = {
 };
 // Headers without a directory: generated into the build tree.
 const GENERATED = { 'kubemq.pb-c.h': ['kubemq'] };
-// Libraries that belong to one layer: a target knows nothing of gRPC.
+// Libraries that belong to one layer: a target knows nothing of HTTP/2 or gRPC.
 const LIBRARIES = [
-  { re: /^grpc\//, name: 'gRPC', layers: ['kubemq'] },
+  { re: /^nghttp2\//, name: 'nghttp2', layers: ['kubemq'] },
+  { re: /^ares\.h$/, name: 'c-ares', layers: ['kubemq'] },
+  { re: /^openssl\/ssl\.h$/, name: 'OpenSSL TLS', layers: ['kubemq'] },
   { re: /^protobuf-c\//, name: 'protobuf-c', layers: ['kubemq'] },
   { re: /^curl\//, name: 'libcurl', layers: ['aws'] },
   { re: /^microhttpd\.h$/, name: 'libmicrohttpd', layers: ['api'] },
@@ -213,7 +215,7 @@ test('the checkers find what they look for', () => {
     '#include "binding/config.h"',
     '#include "kubemq/kubemq_client.h"',
     '#include "aws/aws_client.h"',
-    '#include <grpc/grpc.h>',
+    '#include <nghttp2/nghttp2.h>',
     '#include "buf.h"',
     '/* #include "cli/cli.h" in a comment is fine */',
     'typedef struct foo foo_t;',
@@ -223,7 +225,7 @@ test('the checkers find what they look for', () => {
   assert.deepStrictEqual(includeProblems('target/x.c', bad).length, 4);
   assert.match(includeProblems('target/x.c', bad)[0], /src\/target must not include src\/binding/);
   assert.match(includeProblems('target/x.c', bad)[1], /must not include src\/kubemq/);
-  assert.match(includeProblems('target/x.c', bad)[2], /gRPC belongs to src\/kubemq/);
+  assert.match(includeProblems('target/x.c', bad)[2], /nghttp2 belongs to src\/kubemq/);
   assert.match(includeProblems('target/x.c', bad)[3], /include with its directory/);
   assert.deepStrictEqual(includeProblems('binding/x.c', '#include "aws/aws_client.h"\n#include "cli/cli.h"\n').length, 1);
   assert.deepStrictEqual(includeProblems('source/x.c', '#include "target/target.h"\n#include "aws/sigv4.h"\n').length, 2);
