@@ -4,6 +4,7 @@
 
 #include "aws/aws_endpoint.h"
 #include "base/b64.h"
+#include "target/kinesis_answer.h"
 #include "target/kinesis_call.h"
 #include "target/kinesis_validate.h"
 
@@ -37,6 +38,7 @@ struct kinesis_options {
     long long coalesce_max_records;
     long long coalesce_max_bytes;
     long long coalesce_linger_ms;
+    int timestamp_format;
 };
 
 static const struct settings_entry kinesis_settings[] = {
@@ -77,6 +79,11 @@ static const struct settings_entry kinesis_settings[] = {
     {"coalesce_linger_ms", SETTINGS_INT, "5", 0, 0, 10000, NULL,
      offsetof(struct kinesis_options, coalesce_linger_ms), NULL,
      "longest a record waits for others while a PutRecords call of its stream is in flight"},
+    {"timestamp_format", SETTINGS_ENUM, "rfc3339", 0, 0, 0, "rfc3339|epoch",
+     offsetof(struct kinesis_options, timestamp_format), NULL,
+     "timestamps in reply data (ApproximateArrivalTimestamp, StreamCreationTimestamp, ...): "
+     "rfc3339 as kubemq-targets' Go connector wrote them (`2026-12-07T02:13:15.51Z`, UTC), or "
+     "epoch: the seconds Kinesis answered (`1796609595.51`)"},
     {NULL, 0, NULL, 0, 0, 0, NULL, 0, NULL, NULL},
 };
 
@@ -217,6 +224,7 @@ void *kinesis_instance_create(struct loop *loop, const json_t *props, const char
     k->coalesce_max_records = (size_t)o.coalesce_max_records;
     k->coalesce_max_bytes = (size_t)o.coalesce_max_bytes;
     k->coalesce_linger_ms = (uint64_t)o.coalesce_linger_ms;
+    k->time_format = o.timestamp_format;
     seed_rng(k);
 
     memset(&ao, 0, sizeof(ao));
@@ -415,10 +423,25 @@ static int body_is_empty(const char *p, size_t n)
     return other == 0 && braces <= 2;
 }
 
+/* data = body, its timestamps in the configured form. */
+static int reply_data(struct kinesis_call *c, const char *body, size_t len)
+{
+    struct envelope_reply *r = c->reply;
+
+    if (c->k->time_format == KINESIS_TIME_RFC3339 && kinesis_times_maybe(body, len)) {
+        buf_reset(&r->data);
+        if (kinesis_times_rewrite(body, len, &r->data) >= 0) {
+            r->has_data = 1;
+            return 0;
+        }
+    }
+    return envelope_reply_set_data(r, body, len);
+}
+
 void kinesis_reply_ok(struct kinesis_call *c, const char *body, size_t len)
 {
     if (envelope_reply_meta_set(c->reply, "result", "ok") < 0 ||
-        (!body_is_empty(body, len) && envelope_reply_set_data(c->reply, body, len) < 0)) {
+        (!body_is_empty(body, len) && reply_data(c, body, len) < 0)) {
         kinesis_call_error(c, "aws.kinesis: out of memory building the reply");
     }
 }

@@ -28,6 +28,7 @@ struct kinesis {
     long retry_cap_ms;
     uint64_t rng;               /* jitter */
     int stopping;               /* destroy in progress: no new AWS calls */
+    int time_format;            /* enum kinesis_time_format: timestamps in replies */
     struct kinesis_call *calls; /* live calls */
     /* put_record coalescing (kinesis_coalesce.c) */
     int coalesce;
@@ -87,7 +88,8 @@ int kinesis_reply_aws_error(struct kinesis_call *c, const struct aws_response *r
 /* The reply failed with an AWS error of this type (and HTTP status, 0 for
  * none): records the type for the metrics and whether a retry may help. */
 void kinesis_reply_error_type(struct kinesis_call *c, long status, const char *type);
-/* result=ok and data = body (null when body is empty or "{}"). */
+/* result=ok and data = body (null when body is empty or "{}"), its
+ * timestamps as the target's timestamp_format says. */
 void kinesis_reply_ok(struct kinesis_call *c, const char *body, size_t len);
 /* Parse an AWS 2xx body as a JSON object; on failure the reply gets an
  * InvalidResponse error and NULL comes back. */

@@ -6,6 +6,7 @@
  *   stream_name alone            ListShards (all pages), then per shard in
  *                                order GetShardIterator + GetRecords until
  *                                `limit` records in all (seed 000's form) */
+#include "target/kinesis_answer.h"
 #include "target/kinesis_call.h"
 #include "target/kinesis_validate.h"
 
@@ -214,7 +215,8 @@ static void multi_finish(struct kinesis_call *c)
     json_object_set(data, "Records", s->records);
     json_object_set_new(data, "MillisBehindLatest", json_integer(s->max_behind));
     json_object_set(data, "Shards", s->per_shard);
-    /* ApproximateArrivalTimestamp is epoch seconds with milliseconds. */
+    /* With timestamp_format epoch, ApproximateArrivalTimestamp is epoch
+     * seconds with milliseconds. */
     text = json_dumps(data, JSON_COMPACT | JSON_REAL_PRECISION(15));
     json_decref(data);
     snprintf(num, sizeof(num), "%lld", (long long)s->max_behind);
@@ -235,7 +237,26 @@ static void multi_records_done(struct kinesis_call *c, const struct aws_response
     json_int_t b = 0;
     size_t i;
 
-    if (kinesis_reply_aws_error(c, r) || !(root = kinesis_parse_response(c, r))) {
+    if (kinesis_reply_aws_error(c, r)) {
+        kinesis_call_finish(c);
+        return;
+    }
+    /* Timestamps take their reply form before jansson reads them: it
+     * would keep epoch seconds only as doubles. */
+    if (c->k->time_format == KINESIS_TIME_RFC3339 && kinesis_times_maybe(r->body, r->body_len)) {
+        struct aws_response rr = *r;
+        struct buf text = BUF_INIT(BUF_DEFAULT_MAX);
+
+        if (kinesis_times_rewrite(r->body, r->body_len, &text) >= 0) {
+            rr.body = buf_str(&text);
+            rr.body_len = text.len;
+        }
+        root = kinesis_parse_response(c, &rr);
+        buf_free(&text);
+    } else {
+        root = kinesis_parse_response(c, r);
+    }
+    if (!root) {
         kinesis_call_finish(c);
         return;
     }

@@ -2,13 +2,17 @@
  * mutated AWS answers (the in-place readers of PutRecord, PutRecords and
  * coalesced answers included): every request is answered exactly once,
  * refusals carry a message, and nothing crashes or leaks (ASan, UBSan,
- * LSan). The AWS side is a fake transport, as in test_kinesis.c. */
+ * LSan). The AWS side is a fake transport, as in test_kinesis.c.
+ * Differential: whatever the in-place answer readers accept, jansson reads
+ * the same (null members included), and the timestamp rewrite changes
+ * nothing but *Timestamp numbers, each into the Go time of its value. */
 #include "aws/aws_client.h"
 #include "base/envelope.h"
 #include "base/errs.h"
 #include "base/loop.h"
 #include "fuzz.h"
 #include "target/kinesis.h"
+#include "target/kinesis_answer.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,6 +21,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
+
+#include <math.h>
 
 #include <cmocka.h>
 
@@ -35,6 +42,10 @@ static const struct {
     {"PutRecords", "{\"FailedRecordCount\":1,\"Records\":[{\"ShardId\":\"shardId-000000000000\","
                    "\"SequenceNumber\":\"1\"},{\"ErrorCode\":\"ProvisionedThroughputExceeded"
                    "Exception\",\"ErrorMessage\":\"Rate exceeded\"}]}"},
+    {"PutRecords", "{\"EncryptionType\":null,\"FailedRecordCount\":0,\"Records\":[{\"ErrorCode\":"
+                   "null,\"ErrorMessage\":null,\"SequenceNumber\":\"1\",\"ShardId\":\"shardId-1\"},"
+                   "{\"ErrorCode\":null,\"ErrorMessage\":null,\"SequenceNumber\":\"2\",\"ShardId\":"
+                   "\"shardId-1\"}]}"},
     {"ListStreams", "{\"StreamNames\":[\"a\",\"b\"],\"HasMoreStreams\":false}"},
     {"ListShards", "{\"Shards\":[{\"ShardId\":\"shardId-000000000000\",\"HashKeyRange\":{"
                    "\"StartingHashKey\":\"0\",\"EndingHashKey\":\"1\"}}]}"},
@@ -62,16 +73,18 @@ static struct {
     } held[MAX_HELD];
 } F;
 
+/* One of the answers for op (at random when there are several). */
 static const char *answer_for(const char *op)
 {
-    size_t i;
+    const char *found[4];
+    size_t i, n = 0;
 
-    for (i = 0; i < sizeof(answers) / sizeof(*answers); i++) {
+    for (i = 0; i < sizeof(answers) / sizeof(*answers) && n < 4; i++) {
         if (strcmp(answers[i].op, op) == 0) {
-            return answers[i].answer;
+            found[n++] = answers[i].answer;
         }
     }
-    return "{}";
+    return n ? found[fuzz_below(&F.fz, n)] : "{}";
 }
 
 static int fake_send(void *tctx, const struct aws_http_request *req, aws_http_done_fn done,
@@ -417,11 +430,277 @@ static void test_coalesced_answers(void **state)
     loop_destroy(L);
 }
 
+/* ------------------------------------------------------ differential */
+
+static const char *const put_records_answers[] = {
+    "{\"FailedRecordCount\":1,\"Records\":[{\"ShardId\":\"shardId-000000000000\","
+    "\"SequenceNumber\":"
+    "\"1\"},{\"ErrorCode\":\"ProvisionedThroughputExceededException\",\"ErrorMessage\":\"Rate "
+    "exceeded\"},{\"SequenceNumber\":\"3\",\"ShardId\":\"shardId-000000000001\"}]}",
+    "{\"EncryptionType\":null,\"FailedRecordCount\":0,\"Records\":[{\"ErrorCode\":null,"
+    "\"ErrorMessage\":null,\"SequenceNumber\":\"1\",\"ShardId\":\"shardId-1\"},{\"ErrorCode\":"
+    "\"InternalFailure\",\"ErrorMessage\":\"x\",\"SequenceNumber\":null,\"ShardId\":null},{"
+    "\"ErrorCode\":\"\",\"ErrorMessage\":\"\",\"SequenceNumber\":\"3\",\"ShardId\":\"\"}]}",
+    " { \"Records\" : [ { } , {\"ShardId\":\"a\",\"SequenceNumber\":\"b\",\"ShardId\":null} , "
+    "{\"SequenceNumber\":\"9\",\"ShardId\":\"s\"} ] , \"EncryptionType\" : \"KMS\" , "
+    "\"FailedRecordCount\":-0 } ",
+};
+
+static void span_equal(const char *what, const char *a, size_t an, const char *b, size_t bn,
+                       const char *body, size_t len)
+{
+    if ((a == NULL) != (b == NULL) || an != bn || (a && memcmp(a, b, an) != 0)) {
+        fail_msg("%s: in place \"%.*s\", jansson \"%.*s\": %.*s", what, a ? (int)an : 6,
+                 a ? a : "(none)", b ? (int)bn : 6, b ? b : "(none)", (int)len, body);
+    }
+}
+
+static void entry_equal(const struct kinesis_entry *x, const struct kinesis_entry *y,
+                        const char *body, size_t len)
+{
+    span_equal("ShardId", x->shard, x->shard_n, y->shard, y->shard_n, body, len);
+    span_equal("SequenceNumber", x->seq, x->seq_n, y->seq, y->seq_n, body, len);
+    span_equal("ErrorCode", x->code, x->code_n, y->code, y->code_n, body, len);
+    span_equal("ErrorMessage", x->message, x->message_n, y->message, y->message_n, body, len);
+    assert_int_equal(x->ok, y->ok);
+}
+
+/* Whatever kinesis_entries_fast and kinesis_entry_fast accept, jansson
+ * reads the same: the coalesced and single put_record replies cannot
+ * depend on which reader ran. */
+static void test_answer_readers_agree(void **state)
+{
+    struct kinesis_entry fast[8], full[8];
+    struct kinesis_answer fa, ja;
+    struct fuzz f;
+    size_t i, n, e;
+    int accepted = 0, single = 0, round;
+
+    (void)state;
+    fuzz_seed(&f, 0xd1ff);
+    for (round = 0; round < ROUNDS * 5; round++) {
+        const char *src = put_records_answers[round % 3];
+        json_t *root;
+
+        fuzz_mutate(&f, src, strlen(src));
+        root = json_loadb(f.out, f.len, 0, NULL);
+        /* The count the fast reader is asked for: the source's, or the
+         * mutation's own. */
+        n = 3;
+        if (round % 2 && json_is_array(json_object_get(root, "Records"))) {
+            n = json_array_size(json_object_get(root, "Records"));
+        }
+        if (n <= 8 && kinesis_entries_fast(f.out, f.len, fast, n, &fa) == 0) {
+            accepted++;
+            if (!json_is_object(root)) {
+                fail_msg("in place accepted what jansson refuses: %.*s", (int)f.len, f.out);
+            }
+            if (kinesis_entries_json(root, full, n, &ja) < 0) {
+                fail_msg("in place read %zu entries, jansson not: %.*s", n, (int)f.len, f.out);
+            }
+            for (e = 0; e < n; e++) {
+                entry_equal(&fast[e], &full[e], f.out, f.len);
+            }
+            span_equal("EncryptionType", fa.encryption, fa.encryption_n, ja.encryption,
+                       ja.encryption_n, f.out, f.len);
+            if (fa.failed_count != ja.failed_count) {
+                fail_msg("FailedRecordCount: in place %lld, jansson %lld: %.*s", fa.failed_count,
+                         ja.failed_count, (int)f.len, f.out);
+            }
+        }
+        json_decref(root);
+
+        /* One entry alone: a PutRecord answer. */
+        src = strchr(put_records_answers[round % 3], '[') + 1;
+        for (i = 0; src[i] && src[i] != '}'; i++) {
+        }
+        fuzz_mutate(&f, src, i + 1);
+        if (kinesis_entry_fast(f.out, f.len, &fast[0]) == 0) {
+            single++;
+            root = json_loadb(f.out, f.len, 0, NULL);
+            if (!json_is_object(root)) {
+                fail_msg("in place accepted what jansson refuses: %.*s", (int)f.len, f.out);
+            }
+            kinesis_entry_from_json(root, &full[0]);
+            entry_equal(&fast[0], &full[0], f.out, f.len);
+            json_decref(root);
+        }
+    }
+    /* Enough mutations stay readable in place to compare something. */
+    assert_true(accepted > ROUNDS / 4);
+    assert_true(single > ROUNDS / 4);
+}
+
+static const char *const timed_answers[] = {
+    "{\"MillisBehindLatest\":0,\"NextShardIterator\":\"AAAA\",\"Records\":[{\"Data\":\"QQ==\","
+    "\"PartitionKey\":\"k\",\"SequenceNumber\":\"1\",\"ApproximateArrivalTimestamp\":"
+    "1796609595.51},{\"ApproximateArrivalTimestamp\":1.7E9,\"Data\":\"Qg==\"}]}",
+    "{\"StreamDescriptionSummary\":{\"StreamName\":\"s\",\"StreamCreationTimestamp\":1795322037,"
+    "\"OpenShardCount\":1,\"Timestamp\":\"x\"},\"StreamSummaries\":[{\"StreamCreation"
+    "Timestamp\":-12.0005e2}]}",
+    "{\"Consumers\":[{\"ConsumerCreationTimestamp\" : 1795322043.495 ,\"ConsumerName\":\"c\\\"\","
+    "\"Time\\u0073tamp\":0.0004999,\"x\":[\"Timestamp\",1,{\"Timestamp\":253402300799.9995}]}]}",
+};
+
+/* A Go time text: yyyy-mm-ddThh:mm:ss[.f{1,3}, no trailing zero]Z. */
+static int is_go_time(const char *s)
+{
+    size_t n = strlen(s), i;
+    static const char shape[] = "dddd-dd-ddTdd:dd:dd";
+
+    if (n < 20 || s[n - 1] != 'Z') {
+        return 0;
+    }
+    for (i = 0; i < 19; i++) {
+        if (shape[i] == 'd' ? !(s[i] >= '0' && s[i] <= '9') : s[i] != shape[i]) {
+            return 0;
+        }
+    }
+    if (n == 20) {
+        return 1;
+    }
+    if (s[19] != '.' || n < 22 || n > 24 || s[n - 2] == '0') {
+        return 0;
+    }
+    for (i = 20; i < n - 1; i++) {
+        if (!(s[i] >= '0' && s[i] <= '9')) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Milliseconds since the epoch of a Go time text (is_go_time). */
+static double go_time_ms(const char *s)
+{
+    struct tm tm;
+    double frac = 0;
+    time_t secs;
+
+    memset(&tm, 0, sizeof(tm));
+    assert_int_equal(sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+                            &tm.tm_hour, &tm.tm_min, &tm.tm_sec),
+                     6);
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    secs = timegm(&tm);
+    if (s[19] == '.') {
+        frac = strtod(s + 19, NULL);
+    }
+    return (double)secs * 1000 + round(frac * 1000);
+}
+
+static int ends_in_timestamp(const char *k)
+{
+    size_t n = strlen(k);
+
+    return n >= 9 && strcmp(k + n - 9, "Timestamp") == 0;
+}
+
+/* out is in with *Timestamp numbers turned into their Go time. */
+static void same_but_times(const json_t *in, const json_t *out, const char *key, const char *text,
+                           size_t len)
+{
+    if (key && ends_in_timestamp(key) && json_is_number(in) && json_is_string(out)) {
+        double v = json_number_value(in);
+        const char *t = json_string_value(out);
+        double ms;
+
+        if (!is_go_time(t)) {
+            fail_msg("%s: \"%s\" is no Go time: %.*s", key, t, (int)len, text);
+        }
+        ms = go_time_ms(t);
+        /* The value to the millisecond (the double may be a hair off the
+         * decimal text the rewrite read). */
+        if (fabs(ms - v * 1000) > 1.0 + fabs(v) * 1e-12) {
+            fail_msg("%s: %.17g became %s: %.*s", key, v, t, (int)len, text);
+        }
+        return;
+    }
+    if (json_typeof(in) != json_typeof(out)) {
+        fail_msg("%s: type changed: %.*s", key ? key : "(root)", (int)len, text);
+    }
+    if (json_is_object(in)) {
+        const char *k;
+        json_t *v;
+
+        assert_int_equal(json_object_size(in), json_object_size(out));
+        json_object_foreach((json_t *)in, k, v)
+        {
+            const json_t *o = json_object_get(out, k);
+            assert_non_null(o);
+            same_but_times(v, o, k, text, len);
+        }
+    } else if (json_is_array(in)) {
+        size_t i;
+
+        assert_int_equal(json_array_size(in), json_array_size(out));
+        for (i = 0; i < json_array_size(in); i++) {
+            same_but_times(json_array_get(in, i), json_array_get(out, i), NULL, text, len);
+        }
+    } else if (!json_equal((json_t *)in, (json_t *)out)) {
+        fail_msg("%s: value changed: %.*s", key ? key : "(root)", (int)len, text);
+    } else if (key && ends_in_timestamp(key) && json_is_number(in)) {
+        /* Left a number: only when no Go time holds it. */
+        double v = json_number_value(in);
+        if (v > -62135596800.0 && v < 253402300799.0) {
+            fail_msg("%s: %.17g left as a number: %.*s", key, v, (int)len, text);
+        }
+    }
+}
+
+static void test_times_rewrite_vs_jansson(void **state)
+{
+    struct buf out = BUF_INIT(1 << 20);
+    struct fuzz f;
+    int round, checked = 0, converted = 0;
+
+    (void)state;
+    fuzz_seed(&f, 0x7157);
+    for (round = 0; round < ROUNDS * 5; round++) {
+        const char *src = timed_answers[round % 3];
+        json_t *in, *o;
+        int n;
+
+        fuzz_mutate(&f, src, strlen(src));
+        buf_reset(&out);
+        n = kinesis_times_rewrite(f.out, f.len, &out);
+        /* jansson 2.14 reads a NUL byte right after a number as nothing
+         * ({"a":1\0} loads): no Kinesis answer holds one, so no text
+         * with a NUL is compared. */
+        in = memchr(f.out, '\0', f.len) ? NULL : json_loadb(f.out, f.len, 0, NULL);
+        if (!in) {
+            continue;
+        }
+        if (n < 0) {
+            fail_msg("rewrite refused what jansson reads: %.*s", (int)f.len, f.out);
+        }
+        o = json_loadb(out.data, out.len, 0, NULL);
+        if (!o) {
+            fail_msg("rewrite made invalid JSON of %.*s: %.*s", (int)f.len, f.out, (int)out.len,
+                     out.data);
+        }
+        same_but_times(in, o, NULL, f.out, f.len);
+        if (n == 0 && (out.len != f.len || memcmp(out.data, f.out, f.len) != 0)) {
+            fail_msg("nothing rewritten but the text changed: %.*s", (int)f.len, f.out);
+        }
+        checked++;
+        converted += n > 0;
+        json_decref(in);
+        json_decref(o);
+    }
+    assert_true(checked > ROUNDS / 4);
+    assert_true(converted > ROUNDS / 4);
+    buf_free(&out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_requests_and_answers),
         cmocka_unit_test(test_coalesced_answers),
+        cmocka_unit_test(test_answer_readers_agree),
+        cmocka_unit_test(test_times_rewrite_vs_jansson),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
