@@ -193,9 +193,15 @@ function buildDir() {
   return process.env.KK_BIN ? path.dirname(process.env.KK_BIN) : path.join(REPO, 'build-test');
 }
 
+// One static library per layer (api and cli together in kk_core).
+const LAYER_LIBRARY = {
+  base: 'kk_base', aws: 'kk_aws', kubemq: 'kk_kubemq', target: 'kk_target', source: 'kk_source',
+  binding: 'kk_binding', api: 'kk_core', cli: 'kk_core',
+};
+
 function objectOf(rel) {
-  const target = rel === 'main.c' ? 'kubemq-kinesis.dir' : 'kk_core.dir';
-  return path.join(buildDir(), 'CMakeFiles', target, 'src', `${rel}.o`);
+  const target = rel === 'main.c' ? 'kubemq-kinesis' : LAYER_LIBRARY[layerOf(rel)];
+  return path.join(buildDir(), 'CMakeFiles', `${target}.dir`, 'src', `${rel}.o`);
 }
 
 function report(problems) {
