@@ -296,6 +296,7 @@ void binding_unref(struct binding *b)
 struct create_args {
     struct binding *b;
     const struct config_binding *cb;
+    struct metrics_registry *reg;
     struct errs errs;
 };
 
@@ -312,6 +313,9 @@ static void create_on_engine(void *arg)
             errs_add(&a->errs, "%s: could not start", where);
         }
         return;
+    }
+    if (b->tk->metrics && a->reg) {
+        b->tk->metrics(b->target, a->reg);
     }
     b->mw = middleware_create(b->loop, &a->cb->middleware, b->name, b->tk, b->target, b->mb, err,
                               sizeof(err));
@@ -381,6 +385,7 @@ struct binding *binding_create(const struct config_binding *cb, struct loop *loo
 
     a.b = b;
     a.cb = cb;
+    a.reg = reg;
     if (engine_call(loop, create_on_engine, &a) < 0) {
         snprintf(err, errlen, "binding %s: out of memory", cb->name);
         goto fail;

@@ -12,6 +12,8 @@
 #include "base/buf.h"
 #include "base/envelope.h"
 #include "base/loop.h"
+#include "base/metrics.h"
+#include "target/kinesis_kpl.h"
 #include "target/target.h"
 
 #include <jansson.h>
@@ -40,6 +42,17 @@ struct kinesis {
     struct kinesis_call *pool;     /* finished calls kept for reuse */
     int npool;
     struct kinesis_batch *spare; /* sent and answered, for reuse */
+    /* KPL aggregation of coalesced records (kinesis_aggregate.c) */
+    int aggregate;
+    size_t aggregate_max_bytes;
+    size_t aggregate_max_records;
+    struct kinesis_agg_stream *agg;
+    struct kinesis_kpl kpl; /* the aggregate being packed */
+    struct kinesis_md5 md5; /* routing hashes, aggregate sums, deaggregation */
+    int md5_ok;
+    /* what was written: user records, Kinesis records, their bytes (NULL
+     * without a metrics registry) */
+    struct metrics_series *m_user_records, *m_records, *m_bytes;
 };
 
 struct kinesis_method {
@@ -63,6 +76,7 @@ struct kinesis_call {
     int body_err;            /* an append to body failed (too large) */
     kinesis_step_fn step;    /* runs when the AWS call completes */
     struct loop_timer timer; /* backoff between put_records resends */
+    size_t rec_size;         /* put_record: data plus partition key */
     void *state;             /* the method's own state */
     void (*state_free)(void *state);
 };
@@ -94,6 +108,13 @@ void kinesis_reply_ok(struct kinesis_call *c, const char *body, size_t len);
 /* Parse an AWS 2xx body as a JSON object; on failure the reply gets an
  * InvalidResponse error and NULL comes back. */
 json_t *kinesis_parse_response(struct kinesis_call *c, const struct aws_response *r);
+/* A written record's reply: result ok, shard_id, sequence_number (and
+ * sub_sequence_number when sub >= 0: its index inside an aggregate), data
+ * in PutRecord's shape. -1 out of memory. */
+int kinesis_entry_reply(struct kinesis_call *c, const char *shard, const char *seq, long long sub,
+                        const char *encryption);
+/* Count records written: user records, Kinesis records, their bytes. */
+void kinesis_count_written(struct kinesis *k, size_t user, size_t records, size_t bytes);
 /* Milliseconds of full-jitter backoff before resend number `attempt` (1..). */
 uint64_t kinesis_backoff_ms(struct kinesis *k, int attempt);
 
@@ -154,6 +175,16 @@ int kinesis_coalesce_add(struct kinesis_call *c, const char *stream, size_t rec_
 /* Destroy: forget batches not yet sent (their calls stay in k->calls). */
 void kinesis_coalesce_stop(struct kinesis *k);
 void kinesis_coalesce_free(struct kinesis *k);
+/* kinesis_aggregate.c: as kinesis_coalesce_add, for a target with
+ * aggregate: the record joins its shard's queue and is packed into a KPL
+ * aggregate; pk and ehk (NULL: none) are copied. Returns 0, or -1 when
+ * it cannot (c untouched). */
+int kinesis_aggregate_add(struct kinesis_call *c, const char *stream, size_t rec_off, size_t size,
+                          const char *pk, const char *ehk);
+/* Destroy: forget records not yet sent (their calls stay in k->calls);
+ * then, once the AWS client is gone, free the rest. */
+void kinesis_aggregate_stop(struct kinesis *k);
+void kinesis_aggregate_free(struct kinesis *k);
 
 /* kinesis_get.c */
 void kinesis_get_shard_iterator(struct kinesis_call *c);

@@ -98,37 +98,6 @@ static struct kinesis_batch *batch_new(struct kinesis *k, const char *stream)
     return b;
 }
 
-/* The reply's data for one entry, in PutRecord's shape. */
-static int entry_reply(struct kinesis_call *c, const char *shard, const char *seq,
-                       const char *encryption)
-{
-    struct buf data = BUF_INIT(4096);
-    int rc = -1;
-
-    if (buf_append_str(&data, "{\"ShardId\":") < 0 ||
-        buf_append_json_str(&data, shard, strlen(shard)) < 0 ||
-        buf_append_str(&data, ",\"SequenceNumber\":") < 0 ||
-        buf_append_json_str(&data, seq, strlen(seq)) < 0) {
-        goto out;
-    }
-    if (encryption && (buf_append_str(&data, ",\"EncryptionType\":") < 0 ||
-                       buf_append_json_str(&data, encryption, strlen(encryption)) < 0)) {
-        goto out;
-    }
-    if (buf_append_char(&data, '}') < 0) {
-        goto out;
-    }
-    kinesis_reply_ok(c, data.data, data.len);
-    if (envelope_reply_meta_set(c->reply, "shard_id", shard) < 0 ||
-        envelope_reply_meta_set(c->reply, "sequence_number", seq) < 0) {
-        goto out;
-    }
-    rc = 0;
-out:
-    buf_free(&data);
-    return rc;
-}
-
 static struct kinesis_batch *find(struct kinesis_batch *list, const char *stream)
 {
     for (; list; list = list->next) {
@@ -195,7 +164,8 @@ static void batch_answer(struct kinesis_batch *b, const struct kinesis_entry *re
                                  "ShardId");
             continue;
         }
-        if (entry_reply(c, sh, sq, enc) < 0) {
+        kinesis_count_written(c->k, 1, 1, c->rec_size);
+        if (kinesis_entry_reply(c, sh, sq, -1, enc) < 0) {
             kinesis_call_error(c, "aws.kinesis: out of memory building the reply");
         }
         kinesis_call_finish(c);

@@ -16,6 +16,9 @@ static void put_record_reply(struct kinesis_call *c, const struct aws_response *
     char sh[256], sq[256];
 
     kinesis_reply_ok(c, r->body, r->body_len);
+    if (e->ok) {
+        kinesis_count_written(c->k, 1, 1, c->rec_size);
+    }
     if (e->shard && e->shard_n < sizeof(sh)) {
         memcpy(sh, e->shard, e->shard_n);
         sh[e->shard_n] = '\0';
@@ -120,9 +123,11 @@ static void put_common(struct kinesis_call *c, int key_optional)
         kinesis_body_str(c, "SequenceNumberForOrdering", seq);
     }
     kinesis_body_end(c);
+    c->rec_size = size;
     /* SequenceNumberForOrdering exists only in PutRecord. */
     if (c->k->coalesce && !seq && !c->body_err &&
-        kinesis_coalesce_add(c, stream, rec_off, size) == 0) {
+        ((c->k->aggregate && kinesis_aggregate_add(c, stream, rec_off, size, key, hash) == 0) ||
+         kinesis_coalesce_add(c, stream, rec_off, size) == 0)) {
         return;
     }
     kinesis_call_send(c, "PutRecord", kinesis_put_record_done);

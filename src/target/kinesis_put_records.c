@@ -545,6 +545,7 @@ static void pr_done(struct kinesis_call *c, const struct aws_response *r)
         if (e->ok) {
             s->e[idx].result = json_incref(res);
             s->written++;
+            kinesis_count_written(c->k, 1, 1, s->e[idx].size);
             continue;
         }
         failed++;
