@@ -86,7 +86,6 @@ struct kinesis_agg_stream {
     uint64_t map_ms; /* read (or failed) at */
     int fetching;
     int refresh; /* another read wanted */
-    int hold;    /* a record landed off its predicted shard: send by the new map */
     struct loop_timer map_timer;
     uint64_t fetch_ms;
     struct agg_shard *fetched; /* pages read so far */
@@ -221,7 +220,6 @@ static void map_install(struct kinesis_agg_stream *s)
     s->nfetched = s->capfetched = 0;
     s->map = MAP_READY;
     s->map_ms = loop_now_ms(s->k->loop);
-    s->hold = 0;
     s->next_shard = 0;
     log_debug(s->k->binding, "aggregate: stream %s: shard map read, %zu open shards", s->name,
               s->nshards);
@@ -248,7 +246,6 @@ static void map_failed(struct kinesis_agg_stream *s, const char *why)
     free(s->fetched);
     s->fetched = NULL;
     s->nfetched = s->capfetched = 0;
-    s->hold = 0;
     if (s->map == MAP_READY) {
         /* Keep routing by the old map; try again in a moment. */
         log_warn(s->k->binding, "aggregate: stream %s: the shard map could not be read again (%s)",
@@ -429,8 +426,7 @@ static void schedule(struct kinesis_agg_stream *s)
     size_t i;
     int queued = 0;
 
-    if (s->sending || k->stopping || s->map != MAP_READY || s->hold ||
-        loop_timer_armed(&s->timer)) {
+    if (s->sending || k->stopping || s->map != MAP_READY || loop_timer_armed(&s->timer)) {
         return;
     }
     for (i = 0; i < s->nshards && !queued; i++) {
@@ -572,7 +568,7 @@ static void flush(void *arg)
     uint64_t now = loop_now_ms(k->loop);
     int rc = 0;
 
-    if (s->sending || k->stopping || s->map != MAP_READY || s->hold) {
+    if (s->sending || k->stopping || s->map != MAP_READY) {
         return;
     }
     if ((now - s->map_ms >= MAP_MAX_AGE_MS || s->refresh) && !s->fetching) {
@@ -692,7 +688,6 @@ static int item_answer(struct kinesis_agg_stream *s, struct agg_item *it,
                       "again",
                       s->name, it->shard, shard);
             s->refresh = 1;
-            s->hold = 1;
         }
         kinesis_count_written(k, it->n, 1, it->size);
         for (i = 0; r; r = next, i++) {

@@ -5,14 +5,20 @@
  * LSan). The AWS side is a fake transport, as in test_kinesis.c.
  * Differential: whatever the in-place answer readers accept, jansson reads
  * the same (null members included), and the timestamp rewrite changes
- * nothing but *Timestamp numbers, each into the Go time of its value. */
+ * nothing but *Timestamp numbers, each into the Go time of its value.
+ * The KPL deaggregator is fed truncated and mutated aggregates, wrong
+ * MD5s and huge declared lengths: what it accepts packs and unpacks back
+ * to the same records; aggregation is run against mutated shard maps and
+ * PutRecords answers. */
 #include "aws/aws_client.h"
+#include "base/b64.h"
 #include "base/envelope.h"
 #include "base/errs.h"
 #include "base/loop.h"
 #include "fuzz.h"
 #include "target/kinesis.h"
 #include "target/kinesis_answer.h"
+#include "target/kinesis_kpl.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -49,10 +55,24 @@ static const struct {
     {"ListStreams", "{\"StreamNames\":[\"a\",\"b\"],\"HasMoreStreams\":false}"},
     {"ListShards", "{\"Shards\":[{\"ShardId\":\"shardId-000000000000\",\"HashKeyRange\":{"
                    "\"StartingHashKey\":\"0\",\"EndingHashKey\":\"1\"}}]}"},
+    {"ListShards",
+     "{\"NextToken\":null,\"Shards\":[{\"ShardId\":\"shardId-000000000000\","
+     "\"HashKeyRange\":{\"StartingHashKey\":\"0\",\"EndingHashKey\":"
+     "\"170141183460469231731687303715884105727\"},\"SequenceNumberRange\":{"
+     "\"EndingSequenceNumber\":null}},{\"ShardId\":\"shardId-000000000001\","
+     "\"HashKeyRange\":{\"StartingHashKey\":\"170141183460469231731687303715884105728\","
+     "\"EndingHashKey\":\"340282366920938463463374607431768211455\"}}]}"},
     {"GetShardIterator", "{\"ShardIterator\":\"AAAA\"}"},
     {"GetRecords", "{\"Records\":[{\"Data\":\"QQ==\",\"PartitionKey\":\"k\",\"SequenceNumber\":"
                    "\"1\",\"ApproximateArrivalTimestamp\":1.7E9}],\"NextShardIterator\":null,"
                    "\"MillisBehindLatest\":0}"},
+    /* An aggregate written by aws-kinesis-agg: k1 one, k2 (hash key 77) two, k1 three. */
+    {"GetRecords",
+     "{\"Records\":[{\"Data\":\"84mawgoCazEKAmsyEgI3NxoHCAAaA29uZRoJCAEQABoDdHdvGgkIABoF"
+     "dGhyZWWrO49/SKJzQq5X5Dt3BLZ8\",\"PartitionKey\":\"k1\",\"SequenceNumber\":\"5\","
+     "\"ApproximateArrivalTimestamp\":1796609595.51},{\"Data\":\"QQ==\",\"PartitionKey\":"
+     "\"p\",\"SequenceNumber\":\"6\"}],\"NextShardIterator\":\"BBBB\","
+     "\"MillisBehindLatest\":0}"},
     {"DescribeStreamSummary", "{\"StreamDescriptionSummary\":{\"StreamName\":\"s\","
                               "\"StreamStatus\":\"ACTIVE\",\"OpenShardCount\":1}}"},
     {"", "{\"__type\":\"ResourceNotFoundException\",\"message\":\"Stream s not found\"}"},
@@ -300,6 +320,8 @@ static const char *const requests[] = {
     "PSJ9XQ==\"}",
     "{\"metadata\":{\"method\":\"get_records\",\"stream_name\":\"s\",\"limit\":\"5\"}}",
     "{\"metadata\":{\"method\":\"get_records\",\"shard_iterator_id\":\"AAAA\",\"limit\":\"5\"}}",
+    "{\"metadata\":{\"method\":\"get_records\",\"shard_iterator_id\":\"AAAA\",\"deaggregate\":"
+    "\"true\"}}",
     "{\"metadata\":{\"method\":\"get_records\",\"stream_name\":\"s\",\"shard_id\":"
     "\"shardId-000000000000\"}}",
     "{\"metadata\":{\"method\":\"get_shard_iterator\",\"stream_name\":\"s\",\"shard_id\":\"x\","
@@ -694,6 +716,210 @@ static void test_times_rewrite_vs_jansson(void **state)
     buf_free(&out);
 }
 
+/* -------------------------------------------------------- deaggregation */
+
+/* The aggregate aws-kinesis-agg wrote (see answers[]), raw. */
+static const char agg_b64[] =
+    "84mawgoCazEKAmsyEgI3NxoHCAAaA29uZRoJCAEQABoDdHdvGgkIABoFdGhyZWWrO49/SKJzQq5X5Dt3BLZ8";
+
+static uint64_t fnv(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL;
+
+    for (; *s; s++) {
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    }
+    return h;
+}
+
+/* What unpacks packs again (our packer) and unpacks to the same records.
+ * Returns 1 when p[0..n) unpacked. */
+static int round_trip(struct kinesis_md5 *m, const void *p, size_t n)
+{
+    struct kinesis_kpl_unpacked *u = kinesis_kpl_unpack(m, p, n), *v;
+    struct buf raw = BUF_INIT(1 << 20), b64 = BUF_INIT(2 << 20), dec = BUF_INIT(1 << 20);
+    struct kinesis_kpl a;
+    size_t i;
+
+    if (!u) {
+        return 0;
+    }
+    kinesis_kpl_init(&a);
+    for (i = 0; i < kinesis_kpl_count(u); i++) {
+        struct kinesis_kpl_record r;
+
+        kinesis_kpl_get(u, i, &r);
+        assert_non_null(r.pk);
+        assert_int_equal(kinesis_kpl_add(&a, r.pk, strlen(r.pk), fnv(r.pk), r.ehk,
+                                         r.ehk ? strlen(r.ehk) : 0, r.data, r.data_len),
+                         0);
+    }
+    assert_int_equal(kinesis_kpl_pack_b64(&a, m, &raw, &b64), 0);
+    assert_int_equal(b64_decode(b64.data, b64.len, &dec), 0);
+    v = kinesis_kpl_unpack(m, dec.data, dec.len);
+    assert_non_null(v);
+    assert_int_equal(kinesis_kpl_count(v), kinesis_kpl_count(u));
+    for (i = 0; i < kinesis_kpl_count(u); i++) {
+        struct kinesis_kpl_record x, y;
+
+        kinesis_kpl_get(u, i, &x);
+        kinesis_kpl_get(v, i, &y);
+        assert_string_equal(x.pk, y.pk);
+        assert_int_equal(!x.ehk, !y.ehk);
+        if (x.ehk) {
+            assert_string_equal(x.ehk, y.ehk);
+        }
+        assert_int_equal(x.data_len, y.data_len);
+        if (x.data_len) {
+            assert_memory_equal(x.data, y.data, x.data_len);
+        }
+    }
+    kinesis_kpl_unpacked_free(v);
+    kinesis_kpl_unpacked_free(u);
+    kinesis_kpl_free(&a);
+    buf_free(&raw);
+    buf_free(&b64);
+    buf_free(&dec);
+    return 1;
+}
+
+/* Truncated and mutated aggregates (as they are: the MD5 refuses nearly
+ * all), the same with the MD5 made right (the protobuf reader and index
+ * checks decide), and huge declared lengths. */
+static void test_deaggregator(void **state)
+{
+    static const char *const huge[] = {
+        "\xff\xff\xff\xff\x0f", "\x80\x80\x80\x80\x80\x80\x80\x80\x80\x01",
+        "\x1a\xff\xff\xff\xff\x07", "\x0a\xfe\xff\xff\x7f", "\x12\x80\x80\x80\x80\x10"};
+    static const unsigned char magic[4] = {0xF3, 0x89, 0x9A, 0xC2};
+    struct kinesis_md5 m;
+    struct kinesis_kpl a;
+    struct buf seed = BUF_INIT(1 << 20), b64 = BUF_INIT(2 << 20), raw = BUF_INIT(1 << 20);
+    static char framed[FUZZ_MAX + 64];
+    struct kinesis_kpl_unpacked *u;
+    struct kinesis_kpl_record r;
+    struct fuzz f;
+    int round, framed_ok = 0, plain_ok = 0;
+
+    (void)state;
+    assert_int_equal(kinesis_md5_init(&m), 0);
+    fuzz_seed(&f, 0xa66);
+    /* Another implementation's aggregate reads as it was written. */
+    assert_int_equal(b64_decode(agg_b64, strlen(agg_b64), &seed), 0);
+    u = kinesis_kpl_unpack(&m, seed.data, seed.len);
+    assert_non_null(u);
+    assert_int_equal(kinesis_kpl_count(u), 3);
+    kinesis_kpl_get(u, 1, &r);
+    assert_string_equal(r.pk, "k2");
+    assert_string_equal(r.ehk, "77");
+    assert_int_equal(r.data_len, 3);
+    assert_memory_equal(r.data, "two", 3);
+    kinesis_kpl_get(u, 2, &r);
+    assert_string_equal(r.pk, "k1");
+    assert_null(r.ehk);
+    assert_memory_equal(r.data, "three", 5);
+    kinesis_kpl_unpacked_free(u);
+    kinesis_kpl_init(&a);
+    for (round = 0; round < ROUNDS * 3; round++) {
+        size_t n, pbn;
+
+        if (round % 2) {
+            /* One of ours: random keys, hash keys and data. */
+            static char keys[8][16], data[8][64];
+            int k = 1 + (int)fuzz_below(&f, 8);
+
+            kinesis_kpl_reset(&a);
+            for (int i = 0; i < k; i++) {
+                size_t dl = fuzz_below(&f, sizeof(data[i]));
+
+                snprintf(keys[i], sizeof(keys[i]), "key%zu", fuzz_below(&f, 4));
+                for (size_t j = 0; j < dl; j++) {
+                    data[i][j] = (char)fuzz_next(&f);
+                }
+                assert_int_equal(kinesis_kpl_add(&a, keys[i], strlen(keys[i]), fnv(keys[i]),
+                                                 i % 2 ? "123" : NULL, 3, data[i], dl),
+                                 0);
+            }
+            buf_reset(&b64);
+            assert_int_equal(kinesis_kpl_pack_b64(&a, &m, &raw, &b64), 0);
+            buf_reset(&seed);
+            assert_int_equal(b64_decode(b64.data, b64.len, &seed), 0);
+            assert_int_equal(round_trip(&m, seed.data, seed.len), 1);
+        } else if (round % 6 == 0) {
+            buf_reset(&seed);
+            assert_int_equal(b64_decode(agg_b64, strlen(agg_b64), &seed), 0);
+        }
+        /* As it is, mutated or cut short. */
+        fuzz_mutate(&f, seed.data, fuzz_below(&f, 4) ? seed.len : fuzz_below(&f, seed.len + 1));
+        plain_ok += round_trip(&m, f.out, f.len);
+        /* The protobuf mutated (or given a huge length), then framed right. */
+        pbn = seed.len - KINESIS_KPL_OVERHEAD;
+        fuzz_mutate(&f, seed.data + 4, pbn);
+        if (fuzz_below(&f, 3) == 0) {
+            const char *h = huge[fuzz_below(&f, sizeof(huge) / sizeof(*huge))];
+
+            fuzz_insert(&f, fuzz_below(&f, f.len + 1), h, strlen(h));
+        }
+        n = f.len;
+        memcpy(framed, magic, 4);
+        memcpy(framed + 4, f.out, n);
+        kinesis_md5(&m, f.out, n, (unsigned char *)framed + 4 + n);
+        framed_ok += round_trip(&m, framed, n + KINESIS_KPL_OVERHEAD);
+    }
+    /* Some mutations stay valid protobuf (the reader was reached and
+     * accepted them), few survive a wrong MD5. */
+    assert_true(framed_ok > ROUNDS / 10);
+    assert_true(plain_ok < framed_ok);
+    kinesis_kpl_free(&a);
+    kinesis_md5_free(&m);
+    buf_free(&seed);
+    buf_free(&b64);
+    buf_free(&raw);
+}
+
+/* Aggregation: concurrent put_record requests against mutated shard maps
+ * and PutRecords answers; each caller answered once. */
+static void test_aggregated_answers(void **state)
+{
+    static struct req r[N_COAL];
+    char body[256];
+    void *k;
+    int round, i;
+
+    (void)state;
+    memset(&F, 0, sizeof(F));
+    fuzz_seed(&F.fz, 0xa99);
+    F.mutate = 1;
+    F.hold = 1;
+    L = loop_create(NULL, 0);
+    assert_non_null(L);
+    k = make(",\"coalesce\":\"true\",\"aggregate\":\"true\",\"aggregate_max_records\":\"5\"");
+    for (i = 0; i < N_COAL; i++) {
+        envelope_request_init(&r[i].req);
+        envelope_reply_init(&r[i].reply);
+    }
+    for (round = 0; round < ROUNDS / 4; round++) {
+        for (i = 0; i < N_COAL; i++) {
+            int n = snprintf(body, sizeof(body),
+                             "{\"metadata\":{\"method\":\"put_record\",\"stream_name\":\"s%d\","
+                             "\"partition_key\":\"key-%d\"%s},\"data\":\"cmVjb3JkLQ==\"}",
+                             round % 3, i, i % 4 ? "" : ",\"explicit_hash_key\":\"99\"");
+            assert_int_equal(start(k, &r[i], body, (size_t)n), 0);
+        }
+        run_pending();
+        for (i = 0; i < N_COAL; i++) {
+            check_answered(&r[i], "aggregated put_record", round);
+        }
+    }
+    assert_true(F.calls > ROUNDS / 4);
+    kinesis_target_kind.destroy(k);
+    for (i = 0; i < N_COAL; i++) {
+        envelope_request_free(&r[i].req);
+        envelope_reply_free(&r[i].reply);
+    }
+    loop_destroy(L);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -701,6 +927,8 @@ int main(void)
         cmocka_unit_test(test_coalesced_answers),
         cmocka_unit_test(test_answer_readers_agree),
         cmocka_unit_test(test_times_rewrite_vs_jansson),
+        cmocka_unit_test(test_deaggregator),
+        cmocka_unit_test(test_aggregated_answers),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
