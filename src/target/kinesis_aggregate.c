@@ -43,18 +43,21 @@
 #define MAP_MIN_GAP_MS  1000  /* refreshes on demand, at most this often */
 #define LIST_PAGES_MAX  10000 /* ListShards pages per map, a guard */
 #define ANSWER_SCAN_MAX 500   /* entry results on the stack */
+#define REC_TEXT_SMALL  112   /* records with keys this short are kept for reuse */
+#define REC_POOL_MAX    1024
 
 struct agg_rec {
     struct agg_rec *next;
     struct kinesis_call *c;
     kinesis_u128 hash;
     uint64_t key_hash; /* of the partition key: its table slot */
-    size_t rec_off;    /* PutRecord members in c->body (sent plain) */
+    size_t rec_off;    /* PutRecord members in c->body (0: not built yet) */
     size_t size;       /* data plus partition key, as a plain record */
     size_t pk_len, ehk_len;
     const char *pk;  /* in text */
     const char *ehk; /* in text; NULL: the hash is MD5(pk) */
     int attempts;    /* failed sends */
+    size_t cap;      /* of text */
     char text[];
 };
 
@@ -106,25 +109,42 @@ struct kinesis_agg_stream {
 
 /* ---------------------------------------------------------- records */
 
-static struct agg_rec *rec_new(struct kinesis *k, struct kinesis_call *c, const char *pk,
-                               const char *ehk, size_t rec_off, size_t size)
+/* Back to the pool (small ones), or freed. */
+static void rec_free(struct kinesis *k, struct agg_rec *r)
 {
-    size_t pk_len = strlen(pk), ehk_len = ehk ? strlen(ehk) : 0;
-    struct agg_rec *r = malloc(sizeof(*r) + pk_len + ehk_len + 2);
+    if (r->cap == REC_TEXT_SMALL && k->agg_npool < REC_POOL_MAX && !k->stopping) {
+        r->next = k->agg_pool;
+        k->agg_pool = r;
+        k->agg_npool++;
+        return;
+    }
+    rec_free(k, r);
+}
+
+static struct agg_rec *rec_new(struct kinesis *k, struct kinesis_call *c, const char *pk,
+                               const char *ehk, size_t size)
+{
+    size_t pk_len = strlen(pk), ehk_len = ehk ? strlen(ehk) : 0, need = pk_len + ehk_len + 2;
+    size_t cap = need <= REC_TEXT_SMALL ? REC_TEXT_SMALL : need;
+    struct agg_rec *r;
     unsigned char md5[16];
     int i;
 
-    if (!r) {
+    if (cap == REC_TEXT_SMALL && k->agg_pool) {
+        r = k->agg_pool;
+        k->agg_pool = r->next;
+        k->agg_npool--;
+    } else if (!(r = malloc(sizeof(*r) + cap))) {
         return NULL;
     }
     memset(r, 0, sizeof(*r));
+    r->cap = cap;
     r->c = c;
-    r->rec_off = rec_off;
     r->size = size;
     r->pk_len = pk_len;
     memcpy(r->text, pk, pk_len + 1);
     r->pk = r->text;
-    kinesis_md5(&k->md5, pk, pk_len, md5);
+    kinesis_md5(pk, pk_len, md5);
     r->hash = kinesis_u128_from_md5(md5);
     for (i = 0; i < 8; i++) {
         r->key_hash = (r->key_hash << 8) | md5[i];
@@ -134,21 +154,34 @@ static struct agg_rec *rec_new(struct kinesis *k, struct kinesis_call *c, const 
         memcpy(r->text + pk_len + 1, ehk, ehk_len + 1);
         r->ehk = r->text + pk_len + 1;
         if (kinesis_u128_parse(ehk, ehk_len, &r->hash) < 0) {
-            free(r); /* validated before: cannot happen */
+            rec_free(k, r); /* validated before: cannot happen */
             return NULL;
         }
     }
     return r;
 }
 
+/* The record's PutRecord body, for sending it plain: 0, or -1. */
+static int rec_body(struct kinesis_agg_stream *s, struct agg_rec *r)
+{
+    if (r->rec_off) {
+        return 0;
+    }
+    return kinesis_put_body(r->c, s->name, r->pk, r->ehk, NULL, &r->rec_off);
+}
+
 /* Hand a record to plain coalescing (no map to route it by). */
 static void rec_unaggregated(struct kinesis_agg_stream *s, struct agg_rec *r)
 {
     struct kinesis_call *c = r->c;
-    size_t off = r->rec_off, size = r->size;
+    size_t size = r->size;
+    int built = rec_body(s, r) == 0;
+    size_t off = r->rec_off;
 
-    free(r);
-    if (kinesis_coalesce_add(c, s->name, off, size) < 0) {
+    rec_free(s->k, r);
+    if (!built) {
+        kinesis_call_fail(c, "request: too large for one PutRecord call");
+    } else if (kinesis_coalesce_add(c, s->name, off, size) < 0) {
         kinesis_call_send(c, "PutRecord", kinesis_put_record_done);
     }
 }
@@ -520,15 +553,19 @@ static int take(struct kinesis_agg_stream *s, struct agg_shard *sh, size_t room)
     }
     if (it->plain) {
         const struct buf *cb = &it->recs->c->body;
-        size_t off = it->recs->rec_off + 1;
+        size_t off;
 
+        if (rec_body(s, it->recs) < 0) {
+            return -1;
+        }
+        off = it->recs->rec_off + 1;
         if (buf_append_char(b, '{') < 0 || buf_append(b, cb->data + off, cb->len - off) < 0) {
             return -1;
         }
         return 1;
     }
     kinesis_u128_format(it->recs->hash, hash, sizeof(hash));
-    if (buf_append_str(b, "{\"Data\":\"") < 0 || kinesis_kpl_pack_b64(a, &k->md5, &s->raw, b) < 0 ||
+    if (buf_append_str(b, "{\"Data\":\"") < 0 || kinesis_kpl_pack_b64(a, &s->raw, b) < 0 ||
         buf_append_str(b, "\",\"PartitionKey\":") < 0 ||
         buf_append_json_str(b, it->recs->pk, it->recs->pk_len) < 0 ||
         buf_append_str(b, ",\"ExplicitHashKey\":\"") < 0 || buf_append_str(b, hash) < 0 ||
@@ -552,7 +589,7 @@ static void fail_items(struct kinesis_agg_stream *s, const char *msg)
             struct kinesis_call *c = r->c;
 
             next = r->next;
-            free(r);
+            rec_free(s->k, r);
             kinesis_call_fail(c, "%s", msg);
         }
     }
@@ -694,7 +731,7 @@ static int item_answer(struct kinesis_agg_stream *s, struct agg_item *it,
             struct kinesis_call *c = r->c;
 
             next = r->next;
-            free(r);
+            rec_free(k, r);
             if (kinesis_entry_reply(c, shard, seq, it->plain ? -1 : (long long)i, enc) < 0) {
                 kinesis_call_error(c, "aws.kinesis: out of memory building the reply");
             }
@@ -707,7 +744,7 @@ static int item_answer(struct kinesis_agg_stream *s, struct agg_item *it,
 
         next = r->next;
         if (!e->code) {
-            free(r);
+            rec_free(k, r);
             kinesis_reply_error_type(c, 200, "InvalidResponse");
             kinesis_call_fail(c, "InvalidResponse: Kinesis answered this record's PutRecords "
                                  "entry with neither an ErrorCode nor a SequenceNumber and "
@@ -719,7 +756,7 @@ static int item_answer(struct kinesis_agg_stream *s, struct agg_item *it,
         } else {
             char code[128];
 
-            free(r);
+            rec_free(k, r);
             snprintf(code, sizeof(code), "%.*s", (int)e->code_n, e->code);
             kinesis_reply_error_type(c, 0, code);
             kinesis_call_fail(c, "%.*s%s%.*s", (int)e->code_n, e->code, e->message_n ? ": " : "",
@@ -761,7 +798,7 @@ static void agg_done(void *ctx, const struct aws_response *r)
                 struct kinesis_call *c = rec->c;
 
                 next = rec->next;
-                free(rec);
+                rec_free(k, rec);
                 if (kinesis_reply_aws_error(c, r)) {
                     kinesis_call_finish(c);
                 } else {
@@ -836,15 +873,15 @@ static struct kinesis_agg_stream *stream_get(struct kinesis *k, const char *name
     return s;
 }
 
-int kinesis_aggregate_add(struct kinesis_call *c, const char *stream, size_t rec_off, size_t size,
-                          const char *pk, const char *ehk)
+int kinesis_aggregate_add(struct kinesis_call *c, const char *stream, size_t size, const char *pk,
+                          const char *ehk)
 {
     struct kinesis *k = c->k;
     struct kinesis_agg_stream *s;
     struct agg_rec *r;
 
     if (strlen(stream) >= sizeof(s->name) || k->stopping || !(s = stream_get(k, stream)) ||
-        !(r = rec_new(k, c, pk, ehk, rec_off, size))) {
+        !(r = rec_new(k, c, pk, ehk, size))) {
         return -1;
     }
     if (s->map == MAP_FAILED) {
@@ -905,6 +942,9 @@ void kinesis_aggregate_stop(struct kinesis *k)
 void kinesis_aggregate_free(struct kinesis *k)
 {
     kinesis_aggregate_stop(k);
+    free_list(k->agg_pool);
+    k->agg_pool = NULL;
+    k->agg_npool = 0;
     while (k->agg) {
         struct kinesis_agg_stream *s = k->agg;
         size_t i;

@@ -47,9 +47,10 @@ struct kinesis {
     size_t aggregate_max_bytes;
     size_t aggregate_max_records;
     struct kinesis_agg_stream *agg;
+    struct agg_rec *agg_pool; /* finished records kept for reuse */
+    int agg_npool;
     struct kinesis_kpl kpl; /* the aggregate being packed */
-    struct kinesis_md5 md5; /* routing hashes, aggregate sums, deaggregation */
-    int md5_ok;
+    struct buf scratch;     /* a reply's data being built */
     /* what was written: user records, Kinesis records, their bytes (NULL
      * without a metrics registry) */
     struct metrics_series *m_user_records, *m_records, *m_bytes;
@@ -164,6 +165,10 @@ void kinesis_put_record(struct kinesis_call *c);
 /* put_record's step: shard_id and sequence_number into the reply. */
 void kinesis_put_record_done(struct kinesis_call *c, const struct aws_response *r);
 void kinesis_put(struct kinesis_call *c); /* seed 001: random key when absent */
+/* c->body = the PutRecord body of c's data; its record members (after
+ * StreamName) start at *rec_off. 0, or -1 when it does not fit. */
+int kinesis_put_body(struct kinesis_call *c, const char *stream, const char *key, const char *hash,
+                     const char *seq, size_t *rec_off);
 /* kinesis_put_records.c */
 void kinesis_put_records(struct kinesis_call *c);
 /* kinesis_coalesce.c: c->body holds the PutRecord body, whose record
@@ -175,12 +180,13 @@ int kinesis_coalesce_add(struct kinesis_call *c, const char *stream, size_t rec_
 /* Destroy: forget batches not yet sent (their calls stay in k->calls). */
 void kinesis_coalesce_stop(struct kinesis *k);
 void kinesis_coalesce_free(struct kinesis *k);
-/* kinesis_aggregate.c: as kinesis_coalesce_add, for a target with
- * aggregate: the record joins its shard's queue and is packed into a KPL
- * aggregate; pk and ehk (NULL: none) are copied. Returns 0, or -1 when
- * it cannot (c untouched). */
-int kinesis_aggregate_add(struct kinesis_call *c, const char *stream, size_t rec_off, size_t size,
-                          const char *pk, const char *ehk);
+/* kinesis_aggregate.c: for a target with aggregate, a validated
+ * put_record (size: data plus partition key) joins its shard's queue and is
+ * packed into a KPL aggregate; pk and ehk (NULL: none) are copied, and its
+ * PutRecord body is built only if it goes plain. Returns 0, or -1 when it
+ * cannot (c untouched). */
+int kinesis_aggregate_add(struct kinesis_call *c, const char *stream, size_t size, const char *pk,
+                          const char *ehk);
 /* Destroy: forget records not yet sent (their calls stay in k->calls);
  * then, once the AWS client is gone, free the rest. */
 void kinesis_aggregate_stop(struct kinesis *k);

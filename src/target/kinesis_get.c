@@ -176,7 +176,7 @@ static json_t *unpack_one(struct kinesis *k, const json_t *r, struct buf *raw, s
     buf_reset(raw);
     if (!json_is_string(data) ||
         b64_decode(json_string_value(data), json_string_length(data), raw) < 0 ||
-        !(u = kinesis_kpl_unpack(&k->md5, raw->data, raw->len))) {
+        !(u = kinesis_kpl_unpack(raw->data, raw->len))) {
         return NULL;
     }
     out = json_array();
@@ -528,11 +528,6 @@ void kinesis_get_records(struct kinesis_call *c)
         kinesis_arg_int(c, "limit", 1, KINESIS_MAX_LIMIT, &s->limit, NULL) < 0 ||
         kinesis_arg_bool(c, "deaggregate", &s->deaggregate, NULL) < 0) {
         kinesis_call_finish(c);
-        return;
-    }
-    if (s->deaggregate && !c->k->md5_ok) {
-        kinesis_call_fail(c, "deaggregate: needs MD5, which this OpenSSL does not offer (FIPS "
-                             "mode?)");
         return;
     }
     if (iterator) {

@@ -19,14 +19,8 @@
 
 typedef unsigned __int128 kinesis_u128;
 
-/* A reusable MD5 (OpenSSL); init fails where MD5 is not offered (FIPS). */
-struct kinesis_md5 {
-    void *md;  /* EVP_MD */
-    void *ctx; /* EVP_MD_CTX */
-};
-int kinesis_md5_init(struct kinesis_md5 *m);
-void kinesis_md5_free(struct kinesis_md5 *m);
-void kinesis_md5(struct kinesis_md5 *m, const void *p, size_t n, unsigned char out[16]);
+/* MD5 of p[0..n): Kinesis' partition key hash and the format's checksum. */
+void kinesis_md5(const void *p, size_t n, unsigned char out[16]);
 
 /* Kinesis' hash of a partition key: MD5 as a 128-bit big-endian number. */
 kinesis_u128 kinesis_u128_from_md5(const unsigned char md5[16]);
@@ -56,6 +50,9 @@ struct kinesis_kpl {
     uint64_t *slot_hash;
     size_t *slot_idx; /* index + 1; 0 = empty */
     size_t nslots;
+    /* the protobuf-c messages packing builds, kept for the next one */
+    void *pb_recs, *pb_ptrs;
+    size_t pb_cap;
 };
 
 void kinesis_kpl_init(struct kinesis_kpl *a);
@@ -74,8 +71,7 @@ int kinesis_kpl_add(struct kinesis_kpl *a, const char *pk, size_t pk_len, uint64
 size_t kinesis_kpl_size(const struct kinesis_kpl *a);
 /* Append the record's data as base64 to out (raw: scratch space, reused).
  * 0, or -1 (out of memory, out full). */
-int kinesis_kpl_pack_b64(struct kinesis_kpl *a, struct kinesis_md5 *md5, struct buf *raw,
-                         struct buf *out);
+int kinesis_kpl_pack_b64(struct kinesis_kpl *a, struct buf *raw, struct buf *out);
 
 /* One user record read back out of an aggregate. Strings point into the
  * unpacked message (NUL-terminated); ehk NULL when it has none. */
@@ -91,7 +87,7 @@ struct kinesis_kpl_record {
  * NULL when p is not a valid aggregate: no magic, too short, wrong MD5, a
  * broken protobuf or a table index out of range. */
 struct kinesis_kpl_unpacked;
-struct kinesis_kpl_unpacked *kinesis_kpl_unpack(struct kinesis_md5 *md5, const void *p, size_t n);
+struct kinesis_kpl_unpacked *kinesis_kpl_unpack(const void *p, size_t n);
 size_t kinesis_kpl_count(const struct kinesis_kpl_unpacked *u);
 void kinesis_kpl_get(const struct kinesis_kpl_unpacked *u, size_t i, struct kinesis_kpl_record *r);
 void kinesis_kpl_unpacked_free(struct kinesis_kpl_unpacked *u);

@@ -77,6 +77,24 @@ static void random_key(char *out, size_t outlen)
     out[2 * i] = '\0';
 }
 
+int kinesis_put_body(struct kinesis_call *c, const char *stream, const char *key, const char *hash,
+                     const char *seq, size_t *rec_off)
+{
+    kinesis_body_begin(c);
+    kinesis_body_str(c, "StreamName", stream);
+    *rec_off = c->body.len;
+    kinesis_body_str(c, "PartitionKey", key);
+    kinesis_body_data(c, "Data");
+    if (hash) {
+        kinesis_body_str(c, "ExplicitHashKey", hash);
+    }
+    if (seq) {
+        kinesis_body_str(c, "SequenceNumberForOrdering", seq);
+    }
+    kinesis_body_end(c);
+    return c->body_err ? -1 : 0;
+}
+
 static void put_common(struct kinesis_call *c, int key_optional)
 {
     const struct envelope_request *req = c->req;
@@ -111,23 +129,16 @@ static void put_common(struct kinesis_call *c, int key_optional)
                           size);
         return;
     }
-    kinesis_body_begin(c);
-    kinesis_body_str(c, "StreamName", stream);
-    rec_off = c->body.len;
-    kinesis_body_str(c, "PartitionKey", key);
-    kinesis_body_data(c, "Data");
-    if (hash) {
-        kinesis_body_str(c, "ExplicitHashKey", hash);
-    }
-    if (seq) {
-        kinesis_body_str(c, "SequenceNumberForOrdering", seq);
-    }
-    kinesis_body_end(c);
     c->rec_size = size;
-    /* SequenceNumberForOrdering exists only in PutRecord. */
+    /* SequenceNumberForOrdering exists only in PutRecord. An aggregated
+     * record needs no body of its own (it is built if it goes plain). */
+    if (c->k->coalesce && c->k->aggregate && !seq &&
+        kinesis_aggregate_add(c, stream, size, key, hash) == 0) {
+        return;
+    }
+    kinesis_put_body(c, stream, key, hash, seq, &rec_off);
     if (c->k->coalesce && !seq && !c->body_err &&
-        ((c->k->aggregate && kinesis_aggregate_add(c, stream, rec_off, size, key, hash) == 0) ||
-         kinesis_coalesce_add(c, stream, rec_off, size) == 0)) {
+        kinesis_coalesce_add(c, stream, rec_off, size) == 0) {
         return;
     }
     kinesis_call_send(c, "PutRecord", kinesis_put_record_done);

@@ -107,7 +107,10 @@ async function startAll(t, shards, target = {}) {
     const r = await client.query(channel, {
       metadata: { method: 'put_record', stream_name: stream, partition_key: pk },
       data: data.toString('base64'),
-    }, { timeoutMs: 120000 });
+    }, { timeoutMs: 120000 }).catch((e) => {
+      // What the daemon said is what tells why a query went unanswered.
+      throw new Error(`${pk}: ${e.message}\ndaemon ${rig.pidAlive(d.pid) ? 'running' : 'gone'}; its log ends:\n${d.stderr().slice(-4000)}`);
+    });
     assert.equal(r.error, '', `${pk}: ${r.error}`);
     assert.ok(r.reply, `${pk}: reply is not JSON: ${r.body}`);
     assert.equal(r.reply.is_error, false, `${pk}: ${r.reply.error}`);

@@ -734,9 +734,9 @@ static uint64_t fnv(const char *s)
 
 /* What unpacks packs again (our packer) and unpacks to the same records.
  * Returns 1 when p[0..n) unpacked. */
-static int round_trip(struct kinesis_md5 *m, const void *p, size_t n)
+static int round_trip(const void *p, size_t n)
 {
-    struct kinesis_kpl_unpacked *u = kinesis_kpl_unpack(m, p, n), *v;
+    struct kinesis_kpl_unpacked *u = kinesis_kpl_unpack(p, n), *v;
     struct buf raw = BUF_INIT(1 << 20), b64 = BUF_INIT(2 << 20), dec = BUF_INIT(1 << 20);
     struct kinesis_kpl a;
     size_t i;
@@ -754,9 +754,9 @@ static int round_trip(struct kinesis_md5 *m, const void *p, size_t n)
                                          r.ehk ? strlen(r.ehk) : 0, r.data, r.data_len),
                          0);
     }
-    assert_int_equal(kinesis_kpl_pack_b64(&a, m, &raw, &b64), 0);
+    assert_int_equal(kinesis_kpl_pack_b64(&a, &raw, &b64), 0);
     assert_int_equal(b64_decode(b64.data, b64.len, &dec), 0);
-    v = kinesis_kpl_unpack(m, dec.data, dec.len);
+    v = kinesis_kpl_unpack(dec.data, dec.len);
     assert_non_null(v);
     assert_int_equal(kinesis_kpl_count(v), kinesis_kpl_count(u));
     for (i = 0; i < kinesis_kpl_count(u); i++) {
@@ -792,7 +792,6 @@ static void test_deaggregator(void **state)
         "\xff\xff\xff\xff\x0f", "\x80\x80\x80\x80\x80\x80\x80\x80\x80\x01",
         "\x1a\xff\xff\xff\xff\x07", "\x0a\xfe\xff\xff\x7f", "\x12\x80\x80\x80\x80\x10"};
     static const unsigned char magic[4] = {0xF3, 0x89, 0x9A, 0xC2};
-    struct kinesis_md5 m;
     struct kinesis_kpl a;
     struct buf seed = BUF_INIT(1 << 20), b64 = BUF_INIT(2 << 20), raw = BUF_INIT(1 << 20);
     static char framed[FUZZ_MAX + 64];
@@ -802,11 +801,10 @@ static void test_deaggregator(void **state)
     int round, framed_ok = 0, plain_ok = 0;
 
     (void)state;
-    assert_int_equal(kinesis_md5_init(&m), 0);
     fuzz_seed(&f, 0xa66);
     /* Another implementation's aggregate reads as it was written. */
     assert_int_equal(b64_decode(agg_b64, strlen(agg_b64), &seed), 0);
-    u = kinesis_kpl_unpack(&m, seed.data, seed.len);
+    u = kinesis_kpl_unpack(seed.data, seed.len);
     assert_non_null(u);
     assert_int_equal(kinesis_kpl_count(u), 3);
     kinesis_kpl_get(u, 1, &r);
@@ -841,17 +839,17 @@ static void test_deaggregator(void **state)
                                  0);
             }
             buf_reset(&b64);
-            assert_int_equal(kinesis_kpl_pack_b64(&a, &m, &raw, &b64), 0);
+            assert_int_equal(kinesis_kpl_pack_b64(&a, &raw, &b64), 0);
             buf_reset(&seed);
             assert_int_equal(b64_decode(b64.data, b64.len, &seed), 0);
-            assert_int_equal(round_trip(&m, seed.data, seed.len), 1);
+            assert_int_equal(round_trip(seed.data, seed.len), 1);
         } else if (round % 6 == 0) {
             buf_reset(&seed);
             assert_int_equal(b64_decode(agg_b64, strlen(agg_b64), &seed), 0);
         }
         /* As it is, mutated or cut short. */
         fuzz_mutate(&f, seed.data, fuzz_below(&f, 4) ? seed.len : fuzz_below(&f, seed.len + 1));
-        plain_ok += round_trip(&m, f.out, f.len);
+        plain_ok += round_trip(f.out, f.len);
         /* The protobuf mutated (or given a huge length), then framed right. */
         pbn = seed.len - KINESIS_KPL_OVERHEAD;
         fuzz_mutate(&f, seed.data + 4, pbn);
@@ -863,15 +861,14 @@ static void test_deaggregator(void **state)
         n = f.len;
         memcpy(framed, magic, 4);
         memcpy(framed + 4, f.out, n);
-        kinesis_md5(&m, f.out, n, (unsigned char *)framed + 4 + n);
-        framed_ok += round_trip(&m, framed, n + KINESIS_KPL_OVERHEAD);
+        kinesis_md5(f.out, n, (unsigned char *)framed + 4 + n);
+        framed_ok += round_trip(framed, n + KINESIS_KPL_OVERHEAD);
     }
     /* Some mutations stay valid protobuf (the reader was reached and
      * accepted them), few survive a wrong MD5. */
     assert_true(framed_ok > ROUNDS / 10);
     assert_true(plain_ok < framed_ok);
     kinesis_kpl_free(&a);
-    kinesis_md5_free(&m);
     buf_free(&seed);
     buf_free(&b64);
     buf_free(&raw);
