@@ -6,9 +6,9 @@
  * code the daemon runs between the KubeMQ source and the HTTP transport.
  *
  *   bench-pipeline [--case NAME] [--requests N] [--batch B] [--seconds S]
- *                  [--sink URL [--coalesce]]
- * cases: put_record_100, put_record_1k, put_record_64k, put_records_500x1k
- * (default: all). Prints one JSON line per case:
+ *                  [--sink URL [--coalesce | --aggregate]]
+ * cases: put_record_100, put_record_1k, put_record_64k, put_records_500x1k,
+ * aggregate_500x100 (default: all). Prints one JSON line per case:
  *   {"case":"put_record_1k","requests":N,"seconds":S,"per_second":R}
  * B requests are started together and the loop runs until all are
  * answered, as the engine does with B queries in flight (default 16).
@@ -16,7 +16,13 @@
  * With --sink URL the requests go over HTTP (libcurl, the daemon's own
  * transport) to that endpoint (bench-sink), B in flight at all times, and
  * --coalesce turns on put_record coalescing: the records/s of the two
- * show what coalescing buys against the same sink.
+ * show what coalescing buys against the same sink. --aggregate turns on
+ * KPL aggregation too (coalesce + aggregate); the line then also gives
+ * user_records_per_kinesis_record, from the target's own counters.
+ *
+ * aggregate_500x100: 500 put_record requests of 100 bytes started
+ * together into an aggregating target (null transport), packed into one
+ * aggregated record: the in-process cost of aggregation.
  *
  * Instructions per request: run under
  *   valgrind --tool=callgrind --collect-atstart=no --toggle-collect=pipeline_run
@@ -26,6 +32,7 @@
 #include "base/envelope.h"
 #include "base/errs.h"
 #include "base/loop.h"
+#include "base/metrics.h"
 #include "target/kinesis.h"
 
 #include <jansson.h>
@@ -40,15 +47,14 @@
 struct bcase {
     const char *name;
     size_t record_bytes;
-    size_t records; /* 0: put_record, else put_records of this many */
+    size_t records;   /* 0: put_record, else put_records of this many */
+    size_t aggregate; /* put_record requests started together into an aggregating target */
 };
 
 static const struct bcase cases[] = {
-    {"put_record_100", 100, 0},
-    {"put_record_1k", 1024, 0},
-    {"put_record_64k", 65536, 0},
-    {"put_records_500x1k", 1024, 500},
-    {NULL, 0, 0},
+    {"put_record_100", 100, 0, 0},      {"put_record_1k", 1024, 0, 0},
+    {"put_record_64k", 65536, 0, 0},    {"put_records_500x1k", 1024, 500, 0},
+    {"aggregate_500x100", 100, 0, 500}, {NULL, 0, 0, 0},
 };
 
 static const char put_record_reply[] =
@@ -57,8 +63,28 @@ static const char put_record_reply[] =
 
 struct sink {
     struct buf put_records_reply;
+    size_t entry_end[501]; /* where the reply's entry i ends (entry_end[0]: its head) */
+    struct buf reply;      /* a reply with as many entries as records sent */
     unsigned long long calls;
 };
+
+static const char list_shards_reply[] =
+    "{\"Shards\":[{\"ShardId\":\"shardId-000000000003\",\"HashKeyRange\":{\"StartingHashKey\":"
+    "\"0\",\"EndingHashKey\":\"340282366920938463463374607431768211455\"},\"SequenceNumberRange\":{"
+    "\"StartingSequenceNumber\":\"1\"}}]}";
+
+/* Records in a PutRecords body: each entry has one "Data" key. */
+static size_t count_records(const char *body, size_t len)
+{
+    const char *p = body, *end = body + len;
+    size_t n = 0;
+
+    while (p < end && (p = memmem(p, (size_t)(end - p), "\"Data\"", 6)) != NULL) {
+        n++;
+        p += 6;
+    }
+    return n;
+}
 
 /* The null transport: answers at once with a canned 200. */
 static int null_send(void *tctx, const struct aws_http_request *req, aws_http_done_fn done,
@@ -72,9 +98,25 @@ static int null_send(void *tctx, const struct aws_http_request *req, aws_http_do
     for (i = 0; req->headers[i]; i++) {
         if (strncmp(req->headers[i], "X-Amz-Target: ", 14) == 0) {
             put_records = strstr(req->headers[i], ".PutRecords") != NULL;
+            if (strstr(req->headers[i], ".ListShards")) {
+                done(cctx, 200, list_shards_reply, sizeof(list_shards_reply) - 1, NULL);
+                return 0;
+            }
         }
     }
     if (put_records) {
+        size_t n = count_records(req->body, req->body_len);
+
+        if (n < 500) {
+            /* The first n entries of the canned reply. */
+            buf_reset(&s->reply);
+            if (buf_append(&s->reply, s->put_records_reply.data, s->entry_end[n]) < 0 ||
+                buf_append_str(&s->reply, "]}") < 0) {
+                return -1;
+            }
+            done(cctx, 200, s->reply.data, s->reply.len, NULL);
+            return 0;
+        }
         done(cctx, 200, s->put_records_reply.data, s->put_records_reply.len, NULL);
     } else {
         done(cctx, 200, put_record_reply, sizeof(put_record_reply) - 1, NULL);
@@ -93,6 +135,8 @@ struct slot {
 struct bench {
     struct loop *loop;
     void *kinesis;
+    void *aggregating; /* coalesce + aggregate, null transport (aggregate_500x100) */
+    struct metrics_registry *metrics, *agg_metrics;
     struct slot slots[MAX_BATCH];
     size_t outstanding;
     unsigned long long errors;
@@ -230,13 +274,15 @@ out:
     return rc;
 }
 
-static int build_put_records_reply(struct buf *out, size_t n)
+static int build_put_records_reply(struct sink *s, size_t n)
 {
+    struct buf *out = &s->put_records_reply;
     size_t i;
 
     if (buf_append_str(out, "{\"FailedRecordCount\":0,\"Records\":[") < 0) {
         return -1;
     }
+    s->entry_end[0] = out->len;
     for (i = 0; i < n; i++) {
         if (buf_appendf(out,
                         "%s{\"SequenceNumber\":\"4965419464096343446801623409812632509877561447"
@@ -244,8 +290,36 @@ static int build_put_records_reply(struct buf *out, size_t n)
                         i ? "," : "", i) < 0) {
             return -1;
         }
+        s->entry_end[i + 1] = out->len;
     }
     return buf_append_str(out, "]}");
+}
+
+/* A counter of the target's own series, by name (0 when absent). */
+static unsigned long long counter(struct metrics_registry *reg, const char *name)
+{
+    struct buf text = BUF_INIT(1 << 20);
+    unsigned long long v = 0;
+    const char *p;
+
+    if (metrics_render_prometheus(reg, &text) == 0 && (p = strstr(buf_str(&text), name)) &&
+        (p = strchr(p, '}'))) {
+        v = strtoull(p + 1, NULL, 10);
+    }
+    buf_free(&text);
+    return v;
+}
+
+/* User records per Kinesis record written so far, "" without counters. */
+static void ratio_text(struct metrics_registry *reg, char *out, size_t n)
+{
+    unsigned long long user = counter(reg, "kubemq_kinesis_user_records_total{");
+    unsigned long long kin = counter(reg, "kubemq_kinesis_stream_records_total{");
+
+    out[0] = '\0';
+    if (kin) {
+        snprintf(out, n, ",\"user_records_per_kinesis_record\":%.1f", (double)user / (double)kin);
+    }
 }
 
 static double now_s(void)
@@ -261,8 +335,18 @@ static int run_case(struct bench *b, const struct bcase *c, unsigned long long r
 {
     struct buf body = BUF_INIT(BUF_DEFAULT_MAX);
     unsigned long long done = 0, step;
+    void *plain = b->kinesis;
+    char ratio[96] = "";
     double t0, t;
     int rc = -1;
+
+    if (c->aggregate) {
+        b->kinesis = b->aggregating;
+        batch = c->aggregate;
+        if (requests && requests < batch) {
+            requests = batch;
+        }
+    }
 
     if (build_body(c, &body) < 0) {
         fprintf(stderr, "bench-pipeline: cannot build the %s request\n", c->name);
@@ -280,7 +364,7 @@ static int run_case(struct bench *b, const struct bcase *c, unsigned long long r
         }
         done = requests;
     } else {
-        step = c->records ? 20 : 2000;
+        step = c->records ? 20 : c->aggregate ? c->aggregate * 4 : 2000;
         do {
             if (pipeline_run(b, &body, step, batch) < 0) {
                 goto out;
@@ -294,21 +378,26 @@ static int run_case(struct bench *b, const struct bcase *c, unsigned long long r
                 b->first_error);
         goto out;
     }
+    if (c->aggregate) {
+        ratio_text(b->agg_metrics, ratio, sizeof(ratio));
+    }
     printf("{\"case\":\"%s\",\"requests\":%llu,\"records\":%llu,\"batch\":%zu,\"seconds\":%.3f,"
-           "\"per_second\":%.0f,\"records_per_second\":%.0f,\"us_per_request\":%.3f}\n",
+           "\"per_second\":%.0f,\"records_per_second\":%.0f,\"us_per_request\":%.3f%s}\n",
            c->name, done, done * (c->records ? c->records : 1), batch, t, (double)done / t,
-           (double)done * (double)(c->records ? c->records : 1) / t, t * 1e6 / (double)done);
+           (double)done * (double)(c->records ? c->records : 1) / t, t * 1e6 / (double)done, ratio);
     fflush(stdout);
     rc = 0;
 out:
+    b->kinesis = plain;
     buf_free(&body);
     return rc;
 }
 
 /* Keep `batch` requests in flight against a real endpoint until n are done. */
 static int run_sink(struct bench *b, const struct bcase *c, unsigned long long n, size_t batch,
-                    int coalesce)
+                    int coalesce, int aggregate)
 {
+    char ratio[96];
     struct buf body = BUF_INIT(BUF_DEFAULT_MAX);
     unsigned long long started = 0, finished = 0;
     struct rusage r0, r1;
@@ -360,9 +449,12 @@ static int run_sink(struct bench *b, const struct bcase *c, unsigned long long n
                 b->first_error);
         goto out;
     }
-    printf("{\"case\":\"%s\",\"sink\":true,\"coalesce\":%s,\"requests\":%llu,\"concurrency\":%zu,"
-           "\"seconds\":%.3f,\"records_per_second\":%.0f,\"cpu_us_per_record\":%.2f}\n",
-           c->name, coalesce ? "true" : "false", n, batch, t, (double)n / t, cpu * 1e6 / (double)n);
+    ratio_text(b->metrics, ratio, sizeof(ratio));
+    printf("{\"case\":\"%s\",\"sink\":true,\"coalesce\":%s,%s\"requests\":%llu,"
+           "\"concurrency\":%zu,\"seconds\":%.3f,\"records_per_second\":%.0f,"
+           "\"cpu_us_per_record\":%.2f%s}\n",
+           c->name, coalesce ? "true" : "false", aggregate ? "\"aggregate\":true," : "", n, batch,
+           t, (double)n / t, cpu * 1e6 / (double)n, ratio);
     fflush(stdout);
     rc = 0;
 out:
@@ -373,7 +465,7 @@ out:
 static void usage(void)
 {
     fprintf(stderr, "usage: bench-pipeline [--case NAME] [--requests N] [--batch B] "
-                    "[--seconds S] [--sink URL [--coalesce]]\ncases:");
+                    "[--seconds S] [--sink URL [--coalesce | --aggregate]]\ncases:");
     for (size_t i = 0; cases[i].name; i++) {
         fprintf(stderr, " %s", cases[i].name);
     }
@@ -383,10 +475,10 @@ static void usage(void)
 int main(int argc, char **argv)
 {
     static struct bench b;
-    struct sink sink = {BUF_INIT(BUF_DEFAULT_MAX), 0};
+    struct sink sink = {BUF_INIT(BUF_DEFAULT_MAX), {0}, BUF_INIT(BUF_DEFAULT_MAX), 0};
     struct aws_transport transport = {null_send, &sink};
     const char *only = NULL, *sink_url = NULL;
-    int coalesce = 0;
+    int coalesce = 0, aggregate = 0;
     unsigned long long requests = 0;
     double seconds = 2.0;
     size_t batch = 16, i;
@@ -408,6 +500,8 @@ int main(int argc, char **argv)
             sink_url = argv[++a];
         } else if (strcmp(argv[a], "--coalesce") == 0) {
             coalesce = 1;
+        } else if (strcmp(argv[a], "--aggregate") == 0) {
+            coalesce = aggregate = 1;
         } else {
             usage();
             return 2;
@@ -418,7 +512,7 @@ int main(int argc, char **argv)
         return 2;
     }
     errs_init(&errs);
-    if (build_put_records_reply(&sink.put_records_reply, 500) < 0) {
+    if (build_put_records_reply(&sink, 500) < 0) {
         goto out;
     }
     b.loop = loop_create(err, sizeof(err));
@@ -426,16 +520,30 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench-pipeline: %s\n", err);
         goto out;
     }
-    props = json_pack("{s:s, s:s, s:s, s:s, s:s}", "aws_key", "AKIDBENCHMARK000000",
-                      "aws_secret_key", "bench/secret/key/0000000000000000000000", "region",
-                      "us-east-1", "endpoint", sink_url ? sink_url : "http://127.0.0.1:1",
-                      "coalesce", coalesce ? "true" : "false");
+    props =
+        json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "aws_key", "AKIDBENCHMARK000000",
+                  "aws_secret_key", "bench/secret/key/0000000000000000000000", "region",
+                  "us-east-1", "endpoint", sink_url ? sink_url : "http://127.0.0.1:1", "coalesce",
+                  coalesce ? "true" : "false", "aggregate", aggregate ? "true" : "false");
     b.kinesis = kinesis_instance_create(b.loop, props, "bench", "bench",
                                         sink_url ? NULL : &transport, &errs);
-    if (!b.kinesis) {
+    /* One aggregate holds all 500 records of aggregate_500x100. */
+    json_object_set_new(props, "coalesce", json_string("true"));
+    json_object_set_new(props, "aggregate", json_string("true"));
+    json_object_set_new(props, "aggregate_max_bytes", json_string("1048576"));
+    json_object_set_new(props, "endpoint", json_string("http://127.0.0.1:1"));
+    b.aggregating = kinesis_instance_create(b.loop, props, "bench", "bench", &transport, &errs);
+    if (!b.kinesis || !b.aggregating) {
         fprintf(stderr, "bench-pipeline: %s", buf_str(&errs.text));
         goto out;
     }
+    b.metrics = metrics_registry_new();
+    b.agg_metrics = metrics_registry_new();
+    if (!b.metrics || !b.agg_metrics) {
+        goto out;
+    }
+    kinesis_target_kind.metrics(b.kinesis, b.metrics);
+    kinesis_target_kind.metrics(b.aggregating, b.agg_metrics);
     for (i = 0; i < MAX_BATCH; i++) {
         envelope_request_init(&b.slots[i].req);
         envelope_reply_init(&b.slots[i].reply);
@@ -447,8 +555,9 @@ int main(int argc, char **argv)
         }
         ran++;
         if (sink_url) {
-            if (cases[i].records ||
-                run_sink(&b, &cases[i], requests ? requests : 20000, batch, coalesce) < 0) {
+            if (cases[i].records || cases[i].aggregate ||
+                run_sink(&b, &cases[i], requests ? requests : 20000, batch, coalesce, aggregate) <
+                    0) {
                 goto out;
             }
             continue;
@@ -466,6 +575,11 @@ out:
     if (b.kinesis) {
         kinesis_target_kind.destroy(b.kinesis);
     }
+    if (b.aggregating) {
+        kinesis_target_kind.destroy(b.aggregating);
+    }
+    metrics_registry_free(b.metrics);
+    metrics_registry_free(b.agg_metrics);
     for (i = 0; i < MAX_BATCH; i++) {
         if (b.slots[i].req.metadata) {
             envelope_request_free(&b.slots[i].req);
@@ -477,5 +591,6 @@ out:
     json_decref(props);
     errs_free(&errs);
     buf_free(&sink.put_records_reply);
+    buf_free(&sink.reply);
     return rc;
 }

@@ -259,6 +259,46 @@ if (on && off) {
   p();
 }
 
+// ---- aggregation ----
+const aggpipe = of('aggpipe');
+if (aggpipe.length) {
+  const median = (xs) => xs.slice().sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
+  const rowsOf = (agg) => aggpipe.filter((r) => !!r.aggregate === agg);
+  const med = (agg, key) => median(rowsOf(agg).map((r) => r[key]));
+  const ratioAgg = med(true, 'user_records_per_kinesis_record');
+  const rateAgg = med(true, 'records_per_second');
+  const rateCo = med(false, 'records_per_second');
+  p('## 4. KPL aggregation');
+  p();
+  p('In process, against bench-sink over HTTP, put_record of 100 bytes with 64');
+  p('requests in flight, one shard: coalescing alone, then coalescing with');
+  p('`aggregate: true` (KPL aggregated records), alternately, three runs each');
+  p('(medians below; user records per Kinesis record from the target\'s own counters):');
+  p();
+  p('| mode | user records/s | CPU µs/user record | user records per Kinesis record |');
+  p('|---|---|---|---|');
+  for (const agg of [false, true]) {
+    p(`| ${agg ? 'aggregate' : 'coalesce'} | ${fmt(med(agg, 'records_per_second'))} | ${fmt(med(agg, 'cpu_us_per_record'), 2)} | ${fmt(med(agg, 'user_records_per_kinesis_record'), 1)} |`);
+  }
+  p();
+  p('| target | measured | |');
+  p('|---|---|---|');
+  p(`| ≥ 20 user records per Kinesis record (100 B, concurrency 64) | ${fmt(ratioAgg, 1)} | ${verdict(ratioAgg === undefined ? undefined : ratioAgg >= 20)} |`);
+  p(`| user records/s no lower than coalescing alone | ${fmt(rateAgg)} vs ${fmt(rateCo)} | ${verdict(rateAgg === undefined || rateCo === undefined ? undefined : rateAgg >= rateCo)} |`);
+  const pa = pipe.find((r) => r.case === 'aggregate_500x100');
+  const ca = cg.find((x) => x.case === 'aggregate_500x100');
+  if (pa) {
+    p();
+    p(`Pipeline, one aggregate of 500 × 100 B (500 put_record requests started together, null transport): ${fmt(pa.per_second)} user records/s on one core, ${fmt(pa.us_per_request * 500, 0)} µs per aggregate${ca ? `, ${fmt(ca.ir_per_request)} instructions per user record (callgrind)` : ''}.`);
+  }
+  p();
+  p('```');
+  p('build/bench-pipeline --case put_record_100 --sink http://127.0.0.1:<sink> --batch 64 --requests N --coalesce|--aggregate');
+  p('build/bench-pipeline --case aggregate_500x100 --seconds 3');
+  p('```');
+  p();
+}
+
 // ---- analysis ----
 p('## What bounds each figure, and what would move it');
 p();

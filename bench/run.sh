@@ -8,6 +8,9 @@
 #      latency, the daemon's CPU per request and its RSS, at concurrency
 #      1, 16, 64 and with 1,000 requests in flight; put_record with and
 #      without coalescing.
+#   3. KPL aggregation: put_record of 100 bytes at concurrency 64 against
+#      bench-sink, coalesced and aggregated (user records/s, CPU, user
+#      records per Kinesis record); the pipeline's aggregate_500x100 case.
 # Every process started here is stopped by its PID (also on failure).
 # Environment: KK_BENCH_QUICK=1 runs fewer requests (a smoke test);
 # KK_BENCH_OUT=FILE writes the report elsewhere (default BENCHMARKS.md);
@@ -122,9 +125,9 @@ done
 
 QUICK=${KK_BENCH_QUICK:-0}
 if [ "$QUICK" = 1 ]; then
-    PIPE_SECONDS=0.5 N1=200 N16=1000 N64=1000 NFLIGHT=2000 NCO=1000 CG_SCALE=10
+    PIPE_SECONDS=0.5 N1=200 N16=1000 N64=1000 NFLIGHT=2000 NCO=1000 NAGG=5000 CG_SCALE=10
 else
-    PIPE_SECONDS=3 N1=3000 N16=20000 N64=20000 NFLIGHT=5000 NCO=20000 CG_SCALE=1
+    PIPE_SECONDS=3 N1=3000 N16=20000 N64=20000 NFLIGHT=5000 NCO=20000 NAGG=100000 CG_SCALE=1
 fi
 
 # ---- machine ----
@@ -145,7 +148,8 @@ done < <(taskset -c 0 "$BUILD/bench-pipeline" --seconds "$PIPE_SECONDS" 2>/dev/n
 
 if command -v valgrind >/dev/null; then
     say "bench-pipeline under callgrind: instructions per request"
-    for spec in put_record_100:2000 put_record_1k:2000 put_record_64k:100 put_records_500x1k:4; do
+    for spec in put_record_100:2000 put_record_1k:2000 put_record_64k:100 put_records_500x1k:4 \
+        aggregate_500x100:2000; do
         name=${spec%%:*}
         n=$(( ${spec#*:} / CG_SCALE ))
         [ "$n" -lt 2 ] && n=2
@@ -323,6 +327,16 @@ for co in "" --coalesce; do
         --batch 64 --requests "$NCO" $co)
     record "{\"kind\":\"sinkpipe\",${line#\{}"
     say "  ${co:-plain}: $(json_num records_per_second "$line") records/s, $(json_num cpu_us_per_record "$line") us CPU/record"
+done
+
+say "aggregation in process: put_record 100 B, 64 in flight, against bench-sink"
+for i in 1 2 3; do
+    for mode in --coalesce --aggregate; do
+        line=$("$BUILD/bench-pipeline" --case put_record_100 --sink "http://127.0.0.1:$SINK_PORT" \
+            --batch 64 --requests "$NAGG" $mode)
+        record "{\"kind\":\"aggpipe\",\"run\":$i,${line#\{}"
+        say "  ${mode#--}: $(json_num records_per_second "$line") records/s, $(json_num cpu_us_per_record "$line") us CPU/record"
+    done
 done
 
 say "daemon: coalescing through the broker (put_record at concurrency 64, sink answers in 20 ms)"

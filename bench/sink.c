@@ -1,7 +1,9 @@
 /* sink.c - a minimal, fast Kinesis stand-in for load tests.
  *
  * Answers PutRecord and PutRecords with valid replies (every record
- * accepted), anything else with {}, counts requests and records, and can
+ * accepted), ListShards with one shard (for aggregation's shard map),
+ * anything else with {}, counts requests and records (Kinesis records: an
+ * aggregated record counts once), and can
  * hold each reply for a fixed latency. It does not check signatures or
  * keep data: it exists so that benchmarks measure the daemon, not
  * kinesalite (~3.6k req/s on two cores).
@@ -137,6 +139,11 @@ static void answer(struct conn *c, const char *head, size_t headlen, const char 
                     "{\"SequenceNumber\":\"4959000000000000000000000000000000000000%llu\","
                     "\"ShardId\":\"shardId-000000000000\"}",
                     ++s->seq);
+    } else if (t && memmem(t, (size_t)(head + headlen - t), ".ListShards", 11)) {
+        buf_append_str(&b, "{\"Shards\":[{\"ShardId\":\"shardId-000000000000\",\"HashKeyRange\":{"
+                           "\"StartingHashKey\":\"0\",\"EndingHashKey\":"
+                           "\"340282366920938463463374607431768211455\"},\"SequenceNumberRange\":{"
+                           "\"StartingSequenceNumber\":\"1\"}}]}");
     } else {
         buf_append_str(&b, "{}");
     }

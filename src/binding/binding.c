@@ -223,7 +223,8 @@ int binding_request(struct binding *b, const char *payload, size_t len, binding_
 
 /* ---- life ------------------------------------------------------------- */
 
-static void create_chain(struct binding *b, const struct config_binding *cb, struct errs *errs)
+static void create_chain(struct binding *b, const struct config_binding *cb,
+                         struct metrics_registry *reg, struct errs *errs)
 {
     char where[300], err[512];
 
@@ -234,6 +235,9 @@ static void create_chain(struct binding *b, const struct config_binding *cb, str
             errs_add(errs, "%s: could not start", where);
         }
         return;
+    }
+    if (b->tk->metrics && reg) {
+        b->tk->metrics(b->target, reg);
     }
     b->mw = middleware_create(b->loop, &cb->middleware, b->name, b->tk, b->target, b->mb, err,
                               sizeof(err));
@@ -297,7 +301,7 @@ struct binding *binding_create(const struct config_binding *cb, struct loop *loo
     b->mb = metrics_binding_register(reg, cb->name, cb->source_kind->kind, cb->target_kind->kind);
     loop_defer_init(&b->api_defer);
 
-    create_chain(b, cb, &errs);
+    create_chain(b, cb, reg, &errs);
     if (!b->target || !b->mw) {
         errs_first(&errs, err, errlen);
         goto fail;

@@ -4,6 +4,7 @@
 
 #include "aws/aws_endpoint.h"
 #include "base/b64.h"
+#include "target/kinesis_answer.h"
 #include "target/kinesis_call.h"
 #include "target/kinesis_validate.h"
 
@@ -37,6 +38,10 @@ struct kinesis_options {
     long long coalesce_max_records;
     long long coalesce_max_bytes;
     long long coalesce_linger_ms;
+    int timestamp_format;
+    int aggregate;
+    long long aggregate_max_bytes;
+    long long aggregate_max_records;
 };
 
 static const struct settings_entry kinesis_settings[] = {
@@ -77,6 +82,23 @@ static const struct settings_entry kinesis_settings[] = {
     {"coalesce_linger_ms", SETTINGS_INT, "5", 0, 0, 10000, NULL,
      offsetof(struct kinesis_options, coalesce_linger_ms), NULL,
      "longest a record waits for others while a PutRecords call of its stream is in flight"},
+    {"timestamp_format", SETTINGS_ENUM, "rfc3339", 0, 0, 0, "rfc3339|epoch",
+     offsetof(struct kinesis_options, timestamp_format), NULL,
+     "timestamps in reply data (ApproximateArrivalTimestamp, StreamCreationTimestamp, ...): "
+     "rfc3339 as kubemq-targets' Go connector wrote them (`2026-12-07T02:13:15.51Z`, UTC), or "
+     "epoch: the seconds Kinesis answered (`1796609595.51`)"},
+    {"aggregate", SETTINGS_BOOL, "false", 0, 0, 0, NULL,
+     offsetof(struct kinesis_options, aggregate), NULL,
+     "pack coalesced put_record requests into KPL aggregated records, many user records per "
+     "Kinesis record, each on the shard its partition key maps to (needs `coalesce: true`; "
+     "consumers must deaggregate: the KCL does, and get_records with `deaggregate`)"},
+    {"aggregate_max_bytes", SETTINGS_INT, "51200", 0, 64, 1048576, NULL,
+     offsetof(struct kinesis_options, aggregate_max_bytes), NULL,
+     "most bytes of one aggregated record as Kinesis counts them (its data, 20 bytes of format "
+     "overhead included, plus its partition key); a user record too large to share goes alone"},
+    {"aggregate_max_records", SETTINGS_INT, "1000", 0, 1, 100000, NULL,
+     offsetof(struct kinesis_options, aggregate_max_records), NULL,
+     "most user records in one aggregated record"},
     {NULL, 0, NULL, 0, 0, 0, NULL, 0, NULL, NULL},
 };
 
@@ -200,6 +222,12 @@ void *kinesis_instance_create(struct loop *loop, const json_t *props, const char
     if (*o.ca_file && access(o.ca_file, R_OK) != 0) {
         errs_add(errs, "%s: ca_file: cannot read \"%s\"", where, o.ca_file);
     }
+    if (o.aggregate && !o.coalesce) {
+        errs_add(errs,
+                 "%s: aggregate: needs coalesce: true (the records it packs are the concurrent "
+                 "put_record requests coalescing gathers)",
+                 where);
+    }
     if (errs->count != before || !loop) {
         goto fail;
     }
@@ -217,6 +245,12 @@ void *kinesis_instance_create(struct loop *loop, const json_t *props, const char
     k->coalesce_max_records = (size_t)o.coalesce_max_records;
     k->coalesce_max_bytes = (size_t)o.coalesce_max_bytes;
     k->coalesce_linger_ms = (uint64_t)o.coalesce_linger_ms;
+    k->time_format = o.timestamp_format;
+    k->aggregate = o.aggregate;
+    k->aggregate_max_bytes = (size_t)o.aggregate_max_bytes;
+    k->aggregate_max_records = (size_t)o.aggregate_max_records;
+    kinesis_kpl_init(&k->kpl);
+    buf_init(&k->scratch, (size_t)64 << 10);
     seed_rng(k);
 
     memset(&ao, 0, sizeof(ao));
@@ -265,8 +299,9 @@ static void kinesis_destroy(void *instance)
         return;
     }
     k->stopping = 1;
-    /* Batches not yet sent let go of their calls (failed below). */
+    /* Batches and queues not yet sent let go of their calls (failed below). */
     kinesis_coalesce_stop(k);
+    kinesis_aggregate_stop(k);
     /* Completes in-flight calls (TransportError); their steps cannot send
      * again while stopping. What is left waits on a backoff timer. */
     aws_client_destroy(k->aws);
@@ -275,6 +310,9 @@ static void kinesis_destroy(void *instance)
         kinesis_call_fail(k->calls, "aws.kinesis: target stopped before the request finished");
     }
     kinesis_coalesce_free(k);
+    kinesis_aggregate_free(k);
+    kinesis_kpl_free(&k->kpl);
+    buf_free(&k->scratch);
     while (k->pool) {
         struct kinesis_call *c = k->pool;
 
@@ -415,10 +453,25 @@ static int body_is_empty(const char *p, size_t n)
     return other == 0 && braces <= 2;
 }
 
+/* data = body, its timestamps in the configured form. */
+static int reply_data(struct kinesis_call *c, const char *body, size_t len)
+{
+    struct envelope_reply *r = c->reply;
+
+    if (c->k->time_format == KINESIS_TIME_RFC3339 && kinesis_times_maybe(body, len)) {
+        buf_reset(&r->data);
+        if (kinesis_times_rewrite(body, len, &r->data) >= 0) {
+            r->has_data = 1;
+            return 0;
+        }
+    }
+    return envelope_reply_set_data(r, body, len);
+}
+
 void kinesis_reply_ok(struct kinesis_call *c, const char *body, size_t len)
 {
     if (envelope_reply_meta_set(c->reply, "result", "ok") < 0 ||
-        (!body_is_empty(body, len) && envelope_reply_set_data(c->reply, body, len) < 0)) {
+        (!body_is_empty(body, len) && reply_data(c, body, len) < 0)) {
         kinesis_call_error(c, "aws.kinesis: out of memory building the reply");
     }
 }
@@ -444,6 +497,55 @@ void kinesis_step_plain(struct kinesis_call *c, const struct aws_response *r)
         kinesis_reply_ok(c, r->body, r->body_len);
     }
     kinesis_call_finish(c);
+}
+
+/* Decimal text of v (>= 0) in out (24 bytes); the number the entry reply
+ * writes for every aggregated record, without printf's cost. */
+static const char *decimal(long long v, char *out)
+{
+    char *p = out + 23;
+
+    *p = '\0';
+    do {
+        *--p = (char)('0' + v % 10);
+        v /= 10;
+    } while (v > 0);
+    return p;
+}
+
+int kinesis_entry_reply(struct kinesis_call *c, const char *shard, const char *seq, long long sub,
+                        const char *encryption)
+{
+    struct buf *data = &c->k->scratch;
+    char tmp[24];
+    const char *num = sub >= 0 ? decimal(sub, tmp) : NULL;
+
+    buf_reset(data);
+    if (buf_append_str(data, "{\"ShardId\":") < 0 ||
+        buf_append_json_str(data, shard, strlen(shard)) < 0 ||
+        buf_append_str(data, ",\"SequenceNumber\":") < 0 ||
+        buf_append_json_str(data, seq, strlen(seq)) < 0 ||
+        (num &&
+         (buf_append_str(data, ",\"SubSequenceNumber\":") < 0 || buf_append_str(data, num) < 0)) ||
+        (encryption && (buf_append_str(data, ",\"EncryptionType\":") < 0 ||
+                        buf_append_json_str(data, encryption, strlen(encryption)) < 0)) ||
+        buf_append_char(data, '}') < 0) {
+        return -1;
+    }
+    kinesis_reply_ok(c, data->data, data->len);
+    if (envelope_reply_meta_set(c->reply, "shard_id", shard) < 0 ||
+        envelope_reply_meta_set(c->reply, "sequence_number", seq) < 0 ||
+        (num && envelope_reply_meta_set(c->reply, "sub_sequence_number", num) < 0)) {
+        return -1;
+    }
+    return 0;
+}
+
+void kinesis_count_written(struct kinesis *k, size_t user, size_t records, size_t bytes)
+{
+    metrics_counter_add(k->m_user_records, user);
+    metrics_counter_add(k->m_records, records);
+    metrics_counter_add(k->m_bytes, bytes);
 }
 
 static uint64_t rng_next(struct kinesis *k)
@@ -680,6 +782,34 @@ static void kinesis_execute(void *instance, const struct envelope_request *req,
     c->m->start(c);
 }
 
+/* The target's own series: what it wrote, so that the aggregation ratio
+ * (user records per Kinesis record) can be graphed. */
+static void kinesis_metrics(void *instance, struct metrics_registry *reg)
+{
+    static const char *const labels[] = {"binding", NULL};
+    struct kinesis *k = instance;
+    const char *values[] = {k->binding};
+
+    k->m_user_records = metrics_series_get(
+        metrics_family_add(reg, METRICS_COUNTER, "kubemq_kinesis_user_records_total",
+                           "user records written to Kinesis (a put_record request, a "
+                           "put_records entry), per binding",
+                           labels, NULL, 0),
+        values);
+    k->m_records = metrics_series_get(
+        metrics_family_add(reg, METRICS_COUNTER, "kubemq_kinesis_stream_records_total",
+                           "Kinesis records written (an aggregated record counts once), per "
+                           "binding",
+                           labels, NULL, 0),
+        values);
+    k->m_bytes = metrics_series_get(
+        metrics_family_add(reg, METRICS_COUNTER, "kubemq_kinesis_bytes_out_total",
+                           "bytes of the Kinesis records written, data plus partition keys as "
+                           "Kinesis counts them, per binding",
+                           labels, NULL, 0),
+        values);
+}
+
 const struct target_kind kinesis_target_kind = {
     .kind = "aws.kinesis",
     .aliases = kinesis_aliases,
@@ -688,4 +818,5 @@ const struct target_kind kinesis_target_kind = {
     .create = kinesis_create,
     .destroy = kinesis_destroy,
     .execute = kinesis_execute,
+    .metrics = kinesis_metrics,
 };

@@ -12,6 +12,8 @@
 #include "base/buf.h"
 #include "base/envelope.h"
 #include "base/loop.h"
+#include "base/metrics.h"
+#include "target/kinesis_kpl.h"
 #include "target/target.h"
 
 #include <jansson.h>
@@ -28,6 +30,7 @@ struct kinesis {
     long retry_cap_ms;
     uint64_t rng;               /* jitter */
     int stopping;               /* destroy in progress: no new AWS calls */
+    int time_format;            /* enum kinesis_time_format: timestamps in replies */
     struct kinesis_call *calls; /* live calls */
     /* put_record coalescing (kinesis_coalesce.c) */
     int coalesce;
@@ -39,6 +42,18 @@ struct kinesis {
     struct kinesis_call *pool;     /* finished calls kept for reuse */
     int npool;
     struct kinesis_batch *spare; /* sent and answered, for reuse */
+    /* KPL aggregation of coalesced records (kinesis_aggregate.c) */
+    int aggregate;
+    size_t aggregate_max_bytes;
+    size_t aggregate_max_records;
+    struct kinesis_agg_stream *agg;
+    struct agg_rec *agg_pool; /* finished records kept for reuse */
+    int agg_npool;
+    struct kinesis_kpl kpl; /* the aggregate being packed */
+    struct buf scratch;     /* a reply's data being built */
+    /* what was written: user records, Kinesis records, their bytes (NULL
+     * without a metrics registry) */
+    struct metrics_series *m_user_records, *m_records, *m_bytes;
 };
 
 struct kinesis_method {
@@ -62,6 +77,7 @@ struct kinesis_call {
     int body_err;            /* an append to body failed (too large) */
     kinesis_step_fn step;    /* runs when the AWS call completes */
     struct loop_timer timer; /* backoff between put_records resends */
+    size_t rec_size;         /* put_record: data plus partition key */
     void *state;             /* the method's own state */
     void (*state_free)(void *state);
 };
@@ -87,11 +103,19 @@ int kinesis_reply_aws_error(struct kinesis_call *c, const struct aws_response *r
 /* The reply failed with an AWS error of this type (and HTTP status, 0 for
  * none): records the type for the metrics and whether a retry may help. */
 void kinesis_reply_error_type(struct kinesis_call *c, long status, const char *type);
-/* result=ok and data = body (null when body is empty or "{}"). */
+/* result=ok and data = body (null when body is empty or "{}"), its
+ * timestamps as the target's timestamp_format says. */
 void kinesis_reply_ok(struct kinesis_call *c, const char *body, size_t len);
 /* Parse an AWS 2xx body as a JSON object; on failure the reply gets an
  * InvalidResponse error and NULL comes back. */
 json_t *kinesis_parse_response(struct kinesis_call *c, const struct aws_response *r);
+/* A written record's reply: result ok, shard_id, sequence_number (and
+ * sub_sequence_number when sub >= 0: its index inside an aggregate), data
+ * in PutRecord's shape. -1 out of memory. */
+int kinesis_entry_reply(struct kinesis_call *c, const char *shard, const char *seq, long long sub,
+                        const char *encryption);
+/* Count records written: user records, Kinesis records, their bytes. */
+void kinesis_count_written(struct kinesis *k, size_t user, size_t records, size_t bytes);
 /* Milliseconds of full-jitter backoff before resend number `attempt` (1..). */
 uint64_t kinesis_backoff_ms(struct kinesis *k, int attempt);
 
@@ -141,6 +165,10 @@ void kinesis_put_record(struct kinesis_call *c);
 /* put_record's step: shard_id and sequence_number into the reply. */
 void kinesis_put_record_done(struct kinesis_call *c, const struct aws_response *r);
 void kinesis_put(struct kinesis_call *c); /* seed 001: random key when absent */
+/* c->body = the PutRecord body of c's data; its record members (after
+ * StreamName) start at *rec_off. 0, or -1 when it does not fit. */
+int kinesis_put_body(struct kinesis_call *c, const char *stream, const char *key, const char *hash,
+                     const char *seq, size_t *rec_off);
 /* kinesis_put_records.c */
 void kinesis_put_records(struct kinesis_call *c);
 /* kinesis_coalesce.c: c->body holds the PutRecord body, whose record
@@ -152,6 +180,17 @@ int kinesis_coalesce_add(struct kinesis_call *c, const char *stream, size_t rec_
 /* Destroy: forget batches not yet sent (their calls stay in k->calls). */
 void kinesis_coalesce_stop(struct kinesis *k);
 void kinesis_coalesce_free(struct kinesis *k);
+/* kinesis_aggregate.c: for a target with aggregate, a validated
+ * put_record (size: data plus partition key) joins its shard's queue and is
+ * packed into a KPL aggregate; pk and ehk (NULL: none) are copied, and its
+ * PutRecord body is built only if it goes plain. Returns 0, or -1 when it
+ * cannot (c untouched). */
+int kinesis_aggregate_add(struct kinesis_call *c, const char *stream, size_t size, const char *pk,
+                          const char *ehk);
+/* Destroy: forget records not yet sent (their calls stay in k->calls);
+ * then, once the AWS client is gone, free the rest. */
+void kinesis_aggregate_stop(struct kinesis *k);
+void kinesis_aggregate_free(struct kinesis *k);
 
 /* kinesis_get.c */
 void kinesis_get_shard_iterator(struct kinesis_call *c);

@@ -19,7 +19,8 @@
  * A record sits in c->body as the complete PutRecord body; the batch takes
  * its members after StreamName, so nothing is encoded twice and the
  * resend needs no rebuilding. */
-#include "base/jflat.h"
+#include "base/log.h"
+#include "target/kinesis_answer.h"
 #include "target/kinesis_call.h"
 
 #include <stdio.h>
@@ -27,7 +28,7 @@
 #include <string.h>
 
 #define SPARE_BATCHES  4
-#define BATCH_SCAN_MAX 500 /* entry results on the stack: 16 KiB */
+#define BATCH_SCAN_MAX 500 /* entry results on the stack: 36 KiB */
 
 struct batch_entry {
     struct kinesis_call *c;
@@ -97,37 +98,6 @@ static struct kinesis_batch *batch_new(struct kinesis *k, const char *stream)
     return b;
 }
 
-/* The reply's data for one entry, in PutRecord's shape. */
-static int entry_reply(struct kinesis_call *c, const char *shard, const char *seq,
-                       const char *encryption)
-{
-    struct buf data = BUF_INIT(4096);
-    int rc = -1;
-
-    if (buf_append_str(&data, "{\"ShardId\":") < 0 ||
-        buf_append_json_str(&data, shard, strlen(shard)) < 0 ||
-        buf_append_str(&data, ",\"SequenceNumber\":") < 0 ||
-        buf_append_json_str(&data, seq, strlen(seq)) < 0) {
-        goto out;
-    }
-    if (encryption && (buf_append_str(&data, ",\"EncryptionType\":") < 0 ||
-                       buf_append_json_str(&data, encryption, strlen(encryption)) < 0)) {
-        goto out;
-    }
-    if (buf_append_char(&data, '}') < 0) {
-        goto out;
-    }
-    kinesis_reply_ok(c, data.data, data.len);
-    if (envelope_reply_meta_set(c->reply, "shard_id", shard) < 0 ||
-        envelope_reply_meta_set(c->reply, "sequence_number", seq) < 0) {
-        goto out;
-    }
-    rc = 0;
-out:
-    buf_free(&data);
-    return rc;
-}
-
 static struct kinesis_batch *find(struct kinesis_batch *list, const char *stream)
 {
     for (; list; list = list->next) {
@@ -151,97 +121,6 @@ static void remove_from(struct kinesis_batch **list, struct kinesis_batch *b)
 
 static void batch_send(struct kinesis_batch *b);
 
-/* One entry of a PutRecords answer, read in place. */
-struct entry_result {
-    const char *shard, *seq;
-    size_t shard_n, seq_n;
-    int failed; /* ErrorCode present */
-};
-
-/* The usual PutRecords answer - {"FailedRecordCount":N,"Records":[{..},..],
- * "EncryptionType":".."} with plain strings - into res[0..n). Returns 0, or
- * -1 when jansson must read it. *encryption is set when present. */
-static int scan_answer(const char *p, size_t len, struct entry_result *res, size_t n,
-                       const char **encryption, size_t *encryption_n)
-{
-    const char *end = p + len, *k, *after;
-    struct jflat_member m[4];
-    const struct jflat_member *a, *b;
-    size_t kn, got = 0;
-    int cnt, records = 0;
-
-    *encryption = NULL;
-    p = jflat_skip_ws(p, end);
-    if (!p || p == end || *p != '{') {
-        return -1;
-    }
-    for (p = jflat_skip_ws(p + 1, end);;) {
-        if (!(p = jflat_string_at(p, end, &k, &kn)) || (p = jflat_skip_ws(p, end)) == end ||
-            *p != ':') {
-            return -1;
-        }
-        p = jflat_skip_ws(p + 1, end);
-        if (kn == 7 && memcmp(k, "Records", 7) == 0) {
-            if (p == end || *p != '[') {
-                return -1;
-            }
-            for (p++;;) {
-                if (got == n || (cnt = jflat_scan_at(p, end, m, 4, &after)) < 0) {
-                    return -1;
-                }
-                a = jflat_get(m, cnt, "ShardId");
-                b = jflat_get(m, cnt, "SequenceNumber");
-                memset(&res[got], 0, sizeof(res[got]));
-                if (jflat_get(m, cnt, "ErrorCode") || !a || !b || a->null || b->null) {
-                    res[got].failed = 1;
-                } else {
-                    res[got].shard = a->v;
-                    res[got].shard_n = a->vn;
-                    res[got].seq = b->v;
-                    res[got].seq_n = b->vn;
-                }
-                got++;
-                p = jflat_skip_ws(after, end);
-                if (p < end && *p == ',') {
-                    p++;
-                    continue;
-                }
-                if (p < end && *p == ']') {
-                    p++;
-                    break;
-                }
-                return -1;
-            }
-            records = 1;
-        } else if (p < end && *p == '"') {
-            const char *v;
-            size_t vn;
-
-            if (!(p = jflat_string_at(p, end, &v, &vn))) {
-                return -1;
-            }
-            if (kn == 14 && memcmp(k, "EncryptionType", 14) == 0) {
-                *encryption = v;
-                *encryption_n = vn;
-            }
-        } else {
-            while (p < end && ((*p >= '0' && *p <= '9') || *p == '-')) {
-                p++; /* FailedRecordCount */
-            }
-        }
-        p = jflat_skip_ws(p, end);
-        if (p < end && *p == ',') {
-            p = jflat_skip_ws(p + 1, end);
-            continue;
-        }
-        if (p < end && *p == '}') {
-            break;
-        }
-        return -1;
-    }
-    return records && got == n && jflat_skip_ws(p + 1, end) == end ? 0 : -1;
-}
-
 /* Copy of a span as a C string, in dst (cap bytes); NULL when too long. */
 static const char *span(char *dst, size_t cap, const char *p, size_t n)
 {
@@ -253,26 +132,49 @@ static const char *span(char *dst, size_t cap, const char *p, size_t n)
     return dst;
 }
 
-/* Answer each caller from an answer read in place. */
-static void batch_done_fast(struct kinesis_batch *b, const struct entry_result *res,
-                            const char *encryption)
+/* Answer each caller from its entry: its own reply when it was written,
+ * sent again alone when it failed with an error code, an error when the
+ * entry says neither. */
+static void batch_answer(struct kinesis_batch *b, const struct kinesis_entry *res,
+                         const struct kinesis_answer *a)
 {
-    char shard[256], seq[256];
-    size_t i;
+    char shard[256], seq[256], enc_buf[64];
+    const char *enc =
+        a->encryption ? span(enc_buf, sizeof(enc_buf), a->encryption, a->encryption_n) : NULL;
+    size_t i, failed = 0;
 
     for (i = 0; i < b->n; i++) {
         struct kinesis_call *c = b->e[i].c;
         const char *sh, *sq;
 
-        if (res[i].failed || !(sh = span(shard, sizeof(shard), res[i].shard, res[i].shard_n)) ||
-            !(sq = span(seq, sizeof(seq), res[i].seq, res[i].seq_n))) {
+        if (!res[i].ok) {
+            failed++;
+        }
+        if (!res[i].ok && res[i].code) {
+            /* Alone, as the PutRecord it was: its own retries and error. */
             kinesis_call_send(c, "PutRecord", kinesis_put_record_done);
             continue;
         }
-        if (entry_reply(c, sh, sq, encryption) < 0) {
+        if (!res[i].ok || !(sh = span(shard, sizeof(shard), res[i].shard, res[i].shard_n)) ||
+            !(sq = span(seq, sizeof(seq), res[i].seq, res[i].seq_n))) {
+            /* Written or not, no one can say: not sent again. */
+            kinesis_reply_error_type(c, 200, "InvalidResponse");
+            kinesis_call_fail(c, "InvalidResponse: Kinesis answered this record's PutRecords "
+                                 "entry with neither an ErrorCode nor a SequenceNumber and "
+                                 "ShardId");
+            continue;
+        }
+        kinesis_count_written(c->k, 1, 1, c->rec_size);
+        if (kinesis_entry_reply(c, sh, sq, -1, enc) < 0) {
             kinesis_call_error(c, "aws.kinesis: out of memory building the reply");
         }
         kinesis_call_finish(c);
+    }
+    if (a->failed_count >= 0 && (size_t)a->failed_count != failed) {
+        log_debug(b->k->binding,
+                  "PutRecords answered FailedRecordCount %lld but %zu of its %zu entries "
+                  "failed; the entries count",
+                  a->failed_count, failed, b->n);
     }
 }
 
@@ -281,8 +183,9 @@ static void batch_done(void *ctx, const struct aws_response *r)
     struct kinesis_batch *b = ctx;
     struct kinesis *k = b->k;
     struct kinesis_batch *next;
-    json_t *root = NULL, *records = NULL;
-    const char *encryption = NULL;
+    struct kinesis_entry res[BATCH_SCAN_MAX];
+    struct kinesis_answer a;
+    json_t *root = NULL;
     size_t i;
 
     remove_from(&k->sending, b);
@@ -293,46 +196,26 @@ static void batch_done(void *ctx, const struct aws_response *r)
     }
 
     if (!r->error_type && r->status >= 200 && r->status < 300 && b->n <= BATCH_SCAN_MAX) {
-        struct entry_result res[BATCH_SCAN_MAX];
-        const char *enc;
-        size_t enc_n = 0;
-        char enc_buf[64];
-
-        if (scan_answer(r->body, r->body_len, res, b->n, &enc, &enc_n) == 0 &&
-            (!enc || span(enc_buf, sizeof(enc_buf), enc, enc_n))) {
-            batch_done_fast(b, res, enc ? enc_buf : NULL);
+        /* The usual answer is read in place; anything else by jansson. */
+        if (kinesis_entries_fast(r->body, r->body_len, res, b->n, &a) == 0 ||
+            ((root = json_loadb(r->body ? r->body : "", r->body_len, 0, NULL)) != NULL &&
+             kinesis_entries_json(root, res, b->n, &a) == 0)) {
+            batch_answer(b, res, &a);
+            json_decref(root);
             b->n = 0;
             batch_recycle(k, b);
             return;
         }
     }
-    if (!r->error_type && r->status >= 200 && r->status < 300) {
-        root = json_loadb(r->body ? r->body : "", r->body_len, 0, NULL);
-        records = json_object_get(root, "Records");
-        encryption = json_string_value(json_object_get(root, "EncryptionType"));
-        if (!json_is_array(records) || json_array_size(records) != b->n) {
-            records = NULL;
-        }
-    }
     for (i = 0; i < b->n; i++) {
         struct kinesis_call *c = b->e[i].c;
-        json_t *e = records ? json_array_get(records, i) : NULL;
-        const char *shard = json_string_value(json_object_get(e, "ShardId"));
-        const char *seq = json_string_value(json_object_get(e, "SequenceNumber"));
 
         if (kinesis_reply_aws_error(c, r)) {
             kinesis_call_finish(c);
-        } else if (!records) {
+        } else {
+            kinesis_reply_error_type(c, r->status, "InvalidResponse");
             kinesis_call_fail(c, "InvalidResponse: Kinesis answered PutRecords with a body that "
                                  "does not hold one result per record");
-        } else if (json_object_get(e, "ErrorCode") || !shard || !seq) {
-            /* Alone, as the PutRecord it was: its own retries and error. */
-            kinesis_call_send(c, "PutRecord", kinesis_put_record_done);
-        } else {
-            if (entry_reply(c, shard, seq, encryption) < 0) {
-                kinesis_call_error(c, "aws.kinesis: out of memory building the reply");
-            }
-            kinesis_call_finish(c);
         }
     }
     json_decref(root);

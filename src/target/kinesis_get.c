@@ -1,12 +1,17 @@
 /* kinesis_get.c - get_shard_iterator and get_records.
  *
- * get_records has three forms (SPEC §4):
+ * get_records has three forms:
  *   shard_iterator_id            GetRecords
  *   stream_name + shard_id       GetShardIterator, GetRecords
  *   stream_name alone            ListShards (all pages), then per shard in
  *                                order GetShardIterator + GetRecords until
- *                                `limit` records in all (seed 000's form) */
+ *                                `limit` records in all (seed 000's form)
+ * With `deaggregate: "true"` every KPL aggregated record in the answer is
+ * replaced by its user records. */
+#include "base/b64.h"
+#include "target/kinesis_answer.h"
 #include "target/kinesis_call.h"
+#include "target/kinesis_kpl.h"
 #include "target/kinesis_validate.h"
 
 #include <stdio.h>
@@ -133,6 +138,7 @@ struct gr_state {
     json_t *records;   /* every record so far, each with its ShardId */
     json_t *per_shard; /* [{ShardId, NextShardIterator, MillisBehindLatest}] */
     json_int_t max_behind;
+    int deaggregate;
 };
 
 static void gr_free(void *p)
@@ -153,9 +159,132 @@ static void records_body(struct kinesis_call *c, const char *iterator, long long
     kinesis_body_end(c);
 }
 
+/* ------------------------------------------------------- deaggregation */
+
+/* The user records of one aggregated record r (a GetRecords entry): r's
+ * members, with each user record's PartitionKey, ExplicitHashKey (when it
+ * has one) and Data, and SubSequenceNumber (its index) after the
+ * aggregate's SequenceNumber. NULL when r is no valid aggregate (then it
+ * stays as it is). */
+static json_t *unpack_one(struct kinesis *k, const json_t *r, struct buf *raw, struct buf *b64)
+{
+    const json_t *data = json_object_get(r, "Data");
+    struct kinesis_kpl_unpacked *u;
+    json_t *out;
+    size_t i;
+
+    buf_reset(raw);
+    if (!json_is_string(data) ||
+        b64_decode(json_string_value(data), json_string_length(data), raw) < 0 ||
+        !(u = kinesis_kpl_unpack(raw->data, raw->len))) {
+        return NULL;
+    }
+    out = json_array();
+    for (i = 0; out && i < kinesis_kpl_count(u); i++) {
+        struct kinesis_kpl_record ur;
+        json_t *o = json_object(), *v;
+        const char *key;
+        int bad = !o;
+
+        kinesis_kpl_get(u, i, &ur);
+        buf_reset(b64);
+        bad |= b64_encode(ur.data, ur.data_len, b64) < 0;
+        json_object_foreach((json_t *)r, key, v)
+        {
+            if (bad) {
+                break;
+            }
+            if (strcmp(key, "Data") == 0) {
+                bad |= json_object_set_new(o, key, json_stringn(buf_str(b64), b64->len)) < 0;
+            } else if (strcmp(key, "PartitionKey") == 0) {
+                /* json_string refuses text that is not UTF-8: a broken aggregate */
+                bad |= json_object_set_new(o, key, json_string(ur.pk)) < 0;
+                if (ur.ehk) {
+                    bad |= json_object_set_new(o, "ExplicitHashKey", json_string(ur.ehk)) < 0;
+                }
+            } else if (strcmp(key, "SequenceNumber") == 0) {
+                bad |= json_object_set(o, key, v) < 0;
+                bad |= json_object_set_new(o, "SubSequenceNumber", json_integer((json_int_t)i)) < 0;
+            } else if (strcmp(key, "ExplicitHashKey") != 0 &&
+                       strcmp(key, "SubSequenceNumber") != 0) {
+                bad |= json_object_set(o, key, v) < 0;
+            }
+        }
+        if (bad) {
+            json_decref(o);
+            json_decref(out);
+            out = NULL;
+        } else if (json_array_append_new(out, o) < 0) {
+            json_decref(out);
+            out = NULL;
+        }
+    }
+    kinesis_kpl_unpacked_free(u);
+    return out;
+}
+
+/* records with every aggregated record replaced by its user records, in
+ * order; plain records, and records with the magic but a wrong MD5 or a
+ * broken protobuf, pass as they are (as the KCL does). NULL: out of
+ * memory. */
+static json_t *deaggregate(struct kinesis *k, const json_t *records)
+{
+    struct buf raw = BUF_INIT(BUF_DEFAULT_MAX), b64 = BUF_INIT(BUF_DEFAULT_MAX);
+    json_t *out = json_array(), *r, *users;
+    size_t i;
+
+    json_array_foreach((json_t *)records, i, r)
+    {
+        if (!out) {
+            break;
+        }
+        users = json_is_object(r) ? unpack_one(k, r, &raw, &b64) : NULL;
+        if (users ? json_array_extend(out, users) < 0 : json_array_append(out, r) < 0) {
+            json_decref(out);
+            out = NULL;
+        }
+        json_decref(users);
+    }
+    buf_free(&raw);
+    buf_free(&b64);
+    return out;
+}
+
+/* The answer parsed, its timestamps in the reply's form first (jansson
+ * would keep epoch seconds only as doubles). NULL: the reply's error set. */
+static json_t *parse_timed(struct kinesis_call *c, const struct aws_response *r)
+{
+    struct aws_response rr = *r;
+    struct buf text = BUF_INIT(BUF_DEFAULT_MAX);
+    json_t *root;
+
+    if (c->k->time_format == KINESIS_TIME_RFC3339 && kinesis_times_maybe(r->body, r->body_len) &&
+        kinesis_times_rewrite(r->body, r->body_len, &text) >= 0) {
+        rr.body = buf_str(&text);
+        rr.body_len = text.len;
+    }
+    root = kinesis_parse_response(c, &rr);
+    buf_free(&text);
+    return root;
+}
+
+/* result ok, data = root as JSON text (with timestamp_format epoch its
+ * ApproximateArrivalTimestamps are seconds with milliseconds). */
+static void reply_json(struct kinesis_call *c, json_t *root)
+{
+    char *text = json_dumps(root, JSON_COMPACT | JSON_REAL_PRECISION(15));
+
+    if (!text || envelope_reply_meta_set(c->reply, "result", "ok") < 0 ||
+        envelope_reply_set_data(c->reply, text, strlen(text)) < 0) {
+        kinesis_call_error(c, "aws.kinesis: out of memory building the reply");
+    }
+    free(text);
+}
+
 /* Single-shard forms: the reply is GetRecords' answer as it is. */
 static void single_records_done(struct kinesis_call *c, const struct aws_response *r)
 {
+    struct gr_state *s = c->state;
     json_t *root, *behind;
     const char *next;
     char num[32];
@@ -164,11 +293,21 @@ static void single_records_done(struct kinesis_call *c, const struct aws_respons
         kinesis_call_finish(c);
         return;
     }
-    root = kinesis_parse_response(c, r);
+    root = s->deaggregate ? parse_timed(c, r) : kinesis_parse_response(c, r);
     if (root) {
         next = json_string_value(json_object_get(root, "NextShardIterator"));
         behind = json_object_get(root, "MillisBehindLatest");
-        kinesis_reply_ok(c, r->body, r->body_len);
+        if (s->deaggregate) {
+            json_t *users = deaggregate(c->k, json_object_get(root, "Records"));
+
+            if (!users || json_object_set_new(root, "Records", users) < 0) {
+                kinesis_call_error(c, "aws.kinesis: out of memory building the reply");
+            } else {
+                reply_json(c, root);
+            }
+        } else {
+            kinesis_reply_ok(c, r->body, r->body_len);
+        }
         if (next && envelope_reply_meta_set(c->reply, "next_shard_iterator", next) < 0) {
             kinesis_call_error(c, "aws.kinesis: out of memory building the reply");
         }
@@ -214,7 +353,8 @@ static void multi_finish(struct kinesis_call *c)
     json_object_set(data, "Records", s->records);
     json_object_set_new(data, "MillisBehindLatest", json_integer(s->max_behind));
     json_object_set(data, "Shards", s->per_shard);
-    /* ApproximateArrivalTimestamp is epoch seconds with milliseconds. */
+    /* With timestamp_format epoch, ApproximateArrivalTimestamp is epoch
+     * seconds with milliseconds. */
     text = json_dumps(data, JSON_COMPACT | JSON_REAL_PRECISION(15));
     json_decref(data);
     snprintf(num, sizeof(num), "%lld", (long long)s->max_behind);
@@ -235,11 +375,25 @@ static void multi_records_done(struct kinesis_call *c, const struct aws_response
     json_int_t b = 0;
     size_t i;
 
-    if (kinesis_reply_aws_error(c, r) || !(root = kinesis_parse_response(c, r))) {
+    if (kinesis_reply_aws_error(c, r)) {
+        kinesis_call_finish(c);
+        return;
+    }
+    if (!(root = parse_timed(c, r))) {
         kinesis_call_finish(c);
         return;
     }
     recs = json_object_get(root, "Records");
+    if (s->deaggregate) {
+        json_t *users = deaggregate(c->k, recs);
+
+        if (!users || json_object_set_new(root, "Records", users) < 0) {
+            json_decref(root);
+            kinesis_call_fail(c, "aws.kinesis: out of memory building the reply");
+            return;
+        }
+        recs = json_object_get(root, "Records");
+    }
     behind = json_object_get(root, "MillisBehindLatest");
     next = json_object_get(root, "NextShardIterator");
     json_array_foreach(recs, i, rec)
@@ -371,7 +525,8 @@ void kinesis_get_records(struct kinesis_call *c)
     }
     if (kinesis_arg(c, a || !b ? "shard_iterator_id" : "shard_iterator", 0, check_iterator,
                     &iterator) < 0 ||
-        kinesis_arg_int(c, "limit", 1, KINESIS_MAX_LIMIT, &s->limit, NULL) < 0) {
+        kinesis_arg_int(c, "limit", 1, KINESIS_MAX_LIMIT, &s->limit, NULL) < 0 ||
+        kinesis_arg_bool(c, "deaggregate", &s->deaggregate, NULL) < 0) {
         kinesis_call_finish(c);
         return;
     }

@@ -1,5 +1,5 @@
 /* kinesis_put.c - put_record, and seed 001's put (random partition key). */
-#include "base/jflat.h"
+#include "target/kinesis_answer.h"
 #include "target/kinesis_call.h"
 #include "target/kinesis_validate.h"
 
@@ -8,55 +8,52 @@
 #include <sys/random.h>
 #include <time.h>
 
-/* Copy the string members `shard_id` and `sequence_number` to metadata. */
-/* The usual answer, {"ShardId":"..","SequenceNumber":"..",...} of plain
- * strings, read in place. 0 when done, -1 to use the full parser. */
-static int put_record_done_fast(struct kinesis_call *c, const struct aws_response *r)
+/* shard_id and sequence_number (when the answer has them) into the
+ * metadata, data = the answer. */
+static void put_record_reply(struct kinesis_call *c, const struct aws_response *r,
+                             const struct kinesis_entry *e)
 {
-    struct jflat_member m[8];
-    const struct jflat_member *shard, *seq;
     char sh[256], sq[256];
-    int n = jflat_scan(r->body, r->body_len, m, 8);
 
-    if (n < 0 || !(shard = jflat_get(m, n, "ShardId")) ||
-        !(seq = jflat_get(m, n, "SequenceNumber")) || shard->null || seq->null ||
-        shard->vn >= sizeof(sh) || seq->vn >= sizeof(sq)) {
-        return -1;
-    }
-    memcpy(sh, shard->v, shard->vn);
-    sh[shard->vn] = '\0';
-    memcpy(sq, seq->v, seq->vn);
-    sq[seq->vn] = '\0';
     kinesis_reply_ok(c, r->body, r->body_len);
-    if (envelope_reply_meta_set(c->reply, "shard_id", sh) < 0 ||
-        envelope_reply_meta_set(c->reply, "sequence_number", sq) < 0) {
-        kinesis_call_error(c, "aws.kinesis: out of memory building the reply");
+    if (e->ok) {
+        kinesis_count_written(c->k, 1, 1, c->rec_size);
     }
-    return 0;
+    if (e->shard && e->shard_n < sizeof(sh)) {
+        memcpy(sh, e->shard, e->shard_n);
+        sh[e->shard_n] = '\0';
+        if (envelope_reply_meta_set(c->reply, "shard_id", sh) < 0) {
+            kinesis_call_error(c, "aws.kinesis: out of memory building the reply");
+        }
+    }
+    if (e->seq && e->seq_n < sizeof(sq)) {
+        memcpy(sq, e->seq, e->seq_n);
+        sq[e->seq_n] = '\0';
+        if (envelope_reply_meta_set(c->reply, "sequence_number", sq) < 0) {
+            kinesis_call_error(c, "aws.kinesis: out of memory building the reply");
+        }
+    }
 }
 
 void kinesis_put_record_done(struct kinesis_call *c, const struct aws_response *r)
 {
+    struct kinesis_entry e;
     json_t *root;
-    const char *shard, *seq;
 
     if (kinesis_reply_aws_error(c, r)) {
         kinesis_call_finish(c);
         return;
     }
-    if (put_record_done_fast(c, r) == 0) {
+    /* The usual answer, plain strings, is read in place. */
+    if (kinesis_entry_fast(r->body, r->body_len, &e) == 0) {
+        put_record_reply(c, r, &e);
         kinesis_call_finish(c);
         return;
     }
     root = kinesis_parse_response(c, r);
     if (root) {
-        shard = json_string_value(json_object_get(root, "ShardId"));
-        seq = json_string_value(json_object_get(root, "SequenceNumber"));
-        kinesis_reply_ok(c, r->body, r->body_len);
-        if ((shard && envelope_reply_meta_set(c->reply, "shard_id", shard) < 0) ||
-            (seq && envelope_reply_meta_set(c->reply, "sequence_number", seq) < 0)) {
-            kinesis_call_error(c, "aws.kinesis: out of memory building the reply");
-        }
+        kinesis_entry_from_json(root, &e);
+        put_record_reply(c, r, &e);
         json_decref(root);
     }
     kinesis_call_finish(c);
@@ -78,6 +75,24 @@ static void random_key(char *out, size_t outlen)
         out[2 * i + 1] = hex[raw[i] & 15];
     }
     out[2 * i] = '\0';
+}
+
+int kinesis_put_body(struct kinesis_call *c, const char *stream, const char *key, const char *hash,
+                     const char *seq, size_t *rec_off)
+{
+    kinesis_body_begin(c);
+    kinesis_body_str(c, "StreamName", stream);
+    *rec_off = c->body.len;
+    kinesis_body_str(c, "PartitionKey", key);
+    kinesis_body_data(c, "Data");
+    if (hash) {
+        kinesis_body_str(c, "ExplicitHashKey", hash);
+    }
+    if (seq) {
+        kinesis_body_str(c, "SequenceNumberForOrdering", seq);
+    }
+    kinesis_body_end(c);
+    return c->body_err ? -1 : 0;
 }
 
 static void put_common(struct kinesis_call *c, int key_optional)
@@ -114,19 +129,14 @@ static void put_common(struct kinesis_call *c, int key_optional)
                           size);
         return;
     }
-    kinesis_body_begin(c);
-    kinesis_body_str(c, "StreamName", stream);
-    rec_off = c->body.len;
-    kinesis_body_str(c, "PartitionKey", key);
-    kinesis_body_data(c, "Data");
-    if (hash) {
-        kinesis_body_str(c, "ExplicitHashKey", hash);
+    c->rec_size = size;
+    /* SequenceNumberForOrdering exists only in PutRecord. An aggregated
+     * record needs no body of its own (it is built if it goes plain). */
+    if (c->k->coalesce && c->k->aggregate && !seq &&
+        kinesis_aggregate_add(c, stream, size, key, hash) == 0) {
+        return;
     }
-    if (seq) {
-        kinesis_body_str(c, "SequenceNumberForOrdering", seq);
-    }
-    kinesis_body_end(c);
-    /* SequenceNumberForOrdering exists only in PutRecord. */
+    kinesis_put_body(c, stream, key, hash, seq, &rec_off);
     if (c->k->coalesce && !seq && !c->body_err &&
         kinesis_coalesce_add(c, stream, rec_off, size) == 0) {
         return;

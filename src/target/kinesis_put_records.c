@@ -6,6 +6,8 @@
  * one partition key keep their order across batches. */
 #include "base/b64.h"
 #include "base/jflat.h"
+#include "base/log.h"
+#include "target/kinesis_answer.h"
 #include "target/kinesis_call.h"
 #include "target/kinesis_validate.h"
 
@@ -21,6 +23,7 @@ struct pr_entry {
     const char *hash; /* explicit hash key or NULL */
     size_t size;      /* partition key + decoded data bytes */
     json_t *result;   /* this entry's PutRecords result, NULL until sent */
+    int ok;           /* result is a success (kinesis_answer.h's rule) */
 };
 
 struct pr_state {
@@ -31,6 +34,7 @@ struct pr_state {
     size_t batch_start, batch_end; /* current batch [start, end) */
     size_t *pending;               /* entries of the current attempt */
     size_t npending;
+    struct kinesis_entry *read; /* the current answer's entries */
     int attempt;
     size_t written;
     json_t *encryption; /* EncryptionType of the first answer */
@@ -46,6 +50,7 @@ static void pr_free(void *p)
     }
     free(s->e);
     free(s->pending);
+    free(s->read);
     json_decref(s->encryption);
     json_decref(s->root);
     free(s);
@@ -308,7 +313,9 @@ static int parse_records(struct kinesis_call *c, struct pr_state *s)
     if (fast > 0) {
         s->pending = calloc(s->n < KINESIS_MAX_BATCH_RECORDS ? s->n : KINESIS_MAX_BATCH_RECORDS,
                             sizeof(*s->pending));
-        if (!s->pending) {
+        s->read = calloc(s->n < KINESIS_MAX_BATCH_RECORDS ? s->n : KINESIS_MAX_BATCH_RECORDS,
+                         sizeof(*s->read));
+        if (!s->pending || !s->read) {
             kinesis_call_error(c, "aws.kinesis: out of memory");
             return -1;
         }
@@ -338,7 +345,9 @@ static int parse_records(struct kinesis_call *c, struct pr_state *s)
     s->e = calloc(s->n, sizeof(*s->e));
     s->pending = calloc(s->n < KINESIS_MAX_BATCH_RECORDS ? s->n : KINESIS_MAX_BATCH_RECORDS,
                         sizeof(*s->pending));
-    if (!s->e || !s->pending) {
+    s->read = calloc(s->n < KINESIS_MAX_BATCH_RECORDS ? s->n : KINESIS_MAX_BATCH_RECORDS,
+                     sizeof(*s->read));
+    if (!s->e || !s->pending || !s->read) {
         kinesis_call_error(c, "aws.kinesis: out of memory");
         return -1;
     }
@@ -420,11 +429,6 @@ static void pr_send(void *arg)
     kinesis_call_send(c, "PutRecords", pr_done);
 }
 
-static int is_success(const json_t *result)
-{
-    return result && !json_object_get(result, "ErrorCode");
-}
-
 static void pr_finish(struct kinesis_call *c)
 {
     struct pr_state *s = c->state;
@@ -441,10 +445,10 @@ static void pr_finish(struct kinesis_call *c)
     }
     for (i = 0; i < s->n; i++) {
         json_t *r = s->e[i].result;
-        if (!is_success(r)) {
+        if (!s->e[i].ok) {
             const char *code = json_string_value(json_object_get(r, "ErrorCode"));
             failed++;
-            code = code ? code : "NotSent";
+            code = code && *code ? code : "NotSent";
             if (!strstr(codes, code) && clen + strlen(code) + 3 < sizeof(codes)) {
                 clen += (size_t)snprintf(codes + clen, sizeof(codes) - clen, "%s%s",
                                          clen ? ", " : "", code);
@@ -489,7 +493,7 @@ static void pr_abort(struct kinesis_call *c, long status, const char *type, cons
     }
     for (i = s->batch_start; i < s->n; i++) {
         json_t *r;
-        if (is_success(s->e[i].result)) {
+        if (s->e[i].ok) {
             continue;
         }
         r = json_pack("{s:s,s:s}", "ErrorCode", type, "ErrorMessage", msg ? msg : "");
@@ -508,8 +512,9 @@ static int retryable(const char *code)
 static void pr_done(struct kinesis_call *c, const struct aws_response *r)
 {
     struct pr_state *s = c->state;
-    json_t *root, *records, *enc;
-    size_t i, again = 0;
+    struct kinesis_answer a;
+    json_t *root, *records;
+    size_t i, again = 0, failed = 0;
     int can_retry = s->attempt < c->k->max_attempts && !c->k->stopping;
 
     if (r->error_type || r->status < 200 || r->status >= 300) {
@@ -520,29 +525,49 @@ static void pr_done(struct kinesis_call *c, const struct aws_response *r)
         return;
     }
     root = kinesis_parse_response(c, r);
-    records = json_object_get(root, "Records");
-    if (!root || !json_is_array(records) || json_array_size(records) != s->npending) {
+    if (!root || kinesis_entries_json(root, s->read, s->npending, &a) < 0) {
         json_decref(root);
         pr_abort(c, r->status, "InvalidResponse",
                  "PutRecords answer does not hold one result per record sent");
         return;
     }
-    enc = json_object_get(root, "EncryptionType");
-    if (enc && !s->encryption) {
-        s->encryption = json_incref(enc);
+    records = json_object_get(root, "Records");
+    if (a.encryption && !s->encryption) {
+        s->encryption = json_incref(json_object_get(root, "EncryptionType"));
     }
     for (i = 0; i < s->npending; i++) {
         size_t idx = s->pending[i];
+        const struct kinesis_entry *e = &s->read[i];
         json_t *res = json_array_get(records, i);
-        const char *code = json_string_value(json_object_get(res, "ErrorCode"));
 
         json_decref(s->e[idx].result);
-        s->e[idx].result = json_incref(res);
-        if (!code) {
+        s->e[idx].ok = e->ok;
+        if (e->ok) {
+            s->e[idx].result = json_incref(res);
             s->written++;
-        } else if (can_retry && retryable(code)) {
+            kinesis_count_written(c->k, 1, 1, s->e[idx].size);
+            continue;
+        }
+        failed++;
+        if (!e->code) {
+            /* Neither an error nor a sequence number: written or not, no
+             * one can say, so it is not sent again. */
+            s->e[idx].result =
+                json_pack("{s:s,s:s}", "ErrorCode", "InvalidResponse", "ErrorMessage",
+                          "the entry has neither an ErrorCode nor a SequenceNumber "
+                          "and ShardId");
+            continue;
+        }
+        s->e[idx].result = json_incref(res);
+        if (can_retry && retryable(json_string_value(json_object_get(res, "ErrorCode")))) {
             s->pending[again++] = idx; /* again <= i: the list shrinks in place */
         }
+    }
+    if (a.failed_count >= 0 && (size_t)a.failed_count != failed) {
+        log_debug(c->k->binding,
+                  "PutRecords answered FailedRecordCount %lld but %zu of its %zu entries "
+                  "failed; the entries count",
+                  a.failed_count, failed, s->npending);
     }
     json_decref(root);
     if (again) {

@@ -15,6 +15,8 @@
 
 typedef void (*target_done_fn)(void *ctx);
 
+struct metrics_registry;
+
 struct target_kind {
     const char *kind;              /* canonical: "aws.kinesis" */
     const char *const *aliases;    /* NULL-terminated */
@@ -31,6 +33,9 @@ struct target_kind {
      * returns. req and reply stay valid until done. */
     void (*execute)(void *instance, const struct envelope_request *req,
                     struct envelope_reply *reply, target_done_fn done, void *ctx);
+    /* Optional: register the kind's own series in reg (on the engine loop,
+     * after create; not called without a registry, e.g. by invoke). */
+    void (*metrics)(void *instance, struct metrics_registry *reg);
 };
 
 /* Find a target kind by name or alias; *deprecated set when the name is a

@@ -1,9 +1,13 @@
 'use strict';
 // aws.kinesis methods that need stream ARNs and consumers, against
-// kinesis-local (kinesalite has no consumer API) through the SigV4 gate.
+// kinesis-local (kinesalite has no consumer API, nor ListShards by ARN)
+// through the SigV4 gate. The data-plane methods run against both stand-ins
+// in kinesis.test.js.
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { start, dataOf, ok, fails, b64, req, allBytes } = require('./kinesis_lib');
+const {
+  start, dataOf, ok, fails, b64, req, allBytes, sameTime,
+} = require('./kinesis_lib');
 
 describe('aws.kinesis against kinesis-local: ARNs and consumers', () => {
   let k;
@@ -44,6 +48,10 @@ describe('aws.kinesis against kinesis-local: ARNs and consumers', () => {
     assert.match(c.Consumer.ConsumerARN, /consumer\/my_consumer/);
     const l = dataOf(ok(await k.call({ metadata: { method: 'list_stream_consumers', stream_arn: arn }, data: null })));
     assert.deepEqual(l.Consumers.map((x) => x.ConsumerName), ['my_consumer']);
+    // ConsumerCreationTimestamp as Go wrote it, the value the service has.
+    const own = (await k.direct('ListStreamConsumers', { StreamARN: arn })).Consumers[0];
+    sameTime(c.Consumer.ConsumerCreationTimestamp, own.ConsumerCreationTimestamp, 'create_stream_consumer');
+    sameTime(l.Consumers[0].ConsumerCreationTimestamp, own.ConsumerCreationTimestamp, 'list_stream_consumers');
     const limited = dataOf(ok(await k.call(req({ method: 'list_stream_consumers', stream_arn: arn, limit: '1' }))));
     assert.equal(limited.Consumers.length, 1);
     fails(await k.call(req({ method: 'create_stream_consumer', stream_arn: arn, consumer_name: 'my_consumer' })), /^ResourceInUseException: /);

@@ -1,17 +1,21 @@
 'use strict';
 // aws.kinesis under faults injected by the gate (throttling, partial
-// PutRecords failures, 5xx, dropped connections, expired iterators), with a
-// wrong secret, with nothing listening, and with bad requests that must be
-// answered without any network call.
+// PutRecords failures, 5xx, dropped connections, expired iterators) and with
+// a wrong secret, against both stand-ins (kinesis-local writes absent members
+// as null, "ErrorCode":null on every written entry); with nothing listening,
+// and with bad requests that must be answered without any network call.
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const rig = require('../rig/lib');
-const { start, dataOf, ok, fails, b64, req, readAll, AK } = require('./kinesis_lib');
+const {
+  PEERS, start, dataOf, ok, fails, b64, req, readAll, AK,
+} = require('./kinesis_lib');
 
-describe('aws.kinesis faults', () => {
+for (const P of PEERS) describe(`aws.kinesis faults against ${P.name}`, () => {
   let k;
   before(async () => {
     k = await start({
+      local: P.local,
       extraBindings: [
         { name: 'wrong-secret', props: { aws_secret_key: 'not-the-secret' } },
         { name: 'one-attempt', props: { max_attempts: '1' } },
@@ -135,6 +139,22 @@ describe('aws.kinesis faults', () => {
     assert.equal(s.sigFailures, 1);
     assert.equal(s.total, 1);
     await k.gate.reset();
+  });
+
+});
+
+describe('aws.kinesis: requests refused before any AWS call', () => {
+  let k;
+  before(async () => {
+    k = await start({
+      extraBindings: [
+        { name: 'wrong-secret', props: { aws_secret_key: 'not-the-secret' } },
+        { name: 'one-attempt', props: { max_attempts: '1' } },
+      ],
+    });
+  });
+  after(async () => {
+    if (k) await k.stop();
   });
 
   it('connection refused is reported clearly and the process exits normally', async () => {

@@ -1,7 +1,10 @@
 'use strict';
 // Shared by the aws.kinesis end-to-end tests: a Kinesis stand-in with the
 // SigV4 gate in front, a config whose target points at the gate, and
-// `kubemq-kinesis invoke` to run one request envelope.
+// `kubemq-kinesis invoke` to run one request envelope. The method tests run
+// against both stand-ins (PEERS): kinesalite leaves absent members out of its
+// answers, kinesis-local (kinesis-mock, what LocalStack runs) writes them as
+// null; both answer timestamps as epoch seconds.
 const assert = require('node:assert/strict');
 const rig = require('../rig/lib');
 
@@ -21,8 +24,52 @@ function binding(name, targetProps) {
   };
 }
 
+// The two Kinesis stand-ins, for tests that run against each.
+const PEERS = [
+  { name: 'kinesalite', local: false },
+  { name: 'kinesis-local', local: true },
+];
+
+// Go's JSON of a time.Time as kubemq-targets answered it: RFC 3339, UTC,
+// the fraction without trailing zeros (milliseconds from the wire).
+const GO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{0,2}[1-9])?Z$/;
+
+// Every member named *Timestamp in v (a reply's data), as [path, value].
+function timestamps(v, path = '', out = []) {
+  if (Array.isArray(v)) v.forEach((x, i) => timestamps(x, `${path}[${i}]`, out));
+  else if (v && typeof v === 'object') {
+    for (const [k, x] of Object.entries(v)) {
+      if (k.endsWith('Timestamp')) out.push([`${path}.${k}`, x]);
+      timestamps(x, `${path}.${k}`, out);
+    }
+  }
+  return out;
+}
+
+// The Go-format check every reply of call() gets: each timestamp in its data
+// is a Go time string (with timestamp_format epoch: a number).
+function checkTimes(reply, epoch = false) {
+  if (!reply || typeof reply.data !== 'string') return;
+  let data;
+  try { data = JSON.parse(Buffer.from(reply.data, 'base64').toString('utf8')); } catch (_) { return; }
+  for (const [path, v] of timestamps(data)) {
+    if (v === null) continue;
+    if (epoch) assert.equal(typeof v, 'number', `${path}: ${JSON.stringify(v)} is not epoch seconds`);
+    else assert.match(String(v), GO_TIME, `${path}: ${JSON.stringify(v)} is not a Go time`);
+  }
+}
+
+// A Go time string matches epoch seconds from the service (to the millisecond).
+function sameTime(goTime, epochSeconds, what) {
+  assert.match(goTime, GO_TIME, `${what}: ${goTime}`);
+  assert.equal(typeof epochSeconds, 'number', `${what}: the service answered ${epochSeconds}`);
+  assert.equal(Date.parse(goTime), Math.round(epochSeconds * 1000),
+    `${what}: ${goTime} vs the service's ${epochSeconds}`);
+}
+
 // Start the peer (kinesalite or kinesis-local) and the gate; returns
-// {peer, gate, cfg, call, stop}. call(envelope, bindingName) -> reply.
+// {peer, gate, cfg, call, direct, stop}. call(envelope, bindingName) -> reply
+// (checked by checkTimes); direct(op, payload) calls the stand-in itself.
 async function start({ local = false, extraBindings = [] } = {}) {
   const handles = [];
   try {
@@ -42,13 +89,20 @@ async function start({ local = false, extraBindings = [] } = {}) {
       assert.equal(r.code, 0, `invoke exit ${r.code}\n${r.stderr}`);
       assert.ok(r.reply, `no reply JSON on stdout: ${r.stdout}\n${r.stderr}`);
       assert.equal(r.signal, null);
+      const b = extraBindings.find((x) => x.name === name);
+      checkTimes(r.reply, !!(b && b.props.timestamp_format === 'epoch'));
       return r.reply;
+    };
+    const direct = async (op, payload) => {
+      const r = await rig.kinesisCall(peer.url, op, payload, { accessKey: AK, secretKey: SK });
+      assert.equal(r.status, 200, `${op}: ${r.text}`);
+      return r.json;
     };
     const stop = async () => {
       for (const h of handles.reverse()) await h.stop();
       for (const h of handles) assert.equal(rig.pidAlive(h.pid), false, `pid ${h.pid} still alive`);
     };
-    return { peer, gate, cfg, call: run, stop, env };
+    return { peer, gate, cfg, call: run, direct, stop, env };
   } catch (e) {
     for (const h of handles.reverse()) await h.stop();
     throw e;
@@ -91,4 +145,7 @@ async function readAll(call, stream) {
   return dataOf(r).Records;
 }
 
-module.exports = { AK, SK, start, dataOf, ok, fails, b64, req, allBytes, readAll, binding };
+module.exports = {
+  AK, SK, PEERS, GO_TIME, start, dataOf, ok, fails, b64, req, allBytes, readAll, binding, timestamps,
+  checkTimes, sameTime,
+};

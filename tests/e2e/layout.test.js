@@ -28,7 +28,7 @@ const LOWER = {
   main: ['base', 'aws', 'kubemq', 'target', 'source', 'binding', 'api', 'cli'],
 };
 // Headers without a directory: generated into the build tree.
-const GENERATED = { 'kubemq.pb-c.h': ['kubemq'] };
+const GENERATED = { 'kubemq.pb-c.h': ['kubemq'], 'kpl_aggregation.pb-c.h': ['target'] };
 // Libraries that belong to one layer: a target knows nothing of HTTP/2 or gRPC.
 const LIBRARIES = [
   { re: /^nghttp2\//, name: 'nghttp2', layers: ['kubemq'] },

@@ -1,9 +1,10 @@
 /* fuzz_kinesis.c - libFuzzer: one aws.kinesis request and the AWS answers
  * to its calls. Input: the request body, then per AWS call "\n\x01", a
  * status byte (0: 200, 1: 400, 2: 500, 3: 503, mod 4) and the answer body;
- * calls past the last answer get 200 "{}". Odd-length bodies go to a
- * coalescing instance. The request must be answered exactly once, an error
- * with a message, in at most 50 AWS calls. See run.sh. */
+ * calls past the last answer get 200 "{}". Bodies of length 1 mod 4 go to
+ * a coalescing instance, 3 mod 4 to an aggregating one (KPL aggregates,
+ * its shard map from the answers). The request must be answered exactly
+ * once, an error with a message, in at most 50 AWS calls. See run.sh. */
 #define _GNU_SOURCE
 #include "aws/aws_client.h"
 #include "base/envelope.h"
@@ -83,7 +84,7 @@ static void on_done(void *ctx)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static struct loop *loop;
-    static void *plain, *coalescing;
+    static void *plain, *coalescing, *aggregating;
     const char *p = (const char *)data, *end = p + size, *sep;
     struct envelope_request req;
     struct envelope_reply reply;
@@ -96,6 +97,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         loop = loop_create(NULL, 0);
         plain = make(loop, "");
         coalescing = make(loop, ",\"coalesce\":\"true\",\"coalesce_linger_ms\":\"0\"");
+        aggregating = make(loop, ",\"coalesce\":\"true\",\"aggregate\":\"true\"");
     }
     memset(&F, 0, sizeof(F));
     sep = memmem(p, size, "\n\x01", 2);
@@ -110,7 +112,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     envelope_request_init(&req);
     envelope_reply_init(&reply);
     if (envelope_request_parse(&req, p, blen, 0, err, sizeof(err)) == 0) {
-        kinesis_target_kind.execute((blen & 1) ? coalescing : plain, &req, &reply, on_done, NULL);
+        kinesis_target_kind.execute((blen & 3) == 1   ? coalescing
+                                    : (blen & 3) == 3 ? aggregating
+                                                      : plain,
+                                    &req, &reply, on_done, NULL);
         for (i = 0; i < 2000 && !F.answered; i++) {
             loop_run_once(loop, 5);
         }

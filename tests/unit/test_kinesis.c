@@ -5,8 +5,10 @@
 #include "base/b64.h"
 #include "base/envelope.h"
 #include "base/errs.h"
+#include "base/log.h"
 #include "base/loop.h"
 #include "target/kinesis.h"
+#include "target/kinesis_answer.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -854,6 +857,265 @@ static void test_put_records_array_errors(void **state)
     buf_free(&enc);
 }
 
+/* ------------------------------------------------- answers with nulls */
+
+/* kinesis-mock / LocalStack style: every member written, absent ones null;
+ * the stated FailedRecordCount is off (the entries win, a debug line says
+ * so); an empty ErrorCode is no error; an entry with neither an error nor
+ * a sequence number fails and is not sent again. */
+static void answer_nulls(struct fake *f, const char *op, json_t *body, long *status,
+                         struct buf *resp)
+{
+    json_t *records = json_object_get(body, "Records"), *r;
+    size_t i;
+
+    (void)f;
+    (void)status;
+    assert_string_equal(op, "PutRecords");
+    buf_append_str(resp, "{\"EncryptionType\":null,\"FailedRecordCount\":2,\"Records\":[");
+    json_array_foreach(records, i, r)
+    {
+        const char *pk = json_string_value(json_object_get(r, "PartitionKey"));
+
+        if (i) {
+            buf_append_char(resp, ',');
+        }
+        if (strcmp(pk, "lost") == 0) {
+            buf_append_str(resp, "{\"ErrorCode\":null,\"ErrorMessage\":null,\"SequenceNumber\":"
+                                 "null,\"ShardId\":null}");
+        } else if (strcmp(pk, "empty") == 0) {
+            buf_append_str(resp, "{\"ErrorCode\":\"\",\"SequenceNumber\":\"7\",\"ShardId\":"
+                                 "\"shardId-000000000000\"}");
+        } else {
+            buf_appendf(resp,
+                        "{\"ErrorCode\":null,\"ErrorMessage\":null,\"SequenceNumber\":\"%s\","
+                        "\"ShardId\":\"shardId-000000000000\"}",
+                        pk);
+        }
+    }
+    buf_append_str(resp, "]}");
+}
+
+static void test_put_records_null_members(void **state)
+{
+    char path[] = "/tmp/kk-kinesis-log-XXXXXX", text[4096];
+    json_t *r;
+    ssize_t n;
+    int fd;
+
+    (void)state;
+    fd = mkstemp(path);
+    assert_true(fd >= 0);
+    log_setup(LOG_LEVEL_DEBUG, LOG_FORMAT_TEXT);
+    log_set_fd(fd);
+    F.answer = answer_nulls;
+    run("{\"metadata\":{\"method\":\"put_records\",\"stream_name\":\"s1\"},\"data\":{\"pkA\":"
+        "\"aGVsbG8=\",\"pkB\":\"d29ybGQ=\",\"empty\":\"QQ==\"}}");
+    log_set_fd(-1);
+    log_setup(LOG_LEVEL_INFO, LOG_FORMAT_TEXT);
+    n = pread(fd, text, sizeof(text) - 1, 0);
+    close(fd);
+    unlink(path);
+    assert_true(n > 0);
+    text[n] = '\0';
+    expect_ok();
+    assert_int_equal(F.calls, 1);
+    assert_string_equal(meta("failed_record_count"), "0");
+    assert_int_equal(json_integer_value(json_object_get(H.data, "FailedRecordCount")), 0);
+    assert_null(json_object_get(H.data, "EncryptionType"));
+    r = json_array_get(json_object_get(H.data, "Records"), 0);
+    assert_string_equal(json_string_value(json_object_get(r, "SequenceNumber")), "pkA");
+    assert_non_null(strstr(text, "PutRecords answered FailedRecordCount 2 but 0 of its 3 entries "
+                                 "failed; the entries count"));
+
+    /* An entry with neither an error nor a sequence number. The data:
+     * [{"partition_key":"a","data":"QQ=="},{"partition_key":"lost",
+     * "data":"QQ=="},{"partition_key":"b\\u0062","data":"QQ=="}] */
+    fake_reset();
+    F.answer = answer_nulls;
+    run("{\"metadata\":{\"method\":\"put_records\",\"stream_name\":\"s1\"},\"data\":"
+        "\"W3sicGFydGl0aW9uX2tleSI6ImEiLCJkYXRhIjoiUVE9PSJ9LHsicGFydGl0aW9uX2tleSI6Imxvc3QiLCJkYXRh"
+        "IjoiUVE9PSJ9LHsicGFydGl0aW9uX2tleSI6ImJcdTAwNjIiLCJkYXRhIjoiUVE9PSJ9XQ==\"}");
+    assert_true(H.reply.is_error);
+    assert_int_equal(F.calls, 1); /* the lost entry is not sent again */
+    assert_string_equal(buf_str(&H.reply.error), "put_records: 1 of 3 records failed "
+                                                 "(InvalidResponse)");
+    assert_string_equal(meta("failed_record_count"), "1");
+    r = json_array_get(json_object_get(H.data, "Records"), 1);
+    assert_string_equal(json_string_value(json_object_get(r, "ErrorCode")), "InvalidResponse");
+    r = json_array_get(json_object_get(H.data, "Records"), 2);
+    assert_string_equal(json_string_value(json_object_get(r, "SequenceNumber")), "bb");
+}
+
+/* PutRecord answered with null members (kinesis-mock writes
+ * "EncryptionType":null): read in place and by jansson alike. */
+static void test_put_record_null_members(void **state)
+{
+    static const char *const answers[] = {
+        "{\"EncryptionType\":null,\"SequenceNumber\":\"4960\",\"ShardId\":\"shardId-1\"}",
+        "{\"EncryptionType\":null,\"SequenceNumber\":\"4960\",\"ShardId\":\"shardId-\\u0031\"}",
+    };
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(answers) / sizeof(*answers); i++) {
+        F.canned = answers[i];
+        run("{\"metadata\":{\"method\":\"put_record\",\"stream_name\":\"s1\",\"partition_key\":"
+            "\"k\"},\"data\":\"QQ==\"}");
+        expect_ok();
+        assert_string_equal(meta("shard_id"), "shardId-1");
+        assert_string_equal(meta("sequence_number"), "4960");
+    }
+    /* A null where a value belongs is no value. */
+    F.canned = "{\"SequenceNumber\":null,\"ShardId\":null}";
+    run("{\"metadata\":{\"method\":\"put_record\",\"stream_name\":\"s1\",\"partition_key\":"
+        "\"k\"},\"data\":\"QQ==\"}");
+    assert_null(meta("shard_id"));
+    assert_null(meta("sequence_number"));
+}
+
+/* ------------------------------------------------------ timestamps */
+
+static void test_time_go(void **state)
+{
+    static const struct {
+        const char *in, *out;
+    } cases[] = {
+        {"1796609595.51", "2026-12-07T02:13:15.51Z"},
+        {"1796609595.510", "2026-12-07T02:13:15.51Z"},
+        {"1796609595", "2026-12-07T02:13:15Z"},
+        {"1796609595.0", "2026-12-07T02:13:15Z"},
+        {"1795322043.495", "2026-11-22T04:34:03.495Z"},
+        {"1706698800.123", "2024-01-31T11:00:00.123Z"},
+        {"1706698800.1234", "2024-01-31T11:00:00.123Z"},
+        {"1706698800.1235", "2024-01-31T11:00:00.124Z"}, /* rounded to the millisecond */
+        {"1706698799.9996", "2024-01-31T11:00:00Z"},
+        {"1.706698800123E9", "2024-01-31T11:00:00.123Z"},
+        {"17066988001.23e-1", "2024-01-31T11:00:00.123Z"},
+        {"0", "1970-01-01T00:00:00Z"},
+        {"0.0005", "1970-01-01T00:00:00.001Z"},
+        {"-1.5", "1969-12-31T23:59:58.5Z"},
+        {"-0", "1970-01-01T00:00:00Z"},
+        {"253402300799.999", "9999-12-31T23:59:59.999Z"},
+        {"-62135596800", "0001-01-01T00:00:00Z"},
+        {"1706698800000000000000000000000000000000000000000000e-42", "2024-01-31T11:00:00Z"},
+    };
+    static const char *const bad[] = {
+        "253402300800", "-62167219201", "1e20", "abc", "01", "1.",
+        ".5",           "1e",           "--1",  "",    "1 ", "99999999999999999999",
+    };
+    char out[64];
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+        int n = kinesis_time_go(cases[i].in, strlen(cases[i].in), out, sizeof(out));
+        if (n < 0 || strcmp(out, cases[i].out) != 0) {
+            fail_msg("%s: got %d \"%s\", want \"%s\"", cases[i].in, n, n < 0 ? "" : out,
+                     cases[i].out);
+        }
+        assert_int_equal(n, (int)strlen(cases[i].out));
+    }
+    for (i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+        if (kinesis_time_go(bad[i], strlen(bad[i]), out, sizeof(out)) >= 0) {
+            fail_msg("%s: accepted as \"%s\"", bad[i], out);
+        }
+    }
+}
+
+static void test_times_rewrite(void **state)
+{
+    static const struct {
+        const char *in, *out;
+        int count;
+    } cases[] = {
+        {"{\"StreamDescriptionSummary\":{\"StreamCreationTimestamp\":1795322037,\"N\":1}}",
+         "{\"StreamDescriptionSummary\":{\"StreamCreationTimestamp\":\"2026-11-22T04:33:57Z\","
+         "\"N\":1}}",
+         1},
+        /* Only numbers of *Timestamp members; strings, nulls and other
+         * members stay as they are, spacing included. */
+        {"{\"a\" : [ {\"ApproximateArrivalTimestamp\" :\t1706698800.123 } ],\"Timestamp\":null,"
+         "\"XTimestamp\":\"1\",\"Timestamps\":5,\"b\":\"ApproximateArrivalTimestamp\"}",
+         "{\"a\" : [ {\"ApproximateArrivalTimestamp\" :\t\"2024-01-31T11:00:00.123Z\" } ],"
+         "\"Timestamp\":null,\"XTimestamp\":\"1\",\"Timestamps\":5,\"b\":"
+         "\"ApproximateArrivalTimestamp\"}",
+         1},
+        /* An escaped key is read as what it says; escaped quotes inside
+         * strings do not end them. */
+        {"{\"k\\\"\":\"\\\"Timestamp\\\":1\",\"Time\\u0073tamp\":1.5,\"\\\\\":0}",
+         "{\"k\\\"\":\"\\\"Timestamp\\\":1\",\"Time\\u0073tamp\":\"1970-01-01T00:00:01.5Z\","
+         "\"\\\\\":0}",
+         1},
+        /* A number no Go time holds stays a number. */
+        {"{\"Timestamp\":1e300}", "{\"Timestamp\":1e300}", 0},
+    };
+    struct buf out = BUF_INIT(4096);
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+        buf_reset(&out);
+        assert_int_equal(kinesis_times_rewrite(cases[i].in, strlen(cases[i].in), &out),
+                         cases[i].count);
+        assert_string_equal(buf_str(&out), cases[i].out);
+    }
+    buf_reset(&out);
+    assert_int_equal(kinesis_times_rewrite("{\"a\":\"open", 10, &out), -1);
+    buf_free(&out);
+}
+
+/* Every method's reply: timestamps as Go wrote them, or as they came. */
+static void test_reply_timestamps(void **state)
+{
+    static const struct {
+        const char *request, *answer, *want;
+    } cases[] = {
+        {"{\"metadata\":{\"method\":\"describe_stream\",\"stream_name\":\"s1\"}}",
+         "{\"StreamDescriptionSummary\":{\"StreamName\":\"s1\",\"StreamCreationTimestamp\":"
+         "1795322037}}",
+         "\"StreamCreationTimestamp\":\"2026-11-22T04:33:57Z\""},
+        {"{\"metadata\":{\"method\":\"list_streams\"}}",
+         "{\"HasMoreStreams\":false,\"StreamNames\":[\"s1\"],\"StreamSummaries\":[{"
+         "\"StreamCreationTimestamp\":1.795322037E9,\"StreamName\":\"s1\"}]}",
+         "\"StreamCreationTimestamp\":\"2026-11-22T04:33:57Z\""},
+        {"{\"metadata\":{\"method\":\"list_stream_consumers\",\"stream_arn\":\"arn:aws:k\"}}",
+         "{\"Consumers\":[{\"ConsumerARN\":\"arn:c\",\"ConsumerCreationTimestamp\":"
+         "1795322043.495,\"ConsumerName\":\"c\",\"ConsumerStatus\":\"ACTIVE\"}]}",
+         "\"ConsumerCreationTimestamp\":\"2026-11-22T04:34:03.495Z\""},
+        {"{\"metadata\":{\"method\":\"create_stream_consumer\",\"stream_arn\":\"arn:aws:k\","
+         "\"consumer_name\":\"c\"}}",
+         "{\"Consumer\":{\"ConsumerARN\":\"arn:c\",\"ConsumerCreationTimestamp\":1795322043.495,"
+         "\"ConsumerName\":\"c\",\"ConsumerStatus\":\"CREATING\"}}",
+         "\"ConsumerCreationTimestamp\":\"2026-11-22T04:34:03.495Z\""},
+        {"{\"metadata\":{\"method\":\"get_records\",\"shard_iterator_id\":\"IT\"}}",
+         "{\"MillisBehindLatest\":0,\"NextShardIterator\":\"IT2\",\"Records\":[{\"Data\":"
+         "\"QQ==\",\"PartitionKey\":\"p\",\"SequenceNumber\":\"1\","
+         "\"ApproximateArrivalTimestamp\":1796609595.51}]}",
+         "\"ApproximateArrivalTimestamp\":\"2026-12-07T02:13:15.51Z\""},
+    };
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+        F.canned = cases[i].answer;
+        run(cases[i].request);
+        expect_ok();
+        if (!strstr(buf_str(&H.reply.data), cases[i].want)) {
+            fail_msg("%s: data %s", cases[i].request, buf_str(&H.reply.data));
+        }
+        assert_non_null(H.data); /* still JSON */
+    }
+    kinesis_target_kind.destroy(H.k);
+    H.k = make("\"timestamp_format\":\"epoch\"");
+    for (i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+        F.canned = cases[i].answer;
+        run(cases[i].request);
+        expect_ok();
+        assert_string_equal(buf_str(&H.reply.data), cases[i].answer);
+    }
+}
+
 /* ------------------------------------------------------ get_records walk */
 
 /* Two ListShards pages (2 + 1 shards); shard i holds i+2 records; records
@@ -921,8 +1183,10 @@ static void test_get_records_stream_walk(void **state)
     }
     assert_string_equal(json_string_value(json_object_get(json_array_get(recs, 2), "ShardId")),
                         "shardId-1");
-    /* The arrival timestamp survives the re-serialisation exactly. */
-    assert_non_null(strstr(H.reply.data.data, "1706698800.123"));
+    /* The arrival timestamp as Go writes a time.Time. */
+    assert_non_null(
+        strstr(H.reply.data.data, "\"ApproximateArrivalTimestamp\":\"2024-01-31T11:00:00.123Z\""));
+    assert_null(strstr(H.reply.data.data, "1706698800"));
     shards = json_object_get(H.data, "Shards");
     assert_int_equal(json_array_size(shards), 3);
     assert_string_equal(
@@ -948,6 +1212,22 @@ static void test_get_records_stream_walk(void **state)
     assert_int_equal(F.calls, 2);
     assert_string_equal(meta("next_shard_iterator"), "next-1");
     assert_int_equal(json_array_size(json_object_get(H.data, "Records")), 3);
+    assert_non_null(strstr(H.reply.data.data, "\"2024-01-31T11:00:00.123Z\""));
+
+    /* timestamp_format epoch: the wire's seconds, in both forms. */
+    kinesis_target_kind.destroy(H.k);
+    H.k = make("\"timestamp_format\":\"epoch\"");
+    fake_reset();
+    F.answer = answer_walk;
+    run("{\"metadata\":{\"method\":\"get_records\",\"stream_name\":\"s1\",\"limit\":\"6\"}}");
+    expect_ok();
+    assert_non_null(strstr(H.reply.data.data, "\"ApproximateArrivalTimestamp\":1706698800.123"));
+    fake_reset();
+    F.answer = answer_walk;
+    run("{\"metadata\":{\"method\":\"get_records\",\"stream_name\":\"s1\",\"shard_id\":"
+        "\"shardId-1\",\"limit\":\"10\"}}");
+    expect_ok();
+    assert_non_null(strstr(H.reply.data.data, "\"ApproximateArrivalTimestamp\":1706698800.123"));
 }
 
 /* ------------------------------------------------------ stopping */
@@ -1067,6 +1347,14 @@ static void test_settings(void **state)
     json_decref(props);
     errs_free(&errs);
 
+    errs_init(&errs);
+    props = json_loads("{\"timestamp_format\":\"iso\"}", 0, NULL);
+    assert_null(kinesis_target_kind.create(NULL, props, "b", "binding b: target", &errs));
+    assert_non_null(strstr(buf_str(&errs.text), "binding b: target: timestamp_format: must be one "
+                                                "of: rfc3339, epoch"));
+    json_decref(props);
+    errs_free(&errs);
+
     /* Valid settings with loop NULL: validation only, no instance, no error. */
     errs_init(&errs);
     props = json_loads("{\"aws_key\":\"a\",\"aws_secret_key\":\"b\",\"region\":\"eu-west-1\"}", 0,
@@ -1090,6 +1378,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_put_records_partial_resend, setup, teardown),
         cmocka_unit_test_setup_teardown(test_put_records_partial_exhausted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_put_records_array_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_put_records_null_members, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_put_record_null_members, setup, teardown),
+        cmocka_unit_test(test_time_go),
+        cmocka_unit_test(test_times_rewrite),
+        cmocka_unit_test_setup_teardown(test_reply_timestamps, setup, teardown),
         cmocka_unit_test_setup_teardown(test_get_records_stream_walk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_destroy_with_call_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_destroy_during_resend_backoff, setup, teardown),

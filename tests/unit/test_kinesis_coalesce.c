@@ -41,6 +41,9 @@ struct fake {
     int short_reply; /* PutRecords answers one result too few */
     int fail_single; /* PutRecord of a fail key fails too (HTTP 500) */
     int escaped;     /* PutRecords answers with escapes (the full parser reads it) */
+    int nulls;       /* kinesis-mock's style: every member, absent ones null */
+    int no_code;     /* a fail key's entry has neither ErrorCode nor SequenceNumber */
+    int said_failed; /* added to the FailedRecordCount the answer states */
     unsigned long long seq;
     /* hold: answers wait for release(), like a slow network. */
     int hold;
@@ -91,17 +94,33 @@ static void answer(const char *op, json_t *body, long *status, struct buf *resp)
         if (F.short_reply && n) {
             n--;
         }
-        buf_append_str(resp, "{\"EncryptionType\":\"NONE\",\"Records\":[");
+        buf_append_str(resp, F.nulls ? "{\"EncryptionType\":null,\"Records\":["
+                                     : "{\"EncryptionType\":\"NONE\",\"Records\":[");
         for (i = 0; i < n; i++) {
             const char *k =
                 json_string_value(json_object_get(json_array_get(recs, i), "PartitionKey"));
             if (i) {
                 buf_append_char(resp, ',');
             }
-            if (k && is_fail_key(k)) {
+            if (k && is_fail_key(k) && F.no_code) {
                 failed++;
-                buf_appendf(resp, "{\"ErrorCode\":\"%s\",\"ErrorMessage\":\"slow down\"}",
+                buf_append_str(resp, "{\"ErrorCode\":null,\"ErrorMessage\":null,"
+                                     "\"SequenceNumber\":null,\"ShardId\":\"shardId-1\"}");
+            } else if (k && is_fail_key(k)) {
+                failed++;
+                buf_appendf(resp,
+                            F.nulls ? "{\"ErrorCode\":\"%s\",\"ErrorMessage\":\"slow down\","
+                                      "\"SequenceNumber\":null,\"ShardId\":null}"
+                                    : "{\"ErrorCode\":\"%s\",\"ErrorMessage\":\"slow down\"}",
                             F.fail_code);
+            } else if (F.nulls) {
+                buf_appendf(resp,
+                            F.escaped ? "{\"ErrorCode\":null,\"ErrorMessage\":null,\"ShardId\":"
+                                        "\"shardId-00000000000\\u0032\",\"SequenceNumber\":"
+                                        "\"%llu\"}"
+                                      : "{\"ErrorCode\":null,\"ErrorMessage\":null,\"Sequence"
+                                        "Number\":\"%llu\",\"ShardId\":\"shardId-000000000002\"}",
+                            ++F.seq);
             } else {
                 buf_appendf(
                     resp,
@@ -112,7 +131,7 @@ static void answer(const char *op, json_t *body, long *status, struct buf *resp)
                     ++F.seq);
             }
         }
-        buf_appendf(resp, "],\"FailedRecordCount\":%zu}", failed);
+        buf_appendf(resp, "],\"FailedRecordCount\":%zu}", failed + (size_t)F.said_failed);
         return;
     }
     buf_append_str(resp, "{}");
@@ -378,6 +397,64 @@ static void test_answer_with_escapes(void **state)
         expect_ok(i);
         assert_string_equal(meta(i, "shard_id"), "shardId-000000000002");
     }
+}
+
+/* kinesis-mock and LocalStack write every member, `"ErrorCode":null` on
+ * success: read in place and by jansson, each record is written once. */
+static void test_null_members_are_absent(void **state)
+{
+    (void)state;
+    for (int escaped = 0; escaped <= 1; escaped++) {
+        fake_reset();
+        if (H.k) {
+            kinesis_target_kind.destroy(H.k);
+        }
+        H.k = make(NULL);
+        F.nulls = 1;
+        F.escaped = escaped;
+        F.said_failed = 3; /* the stated count is wrong: the entries win */
+        F.fail_keys[0] = "key-2";
+        F.fail_code = "ProvisionedThroughputExceededException";
+        for (int i = 0; i < 5; i++) {
+            start(i, "s1", NULL);
+        }
+        run_all();
+        /* One PutRecords; only the one real failure is sent again. */
+        assert_int_equal(F.calls, 2);
+        expect_records(0, "s1", 0, 5);
+        assert_string_equal(F.seen[1].op, "PutRecord");
+        assert_string_equal(json_string_value(json_object_get(F.seen[1].body, "PartitionKey")),
+                            "key-2");
+        for (int i = 0; i < 5; i++) {
+            expect_ok(i);
+            /* EncryptionType null is absent: not in the reply's data. */
+            assert_null(strstr(buf_str(&H.r[i].reply.data), "EncryptionType"));
+        }
+        assert_string_equal(meta(0, "shard_id"), "shardId-000000000002");
+    }
+}
+
+/* An entry with neither an error code nor a sequence number: written or
+ * not, no one knows; its caller gets an error and it is not sent again. */
+static void test_entry_without_result(void **state)
+{
+    (void)state;
+    H.k = make(NULL);
+    F.nulls = 1;
+    F.no_code = 1;
+    F.fail_keys[0] = "key-1";
+    for (int i = 0; i < 3; i++) {
+        start(i, "s1", NULL);
+    }
+    run_all();
+    assert_int_equal(F.calls, 1);
+    expect_ok(0);
+    expect_ok(2);
+    assert_int_equal(H.r[1].reply.is_error, 1);
+    assert_string_equal(buf_str(&H.r[1].reply.error),
+                        "InvalidResponse: Kinesis answered this record's PutRecords entry with "
+                        "neither an ErrorCode nor a SequenceNumber and ShardId");
+    assert_string_equal(H.r[1].reply.error_type, "InvalidResponse");
 }
 
 static void test_one_call_per_stream(void **state)
@@ -668,6 +745,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_one_call_for_concurrent_records, setup, teardown),
         cmocka_unit_test_setup_teardown(test_one_call_per_stream, setup, teardown),
         cmocka_unit_test_setup_teardown(test_answer_with_escapes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_null_members_are_absent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_entry_without_result, setup, teardown),
         cmocka_unit_test_setup_teardown(test_max_records_splits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_max_bytes_splits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_entries_retried_alone, setup, teardown),

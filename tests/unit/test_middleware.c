@@ -105,7 +105,7 @@ static void fake_execute(void *instance, const struct envelope_request *req,
 }
 
 static const struct target_kind fake_kind = {
-    "fake", NULL, NULL, NULL, NULL, NULL, fake_execute,
+    "fake", NULL, NULL, NULL, NULL, NULL, fake_execute, NULL,
 };
 
 /* ---- fixture ---------------------------------------------------------- */
