@@ -801,6 +801,7 @@ static void probe_open(struct source_checkpoint *ck, const char *channel, int st
     so.group = "";
     so.start = (enum kubemq_store_start)start;
     so.start_value = value;
+    so.quiet = 1;
     p->sub = kubemq_subscribe(ck->conn->client, &so, probe_on_request, probe_on_state, p, err,
                               sizeof(err));
     if (!p->sub) {

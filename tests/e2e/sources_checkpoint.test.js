@@ -113,7 +113,8 @@ describe('daemon: events-store checkpoints (resume after a restart)', () => {
     const s = await setup('ckf');
     await s.createStream('ckf');
     const file = path.join(dir, 'ckf.json');
-    const cfg = [esBinding(s, 'ckf', 'ckf', { checkpoint: 'file', checkpoint_file: file, checkpoint_interval_ms: '200' })];
+    // The first run writes only when it stops (an interval of an hour): the last write after the drain.
+    const cfg = [esBinding(s, 'ckf', 'ckf', { checkpoint: 'file', checkpoint_file: file, checkpoint_interval_ms: '3600000' })];
     const d1 = await daemon(s, cfg);
     await d1.d.waitForStderr(/binding ckf: checkpoint: none yet on file ".*ckf\.json"; starting from start_position new_only \(the channel's last sequence is 0\)/, 10000);
     await s.publish('ckf', 'ckf', 10);
@@ -123,6 +124,7 @@ describe('daemon: events-store checkpoints (resume after a restart)', () => {
     assert.match(readFile(file).time, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
 
     await s.publish('ckf', 'ckf', 10); // while the daemon is down
+    cfg[0].source.properties.checkpoint_interval_ms = '200';
     const d2 = await daemon(s, cfg);
     assert.match(d2.d.stderr(), /binding ckf: checkpoint: resuming channel 'ckf' after sequence 10 \(from file ".*ckf\.json"\)/);
     await s.publish('ckf', 'ckf', 10);
@@ -144,8 +146,9 @@ describe('daemon: events-store checkpoints (resume after a restart)', () => {
     const s = await setup('ckk');
     await s.createStream('cka');
     await s.createStream('ckb');
-    const src = { checkpoint: 'kubemq', checkpoint_channel: 'ck.shared', checkpoint_interval_ms: '200' };
-    const cfg = [esBinding(s, 'cka', 'cka', src), esBinding(s, 'ckb', 'ckb', src)];
+    // The first run writes only when it stops (an interval of an hour); the broker's answer is waited for.
+    const src = { checkpoint: 'kubemq', checkpoint_channel: 'ck.shared', checkpoint_interval_ms: '3600000' };
+    const cfg = [esBinding(s, 'cka', 'cka', src), esBinding(s, 'ckb', 'ckb', { ...src })];
     const d1 = await daemon(s, cfg);
     await s.publish('cka', 'cka', 5);
     await s.publish('ckb', 'ckb', 7);
@@ -158,13 +161,11 @@ describe('daemon: events-store checkpoints (resume after a restart)', () => {
     assert.equal(last('cka').channel, 'cka');
     assert.equal(last('ckb').sequence, 7, JSON.stringify(seen));
     assert.equal(last('ckb').channel, 'ckb');
-    for (const b of ['cka', 'ckb']) {
-      const mine = seen.filter((x) => x.binding === b).map((x) => x.sequence);
-      assert.deepEqual(mine, [...mine].sort((x, y) => x - y), `${b}: checkpoints only move forward`);
-    }
+    assert.equal(seen.length, 2, `one write each, at the stop: ${JSON.stringify(seen)}`);
 
     await s.publish('cka', 'cka', 5);
     await s.publish('ckb', 'ckb', 3);
+    for (const b of cfg) b.source.properties.checkpoint_interval_ms = '200';
     const d2 = await daemon(s, cfg);
     assert.match(d2.d.stderr(), /binding cka: checkpoint: resuming channel 'cka' after sequence 5 \(from channel 'ck\.shared'\)/);
     assert.match(d2.d.stderr(), /binding ckb: checkpoint: resuming channel 'ckb' after sequence 7 \(from channel 'ck\.shared'\)/);
@@ -175,6 +176,12 @@ describe('daemon: events-store checkpoints (resume after a restart)', () => {
     exactlyOnce(await s.counts('cka'), 15, 'cka');
     exactlyOnce(await s.counts('ckb'), 15, 'ckb');
     assert.deepEqual(await d2.d.stop(), { code: 0, signal: null });
+    const all = await checkpointsOn(s.peers.broker.address, 'ck.shared', 'ckk-read2');
+    for (const b of ['cka', 'ckb']) {
+      const mine = all.filter((x) => x.binding === b).map((x) => x.sequence);
+      assert.deepEqual(mine, [...mine].sort((x, y) => x - y), `${b}: checkpoints only move forward`);
+      assert.equal(mine[mine.length - 1], 15, `${b}: the last is 15`);
+    }
   });
 
   it('checkpoint: kubemq - found behind 450 other messages on its channel (read backwards in windows)', async () => {
@@ -288,6 +295,29 @@ describe('daemon: events-store checkpoints (resume after a restart)', () => {
       assert.deepEqual(await d2.d.stop(), { code: 0, signal: null });
     });
   }
+
+  it('drain timeout at SIGTERM: the checkpoint stays below the request cut short and those never run; the next start sends them', async () => {
+    const s = await setup('ckd');
+    await s.createStream('ckd');
+    const file = path.join(dir, 'ckd.json');
+    const cfg = [esBinding(s, 'ckd', 'ckd', { checkpoint: 'file', checkpoint_file: file, checkpoint_interval_ms: '100', concurrency: '1', drain_timeout_seconds: '1' })];
+    const d1 = await daemon(s, cfg);
+    await s.publish('ckd', 'ckd', 5);
+    await until(() => readFile(file).sequence === 5, 'checkpoint 5');
+    await s.peers.gate.fault({ kind: 'hold', op: 'PutRecord', count: 1 });
+    await s.publish('ckd', 'ckd', 3); // 6 held at the gate, 7 and 8 wait for the slot
+    await until(async () => (await s.peers.gate.stats()).held === 1, '6 held');
+    await until(async () => (await metric(`http://127.0.0.1:${d1.apiPort}`, 'kubemq_kinesis_received_sequence', 'ckd')) === 8, '8 taken');
+    assert.deepEqual(await d1.d.stop(), { code: 0, signal: null });
+    assert.match(d1.d.stderr(), /drain timeout after 1 s: 3 requests still in flight are answered with an error/);
+    assert.equal(readFile(file).sequence, 5, 'answered with an error at the stop, never run: not counted');
+    const d2 = await daemon(s, cfg);
+    assert.match(d2.d.stderr(), /resuming channel 'ckd' after sequence 5 /);
+    await until(async () => total(await s.counts('ckd')) >= 8, '8 records');
+    await rig.sleep(500);
+    exactlyOnce(await s.counts('ckd'), 8, 'sent by the next start');
+    assert.deepEqual(await d2.d.stop(), { code: 0, signal: null });
+  });
 
   it('a broken, unreadable or foreign checkpoint file stops the start with an error naming the binding', async () => {
     const s = await setup('ckbad');
