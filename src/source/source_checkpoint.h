@@ -59,10 +59,12 @@ void source_watermark_position(struct source_watermark *w, uint64_t base, int ba
 int source_watermark_positioned(const struct source_watermark *w);
 /* The mark is worth writing even when 0 (see source_watermark_position). */
 int source_watermark_base_known(const struct source_watermark *w);
-/* A message was taken. One at or below the mark (a copy of one answered
- * already) is not tracked. Sequences may come out of order (two sources
- * during a reload) and twice. -1 when out of memory: then the mark stays
- * below seq for good (never past a message it cannot track). */
+/* A message was taken. Sequences come in order from one stream; the two
+ * sources of a reload take each message once between them (source_seen.h)
+ * but may interleave, and a copy may come twice: both are tracked. One at
+ * or below the mark is a copy of one answered already, not tracked (the
+ * mark never goes back). -1 when out of memory: then the mark stays below
+ * seq for good (never past a message it cannot track). */
 int source_watermark_take(struct source_watermark *w, uint64_t seq);
 /* The message seq was answered (one taken copy of it). */
 void source_watermark_done(struct source_watermark *w, uint64_t seq);
