@@ -16,7 +16,9 @@
  * and commands are answered at once with an over-capacity error, events
  * are dropped (counted and logged), and an events-store subscription
  * pauses and resumes later from the first message it did not take. Queue
- * sources pull only as many messages as there are free slots.
+ * sources pull only as many messages as there are free slots. An
+ * events-store source with a `checkpoint` resumes after a restart where the
+ * last run stopped (source_checkpoint.h).
  *
  * Everything runs on the loop thread. */
 #ifndef KK_SOURCE_SOURCE_H
