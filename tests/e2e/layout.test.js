@@ -193,10 +193,10 @@ function buildDir() {
   return process.env.KK_BIN ? path.dirname(process.env.KK_BIN) : path.join(REPO, 'build-test');
 }
 
-// One static library per layer (api and cli together in kk_core).
+// One static library per layer (cli in kk_core).
 const LAYER_LIBRARY = {
   base: 'kk_base', aws: 'kk_aws', kubemq: 'kk_kubemq', target: 'kk_target', source: 'kk_source',
-  binding: 'kk_binding', api: 'kk_core', cli: 'kk_core',
+  binding: 'kk_binding', api: 'kk_api', cli: 'kk_core',
 };
 
 function objectOf(rel) {
