@@ -26,10 +26,15 @@
  * A reload that replaces the binding hands the watermark over: the old
  * and the new source share it (and the request ids, source_seen.h) while
  * both run, so the watermark never passes a message the old one is still
- * running, and only the newest source writes it.
- *
- * Everything runs on the loop thread except the file writer (see
- * source_checkpoint.c). */
+ * running, and only the newest source writes it. The new source does not
+ * read the stored checkpoint (up to an interval old, while the old source
+ * goes on taking messages): it subscribes after the highest sequence the
+ * old one took, and the copies both get until the old one closes are
+ * dropped by the shared ids. When there is nothing to hand over (the old
+ * source has no checkpoint, reads another channel, or had not read its own
+ * yet), the new one reads the stored checkpoint as a start does; without a
+ * hand-over the old one writes its own last checkpoint after its drain. */
+**Everything runs on the loop thread except the file writer(see *source_checkpoint.c).* /
 #ifndef KK_SOURCE_SOURCE_CHECKPOINT_H
 #define KK_SOURCE_SOURCE_CHECKPOINT_H
 
@@ -39,9 +44,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* ---- the watermark (no I/O) -------------------------------------------- */
+    /* ---- the watermark (no I/O) -------------------------------------------- */
 
-struct source_watermark;
+    struct source_watermark;
 
 /* stream names the sequences ("address/channel"): a watermark is handed
  * over only to a source of the same stream. NULL when out of memory. */
