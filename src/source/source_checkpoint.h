@@ -33,8 +33,10 @@
  * dropped by the shared ids. When there is nothing to hand over (the old
  * source has no checkpoint, reads another channel, or had not read its own
  * yet), the new one reads the stored checkpoint as a start does; without a
- * hand-over the old one writes its own last checkpoint after its drain. */
-**Everything runs on the loop thread except the file writer(see *source_checkpoint.c).* /
+ * hand-over the old one writes its own last checkpoint after its drain.
+ *
+ * Everything runs on the loop thread except the file writer (see
+ * source_checkpoint.c). */
 #ifndef KK_SOURCE_SOURCE_CHECKPOINT_H
 #define KK_SOURCE_SOURCE_CHECKPOINT_H
 
@@ -44,9 +46,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-    /* ---- the watermark (no I/O) -------------------------------------------- */
+/* ---- the watermark (no I/O) -------------------------------------------- */
 
-    struct source_watermark;
+struct source_watermark;
 
 /* stream names the sequences ("address/channel"): a watermark is handed
  * over only to a source of the same stream. NULL when out of memory. */
