@@ -2,28 +2,34 @@
  * the watermark, its text, its file, reading it at start and writing it.
  *
  * Reading at start, before the data subscription opens (the source is
- * not ready until then):
+ * not ready until then). Every read is a short events-store subscription
+ * on the binding's client, closed as soon as it has what it needs. An
+ * empty channel sends nothing, so "nothing there" can only be told by a
+ * quiet time, and a slow broker would pass for an empty channel: a quiet
+ * time alone never makes a start skip messages (in doubt it sends some
+ * again), and it never decides whether there is a checkpoint.
  *   1. The checkpoint: the file (read when the source is created, so a
- *      broken one fails the binding's start), or the checkpoint channel's
- *      last message (StartFromLast); when that one is another binding's,
- *      the channel is read backwards in windows of SCAN_WINDOW messages,
- *      at most SCAN_MAX, and the newest of this binding's wins.
+ *      broken one fails the binding's start); or, on the checkpoint
+ *      channel, a marker message is stored first (not a checkpoint), then
+ *      read back with StartFromLast, which therefore always finds at least
+ *      the marker: when the newest message is not this binding's
+ *      checkpoint, the channel is read backwards in windows of SCAN_WINDOW
+ *      messages (at most SCAN_MAX) and the newest of this binding's wins.
  *   2. With a checkpoint C >= 1, a subscription at C checks that the
  *      channel still has it: a message at or after C comes at once. When
- *      none comes (or an older one: a server that starts past its last
- *      message), the channel's store was cleaned: a warning, then
- *      `start_position` applies.
- *   3. Without one, `new_only` and `last` are made concrete first: the
- *      channel's last sequence L (StartFromLast) gives L + 1 and L, so
- *      that the first checkpoint written covers messages stored while
- *      the daemon is down later on.
- * Every read is a subscription closed as soon as it has what it needs; one
- * that gets nothing for PROBE_QUIET_MS after subscribing has seen all
- * there is (an empty channel sends nothing, so a short wait is the only
- * way to know). While the broker cannot be reached the reads wait for it
- * (the client reconnects) and a warning says so every READ_WARN_EVERY_MS:
- * the subscription never starts from `start_position` in place of a
- * checkpoint it could not read.
+ *      it does not, the channel's last sequence L decides (StartFromLast,
+ *      CONFIRM_QUIET_MS to answer): L >= C resumes after C; L < C, or no
+ *      message at all, means the channel's store was cleaned: a warning,
+ *      then `start_position`.
+ *   3. Without one, `new_only` and `last` are made concrete by the
+ *      channel's last sequence L (L + 1 and L; no message within
+ *      PROBE_QUIET_MS: an empty channel, sequence 1), so that the first
+ *      checkpoint written covers messages stored while the daemon is down
+ *      later on, even when this run sees none.
+ * While the broker cannot be reached the reads wait for it (the client
+ * reconnects; the marker is tried again every READ_RETRY_MS) and a warning
+ * says so every READ_WARN_EVERY_MS: the subscription never starts from
+ * `start_position` in place of a checkpoint it could not read.
  *
  * Writing: every interval, when the watermark moved and no write is under
  * way; once more when the source closed and nothing is pending (the drain
@@ -59,7 +65,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#define PROBE_QUIET_MS      1500
+#define PROBE_QUIET_MS      2000
+#define CONFIRM_QUIET_MS    10000
+#define GUARD_QUIET_MS      5000
+#define READ_RETRY_MS       1000
 #define READ_WARN_FIRST_MS  5000
 #define READ_WARN_EVERY_MS  30000
 #define SCAN_WINDOW         200
@@ -471,11 +480,12 @@ static void file_job_free(struct file_job *j)
 /* ---- a running checkpoint ------------------------------------------------ */
 
 /* One read of a channel: an events-store subscription closed as soon as it
- * has what it needs. */
+ * has what it needs, or after quiet_ms without a message once subscribed. */
 struct probe {
     struct source_checkpoint *ck;
     struct kubemq_subscription *sub;
-    uint64_t until;       /* done once a sequence >= until came; 0: after the first */
+    uint64_t until; /* done once a sequence >= until came; 0: after the first */
+    uint64_t quiet_ms;
     uint64_t first, last; /* sequences of the first and last message; 0: none */
     int ended;
     struct loop_timer quiet;
@@ -486,6 +496,7 @@ struct probe {
 
 enum step {
     STEP_IDLE,
+    STEP_STORE_MARK,   /* kubemq: the marker written to the checkpoint channel */
     STEP_STORE_LAST,   /* the checkpoint channel's last message */
     STEP_STORE_WINDOW, /* a window further back */
     STEP_DATA_AT,      /* does the channel still have the checkpoint's message? */
@@ -511,10 +522,11 @@ struct source_checkpoint {
     struct probe probe;
     int have;     /* a checkpoint was found */
     uint64_t seq; /* its sequence */
-    int beyond;   /* it is beyond the channel's last message */
     uint64_t lo, hi, scanned, newest_ours;
     int have_ours;
-    char why[512]; /* why reading waits, from the subscription's last report */
+    struct kubemq_call *mark_call;
+    struct loop_timer retry;
+    char why[512]; /* why reading waits, from the last failure */
     struct loop_timer read_warn;
 
     /* Writing. */
@@ -738,7 +750,7 @@ static int probe_on_request(void *ctx, struct kubemq_request *m)
         if (!p->until || seq >= p->until) {
             probe_finish(p);
         } else {
-            loop_timer_start(p->ck->loop, &p->quiet, PROBE_QUIET_MS, probe_quiet_cb, p);
+            loop_timer_start(p->ck->loop, &p->quiet, p->quiet_ms, probe_quiet_cb, p);
         }
     }
     kubemq_request_free(m);
@@ -752,10 +764,11 @@ static void probe_on_state(void *ctx, enum kubemq_sub_state state, const char *t
 
     if (state == KUBEMQ_SUB_SUBSCRIBED) {
         if (!p->ended) {
-            loop_timer_start(ck->loop, &p->quiet, PROBE_QUIET_MS, probe_quiet_cb, p);
+            loop_timer_start(ck->loop, &p->quiet, p->quiet_ms, probe_quiet_cb, p);
         }
         return;
     }
+    /* Lost: it subscribes again by itself; the quiet time starts anew then. */
     loop_timer_stop(ck->loop, &p->quiet);
     snprintf(ck->why, sizeof(ck->why), "%s", text);
     if (state == KUBEMQ_SUB_GAVE_UP) {
@@ -779,7 +792,7 @@ static void probe_cancel(struct probe *p)
 }
 
 static void probe_open(struct source_checkpoint *ck, const char *channel, int start, int64_t value,
-                       uint64_t until,
+                       uint64_t until, uint64_t quiet_ms,
                        void (*on_message)(struct source_checkpoint *,
                                           const struct kubemq_request *),
                        void (*on_end)(struct source_checkpoint *))
@@ -791,6 +804,7 @@ static void probe_open(struct source_checkpoint *ck, const char *channel, int st
     memset(p, 0, sizeof(*p));
     p->ck = ck;
     p->until = until;
+    p->quiet_ms = quiet_ms;
     p->on_message = on_message;
     p->on_end = on_end;
     loop_timer_init(&p->quiet);
@@ -818,7 +832,8 @@ static void read_warn_cb(void *arg)
     const char *addr = kubemq_client_address(ck->conn->client);
     char what[800], reason[700];
 
-    if (ck->step == STEP_STORE_LAST || ck->step == STEP_STORE_WINDOW) {
+    if (ck->step == STEP_STORE_MARK || ck->step == STEP_STORE_LAST ||
+        ck->step == STEP_STORE_WINDOW) {
         snprintf(what, sizeof(what), "the checkpoint on %s", ck->where);
     } else {
         snprintf(what, sizeof(what), "the last sequence of channel '%s'", ck->s->channel);
@@ -860,7 +875,7 @@ static void go(struct source_checkpoint *ck, int start, int64_t value, uint64_t 
 }
 
 /* Without a usable checkpoint: start_position, with new_only and last made
- * concrete by the channel's last sequence L. */
+ * concrete by the channel's last sequence (last: 0 for an empty channel). */
 static void go_start_position(struct source_checkpoint *ck, uint64_t last)
 {
     struct source *s = ck->s;
@@ -882,48 +897,72 @@ static void go_start_position(struct source_checkpoint *ck, uint64_t last)
     }
 }
 
+static void resume(struct source_checkpoint *ck)
+{
+    ck->have_written = 1;
+    ck->written = ck->seq;
+    metrics_gauge_set(ck->gauge, (int64_t)ck->seq);
+    log_info(binding_of(ck),
+             "binding %s: checkpoint: resuming channel '%s' after sequence %llu (from %s)",
+             binding_of(ck), ck->s->channel, (unsigned long long)ck->seq, ck->where);
+    go(ck, KUBEMQ_START_SEQUENCE, (int64_t)ck->seq + 1, ck->seq, 1);
+}
+
 static void data_last_end(struct source_checkpoint *ck)
 {
     uint64_t last = ck->probe.first;
     int pos = ck->s->store_start - 1;
 
-    if (ck->beyond) {
+    if (ck->have && ck->seq >= 1) {
+        /* Checking the checkpoint: the channel's last sequence decides. */
+        if (last >= ck->seq) {
+            resume(ck); /* it is there (or, gone by age, what followed it is) */
+            return;
+        }
         log_warn(binding_of(ck),
                  "binding %s: checkpoint: sequence %llu (from %s) is beyond the last message of "
                  "channel '%s' (%s%llu): its store was cleaned or it is another one; starting "
                  "from start_position %s",
                  binding_of(ck), (unsigned long long)ck->seq, ck->where, ck->s->channel,
-                 last ? "sequence " : "none; ", (unsigned long long)last, start_name(pos));
-    } else {
-        log_info(binding_of(ck),
-                 "binding %s: checkpoint: none yet on %s; starting from start_position %s (the "
-                 "channel's last sequence is %llu)",
-                 binding_of(ck), ck->where, start_name(pos), (unsigned long long)last);
+                 last ? "sequence " : "none within 10 s; ", (unsigned long long)last,
+                 start_name(pos));
+        go_start_position(ck, last);
+        return;
     }
+    if (!last) {
+        /* Nothing came: an empty channel (or a broker too slow to answer:
+         * then this sends its history again, never skips it). Sequence 1 is
+         * concrete, so checkpoint 0 is written and a message stored while
+         * the daemon is down after this run is sent by the next start. */
+        log_info(binding_of(ck),
+                 "binding %s: checkpoint: none yet on %s; starting from start_position %s (no "
+                 "message on channel '%s' yet)",
+                 binding_of(ck), ck->where, start_name(pos), ck->s->channel);
+        go_start_position(ck, 0);
+        return;
+    }
+    log_info(binding_of(ck),
+             "binding %s: checkpoint: none yet on %s; starting from start_position %s (the "
+             "channel's last sequence is %llu)",
+             binding_of(ck), ck->where, start_name(pos), (unsigned long long)last);
     go_start_position(ck, last);
 }
 
-static void read_data_last(struct source_checkpoint *ck)
+static void read_data_last(struct source_checkpoint *ck, uint64_t quiet_ms)
 {
     ck->step = STEP_DATA_LAST;
-    probe_open(ck, ck->s->channel, KUBEMQ_START_LAST, 0, 0, NULL, data_last_end);
+    probe_open(ck, ck->s->channel, KUBEMQ_START_LAST, 0, 0, quiet_ms, NULL, data_last_end);
 }
 
 static void data_at_end(struct source_checkpoint *ck)
 {
     if (ck->probe.first >= ck->seq) {
-        /* The channel has it (or, cleaned by age, what came after it). */
-        ck->have_written = 1;
-        ck->written = ck->seq;
-        metrics_gauge_set(ck->gauge, (int64_t)ck->seq);
-        log_info(binding_of(ck),
-                 "binding %s: checkpoint: resuming channel '%s' after sequence %llu (from %s)",
-                 binding_of(ck), ck->s->channel, (unsigned long long)ck->seq, ck->where);
-        go(ck, KUBEMQ_START_SEQUENCE, (int64_t)ck->seq + 1, ck->seq, 1);
+        resume(ck); /* the channel has it (or, cleaned by age, what came after it) */
         return;
     }
-    ck->beyond = 1;
-    read_data_last(ck);
+    /* Not at once: beyond the channel's last message, or a slow broker. Its
+     * last sequence decides, with time to answer. */
+    read_data_last(ck, CONFIRM_QUIET_MS);
 }
 
 /* The checkpoint (or none) is known: check it against the channel. */
@@ -933,15 +972,15 @@ static void store_read(struct source_checkpoint *ck)
 
     if (ck->have && ck->seq >= 1) {
         ck->step = STEP_DATA_AT;
-        probe_open(ck, ck->s->channel, KUBEMQ_START_SEQUENCE, (int64_t)ck->seq, 0, NULL,
-                   data_at_end);
+        probe_open(ck, ck->s->channel, KUBEMQ_START_SEQUENCE, (int64_t)ck->seq, 0, PROBE_QUIET_MS,
+                   NULL, data_at_end);
     } else if (ck->have) {
         ck->have_written = 1; /* 0: nothing answered yet */
         log_info(binding_of(ck), "binding %s: checkpoint: resuming channel '%s' from the start",
                  binding_of(ck), ck->s->channel);
         go(ck, KUBEMQ_START_SEQUENCE, 1, 0, 1);
     } else if (pos == SOURCE_START_NEW_ONLY || pos == SOURCE_START_LAST) {
-        read_data_last(ck);
+        read_data_last(ck, PROBE_QUIET_MS);
     } else {
         log_info(binding_of(ck),
                  "binding %s: checkpoint: none yet on %s; starting from start_position %s",
@@ -1000,26 +1039,77 @@ static void store_window(struct source_checkpoint *ck)
     ck->step = STEP_STORE_WINDOW;
     log_debug(binding_of(ck), "checkpoint: reading sequences %llu to %llu of %s",
               (unsigned long long)ck->lo, (unsigned long long)ck->hi, ck->where);
-    probe_open(ck, ck->channel, KUBEMQ_START_SEQUENCE, (int64_t)ck->lo, ck->hi, store_message,
-               store_window_end);
+    /* Those messages exist (a later one was seen): the quiet time only
+     * guards against a broker that lost them. */
+    probe_open(ck, ck->channel, KUBEMQ_START_SEQUENCE, (int64_t)ck->lo, ck->hi, GUARD_QUIET_MS,
+               store_message, store_window_end);
+}
+
+static void store_mark(struct source_checkpoint *ck);
+
+static void store_retry_cb(void *arg)
+{
+    store_mark(arg);
 }
 
 static void store_last_end(struct source_checkpoint *ck)
 {
     uint64_t last = ck->probe.first;
 
-    if (ck->have_ours) {
-        ck->have = 1;
+    if (!last) {
+        /* The marker was stored: the broker owes us at least that one. */
+        snprintf(ck->why, sizeof(ck->why), "no message came back from %.400s", ck->where);
+        loop_timer_start(ck->loop, &ck->retry, READ_RETRY_MS, store_retry_cb, ck);
+        ck->step = STEP_STORE_MARK;
+    } else if (ck->have_ours) {
+        ck->have = 1; /* the newest message is this binding's checkpoint */
         store_read(ck);
     } else if (last > 1) {
-        /* Another binding's: look further back. */
+        /* The marker, or another binding's: look further back. */
         ck->hi = last - 1;
         ck->lo = ck->hi > SCAN_WINDOW ? ck->hi - SCAN_WINDOW + 1 : 1;
         ck->scanned = 1;
         store_window(ck);
     } else {
-        store_read(ck);
+        store_read(ck); /* only the marker: no checkpoint yet */
     }
+}
+
+static void on_marked(void *ctx, int status, const char *err)
+{
+    struct source_checkpoint *ck = ctx;
+
+    ck->mark_call = NULL;
+    if (status != KUBEMQ_STATUS_OK || err) {
+        snprintf(ck->why, sizeof(ck->why), "%s", err ? err : "failed");
+        loop_timer_start(ck->loop, &ck->retry, READ_RETRY_MS, store_retry_cb, ck);
+        return;
+    }
+    ck->step = STEP_STORE_LAST;
+    probe_open(ck, ck->channel, KUBEMQ_START_LAST, 0, 0, GUARD_QUIET_MS, store_message,
+               store_last_end);
+}
+
+/* An empty channel sends nothing, so "nothing came" could only be told by
+ * waiting, and a slow broker would pass for an empty channel. A marker
+ * message (not a checkpoint) is stored first; reading back from the last
+ * message then always finds one, and the read never depends on a wait. */
+static void store_mark(struct source_checkpoint *ck)
+{
+    struct buf body = BUF_INIT(4096);
+
+    ck->step = STEP_STORE_MARK;
+    if (buf_append_str(&body, "{\"binding\":") < 0 ||
+        buf_append_json_str(&body, binding_of(ck), strlen(binding_of(ck))) < 0 ||
+        buf_append_str(&body, ",\"channel\":") < 0 ||
+        buf_append_json_str(&body, ck->s->channel, strlen(ck->s->channel)) < 0 ||
+        buf_append_str(&body, ",\"reading\":true}") < 0 ||
+        !(ck->mark_call = kubemq_send_event(ck->conn->client, 1, ck->channel, body.data, body.len,
+                                            CHECKPOINT_METADATA, on_marked, ck))) {
+        snprintf(ck->why, sizeof(ck->why), "out of memory");
+        loop_timer_start(ck->loop, &ck->retry, READ_RETRY_MS, store_retry_cb, ck);
+    }
+    buf_free(&body);
 }
 
 /* ---- life ---- */
@@ -1041,6 +1131,7 @@ struct source_checkpoint *source_checkpoint_create(struct source *s, const struc
     ck->interval_ms = o->checkpoint_interval_ms > 0 ? (uint64_t)o->checkpoint_interval_ms : 1000;
     ck->gauge = s->metrics.checkpoint_sequence;
     loop_timer_init(&ck->read_warn);
+    loop_timer_init(&ck->retry);
     loop_timer_init(&ck->tick);
     loop_timer_init(&ck->poll);
     ck->w = source_watermark_create(s->connection);
@@ -1092,19 +1183,27 @@ int source_checkpoint_start(struct source_checkpoint *ck, struct source_conn *c,
     }
     loop_timer_start(ck->loop, &ck->read_warn, READ_WARN_FIRST_MS, read_warn_cb, ck);
     if (ck->kind == SOURCE_CHECKPOINT_KUBEMQ) {
-        ck->step = STEP_STORE_LAST;
-        probe_open(ck, ck->channel, KUBEMQ_START_LAST, 0, 0, store_message, store_last_end);
+        store_mark(ck);
     } else {
         store_read(ck);
     }
     return 0;
 }
 
+/* A read under way stops. */
+static void read_cancel(struct source_checkpoint *ck)
+{
+    probe_cancel(&ck->probe);
+    kubemq_call_cancel(ck->mark_call);
+    ck->mark_call = NULL;
+    loop_timer_stop(ck->loop, &ck->retry);
+    loop_timer_stop(ck->loop, &ck->read_warn);
+}
+
 void source_checkpoint_close(struct source_checkpoint *ck)
 {
     if (ck->step != STEP_RUNNING && ck->step != STEP_IDLE) {
-        probe_cancel(&ck->probe);
-        loop_timer_stop(ck->loop, &ck->read_warn);
+        read_cancel(ck);
         ck->step = STEP_IDLE;
     }
 }
@@ -1179,8 +1278,9 @@ void source_checkpoint_destroy(struct source_checkpoint *ck)
         return;
     }
     w = ck->w;
-    probe_cancel(&ck->probe);
-    loop_timer_stop(ck->loop, &ck->read_warn);
+    if (ck->loop) {
+        read_cancel(ck);
+    }
     loop_timer_stop(ck->loop, &ck->tick);
     loop_timer_stop(ck->loop, &ck->poll);
     if (ck->job) {

@@ -72,13 +72,16 @@ describe('daemon: events-store checkpoints (resume after a restart)', () => {
   }
 
   const readFile = (f) => JSON.parse(fs.readFileSync(f, 'utf8'));
+  const seqOf = (f) => (fs.existsSync(f) ? readFile(f).sequence : -1); // -1: none written yet
 
   // The checkpoints on a channel, oldest first: [{binding, channel, sequence, time}].
   async function checkpointsOn(address, channel, tag) {
     const sub = new EventsStoreClient({ address, clientId: `${tag}-${Date.now()}` });
     const got = [];
     const h = await sub.subscribe({ channel, requestType: EventStoreType.StartFromFirst }, (err, msg) => {
-      if (msg) got.push({ seq: Number(msg.sequence), ...JSON.parse(Buffer.from(msg.body).toString()) });
+      if (!msg) return;
+      const body = JSON.parse(Buffer.from(msg.body).toString());
+      if (body.sequence !== undefined) got.push({ seq: Number(msg.sequence), ...body }); // not a start's marker
     });
     let n = -1;
     await until(async () => {
@@ -111,12 +114,25 @@ describe('daemon: events-store checkpoints (resume after a restart)', () => {
 
   it('checkpoint: file - SIGTERM, messages stored while down, start again: each exactly once', async () => {
     const s = await setup('ckf');
+    // A run that sees no message at all still leaves a checkpoint: what is stored after it is sent.
+    const idle = path.join(dir, 'idle.json');
+    const di = await daemon(s, [esBinding(s, 'idle', 'idle', { checkpoint: 'file', checkpoint_file: idle })]);
+    assert.deepEqual(await di.d.stop(), { code: 0, signal: null });
+    assert.equal(seqOf(idle), 0, 'nothing answered yet: 0');
+    await s.createStream('idle');
+    await s.publish('idle', 'idle', 2);
+    const di2 = await daemon(s, [esBinding(s, 'idle', 'idle', { checkpoint: 'file', checkpoint_file: idle })]);
+    assert.match(di2.d.stderr(), /binding idle: checkpoint: resuming channel 'idle' from the start/);
+    await until(async () => total(await s.counts('idle')) >= 2, '2 records');
+    assert.deepEqual(await di2.d.stop(), { code: 0, signal: null });
+    exactlyOnce(await s.counts('idle'), 2, 'stored after a run that saw none');
+    assert.equal(seqOf(idle), 2);
     await s.createStream('ckf');
     const file = path.join(dir, 'ckf.json');
     // The first run writes only when it stops (an interval of an hour): the last write after the drain.
     const cfg = [esBinding(s, 'ckf', 'ckf', { checkpoint: 'file', checkpoint_file: file, checkpoint_interval_ms: '3600000' })];
     const d1 = await daemon(s, cfg);
-    await d1.d.waitForStderr(/binding ckf: checkpoint: none yet on file ".*ckf\.json"; starting from start_position new_only \(the channel's last sequence is 0\)/, 10000);
+    await d1.d.waitForStderr(/binding ckf: checkpoint: none yet on file ".*ckf\.json"; starting from start_position new_only \(no message on channel 'ckf' yet\)/, 10000);
     await s.publish('ckf', 'ckf', 10);
     await until(async () => total(await s.counts('ckf')) >= 10, '10 records');
     assert.deepEqual(await d1.d.stop(), { code: 0, signal: null });
@@ -273,7 +289,7 @@ describe('daemon: events-store checkpoints (resume after a restart)', () => {
       assert.ok(held <= 5, `held: ${held}`);
       assert.ok([...first.keys()].some((i) => i > held), 'later messages finished while it was held');
       const current = async () => (kind === 'file'
-        ? (fs.existsSync(file) ? readFile(file).sequence : -1)
+        ? seqOf(file)
         : ((await checkpointsOn(s.peers.broker.address, `${name}.checkpoint`, `${name}-read`)).filter((x) => x.binding === name).pop() || { sequence: -1 }).sequence);
       await until(async () => (await current()) === held - 1, `checkpoint ${held - 1}`);
       await rig.sleep(600); // several intervals: it stays there
@@ -303,7 +319,7 @@ describe('daemon: events-store checkpoints (resume after a restart)', () => {
     const cfg = [esBinding(s, 'ckd', 'ckd', { checkpoint: 'file', checkpoint_file: file, checkpoint_interval_ms: '100', concurrency: '1', drain_timeout_seconds: '1' })];
     const d1 = await daemon(s, cfg);
     await s.publish('ckd', 'ckd', 5);
-    await until(() => readFile(file).sequence === 5, 'checkpoint 5');
+    await until(() => seqOf(file) === 5, 'checkpoint 5');
     await s.peers.gate.fault({ kind: 'hold', op: 'PutRecord', count: 1 });
     await s.publish('ckd', 'ckd', 3); // 6 held at the gate, 7 and 8 wait for the slot
     await until(async () => (await s.peers.gate.stats()).held === 1, '6 held');
@@ -402,7 +418,7 @@ describe('daemon: events-store checkpoints (resume after a restart)', () => {
     await until(async () => total(await s.counts('ckl')) >= 300, '300 records', 120000);
     await rig.sleep(800);
     exactlyOnce(await s.counts('ckl'), 300, 'across the reload');
-    await until(() => readFile(file).sequence === 300, 'checkpoint 300');
+    await until(() => seqOf(file) === 300, 'checkpoint 300');
     assert.deepEqual(await d.d.stop(), { code: 0, signal: null });
     assert.equal(readFile(file).sequence, 300);
     assert.deepEqual(linesOf(d.d, /checkpoint: could not write/), []);
@@ -416,7 +432,7 @@ describe('daemon: events-store checkpoints (resume after a restart)', () => {
     const d = await daemon(s, cfg);
     const api = `http://127.0.0.1:${d.apiPort}`;
     await s.publish('ckh', 'ckh', 5);
-    await until(() => readFile(file).sequence === 5, 'checkpoint 5');
+    await until(() => seqOf(file) === 5, 'checkpoint 5');
     await s.peers.gate.fault({ kind: 'hold', op: 'PutRecord', count: 1 });
     await s.publish('ckh', 'ckh', 1); // 6: held, in the old binding
     await until(async () => (await s.peers.gate.stats()).held === 1, '6 held');
@@ -432,7 +448,7 @@ describe('daemon: events-store checkpoints (resume after a restart)', () => {
     assert.match(d.d.stderr(), /binding ckh: checkpoint: going on after sequence 6, where the binding it replaces is/);
     await s.peers.gate.release();
     await d.d.waitForStderr(/reloaded: 1 binding \(0 kept, 0 started, 1 replaced, 0 stopped\) after SIGHUP/, 30000);
-    await until(() => readFile(file).sequence === 10, 'checkpoint 10 once 6 is answered');
+    await until(() => seqOf(file) === 10, 'checkpoint 10 once 6 is answered');
     exactlyOnce(await s.counts('ckh'), 10, 'across the reload');
     assert.deepEqual(await d.d.stop(), { code: 0, signal: null });
     assert.equal(readFile(file).sequence, 10);
