@@ -328,7 +328,7 @@ int source_checkpoint_parse(const void *text, size_t len, const char *binding, c
 int source_checkpoint_file_read(const char *path, const char *binding, const char *channel,
                                 uint64_t *seq, char *err, size_t errlen)
 {
-    char *text = NULL, why[600];
+    char *text = NULL, why[1024];
     struct stat st;
     size_t len = 0;
     ssize_t n;
@@ -992,7 +992,7 @@ static void store_read(struct source_checkpoint *ck)
 /* A message of the checkpoint channel: this binding's? */
 static void store_message(struct source_checkpoint *ck, const struct kubemq_request *m)
 {
-    char err[600];
+    char err[1024];
     uint64_t seq;
     int rc = source_checkpoint_parse(m->body, m->body_len, binding_of(ck), ck->s->channel, &seq,
                                      err, sizeof(err));
