@@ -572,6 +572,14 @@ static const struct {
      "queries and commands dropped unrun because their timeout passed while they waited, per "
      "binding,source and target types",
      offsetof(struct metrics_binding, source_expired)},
+    {METRICS_GAUGE, "kubemq_kinesis_received_sequence",
+     "events-store: the channel sequence of the last message taken, per binding,source and "
+     "target types (0 for other sources)",
+     offsetof(struct metrics_binding, received_sequence)},
+    {METRICS_GAUGE, "kubemq_kinesis_checkpoint_sequence",
+     "events-store with a checkpoint: the sequence last written as the checkpoint (every message "
+     "up to it was answered), per binding,source and target types (0 without one)",
+     offsetof(struct metrics_binding, checkpoint_sequence)},
 };
 
 const struct metrics_binding *metrics_binding_register(struct metrics_registry *reg,

@@ -85,8 +85,11 @@ struct metrics_binding {
     struct metrics_series *source_dropped;  /* counter: events */
     struct metrics_series *source_rejected; /* counter: over capacity */
     struct metrics_series *source_expired;  /* counter: timed out waiting */
-    struct metrics_family *aws_errors;      /* labels binding, error_type */
-    struct metrics_binding *next;           /* registry's list */
+    /* events-store: the sequence last taken and the checkpoint written */
+    struct metrics_series *received_sequence;   /* gauge */
+    struct metrics_series *checkpoint_sequence; /* gauge */
+    struct metrics_family *aws_errors;          /* labels binding, error_type */
+    struct metrics_binding *next;               /* registry's list */
 };
 
 /* The series of one binding, created on first registration and returned

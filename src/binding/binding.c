@@ -312,6 +312,8 @@ struct binding *binding_create(const struct config_binding *cb, struct loop *loo
         sm.dropped = b->mb->source_dropped;
         sm.rejected = b->mb->source_rejected;
         sm.expired = b->mb->source_expired;
+        sm.received_sequence = b->mb->received_sequence;
+        sm.checkpoint_sequence = b->mb->checkpoint_sequence;
     }
     b->src = source_create(cb->source_kind, &cb->source_opts, b->name, loop, on_source_request, b,
                            &sm, seen, serr, sizeof(serr));
@@ -465,6 +467,11 @@ void binding_stop_intake(struct binding *b)
 size_t binding_pending(struct binding *b)
 {
     return (b->src ? source_pending(b->src) : 0) + (size_t)b->api_jobs;
+}
+
+int binding_flushing(struct binding *b)
+{
+    return b->src ? source_flushing(b->src) : 0;
 }
 
 long long binding_drain_timeout_ms(const struct binding *b)

@@ -50,6 +50,9 @@ int binding_status_json(struct binding *b, struct buf *out);
 void binding_stop_intake(struct binding *b);
 /* Requests taken and not answered yet (KubeMQ and API). */
 size_t binding_pending(struct binding *b);
+/* 1 while, with nothing pending, the binding still writes what a stop must
+ * not lose (an events-store checkpoint); a drain waits for it too. */
+int binding_flushing(struct binding *b);
 /* The drain bound chosen for this binding (source drain_timeout_seconds). */
 long long binding_drain_timeout_ms(const struct binding *b);
 

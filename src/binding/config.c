@@ -363,6 +363,54 @@ static void check_duplicates(const struct config *c, struct errs *errs)
     }
 }
 
+static int has_checkpoint(const struct config_binding *b, int kind)
+{
+    const struct source_options *o = &b->source_opts;
+
+    return b->name && b->source_kind && o->checkpoint == kind && o->address && o->channel &&
+           (kind == SOURCE_CHECKPOINT_FILE ? o->checkpoint_file : o->checkpoint_channel);
+}
+
+/* Between bindings: a checkpoint file is one binding's, and a checkpoint
+ * channel is no binding's events-store channel on the same broker (its
+ * checkpoints would be taken as requests). */
+static void check_checkpoints(const struct config *c, struct errs *errs)
+{
+    size_t i, j;
+
+    for (i = 0; i < c->n_bindings; i++) {
+        const struct config_binding *b = &c->bindings[i];
+
+        for (j = 0; j < i && has_checkpoint(b, SOURCE_CHECKPOINT_FILE); j++) {
+            const struct config_binding *o = &c->bindings[j];
+
+            if (has_checkpoint(o, SOURCE_CHECKPOINT_FILE) &&
+                strcmp(o->source_opts.checkpoint_file, b->source_opts.checkpoint_file) == 0) {
+                errs_add(errs,
+                         "binding \"%.200s\": source: checkpoint_file: also the checkpoint file of "
+                         "binding \"%.200s\"; give each binding a file of its own",
+                         b->name, o->name);
+                break;
+            }
+        }
+        for (j = 0; j < c->n_bindings && has_checkpoint(b, SOURCE_CHECKPOINT_KUBEMQ); j++) {
+            const struct config_binding *o = &c->bindings[j];
+
+            if (j != i && o->name && o->source_kind && o->source_kind == b->source_kind &&
+                o->source_opts.address && o->source_opts.channel &&
+                strcmp(o->source_opts.address, b->source_opts.address) == 0 &&
+                strcmp(o->source_opts.channel, b->source_opts.checkpoint_channel) == 0) {
+                errs_add(errs,
+                         "binding \"%.200s\": source: checkpoint_channel: \"%.200s\" is the "
+                         "channel of binding \"%.200s\" (its checkpoints would be taken as "
+                         "requests)",
+                         b->name, b->source_opts.checkpoint_channel, o->name);
+                break;
+            }
+        }
+    }
+}
+
 void config_log(const struct config *c)
 {
     size_t i;
@@ -489,6 +537,7 @@ int config_load_text(struct config *c, const char *text, size_t len, const char 
             load_binding(&c->bindings[i], i, json_array_get(bindings, i), errs);
         }
         check_duplicates(c, errs);
+        check_checkpoints(c, errs);
     }
     json_decref(bindings);
     json_decref(members);

@@ -246,19 +246,39 @@ static void drain_begin(struct binding_service *svc, struct binding **bs, size_t
     loop_timer_start(svc->loop, &svc->tick, 0, tick, svc);
 }
 
-/* 1 when the drain under way is over. */
+/* The first binding of bs still writing its last checkpoint, or NULL. */
+static struct binding *flushing_of(struct binding **bs, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        if (binding_flushing(bs[i])) {
+            return bs[i];
+        }
+    }
+    return NULL;
+}
+
+/* 1 when the drain under way is over: every taken request answered, and
+ * then the checkpoints that records it written. */
 static int drain_done(struct binding_service *svc)
 {
     size_t pending = pending_of(svc->draining, svc->n_draining);
+    struct binding *flushing = pending ? NULL : flushing_of(svc->draining, svc->n_draining);
 
-    if (pending == 0) {
+    if (pending == 0 && !flushing) {
         return 1;
     }
     if (loop_now_ms(svc->loop) >= svc->drain_deadline) {
-        log_warn(NULL,
-                 "drain timeout after %lld s: %zu request%s still in flight are answered "
-                 "with an error",
-                 svc->drain_max_ms / 1000, pending, pending == 1 ? "" : "s");
+        if (pending) {
+            log_warn(NULL,
+                     "drain timeout after %lld s: %zu request%s still in flight are answered "
+                     "with an error",
+                     svc->drain_max_ms / 1000, pending, pending == 1 ? "" : "s");
+        } else {
+            log_warn(NULL, "drain timeout after %lld s: binding %s is still writing its checkpoint",
+                     svc->drain_max_ms / 1000, binding_name(flushing));
+        }
         return 1;
     }
     return 0;

@@ -217,6 +217,7 @@ struct kubemq_sub_opts {
     /* events_store only: where the first stream starts. */
     enum kubemq_store_start start;
     int64_t start_value;
+    int quiet; /* a short read: "subscribed" is logged at debug, not info */
 };
 
 /* Subscribe on channel/group. The stream opens as soon as the connection

@@ -50,6 +50,7 @@ struct kubemq_subscription {
     int got_message;
     uint64_t started_ms;
     int attempts;
+    int quiet; /* "subscribed" at debug */
     uint64_t backoff_ms;
     int gave_up;
     struct loop_timer timer; /* resubscription */
@@ -208,7 +209,7 @@ static void on_written(void *owner, struct kubemq_stream *st)
     s->subscribed = 1;
     describe(s, desc, sizeof(desc));
     s->refs++;
-    report(s, KUBEMQ_SUB_SUBSCRIBED, LOG_LEVEL_INFO, "%s to %s",
+    report(s, KUBEMQ_SUB_SUBSCRIBED, s->quiet ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO, "%s to %s",
            s->ever_subscribed ? "resubscribed" : "subscribed", desc);
     s->ever_subscribed = 1;
     sub_release(s);
@@ -428,6 +429,7 @@ struct kubemq_subscription *kubemq_subscribe(struct kubemq_client *c,
         s->start = o->start;
         s->start_value = o->start >= KUBEMQ_START_SEQUENCE ? o->start_value : 0;
     }
+    s->quiet = o->quiet;
     s->on_request = on_request;
     s->on_state = on_state;
     s->ctx = ctx;

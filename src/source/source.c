@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -217,6 +218,23 @@ static const struct settings_entry events_store_settings[] = {
     {"start_time_delta_seconds", SETTINGS_INT, "0", 0, 0, 315360000, NULL,
      OPT(start_time_delta_seconds), NULL,
      "with `start_position: time_delta`: how many seconds back to start (>= 1)"},
+    {"checkpoint", SETTINGS_ENUM, "off", 0, 0, 0, "off|kubemq|file", OPT(checkpoint), NULL,
+     "keep the position across restarts: `kubemq` (events-store messages on "
+     "`checkpoint_channel`), `file` (`checkpoint_file`) or `off` (empty: each start begins at "
+     "`start_position`). A start resumes after the checkpoint; `start_position` applies only "
+     "without one. At-least-once across crashes, exactly once across clean stops. Needs "
+     "`sources: 1` and no `group`"},
+    {"checkpoint_channel", SETTINGS_STRING, "", 0, 0, 0, NULL, OPT(checkpoint_channel), NULL,
+     "with `checkpoint: kubemq`: the events-store channel of the checkpoints (one message per "
+     "write, naming the binding and its channel, so bindings may share one); empty: "
+     "`<channel>.checkpoint`"},
+    {"checkpoint_file", SETTINGS_STRING, "", 0, 0, 0, NULL, OPT(checkpoint_file), NULL,
+     "with `checkpoint: file`: the checkpoint's file, one per binding, replaced atomically "
+     "(its directory must exist and be writable)"},
+    {"checkpoint_interval_ms", SETTINGS_INT, "1000", 0, 10, 3600000, NULL,
+     OPT(checkpoint_interval_ms), NULL,
+     "with `checkpoint`: how often it is written when it moved (and once more at a stop); a "
+     "crash repeats at most what was answered since"},
     END_SETTINGS,
 };
 
@@ -572,12 +590,154 @@ static void check_start(struct source_options *o, const json_t *props, const cha
     }
 }
 
+static const char *const checkpoint_keys[] = {"checkpoint", "checkpoint_channel", "checkpoint_file",
+                                              "checkpoint_interval_ms", NULL};
+
+/* The checkpoint on another kind: said once, in its own words, and the
+ * keys taken out of what the table sees (no "unknown property" too).
+ * Returns the properties to apply (a new reference). */
+static json_t *without_checkpoint(const struct source_kind *k, const json_t *props,
+                                  const char *where, struct errs *errs)
+{
+    json_t *copy;
+    size_t i;
+    int found = 0;
+
+    if (!json_is_object(props)) {
+        return json_incref((json_t *)props);
+    }
+    for (i = 0; checkpoint_keys[i]; i++) {
+        found |= json_object_get(props, checkpoint_keys[i]) != NULL;
+    }
+    if (!found) {
+        return json_incref((json_t *)props);
+    }
+    copy = json_copy((json_t *)props);
+    if (!copy) {
+        errs_add(errs, "%s: checkpoint: out of memory", where);
+        return json_incref((json_t *)props);
+    }
+    for (i = 0; checkpoint_keys[i]; i++) {
+        if (given(props, checkpoint_keys[i])) {
+            errs_add(errs,
+                     "%s: %s: only applies to kubemq.events-store (this source is %s, whose "
+                     "position is not kept by a checkpoint)",
+                     where, checkpoint_keys[i], k->kind);
+        }
+        json_object_del(copy, checkpoint_keys[i]);
+    }
+    return copy;
+}
+
+/* The checkpoint of an events-store source. */
+static void check_checkpoint(struct source_options *o, const json_t *props, const char *where,
+                             struct errs *errs)
+{
+    size_t n;
+
+    if (!o->channel || !o->checkpoint_channel || !o->checkpoint_file) {
+        return; /* reported by the table */
+    }
+    if (o->checkpoint == SOURCE_CHECKPOINT_OFF) {
+        if (given(props, "checkpoint_channel") || given(props, "checkpoint_file") ||
+            given(props, "checkpoint_interval_ms")) {
+            errs_add(errs, "%s: %s: only applies with checkpoint: kubemq or file", where,
+                     given(props, "checkpoint_channel") ? "checkpoint_channel"
+                     : given(props, "checkpoint_file")  ? "checkpoint_file"
+                                                        : "checkpoint_interval_ms");
+        }
+        return;
+    }
+    if (o->group && *o->group) {
+        errs_add(errs,
+                 "%s: checkpoint: cannot be used with a group (its members take different "
+                 "messages; one checkpoint cannot describe them)",
+                 where);
+    }
+    if (o->sources > 1) {
+        errs_add(errs,
+                 "%s: checkpoint: needs sources: 1, got %lld (several connections share the "
+                 "messages in a generated group; one checkpoint cannot describe them)",
+                 where, o->sources);
+    }
+    if (o->checkpoint == SOURCE_CHECKPOINT_FILE && given(props, "checkpoint_channel")) {
+        errs_add(errs, "%s: checkpoint_channel: only applies with checkpoint: kubemq", where);
+    }
+    if (o->checkpoint == SOURCE_CHECKPOINT_KUBEMQ && given(props, "checkpoint_file")) {
+        errs_add(errs, "%s: checkpoint_file: only applies with checkpoint: file", where);
+    }
+    if (o->checkpoint == SOURCE_CHECKPOINT_FILE) {
+        struct stat st;
+        char dir[4096];
+        const char *slash = strrchr(o->checkpoint_file, '/');
+
+        if (!*o->checkpoint_file) {
+            errs_add(errs, "%s: checkpoint_file: is required with checkpoint: file", where);
+            return;
+        }
+        if (stat(o->checkpoint_file, &st) == 0 && S_ISDIR(st.st_mode)) {
+            errs_add(errs, "%s: checkpoint_file: \"%s\" is a directory; name a file in it", where,
+                     o->checkpoint_file);
+            return;
+        }
+        if (!slash) {
+            snprintf(dir, sizeof(dir), ".");
+        } else {
+            snprintf(dir, sizeof(dir), "%.*s",
+                     slash == o->checkpoint_file ? 1 : (int)(slash - o->checkpoint_file),
+                     o->checkpoint_file);
+        }
+        if (access(dir, W_OK | X_OK) < 0) {
+            errs_add(errs, "%s: checkpoint_file: its directory \"%s\" is not writable: %s", where,
+                     dir, strerror(errno));
+        }
+        return;
+    }
+    if (!*o->checkpoint_channel) {
+        char *def;
+
+        n = strlen(o->channel) + sizeof(".checkpoint");
+        def = malloc(n);
+        if (!def) {
+            errs_add(errs, "%s: checkpoint_channel: out of memory", where);
+            return;
+        }
+        snprintf(def, n, "%s.checkpoint", o->channel);
+        free(o->checkpoint_channel);
+        o->checkpoint_channel = def;
+    }
+    if (strcspn(o->checkpoint_channel, " \t\r\n*>") != strlen(o->checkpoint_channel)) {
+        errs_add(errs,
+                 "%s: checkpoint_channel: must be one channel, without whitespace or "
+                 "wildcards (* >), got \"%s\"",
+                 where, o->checkpoint_channel);
+    } else if (strcmp(o->checkpoint_channel, o->channel) == 0) {
+        errs_add(errs,
+                 "%s: checkpoint_channel: must differ from channel (the checkpoints would be "
+                 "taken as requests)",
+                 where);
+    } else if (o->response_channel && strcmp(o->checkpoint_channel, o->response_channel) == 0) {
+        errs_add(errs,
+                 "%s: checkpoint_channel: must differ from response_channel (the replies would "
+                 "bury the checkpoints)",
+                 where);
+    }
+}
+
 int source_options_load(const struct source_kind *k, const json_t *props, struct source_options *o,
                         const char *where, struct errs *errs)
 {
     int before = errs->count;
+    json_t *own = NULL;
+    int rc;
 
-    if (settings_apply(k->settings, props, o, where, errs) < 0 && !o->address) {
+    if (k->settings != events_store_settings) {
+        own = without_checkpoint(k, props, where, errs);
+        props = own;
+    }
+    rc = settings_apply(k->settings, props, o, where, errs);
+    if (rc < 0 && !o->address) {
+        json_decref(own);
         return -1; /* the table did not get far enough to check more */
     }
     if (o->address && o->host) {
@@ -594,12 +754,14 @@ int source_options_load(const struct source_kind *k, const json_t *props, struct
     }
     if (k->settings == events_store_settings) {
         check_start(o, props, where, errs);
+        check_checkpoint(o, props, where, errs);
     }
     if (k->settings == queue_settings && o->sources * o->batch_size > 1024) {
         /* One stream per message in flight. */
         errs_add(errs, "%s: batch_size: sources x batch_size must be at most 1024, got %lld x %lld",
                  where, o->sources, o->batch_size);
     }
+    json_decref(own);
     return errs->count == before ? 0 : -1;
 }
 

@@ -16,7 +16,9 @@
  * and commands are answered at once with an over-capacity error, events
  * are dropped (counted and logged), and an events-store subscription
  * pauses and resumes later from the first message it did not take. Queue
- * sources pull only as many messages as there are free slots.
+ * sources pull only as many messages as there are free slots. An
+ * events-store source with a `checkpoint` resumes after a restart where the
+ * last run stopped (source_checkpoint.h).
  *
  * Everything runs on the loop thread. */
 #ifndef KK_SOURCE_SOURCE_H
@@ -68,6 +70,11 @@ struct source_options {
     char *start_time; /* RFC 3339 */
     long long start_time_delta_seconds;
     long long start_value; /* derived: what KubeMQ takes for the position */
+    int checkpoint;        /* enum source_checkpoint_kind */
+    char
+        *checkpoint_channel; /* checkpoint: kubemq; derived "<channel>.checkpoint" when not given */
+    char *checkpoint_file;   /* checkpoint: file */
+    long long checkpoint_interval_ms;
     /* queue */
     long long batch_size;
     long long wait_timeout;
@@ -86,10 +93,19 @@ enum source_start_position {
     SOURCE_START_TIME_DELTA,
 };
 
+/* checkpoint indexes: where an events-store binding keeps its position
+ * across restarts (source_checkpoint.h). */
+enum source_checkpoint_kind {
+    SOURCE_CHECKPOINT_OFF,
+    SOURCE_CHECKPOINT_KUBEMQ,
+    SOURCE_CHECKPOINT_FILE,
+};
+
 struct source;
 struct source_conn;
 struct source_request;
 struct source_ops;
+struct source_checkpoint;
 
 struct source_kind {
     const char *kind;           /* canonical: "kubemq.query" */
@@ -141,6 +157,10 @@ struct source_metrics {
     struct metrics_series *rejected; /* queries/commands answered "over capacity" */
     struct metrics_series *expired;  /* queries/commands whose timeout passed in the FIFO */
     struct metrics_series *pending;  /* gauge: requests in the FIFO */
+    /* events-store: gauges of the sequence last taken and the checkpoint
+     * last written (their difference is the work a crash would repeat) */
+    struct metrics_series *received_sequence;
+    struct metrics_series *checkpoint_sequence;
 };
 
 /* What differs by kind. */
@@ -161,6 +181,16 @@ struct source_ops {
     /* A slot or FIFO room came free: take more (queues pull, a paused
      * events-store stream resumes). May be NULL. */
     void (*room)(struct source_conn *c);
+    /* State of the kind beyond the connections (events-store: its
+     * checkpoint): set up before they open (-1 with err fails the
+     * source), let go before they close. May be NULL. */
+    int (*init)(struct source *s, const struct source_options *o, char *err, size_t errlen);
+    void (*fini)(struct source *s);
+    /* source_share_seen() was called (seen NULL: the sharing ends). May be NULL. */
+    void (*share)(struct source *s, struct source_seen *seen);
+    /* 1 while the source still writes what a stop must not lose (the
+     * last checkpoint). May be NULL. */
+    int (*flushing)(const struct source *s);
 };
 
 struct source_conn {
@@ -214,6 +244,7 @@ struct source {
     /* During a reload: ids shared with the binding's other source (see
      * source_seen.h); NULL otherwise. */
     struct source_seen *seen;
+    struct source_checkpoint *checkpoint; /* events-store with a checkpoint */
 
     size_t n;
     struct source_conn *conns;
@@ -247,6 +278,9 @@ int source_ready(struct source *s, struct buf *why);
 void source_close(struct source *s);
 /* Requests taken and not yet answered (running or waiting). */
 size_t source_pending(const struct source *s);
+/* 1 while, with nothing pending, the source still writes what a stop must
+ * wait for (an events-store checkpoint); a drain waits for it too. */
+int source_flushing(const struct source *s);
 /* After close and drain: requests still waiting are answered with an
  * error and later deliveries too; nothing more reaches the handler. */
 void source_abandon(struct source *s, const char *why);

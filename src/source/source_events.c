@@ -5,10 +5,16 @@
  * Events have no sender waiting: one that finds the FIFO full is dropped,
  * counted and logged (never silently). An events-store subscription never
  * drops: it refuses the message, which pauses its stream, and resumes -
- * from that message's sequence - once the FIFO has room again. */
+ * from that message's sequence - once the FIFO has room again.
+ *
+ * An events-store binding with a `checkpoint` (source_checkpoint.h) reads
+ * it before it subscribes, and tells it of every message taken and
+ * answered; a message answered after the binding was abandoned (never
+ * run, or cut short) does not count as answered. */
 #include "base/log.h"
 #include "kubemq/kubemq_client.h"
 #include "source/source.h"
+#include "source/source_checkpoint.h"
 #include "source/source_seen.h"
 
 #include <string.h>
@@ -68,10 +74,18 @@ static int on_event(void *ctx, struct kubemq_request *msg)
     }
     r = source_request_new(c);
     if (r) {
+        uint64_t seq = msg->sequence;
+
         r->msg = msg;
         r->body = msg->body;
         r->len = msg->body_len;
         if (source_admit(c, r) == 0) {
+            if (is_store(s)) {
+                metrics_gauge_set(s->metrics.received_sequence, (int64_t)seq);
+                if (s->checkpoint) {
+                    source_checkpoint_take(s->checkpoint, seq);
+                }
+            }
             return KUBEMQ_TAKEN;
         }
         r->msg = NULL; /* not ours to free below */
@@ -88,7 +102,8 @@ static int on_event(void *ctx, struct kubemq_request *msg)
     return KUBEMQ_TAKEN;
 }
 
-static int start(struct source_conn *c, char *err, size_t errlen)
+static int subscribe_at(struct source_conn *c, int start_pos, int64_t value, char *err,
+                        size_t errlen)
 {
     struct source *s = c->src;
     struct kubemq_sub_opts so;
@@ -97,17 +112,36 @@ static int start(struct source_conn *c, char *err, size_t errlen)
     so.type = is_store(s) ? KUBEMQ_EVENTS_STORE : KUBEMQ_EVENTS;
     so.channel = s->channel;
     so.group = s->group;
-    so.start = (enum kubemq_store_start)s->store_start;
-    so.start_value = s->store_value;
+    so.start = (enum kubemq_store_start)start_pos;
+    so.start_value = value;
     c->sub = kubemq_subscribe(c->client, &so, on_event, NULL, c, err, errlen);
     return c->sub ? 0 : -1;
 }
 
+static int start(struct source_conn *c, char *err, size_t errlen)
+{
+    struct source *s = c->src;
+
+    if (s->checkpoint) {
+        /* Subscribes once the checkpoint is read. */
+        return source_checkpoint_start(s->checkpoint, c, subscribe_at, err, errlen);
+    }
+    return subscribe_at(c, s->store_start, s->store_value, err, errlen);
+}
+
 static void close_conn(struct source_conn *c)
 {
+    struct source *s = c->src;
+
     kubemq_subscription_close(c->sub);
     c->sub = NULL;
     c->paused = 0;
+    if (s->checkpoint) {
+        source_checkpoint_close(s->checkpoint);
+        if (source_pending(s) == 0) {
+            source_checkpoint_drained(s->checkpoint);
+        }
+    }
 }
 
 static int ready(const struct source_conn *c)
@@ -120,8 +154,19 @@ static int ready(const struct source_conn *c)
 static void reply(struct source_request *r, int is_error, const char *error_text, const void *body,
                   size_t len)
 {
+    struct source *s = r->conn->src;
+    uint64_t seq = r->msg ? r->msg->sequence : 0;
+
     publish(r->conn, body, len);
     source_finish(r);
+    if (s->checkpoint) {
+        /* An error answer counts; one after the abandon does not (the
+         * request never ran, or not to its end). */
+        source_checkpoint_done(s->checkpoint, seq, s->abandoned);
+        if (s->closing && source_pending(s) == 0) {
+            source_checkpoint_drained(s->checkpoint);
+        }
+    }
 }
 
 static void room(struct source_conn *c)
@@ -140,6 +185,33 @@ const struct source_ops source_events_ops = {
     .reply = reply,
 };
 
+static int init(struct source *s, const struct source_options *o, char *err, size_t errlen)
+{
+    if (o->checkpoint == SOURCE_CHECKPOINT_OFF) {
+        return 0;
+    }
+    s->checkpoint = source_checkpoint_create(s, o, err, errlen);
+    return s->checkpoint ? 0 : -1;
+}
+
+static void fini(struct source *s)
+{
+    source_checkpoint_destroy(s->checkpoint);
+    s->checkpoint = NULL;
+}
+
+static void share(struct source *s, struct source_seen *seen)
+{
+    if (s->checkpoint) {
+        source_checkpoint_share(s->checkpoint, seen);
+    }
+}
+
+static int flushing(const struct source *s)
+{
+    return s->checkpoint ? source_checkpoint_flushing(s->checkpoint) : 0;
+}
+
 const struct source_ops source_events_store_ops = {
     .subscribes = 1,
     .start = start,
@@ -147,4 +219,8 @@ const struct source_ops source_events_store_ops = {
     .ready = ready,
     .reply = reply,
     .room = room,
+    .init = init,
+    .fini = fini,
+    .share = share,
+    .flushing = flushing,
 };

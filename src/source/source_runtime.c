@@ -345,9 +345,6 @@ struct source *source_create(const struct source_kind *k, const struct source_op
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
-    if (seen) {
-        source_share_seen(s, seen); /* before any subscription delivers */
-    }
     for (i = 0; i < s->n; i++) {
         struct source_conn *c = &s->conns[i];
 
@@ -355,6 +352,12 @@ struct source *source_create(const struct source_kind *k, const struct source_op
         c->index = i;
         loop_timer_init(&c->retry);
         loop_defer_init(&c->refill);
+    }
+    if (s->ops->init && s->ops->init(s, o, err, errlen) < 0) {
+        goto fail;
+    }
+    if (seen) {
+        source_share_seen(s, seen); /* before any subscription delivers */
     }
     for (i = 0; i < s->n; i++) {
         if (open_conn(s, o, &s->conns[i], err, errlen) < 0) {
@@ -398,6 +401,9 @@ void source_share_seen(struct source *s, struct source_seen *seen)
     }
     source_seen_unref(s->seen);
     s->seen = seen;
+    if (s->ops->share) {
+        s->ops->share(s, seen);
+    }
 }
 
 void source_close(struct source *s)
@@ -416,6 +422,11 @@ void source_close(struct source *s)
 size_t source_pending(const struct source *s)
 {
     return s->in_flight + s->fifo_len;
+}
+
+int source_flushing(const struct source *s)
+{
+    return s->ops->flushing ? s->ops->flushing(s) : 0;
 }
 
 void source_abandon(struct source *s, const char *why)
@@ -450,6 +461,9 @@ void source_destroy(struct source *s)
             }
         }
         s->closing = 1;
+        if (s->ops->fini) {
+            s->ops->fini(s); /* before the clients and requests go */
+        }
         /* Whatever is left (queue messages unsettled, requests never run)
          * goes back to the broker with its client. */
         while (s->live) {

@@ -1,6 +1,8 @@
 /* source_seen.c - request ids shared by a source and its replacement. */
 #include "source/source_seen.h"
 
+#include "source/source_checkpoint.h"
+
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -16,6 +18,7 @@ struct source_seen {
     int refs;
     size_t used; /* in gen[cur] */
     int cur;     /* 0 or 1 */
+    struct source_watermark *watermark;
     uint64_t gen[2][SLOTS];
 };
 
@@ -71,6 +74,7 @@ void source_seen_unref(struct source_seen *s)
     last = --s->refs == 0;
     pthread_mutex_unlock(&s->mu);
     if (last) {
+        source_watermark_unref(s->watermark);
         pthread_mutex_destroy(&s->mu);
         free(s);
     }
@@ -105,4 +109,28 @@ int source_seen_first(struct source_seen *s, const char *id)
     }
     pthread_mutex_unlock(&s->mu);
     return first;
+}
+
+void source_seen_set_watermark(struct source_seen *s, struct source_watermark *w)
+{
+    struct source_watermark *old;
+
+    if (w) {
+        source_watermark_ref(w);
+    }
+    pthread_mutex_lock(&s->mu);
+    old = s->watermark;
+    s->watermark = w;
+    pthread_mutex_unlock(&s->mu);
+    source_watermark_unref(old);
+}
+
+struct source_watermark *source_seen_watermark(struct source_seen *s)
+{
+    struct source_watermark *w;
+
+    pthread_mutex_lock(&s->mu);
+    w = s->watermark;
+    pthread_mutex_unlock(&s->mu);
+    return w;
 }

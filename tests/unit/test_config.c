@@ -540,6 +540,200 @@ static void test_source_property_errors(void **state)
                           1, "ca_file: cannot read \"/nonexistent/ca.pem\"");
 }
 
+/* One binding of kind with props; n problems, each needle among them. */
+static void expect_kind_problems(const char *kind, const char *props, int n, ...)
+{
+    char *b = binding_yaml("s", kind, props, "aws.kinesis", "");
+    struct buf text = BUF_INIT(0);
+    struct config c;
+    struct errs e;
+    const char *needle;
+    va_list ap;
+
+    buf_appendf(&text, "bindings:\n%s", b);
+    assert_int_equal(load(&c, &e, buf_str(&text), "t.yaml"), -1);
+    va_start(ap, n);
+    while ((needle = va_arg(ap, const char *)) != NULL) {
+        if (!strstr(buf_str(&e.text), needle)) {
+            fail_msg("missing \"%s\" in:\n%s", needle, buf_str(&e.text));
+        }
+    }
+    va_end(ap);
+    if (e.count != n) {
+        fail_msg("expected %d problems, got %d:\n%s", n, e.count, buf_str(&e.text));
+    }
+    config_free(&c);
+    errs_free(&e);
+    free(b);
+    buf_free(&text);
+}
+
+#define ES      "kubemq.events-store"
+#define ES_BASE "        address: a:1\n        channel: orders\n"
+
+static void test_checkpoint_settings(void **state)
+{
+    struct config c;
+    struct errs e;
+    char *b1, *b2;
+    struct buf text = BUF_INIT(0);
+
+    (void)state;
+    /* The default channel, and a file in a writable directory. */
+    b1 = binding_yaml("k", ES, ES_BASE "        checkpoint: kubemq\n", "aws.kinesis", "");
+    b2 = binding_yaml("f", ES,
+                      ES_BASE "        checkpoint: file\n        checkpoint_file: /tmp/f.json\n"
+                              "        checkpoint_interval_ms: \"250\"\n",
+                      "aws.kinesis", "");
+    buf_appendf(&text, "bindings:\n%s%s", b1, b2);
+    if (load(&c, &e, buf_str(&text), "t.yaml") != 0) {
+        fail_msg("%s", buf_str(&e.text));
+    }
+    assert_int_equal(c.bindings[0].source_opts.checkpoint, SOURCE_CHECKPOINT_KUBEMQ);
+    assert_string_equal(c.bindings[0].source_opts.checkpoint_channel, "orders.checkpoint");
+    assert_int_equal(c.bindings[0].source_opts.checkpoint_interval_ms, 1000);
+    assert_int_equal(c.bindings[1].source_opts.checkpoint, SOURCE_CHECKPOINT_FILE);
+    assert_string_equal(c.bindings[1].source_opts.checkpoint_file, "/tmp/f.json");
+    assert_int_equal(c.bindings[1].source_opts.checkpoint_interval_ms, 250);
+    config_free(&c);
+    errs_free(&e);
+    free(b1);
+    free(b2);
+    buf_free(&text);
+
+    /* Off, spelled or empty: today's behaviour. */
+    b1 = binding_yaml("o", ES, ES_BASE "        checkpoint: \"\"\n", "aws.kinesis", "");
+    buf_reset(&text);
+    buf_appendf(&text, "bindings:\n%s", b1);
+    assert_int_equal(load(&c, &e, buf_str(&text), "t.yaml"), 0);
+    assert_int_equal(c.bindings[0].source_opts.checkpoint, SOURCE_CHECKPOINT_OFF);
+    config_free(&c);
+    errs_free(&e);
+    free(b1);
+    buf_free(&text);
+}
+
+static void test_checkpoint_errors(void **state)
+{
+    (void)state;
+    expect_kind_problems(ES, ES_BASE "        checkpoint: kubemq\n        group: g\n", 1,
+                         "binding \"s\": source: checkpoint: cannot be used with a group", NULL);
+    expect_kind_problems(ES,
+                         ES_BASE "        checkpoint: file\n        checkpoint_file: /tmp/x\n"
+                                 "        sources: \"3\"\n",
+                         1, "binding \"s\": source: checkpoint: needs sources: 1, got 3", NULL);
+    expect_kind_problems("kubemq.query",
+                         "        address: a:1\n        channel: q\n"
+                         "        checkpoint: kubemq\n",
+                         1,
+                         "binding \"s\": source: checkpoint: only applies to kubemq.events-store "
+                         "(this source is kubemq.query",
+                         NULL);
+    expect_kind_problems("kubemq.events",
+                         "        address: a:1\n        channel: q\n"
+                         "        checkpoint_file: /tmp/x\n"
+                         "        checkpoint_interval_ms: \"5\"\n",
+                         2,
+                         "checkpoint_file: only applies to kubemq.events-store (this source is "
+                         "kubemq.events",
+                         "checkpoint_interval_ms: only applies to kubemq.events-store", NULL);
+    expect_kind_problems(
+        ES, ES_BASE "        checkpoint: file\n", 1,
+        "binding \"s\": source: checkpoint_file: is required with checkpoint: file", NULL);
+    expect_kind_problems(ES, ES_BASE "        checkpoint: disk\n", 1,
+                         "checkpoint: must be one of: off, kubemq, file, got \"disk\"", NULL);
+    expect_kind_problems(ES, ES_BASE "        checkpoint_file: /tmp/x\n", 1,
+                         "checkpoint_file: only applies with checkpoint: kubemq or file", NULL);
+    expect_kind_problems(ES, ES_BASE "        checkpoint_interval_ms: \"100\"\n", 1,
+                         "checkpoint_interval_ms: only applies with checkpoint: kubemq or file",
+                         NULL);
+    expect_kind_problems(ES,
+                         ES_BASE "        checkpoint: kubemq\n        checkpoint_file: /tmp/x\n", 1,
+                         "checkpoint_file: only applies with checkpoint: file", NULL);
+    expect_kind_problems(ES,
+                         ES_BASE "        checkpoint: file\n        checkpoint_file: /tmp/x\n"
+                                 "        checkpoint_channel: c\n",
+                         1, "checkpoint_channel: only applies with checkpoint: kubemq", NULL);
+    expect_kind_problems(ES,
+                         ES_BASE "        checkpoint: kubemq\n        checkpoint_channel: orders\n",
+                         1, "checkpoint_channel: must differ from channel", NULL);
+    expect_kind_problems(
+        ES, ES_BASE "        checkpoint: kubemq\n        checkpoint_channel: c.>\n", 1,
+        "checkpoint_channel: must be one channel, without whitespace or wildcards", NULL);
+    expect_kind_problems(ES,
+                         ES_BASE "        checkpoint: kubemq\n        response_channel: r\n"
+                                 "        checkpoint_channel: r\n",
+                         1, "checkpoint_channel: must differ from response_channel", NULL);
+    expect_kind_problems(
+        ES, ES_BASE "        checkpoint: kubemq\n        checkpoint_interval_ms: \"5\"\n", 1,
+        "checkpoint_interval_ms: must be an integer from 10 to 3600000", NULL);
+    expect_kind_problems(ES, ES_BASE "        checkpoint: file\n        checkpoint_file: /tmp\n", 1,
+                         "checkpoint_file: \"/tmp\" is a directory; name a file in it", NULL);
+    expect_kind_problems(ES,
+                         ES_BASE "        checkpoint: file\n"
+                                 "        checkpoint_file: /no-such-dir-kk/x.json\n",
+                         1,
+                         "checkpoint_file: its directory \"/no-such-dir-kk\" is not writable: No "
+                         "such file or directory",
+                         NULL);
+}
+
+/* Between bindings: one file each; a checkpoint channel is no binding's channel. */
+static void test_checkpoint_between_bindings(void **state)
+{
+    char *b1, *b2, *b3;
+    struct buf text = BUF_INIT(0);
+
+    (void)state;
+    b1 = binding_yaml("a", ES,
+                      ES_BASE "        checkpoint: file\n        checkpoint_file: /tmp/same.json\n",
+                      "aws.kinesis", "");
+    b2 = binding_yaml("b", ES,
+                      "        address: a:1\n        channel: other\n        checkpoint: file\n"
+                      "        checkpoint_file: /tmp/same.json\n",
+                      "aws.kinesis", "");
+    b3 = binding_yaml("c", ES,
+                      "        address: a:1\n        channel: third\n        checkpoint: kubemq\n"
+                      "        checkpoint_channel: orders\n",
+                      "aws.kinesis", "");
+    buf_appendf(&text, "bindings:\n%s%s%s", b1, b2, b3);
+    expect_problems(buf_str(&text), 2,
+                    "binding \"b\": source: checkpoint_file: also the checkpoint file of binding "
+                    "\"a\"; give each binding a file of its own",
+                    "binding \"c\": source: checkpoint_channel: \"orders\" is the channel of "
+                    "binding \"a\" (its checkpoints would be taken as requests)",
+                    NULL);
+    free(b1);
+    free(b2);
+    free(b3);
+    buf_free(&text);
+    /* Several bindings may share a checkpoint channel, and one on another broker is no clash. */
+    b1 = binding_yaml("a", ES,
+                      ES_BASE "        checkpoint: kubemq\n        checkpoint_channel: cp\n",
+                      "aws.kinesis", "");
+    b2 = binding_yaml("b", ES,
+                      "        address: a:1\n        channel: o2\n        checkpoint: kubemq\n"
+                      "        checkpoint_channel: cp\n",
+                      "aws.kinesis", "");
+    b3 = binding_yaml("c", ES, "        address: b:1\n        channel: cp\n", "aws.kinesis", "");
+    text = (struct buf)BUF_INIT(0);
+    buf_appendf(&text, "bindings:\n%s%s%s", b1, b2, b3);
+    {
+        struct config c;
+        struct errs e;
+
+        if (load(&c, &e, buf_str(&text), "t.yaml") != 0) {
+            fail_msg("%s", buf_str(&e.text));
+        }
+        config_free(&c);
+        errs_free(&e);
+    }
+    free(b1);
+    free(b2);
+    free(b3);
+    buf_free(&text);
+}
+
 static void test_middleware_errors(void **state)
 {
     char *b = binding_yaml("m", "kubemq.query", "        address: a:1\n        channel: c\n",
@@ -800,6 +994,9 @@ int main(void)
         cmocka_unit_test(test_structure_errors),
         cmocka_unit_test(test_kind_errors),
         cmocka_unit_test(test_source_property_errors),
+        cmocka_unit_test(test_checkpoint_settings),
+        cmocka_unit_test(test_checkpoint_errors),
+        cmocka_unit_test(test_checkpoint_between_bindings),
         cmocka_unit_test(test_middleware_errors),
         cmocka_unit_test(test_target_property_errors),
         cmocka_unit_test(test_yaml_syntax_errors),
