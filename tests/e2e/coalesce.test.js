@@ -100,10 +100,13 @@ for (const P of PEERS) test(`${P.n} concurrent put_record queries against ${P.na
     assert.equal(rec.shard, m.shard_id, `${rec.data}: shard`);
   }
 
-  // Far fewer API calls than records; the two failed entries went alone.
+  // Far fewer API calls than records; the two failed entries went alone. How many
+  // share a call depends on how fast the broker hands the queries over (a loaded
+  // machine gives smaller batches): the bound only says that they were shared; the
+  // benchmark measures the ratio.
   const st = await gate.stats();
   const puts = st.byOp.PutRecords || 0;
-  assert.ok(puts >= 2 && puts <= N / 10, `PutRecords calls: ${puts}`);
+  assert.ok(puts >= 2 && puts <= N / 4, `PutRecords calls: ${puts}`);
   assert.equal(st.byOp.PutRecord || 0, 2, `PutRecord calls: ${JSON.stringify(st.byOp)}`);
   assert.equal(st.sigFailures, 0);
   assert.equal(st.faultsApplied, 2);
