@@ -1,7 +1,7 @@
 /* source_queue.c - kubemq.queue: messages pulled in transactions and
  * acknowledged only after the target succeeded.
  *
- * Each connection keeps up to batch_size receive transactions open (one
+ * Each connection keeps up to batch_size transactions going (one
  * StreamQueueMessage stream each), as far as the binding's concurrency has
  * free slots: a transaction holds its slot from the pull to the
  * settlement, so `concurrency` bounds queue messages in flight too.
@@ -19,6 +19,14 @@
 #define RETRY_PAUSE_MS 1000 /* after a failed pull */
 
 static void refill(void *arg);
+
+/* A transaction is over (settled, empty, failed or cut short): its slot and
+ * its place in the connection's batch are free again. */
+static void txn_end(struct source_request *r)
+{
+    r->conn->ntxns--;
+    source_finish(r);
+}
 
 static void schedule_refill(struct source_conn *c)
 {
@@ -55,13 +63,13 @@ static void on_message(void *ctx, struct kubemq_queue_txn *t, int rc,
         }
         c->pull_failing = 1;
         loop_timer_start(s->loop, &c->retry, RETRY_PAUSE_MS, refill, c);
-        source_finish(r);
+        txn_end(r);
         return;
     }
     c->broker_ok = 1;
     c->pull_failing = 0;
     if (rc == 0 || s->closing) {
-        source_finish(r); /* an unsettled message goes back to the queue */
+        txn_end(r); /* an unsettled message goes back to the queue */
         schedule_refill(c);
         return;
     }
@@ -71,17 +79,19 @@ static void on_message(void *ctx, struct kubemq_queue_txn *t, int rc,
     source_run(r);
 }
 
-/* Deferred (or after a pause): open pulls up to batch_size and the free slots. */
+/* Deferred (or after a pause): open transactions up to batch_size (waiting,
+ * running and settling ones together) and the free slots. */
 static void refill(void *arg)
 {
     struct source_conn *c = arg;
     struct source *s = c->src;
 
     while (!s->closing && !s->abandoned && !loop_timer_armed(&c->retry) &&
-           c->npulls < (size_t)s->batch_size && source_take_slot(s) == 0) {
+           c->ntxns < (size_t)s->batch_size && source_take_slot(s) == 0) {
         struct source_request *r = source_request_new(c);
 
         if (r) {
+            c->ntxns++;
             r->running = 1;
             r->txn = kubemq_queue_receive(c->client, s->channel, s->visibility_seconds,
                                           s->wait_timeout, on_message, r);
@@ -90,7 +100,7 @@ static void refill(void *arg)
             log_error(s->binding, "queue %s: out of memory opening a pull; retrying",
                       s->connection);
             if (r) {
-                source_finish(r);
+                txn_end(r);
             } else {
                 s->in_flight--;
             }
@@ -121,7 +131,7 @@ static void close_conn(struct source_conn *c)
 
         c->pulls = r->next;
         c->npulls--;
-        source_finish(r);
+        txn_end(r);
     }
 }
 
@@ -139,7 +149,7 @@ static void on_settled(void *ctx, struct kubemq_queue_txn *t, int rc, const char
         log_error(s->binding, "queue %s: cannot settle message %s (sequence %llu): %s", s->channel,
                   r->qmsg->id, (unsigned long long)r->qmsg->sequence, err ? err : "unknown error");
     }
-    source_finish(r);
+    txn_end(r);
 }
 
 static void reply(struct source_request *r, int is_error, const char *error_text, const void *body,
@@ -156,7 +166,7 @@ static void reply(struct source_request *r, int is_error, const char *error_text
     if (s->abandoned) {
         log_warn(s->binding, "queue %s: message %s not settled at stop; returned to the queue",
                  s->channel, m->id);
-        source_finish(r);
+        txn_end(r);
         return;
     }
     if (!is_error) {

