@@ -37,8 +37,9 @@ describe('daemon: overload (bounded queue, never a stalled subscription)', () =>
 
   // A daemon with one binding (plus 'setup' for create_stream) on fresh peers.
   async function setup(name, b) {
-    // A short slow-consumer wait: a stalled subscription would lose messages within the test.
-    const peers = await startPeers(c, { brokerOpts: { slowConsumerWaitMs: 500 } });
+    // The broker's own slow-consumer wait (2 s): a subscription the daemon stopped
+    // reading would lose messages within each test.
+    const peers = await startPeers(c);
     const client = kubemq.openClient(peers.broker.address, { clientId: `${name}-requester` });
     c.add(() => client.close());
     const bindings = [
