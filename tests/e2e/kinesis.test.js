@@ -94,9 +94,9 @@ for (const P of PEERS) describe(`aws.kinesis against ${P.name} through the gate`
     fails(gone, notFound('pg.a'));
   });
 
-  it('put_records: the older connector\'s map format and the ordered array format, read back exactly once', async () => {
+  it('put_records: kubemq-targets\' map format and the ordered array format, read back exactly once', async () => {
     ok(await k.call(req({ method: 'create_stream', stream_name: 'batch', shard_count: '2' })));
-    // The older connector's map: JSON object partition key -> base64 record, the whole object base64'd.
+    // kubemq-targets' map: JSON object partition key -> base64 record, the whole object base64'd.
     const map = { a: b64('rec-a'), b: b64(Buffer.from([0, 255, 1, 254])) };
     const r1 = ok(await k.call(req({ method: 'put_records', stream_name: 'batch' }, b64(JSON.stringify(map)))));
     assert.equal(r1.metadata.failed_record_count, '0');
