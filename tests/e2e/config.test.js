@@ -262,15 +262,15 @@ test('logLevel in the config sets the level; binding lines carry the binding', (
   assert.strictEqual(quiet.stderr, '');
 });
 
-test('README reference block equals --print-reference', () => {
+test('the settings reference in docs/configuration.md equals --print-reference', () => {
   const r = run(['--print-reference']);
   assert.strictEqual(r.code, 0, r.stderr);
   assert.match(r.stdout, /### Source properties/);
-  const readme = fs.readFileSync(path.join(REPO, 'README.md'), 'utf8');
-  const m = readme.match(/<!-- reference:begin -->\n([\s\S]*?)<!-- reference:end -->/);
-  assert.ok(m, 'README.md lacks the reference markers');
+  const doc = fs.readFileSync(path.join(REPO, 'docs', 'configuration.md'), 'utf8');
+  const m = doc.match(/<!-- reference:begin -->\n([\s\S]*?)<!-- reference:end -->/);
+  assert.ok(m, 'docs/configuration.md lacks the reference markers');
   assert.strictEqual(m[1], r.stdout,
-    'README.md reference is stale: paste the output of `build/kubemq-kinesis --print-reference` between the markers');
+    'docs/configuration.md reference is stale: paste the output of `build/kubemq-kinesis --print-reference` between the markers');
 });
 
 // Every run of the binary through the rig (rig.invoke, rig.startDaemon) fails when
