@@ -70,7 +70,7 @@ const ratio = coOff && coOn ? coOn.records_per_second / coOff.records_per_second
 const verdict = (ok) => (ok === undefined ? 'not measured' : ok ? '**met**' : '**missed**');
 const lt = (v, lim) => (v === undefined ? undefined : v <= lim);
 
-p('## Targets (SPEC §10)');
+p('## Targets');
 p();
 p('| target | measured | |');
 p('|---|---|---|');

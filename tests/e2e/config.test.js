@@ -1,7 +1,8 @@
 'use strict';
 // The config loader and the CLI through the real binary: --check on the
-// seed examples, every problem named, exit codes, CONFIG env, JSON files,
-// secrets never printed, and the README reference kept in step.
+// example configs, every problem named, exit codes, CONFIG env, JSON files,
+// secrets never printed, and the settings reference in
+// docs/configuration.md kept in step.
 const test = require('node:test');
 const assert = require('node:assert');
 const { spawnSync } = require('child_process');
@@ -62,13 +63,13 @@ function assertNoSecrets(r) {
   }
 }
 
-test('seed 000 and seed 001 examples pass --check', () => {
-  for (const f of ['seed-000.yaml', 'seed-001.yaml', 'local.yaml', 'container.yaml']) {
+test('the example configs (both config styles) pass --check', () => {
+  for (const f of ['kubemq-targets.yaml', 'kubemq-targets-older-style.yaml', 'local.yaml', 'container.yaml']) {
     const r = run(['--check', '--config', example(f)]);
     assert.strictEqual(r.code, 0, `${f}: ${r.stderr}`);
     assert.match(r.stdout, /^config OK: 1 bindings\n$/);
   }
-  const r = run(['--check', '--config', example('seed-001.yaml')]);
+  const r = run(['--check', '--config', example('kubemq-targets-older-style.yaml')]);
   assert.match(r.stderr, /warn .*\[kubemq-query-kafka\] target kind "target\.aws\.kenisis" is a misspelling; use "aws\.kinesis"/);
 });
 
@@ -212,7 +213,7 @@ test('a .json config file works', () => {
 });
 
 test('CONFIG environment variable: text and base64; config.yaml by default', () => {
-  const text = fs.readFileSync(example('seed-000.yaml'), 'utf8');
+  const text = fs.readFileSync(example('kubemq-targets.yaml'), 'utf8');
   const cwd = emptyDir();
 
   const plain = run(['--check'], { env: { CONFIG: text }, cwd });
@@ -233,21 +234,21 @@ test('CONFIG environment variable: text and base64; config.yaml by default', () 
   assert.match(broken.stderr, /^CONFIG: line \d+, column \d+: /m);
 
   // --config wins over CONFIG
-  const both = run(['--check', '--config', example('seed-001.yaml')], { env: { CONFIG: 'apiPort: [' }, cwd });
+  const both = run(['--check', '--config', example('kubemq-targets-older-style.yaml')], { env: { CONFIG: 'apiPort: [' }, cwd });
   assert.strictEqual(both.code, 0, both.stderr);
 
   // neither: ./config.yaml, named when missing
   const none = run(['--check'], { cwd });
   assert.strictEqual(none.code, 2);
   assert.match(none.stderr, /^config\.yaml: cannot read the config: No such file or directory$/m);
-  fs.copyFileSync(example('seed-000.yaml'), path.join(cwd, 'config.yaml'));
+  fs.copyFileSync(example('kubemq-targets.yaml'), path.join(cwd, 'config.yaml'));
   const dflt = run(['--check'], { cwd });
   assert.strictEqual(dflt.code, 0, dflt.stderr);
 });
 
 test('logLevel in the config sets the level; binding lines carry the binding', () => {
   const file = rig.writeConfig(
-    'logLevel: debug\n' + fs.readFileSync(example('seed-001.yaml'), 'utf8'));
+    'logLevel: debug\n' + fs.readFileSync(example('kubemq-targets-older-style.yaml'), 'utf8'));
   const r = run(['--check', '--config', file, '--log-format', 'json']);
   assert.strictEqual(r.code, 0, r.stderr);
   const lines = r.stderr.trim().split('\n').map((l) => JSON.parse(l));
@@ -261,15 +262,15 @@ test('logLevel in the config sets the level; binding lines carry the binding', (
   assert.strictEqual(quiet.stderr, '');
 });
 
-test('README reference block equals --print-reference', () => {
+test('the settings reference in docs/configuration.md equals --print-reference', () => {
   const r = run(['--print-reference']);
   assert.strictEqual(r.code, 0, r.stderr);
   assert.match(r.stdout, /### Source properties/);
-  const readme = fs.readFileSync(path.join(REPO, 'README.md'), 'utf8');
-  const m = readme.match(/<!-- reference:begin -->\n([\s\S]*?)<!-- reference:end -->/);
-  assert.ok(m, 'README.md lacks the reference markers');
+  const doc = fs.readFileSync(path.join(REPO, 'docs', 'configuration.md'), 'utf8');
+  const m = doc.match(/<!-- reference:begin -->\n([\s\S]*?)<!-- reference:end -->/);
+  assert.ok(m, 'docs/configuration.md lacks the reference markers');
   assert.strictEqual(m[1], r.stdout,
-    'README.md reference is stale: paste the output of `build/kubemq-kinesis --print-reference` between the markers');
+    'docs/configuration.md reference is stale: paste the output of `build/kubemq-kinesis --print-reference` between the markers');
 });
 
 // Every run of the binary through the rig (rig.invoke, rig.startDaemon) fails when

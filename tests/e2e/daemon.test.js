@@ -98,7 +98,7 @@ describe('daemon: aws.kinesis methods through KubeMQ queries', () => {
     assert.ok(Buffer.from(held.json.Records[0].Data, 'base64').equals(bytes));
   });
 
-  it('put_records (array and map forms) and the seed 001 put/create spellings', async () => {
+  it('put_records (array and map forms) and the older connector style\'s put/create spellings', async () => {
     ok(await q(req({ method: 'create_stream', stream_name: 'batch' })));
     const arr = [{ partition_key: 'a', data: b64('rec-1') }, { partition_key: 'b', data: b64(Buffer.from([0, 255, 10])) }];
     const r1 = ok(await q(req({ method: 'put_records', stream_name: 'batch' }, b64(JSON.stringify(arr)))));

@@ -18,7 +18,7 @@ test('install puts the binary and the example configs under PREFIX', (t) => {
   const v = spawnSync(bin, ['--version'], { encoding: 'utf8' });
   assert.strictEqual(v.status, 0, v.stderr);
   assert.match(v.stdout, /^kubemq-kinesis \d+\.\d+\.\d+/);
-  for (const name of ['seed-000.yaml', 'seed-001.yaml', 'local.yaml']) {
+  for (const name of ['kubemq-targets.yaml', 'kubemq-targets-older-style.yaml', 'local.yaml']) {
     const cfg = path.join(prefix, 'share', 'kubemq-kinesis', 'examples', name);
     const c = spawnSync(bin, ['--check', '--config', cfg], { encoding: 'utf8' });
     assert.strictEqual(c.status, 0, `${name}: ${c.stdout}${c.stderr}`);

@@ -2,7 +2,8 @@
 // aws.kinesis through `kubemq-kinesis invoke` -> SigV4 gate -> kinesalite, and
 // the same against kinesis-local (absent members written as null): the
 // acceptance story, every data-plane method, records read back byte-exact,
-// the seed documents' examples, timestamps as kubemq-targets' Go connector
+// the examples of kubemq-targets' aws.kinesis README and of the older
+// connector style (put/create), timestamps as kubemq-targets' Go connector
 // wrote them, and the gate's signature check on every request.
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
@@ -93,9 +94,9 @@ for (const P of PEERS) describe(`aws.kinesis against ${P.name} through the gate`
     fails(gone, notFound('pg.a'));
   });
 
-  it('put_records: the reference map format and the ordered array format, read back exactly once', async () => {
+  it('put_records: kubemq-targets\' map format and the ordered array format, read back exactly once', async () => {
     ok(await k.call(req({ method: 'create_stream', stream_name: 'batch', shard_count: '2' })));
-    // Reference format: JSON object partition key -> base64 record, the whole object base64'd.
+    // kubemq-targets' map: JSON object partition key -> base64 record, the whole object base64'd.
     const map = { a: b64('rec-a'), b: b64(Buffer.from([0, 255, 1, 254])) };
     const r1 = ok(await k.call(req({ method: 'put_records', stream_name: 'batch' }, b64(JSON.stringify(map)))));
     assert.equal(r1.metadata.failed_record_count, '0');
@@ -201,7 +202,7 @@ for (const P of PEERS) describe(`aws.kinesis against ${P.name} through the gate`
     assert.equal(dataOf(ok(await k.call(req({ method: 'get_records', stream_name: 'it' })))).Records.length, 1);
   });
 
-  it('seed 000 README examples work as written (names adapted)', async () => {
+  it('the examples of kubemq-targets\' aws.kinesis README work as written (names adapted)', async () => {
     ok(await k.call({ metadata: { method: 'list_streams' }, data: null }));
     ok(await k.call({ metadata: { method: 'create_stream', stream_name: 'my_stream', shard_count: '1' }, data: null }));
     const shards = dataOf(ok(await k.call({ metadata: { method: 'list_shards', stream_name: 'my_stream' }, data: null })));
@@ -212,7 +213,7 @@ for (const P of PEERS) describe(`aws.kinesis against ${P.name} through the gate`
     const puts = ok(await k.call({ metadata: { method: 'put_records', stream_name: 'my_stream' },
       data: 'eyIxIjoiZXlKdGVWOXlaWE4xYkhRaU9pSnZheUo5IiwiMiI6ImV5SnRlVjl5WlhOMWJIUXlJam9pYjJzaEluMD0ifQ==' }));
     assert.equal(puts.metadata.failed_record_count, '0');
-    // The README's get_records example names put_records by mistake; as get_records it reads the stream.
+    // That README's get_records example names put_records by mistake; as get_records it reads the stream.
     const got = ok(await k.call({ metadata: { method: 'get_records', stream_name: 'my_stream', limit: '1' }, data: null }));
     assert.deepEqual(dataOf(got).Records.map((r) => Buffer.from(r.Data, 'base64').toString()), ['{"my_result":"ok"}']);
     // The LATEST iterator taken before the puts sees all three records.
@@ -221,7 +222,7 @@ for (const P of PEERS) describe(`aws.kinesis against ${P.name} through the gate`
       ['{"my_result":"ok"}', '{"my_result":"ok"}', '{"my_result2":"ok!"}']);
   });
 
-  it('seed 001 put/create examples work as written', async () => {
+  it('the older connector style\'s put/create examples work as written', async () => {
     const created = ok(await k.call({ metadata: { stream: 'test', method: 'create', partition_key: '1' }, data: null }));
     assert.equal(created.data, null);
     const put = ok(await k.call({ metadata: { stream: 'test', method: 'put', shard_count: '1' }, data: 'eyJtZXNzYWdlIjoidGVzdCJ9' }));

@@ -42,7 +42,7 @@ describe('aws.kinesis against kinesis-local: ARNs and consumers', () => {
     assert.equal(log.length, 1);
   });
 
-  it('create_stream_consumer and list_stream_consumers (seed 000 example, ARN adapted)', async () => {
+  it('create_stream_consumer and list_stream_consumers (kubemq-targets\' README example, ARN adapted)', async () => {
     const c = dataOf(ok(await k.call(req({ method: 'create_stream_consumer', stream_arn: arn, consumer_name: 'my_consumer' }))));
     assert.equal(c.Consumer.ConsumerName, 'my_consumer');
     assert.match(c.Consumer.ConsumerARN, /consumer\/my_consumer/);

@@ -362,7 +362,8 @@ static void test_config_env(void **state)
     config_free(&c);
 
     /* a file given wins over CONFIG */
-    assert_int_equal(config_load(&c, KK_SOURCE_DIR "/examples/seed-001.yaml", &e), 0);
+    assert_int_equal(config_load(&c, KK_SOURCE_DIR "/examples/kubemq-targets-older-style.yaml", &e),
+                     0);
     assert_string_equal(c.bindings[0].name, "kubemq-query-kafka");
     config_free(&c);
 

@@ -117,7 +117,8 @@ static char *read_example(const char *name, size_t *len)
 
 static void test_config(void **state)
 {
-    static const char *const files[] = {"seed-000.yaml", "seed-001.yaml", "local.yaml"};
+    static const char *const files[] = {"kubemq-targets.yaml", "kubemq-targets-older-style.yaml",
+                                        "local.yaml"};
     static const char json_config[] =
         "{\"apiPort\":\"8080\",\"bindings\":[{\"name\":\"b\",\"source\":{\"kind\":\"kubemq.query\","
         "\"properties\":{\"address\":\"127.0.0.1:50000\",\"channel\":\"c\"}},\"target\":{\"kind\":"
