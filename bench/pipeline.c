@@ -33,7 +33,7 @@
 #include "base/errs.h"
 #include "base/loop.h"
 #include "base/metrics.h"
-#include "target/kinesis.h"
+#include "kinesis/kinesis.h"
 
 #include <jansson.h>
 #include <stdio.h>

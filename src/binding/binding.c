@@ -6,7 +6,7 @@
 #include "base/settings.h"
 #include "binding/middleware.h"
 #include "source/source.h"
-#include "target/target.h"
+#include "kinesis/target.h"
 
 #include <stdio.h>
 #include <stdlib.h>

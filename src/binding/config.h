@@ -11,7 +11,7 @@
 #include "base/errs.h"
 #include "binding/middleware.h"
 #include "source/source.h"
-#include "target/target.h"
+#include "kinesis/target.h"
 
 #include <jansson.h>
 #include <stddef.h>

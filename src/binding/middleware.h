@@ -25,7 +25,7 @@
 #include "base/loop.h"
 #include "base/metrics.h"
 #include "base/settings.h"
-#include "target/target.h"
+#include "kinesis/target.h"
 
 #include <stddef.h>
 

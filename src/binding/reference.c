@@ -3,7 +3,7 @@
 
 #include "binding/middleware.h"
 #include "source/source.h"
-#include "target/target.h"
+#include "kinesis/target.h"
 
 #include <stddef.h>
 

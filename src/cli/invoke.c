@@ -10,7 +10,7 @@
 #include "base/loop.h"
 #include "binding/config.h"
 #include "binding/middleware.h"
-#include "target/target.h"
+#include "kinesis/target.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -15,21 +15,21 @@ const REPO = process.env.KK_SOURCE_DIR || path.resolve(__dirname, '..', '..');
 const SRC = path.join(REPO, 'src');
 
 // Lowest first. A layer may include its own headers and those listed.
-// Siblings stay apart: aws and kubemq, target and source.
+// Siblings stay apart: aws and kubemq, kinesis and source.
 const LOWER = {
   base: [],
   aws: ['base'],
   kubemq: ['base'],
-  target: ['base', 'aws'],
+  kinesis: ['base', 'aws'],
   source: ['base', 'kubemq'],
-  binding: ['base', 'aws', 'kubemq', 'target', 'source'],
-  api: ['base', 'aws', 'kubemq', 'target', 'source', 'binding'],
-  cli: ['base', 'aws', 'kubemq', 'target', 'source', 'binding', 'api'],
-  main: ['base', 'aws', 'kubemq', 'target', 'source', 'binding', 'api', 'cli'],
+  binding: ['base', 'aws', 'kubemq', 'kinesis', 'source'],
+  api: ['base', 'aws', 'kubemq', 'kinesis', 'source', 'binding'],
+  cli: ['base', 'aws', 'kubemq', 'kinesis', 'source', 'binding', 'api'],
+  main: ['base', 'aws', 'kubemq', 'kinesis', 'source', 'binding', 'api', 'cli'],
 };
 // Headers without a directory: generated into the build tree.
-const GENERATED = { 'kubemq.pb-c.h': ['kubemq'], 'kpl_aggregation.pb-c.h': ['target'] };
-// Libraries that belong to one layer: a target knows nothing of HTTP/2 or gRPC.
+const GENERATED = { 'kubemq.pb-c.h': ['kubemq'], 'kpl_aggregation.pb-c.h': ['kinesis'] };
+// Libraries that belong to one layer: the Kinesis target knows nothing of HTTP/2 or gRPC.
 const LIBRARIES = [
   { re: /^nghttp2\//, name: 'nghttp2', layers: ['kubemq'] },
   { re: /^ares\.h$/, name: 'c-ares', layers: ['kubemq'] },
@@ -197,7 +197,7 @@ function buildDir() {
 
 // One static library per layer (cli's is kk_core: it holds the top).
 const LAYER_LIBRARY = {
-  base: 'kk_base', aws: 'kk_aws', kubemq: 'kk_kubemq', target: 'kk_target', source: 'kk_source',
+  base: 'kk_base', aws: 'kk_aws', kubemq: 'kk_kubemq', kinesis: 'kk_kinesis', source: 'kk_source',
   binding: 'kk_binding', api: 'kk_api', cli: 'kk_core',
 };
 
@@ -222,13 +222,13 @@ test('the checkers find what they look for', () => {
     'static void f(char *d) { strcpy(d, "x"); sprintf(d, "%d", atoi("1")); }',
     'static const char *m = "strcat( in a string is fine";',
   ].join('\n');
-  assert.deepStrictEqual(includeProblems('target/x.c', bad).length, 4);
-  assert.match(includeProblems('target/x.c', bad)[0], /src\/target must not include src\/binding/);
-  assert.match(includeProblems('target/x.c', bad)[1], /must not include src\/kubemq/);
-  assert.match(includeProblems('target/x.c', bad)[2], /nghttp2 belongs to src\/kubemq/);
-  assert.match(includeProblems('target/x.c', bad)[3], /include with its directory/);
+  assert.deepStrictEqual(includeProblems('kinesis/x.c', bad).length, 4);
+  assert.match(includeProblems('kinesis/x.c', bad)[0], /src\/kinesis must not include src\/binding/);
+  assert.match(includeProblems('kinesis/x.c', bad)[1], /must not include src\/kubemq/);
+  assert.match(includeProblems('kinesis/x.c', bad)[2], /nghttp2 belongs to src\/kubemq/);
+  assert.match(includeProblems('kinesis/x.c', bad)[3], /include with its directory/);
   assert.deepStrictEqual(includeProblems('binding/x.c', '#include "aws/aws_client.h"\n#include "cli/cli.h"\n').length, 1);
-  assert.deepStrictEqual(includeProblems('source/x.c', '#include "target/target.h"\n#include "aws/sigv4.h"\n').length, 2);
+  assert.deepStrictEqual(includeProblems('source/x.c', '#include "kinesis/target.h"\n#include "aws/sigv4.h"\n').length, 2);
   assert.deepStrictEqual(includeProblems('aws/x.c', '#include "kubemq/kubemq_client.h"\n').length, 1);
   assert.deepStrictEqual(includeProblems('kubemq/x.c', '#include "aws/sigv4.h"\n#include "kubemq.pb-c.h"\n').length, 1);
   assert.deepStrictEqual(includeProblems('newlayer/x.c', '').length, 1);

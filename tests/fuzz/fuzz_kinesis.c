@@ -11,7 +11,7 @@
 #include "base/errs.h"
 #include "base/log.h"
 #include "base/loop.h"
-#include "target/kinesis.h"
+#include "kinesis/kinesis.h"
 
 #include <jansson.h>
 #include <stdint.h>

@@ -16,9 +16,9 @@
 #include "base/errs.h"
 #include "base/loop.h"
 #include "fuzz.h"
-#include "target/kinesis.h"
-#include "target/kinesis_answer.h"
-#include "target/kinesis_kpl.h"
+#include "kinesis/kinesis.h"
+#include "kinesis/kinesis_answer.h"
+#include "kinesis/kinesis_kpl.h"
 
 #include <setjmp.h>
 #include <stdarg.h>

@@ -7,8 +7,8 @@
 #include "base/errs.h"
 #include "base/log.h"
 #include "base/loop.h"
-#include "target/kinesis.h"
-#include "target/kinesis_answer.h"
+#include "kinesis/kinesis.h"
+#include "kinesis/kinesis_answer.h"
 
 #include <setjmp.h>
 #include <stdarg.h>

@@ -12,8 +12,8 @@
 #include "base/errs.h"
 #include "base/loop.h"
 #include "base/metrics.h"
-#include "target/kinesis.h"
-#include "target/kinesis_kpl.h"
+#include "kinesis/kinesis.h"
+#include "kinesis/kinesis_kpl.h"
 
 #include <setjmp.h>
 #include <stdarg.h>

@@ -7,7 +7,7 @@
 #include "base/envelope.h"
 #include "base/errs.h"
 #include "base/loop.h"
-#include "target/kinesis.h"
+#include "kinesis/kinesis.h"
 
 #include <setjmp.h>
 #include <stdarg.h>

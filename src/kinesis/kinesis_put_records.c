@@ -7,9 +7,9 @@
 #include "base/b64.h"
 #include "base/jflat.h"
 #include "base/log.h"
-#include "target/kinesis_answer.h"
-#include "target/kinesis_call.h"
-#include "target/kinesis_validate.h"
+#include "kinesis/kinesis_answer.h"
+#include "kinesis/kinesis_call.h"
+#include "kinesis/kinesis_validate.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,7 +1,7 @@
 /* target.c - the registry of target kinds. */
-#include "target/target.h"
+#include "kinesis/target.h"
 
-#include "target/kinesis.h"
+#include "kinesis/kinesis.h"
 
 #include <string.h>
 

@@ -30,9 +30,9 @@
  * the aggregate's sequence number and its own sub-sequence number (its
  * index inside the aggregate), as the KPL reports them. */
 #include "base/log.h"
-#include "target/kinesis_answer.h"
-#include "target/kinesis_call.h"
-#include "target/kinesis_kpl.h"
+#include "kinesis/kinesis_answer.h"
+#include "kinesis/kinesis_call.h"
+#include "kinesis/kinesis_kpl.h"
 
 #include <stdio.h>
 #include <stdlib.h>

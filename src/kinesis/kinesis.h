@@ -1,9 +1,9 @@
 /* kinesis.h - the aws.kinesis target (SPEC §4). */
-#ifndef KK_TARGET_KINESIS_H
-#define KK_TARGET_KINESIS_H
+#ifndef KK_KINESIS_H
+#define KK_KINESIS_H
 
 #include "aws/aws_client.h"
-#include "target/target.h"
+#include "kinesis/target.h"
 
 extern const struct target_kind kinesis_target_kind;
 

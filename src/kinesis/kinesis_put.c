@@ -1,7 +1,7 @@
 /* kinesis_put.c - put_record, and seed 001's put (random partition key). */
-#include "target/kinesis_answer.h"
-#include "target/kinesis_call.h"
-#include "target/kinesis_validate.h"
+#include "kinesis/kinesis_answer.h"
+#include "kinesis/kinesis_call.h"
+#include "kinesis/kinesis_validate.h"
 
 #include <stdio.h>
 #include <string.h>

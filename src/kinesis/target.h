@@ -3,8 +3,8 @@
  * A target executes one request envelope asynchronously on the engine
  * loop and fills a reply. Only aws.kinesis exists today; the table form
  * keeps the binding layer ignorant of it. */
-#ifndef KK_TARGET_TARGET_H
-#define KK_TARGET_TARGET_H
+#ifndef KK_KINESIS_TARGET_H
+#define KK_KINESIS_TARGET_H
 
 #include "base/envelope.h"
 #include "base/errs.h"

@@ -1,12 +1,12 @@
 /* kinesis.c - the aws.kinesis target: settings, lifecycle, method dispatch
  * and the helpers every method shares (metadata, request body, reply). */
-#include "target/kinesis.h"
+#include "kinesis/kinesis.h"
 
 #include "aws/aws_endpoint.h"
 #include "base/b64.h"
-#include "target/kinesis_answer.h"
-#include "target/kinesis_call.h"
-#include "target/kinesis_validate.h"
+#include "kinesis/kinesis_answer.h"
+#include "kinesis/kinesis_call.h"
+#include "kinesis/kinesis_validate.h"
 
 #include <pthread.h>
 #include <stdarg.h>

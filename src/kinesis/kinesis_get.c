@@ -9,10 +9,10 @@
  * With `deaggregate: "true"` every KPL aggregated record in the answer is
  * replaced by its user records. */
 #include "base/b64.h"
-#include "target/kinesis_answer.h"
-#include "target/kinesis_call.h"
-#include "target/kinesis_kpl.h"
-#include "target/kinesis_validate.h"
+#include "kinesis/kinesis_answer.h"
+#include "kinesis/kinesis_call.h"
+#include "kinesis/kinesis_kpl.h"
+#include "kinesis/kinesis_validate.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -5,16 +5,16 @@
  * (no network on any error), builds the AWS request body in c->body and
  * sends it; each AWS answer runs the next step, and the last step fills
  * the reply and finishes the call (done(ctx), then the call is freed). */
-#ifndef KK_TARGET_KINESIS_CALL_H
-#define KK_TARGET_KINESIS_CALL_H
+#ifndef KK_KINESIS_CALL_H
+#define KK_KINESIS_CALL_H
 
 #include "aws/aws_client.h"
 #include "base/buf.h"
 #include "base/envelope.h"
 #include "base/loop.h"
 #include "base/metrics.h"
-#include "target/kinesis_kpl.h"
-#include "target/target.h"
+#include "kinesis/kinesis_kpl.h"
+#include "kinesis/target.h"
 
 #include <jansson.h>
 #include <stdint.h>

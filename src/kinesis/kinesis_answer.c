@@ -1,6 +1,6 @@
 /* kinesis_answer.c - Kinesis answers read one way on every path: result
  * entries in place or from jansson, and Go's timestamps. */
-#include "target/kinesis_answer.h"
+#include "kinesis/kinesis_answer.h"
 
 #include "base/jflat.h"
 

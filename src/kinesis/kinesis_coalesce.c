@@ -20,8 +20,8 @@
  * its members after StreamName, so nothing is encoded twice and the
  * resend needs no rebuilding. */
 #include "base/log.h"
-#include "target/kinesis_answer.h"
-#include "target/kinesis_call.h"
+#include "kinesis/kinesis_answer.h"
+#include "kinesis/kinesis_call.h"
 
 #include <stdio.h>
 #include <stdlib.h>
