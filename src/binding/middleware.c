@@ -7,7 +7,7 @@
  * the caller. Retry delays and rate-limit waits are loop timers, so
  * nothing ever sleeps. */
 #include "binding/middleware.h"
-#include "binding/middleware_int.h"
+#include "binding/middleware_internal.h"
 
 #include "base/log.h"
 

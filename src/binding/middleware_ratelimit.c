@@ -1,5 +1,5 @@
 /* middleware_ratelimit.c - the rate limit middleware's token bucket. */
-#include "binding/middleware_int.h"
+#include "binding/middleware_internal.h"
 
 #include <time.h>
 

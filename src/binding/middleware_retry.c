@@ -1,6 +1,6 @@
 /* middleware_retry.c - delays between the retry middleware's attempts. */
 #include "binding/middleware.h"
-#include "binding/middleware_int.h"
+#include "binding/middleware_internal.h"
 
 #include <time.h>
 #include <unistd.h>

@@ -5,7 +5,7 @@
 #include "aws/aws_endpoint.h"
 #include "base/b64.h"
 #include "kinesis/kinesis_answer.h"
-#include "kinesis/kinesis_call.h"
+#include "kinesis/kinesis_internal.h"
 #include "kinesis/kinesis_validate.h"
 
 #include <pthread.h>

@@ -1,6 +1,6 @@
 /* kinesis_admin.c - stream, shard and consumer methods: one AWS call each,
  * the reply is the AWS response as it is. */
-#include "kinesis/kinesis_call.h"
+#include "kinesis/kinesis_internal.h"
 #include "kinesis/kinesis_validate.h"
 
 /* Shared optional paging keys: limit -> the operation's limit member. */

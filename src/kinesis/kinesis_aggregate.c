@@ -31,7 +31,7 @@
  * index inside the aggregate), as the KPL reports them. */
 #include "base/log.h"
 #include "kinesis/kinesis_answer.h"
-#include "kinesis/kinesis_call.h"
+#include "kinesis/kinesis_internal.h"
 #include "kinesis/kinesis_kpl.h"
 
 #include <stdio.h>

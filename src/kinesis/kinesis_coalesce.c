@@ -21,7 +21,7 @@
  * resend needs no rebuilding. */
 #include "base/log.h"
 #include "kinesis/kinesis_answer.h"
-#include "kinesis/kinesis_call.h"
+#include "kinesis/kinesis_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -10,7 +10,7 @@
  * replaced by its user records. */
 #include "base/b64.h"
 #include "kinesis/kinesis_answer.h"
-#include "kinesis/kinesis_call.h"
+#include "kinesis/kinesis_internal.h"
 #include "kinesis/kinesis_kpl.h"
 #include "kinesis/kinesis_validate.h"
 

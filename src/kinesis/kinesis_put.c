@@ -1,6 +1,6 @@
 /* kinesis_put.c - put_record, and seed 001's put (random partition key). */
 #include "kinesis/kinesis_answer.h"
-#include "kinesis/kinesis_call.h"
+#include "kinesis/kinesis_internal.h"
 #include "kinesis/kinesis_validate.h"
 
 #include <stdio.h>

@@ -8,7 +8,7 @@
 #include "base/jflat.h"
 #include "base/log.h"
 #include "kinesis/kinesis_answer.h"
-#include "kinesis/kinesis_call.h"
+#include "kinesis/kinesis_internal.h"
 #include "kinesis/kinesis_validate.h"
 
 #include <stdio.h>

@@ -5,7 +5,7 @@
 #include "base/loop.h"
 #include "base/metrics.h"
 #include "binding/middleware.h"
-#include "binding/middleware_int.h"
+#include "binding/middleware_internal.h"
 
 #include <jansson.h>
 #include <setjmp.h>

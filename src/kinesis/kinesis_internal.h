@@ -1,12 +1,12 @@
-/* kinesis_call.h - the aws.kinesis target's internals, shared by its files.
+/* kinesis_internal.h - the aws.kinesis target's internals, shared by its files.
  *
  * One request = one struct kinesis_call: a small step machine on the
  * engine loop. A method's start function reads and validates metadata
  * (no network on any error), builds the AWS request body in c->body and
  * sends it; each AWS answer runs the next step, and the last step fills
  * the reply and finishes the call (done(ctx), then the call is freed). */
-#ifndef KK_KINESIS_CALL_H
-#define KK_KINESIS_CALL_H
+#ifndef KK_KINESIS_INTERNAL_H
+#define KK_KINESIS_INTERNAL_H
 
 #include "aws/aws_client.h"
 #include "base/buf.h"

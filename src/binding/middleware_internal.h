@@ -1,11 +1,11 @@
-/* middleware_int.h - the binding middleware's internals, shared by its files.
+/* middleware_internal.h - the binding middleware's internals, shared by its files.
  *
  * middleware.c runs the chain; middleware_retry.c computes retry delays;
  * middleware_ratelimit.c is the token bucket; middleware_log.c writes the
  * per-request lines. Tests include this header to check the pure parts
  * (delays, bucket) without waiting on clocks. */
-#ifndef KK_BINDING_MIDDLEWARE_INT_H
-#define KK_BINDING_MIDDLEWARE_INT_H
+#ifndef KK_BINDING_MIDDLEWARE_INTERNAL_H
+#define KK_BINDING_MIDDLEWARE_INTERNAL_H
 
 #include "base/envelope.h"
 
