@@ -1,5 +1,6 @@
 /* source.c - the registry of KubeMQ source kinds and their settings. */
 #include "source/source.h"
+#include "source/source_internal.h"
 
 #include "base/timeparse.h"
 

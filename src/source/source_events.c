@@ -14,6 +14,7 @@
 #include "base/log.h"
 #include "kubemq/kubemq_client.h"
 #include "source/source.h"
+#include "source/source_internal.h"
 #include "source/source_checkpoint.h"
 #include "source/source_seen.h"
 

@@ -9,6 +9,7 @@
 #include "base/log.h"
 #include "kubemq/kubemq_client.h"
 #include "source/source.h"
+#include "source/source_internal.h"
 #include "source/source_seen.h"
 
 #include <stdio.h>

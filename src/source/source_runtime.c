@@ -6,6 +6,7 @@
  * round that took them, never inside the KubeMQ client's callback, so a
  * target that answers at once cannot recurse into the next request. */
 #include "source/source.h"
+#include "source/source_internal.h"
 
 #include "base/log.h"
 #include "kubemq/kubemq_client.h"
