@@ -29,7 +29,7 @@
  * and divide the total Ir by the requests of that case (bench/run.sh does). */
 #include "base/b64.h"
 #include "base/buf.h"
-#include "base/envelope.h"
+#include "message/envelope.h"
 #include "base/errs.h"
 #include "base/loop.h"
 #include "base/metrics.h"

@@ -1,7 +1,7 @@
 /* binding.c - one binding: source -> envelope -> middleware chain -> target -> reply. */
 #include "binding/binding.h"
 
-#include "base/envelope.h"
+#include "message/envelope.h"
 #include "base/log.h"
 #include "base/settings.h"
 #include "binding/middleware.h"

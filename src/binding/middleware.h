@@ -20,7 +20,7 @@
 #ifndef KK_BINDING_MIDDLEWARE_H
 #define KK_BINDING_MIDDLEWARE_H
 
-#include "base/envelope.h"
+#include "message/envelope.h"
 #include "base/errs.h"
 #include "base/loop.h"
 #include "base/metrics.h"

@@ -7,7 +7,7 @@
 #ifndef KK_BINDING_MIDDLEWARE_INTERNAL_H
 #define KK_BINDING_MIDDLEWARE_INTERNAL_H
 
-#include "base/envelope.h"
+#include "message/envelope.h"
 
 #include <stdint.h>
 

@@ -4,7 +4,7 @@
 #include "cli/cli.h"
 
 #include "base/buf.h"
-#include "base/envelope.h"
+#include "message/envelope.h"
 #include "base/errs.h"
 #include "base/log.h"
 #include "base/loop.h"

@@ -10,7 +10,7 @@
 
 #include "aws/aws_client.h"
 #include "base/buf.h"
-#include "base/envelope.h"
+#include "message/envelope.h"
 #include "base/loop.h"
 #include "base/metrics.h"
 #include "kinesis/kinesis_kpl.h"

@@ -6,7 +6,7 @@
 #ifndef KK_KINESIS_TARGET_H
 #define KK_KINESIS_TARGET_H
 
-#include "base/envelope.h"
+#include "message/envelope.h"
 #include "base/errs.h"
 #include "base/loop.h"
 #include "base/settings.h"

@@ -15,17 +15,18 @@ const REPO = process.env.KK_SOURCE_DIR || path.resolve(__dirname, '..', '..');
 const SRC = path.join(REPO, 'src');
 
 // Lowest first. A layer may include its own headers and those listed.
-// Siblings stay apart: aws and kubemq, kinesis and source.
+// Siblings stay apart: aws, kubemq and message; kinesis and source.
 const LOWER = {
   base: [],
   aws: ['base'],
   kubemq: ['base'],
-  kinesis: ['base', 'aws'],
-  source: ['base', 'kubemq'],
-  binding: ['base', 'aws', 'kubemq', 'kinesis', 'source'],
-  api: ['base', 'aws', 'kubemq', 'kinesis', 'source', 'binding'],
-  cli: ['base', 'aws', 'kubemq', 'kinesis', 'source', 'binding', 'api'],
-  main: ['base', 'aws', 'kubemq', 'kinesis', 'source', 'binding', 'api', 'cli'],
+  message: ['base'],
+  kinesis: ['base', 'aws', 'message'],
+  source: ['base', 'kubemq', 'message'],
+  binding: ['base', 'aws', 'kubemq', 'message', 'kinesis', 'source'],
+  api: ['base', 'aws', 'kubemq', 'message', 'kinesis', 'source', 'binding'],
+  cli: ['base', 'aws', 'kubemq', 'message', 'kinesis', 'source', 'binding', 'api'],
+  main: ['base', 'aws', 'kubemq', 'message', 'kinesis', 'source', 'binding', 'api', 'cli'],
 };
 // Headers without a directory: generated into the build tree.
 const GENERATED = { 'kubemq.pb-c.h': ['kubemq'], 'kpl_aggregation.pb-c.h': ['kinesis'] };
@@ -197,7 +198,7 @@ function buildDir() {
 
 // One static library per layer (cli's is kk_core: it holds the top).
 const LAYER_LIBRARY = {
-  base: 'kk_base', aws: 'kk_aws', kubemq: 'kk_kubemq', kinesis: 'kk_kinesis', source: 'kk_source',
+  base: 'kk_base', aws: 'kk_aws', kubemq: 'kk_kubemq', message: 'kk_message', kinesis: 'kk_kinesis', source: 'kk_source',
   binding: 'kk_binding', api: 'kk_api', cli: 'kk_core',
 };
 
@@ -231,6 +232,8 @@ test('the checkers find what they look for', () => {
   assert.deepStrictEqual(includeProblems('source/x.c', '#include "kinesis/target.h"\n#include "aws/sigv4.h"\n').length, 2);
   assert.deepStrictEqual(includeProblems('aws/x.c', '#include "kubemq/kubemq_client.h"\n').length, 1);
   assert.deepStrictEqual(includeProblems('kubemq/x.c', '#include "aws/sigv4.h"\n#include "kubemq.pb-c.h"\n').length, 1);
+  assert.deepStrictEqual(includeProblems('message/x.c', '#include "kubemq/kubemq_client.h"\n#include <curl/curl.h>\n#include "base/buf.h"\n').length, 2);
+  assert.deepStrictEqual(includeProblems('kinesis/x.c', '#include "message/envelope.h"\n').length, 0);
   assert.deepStrictEqual(includeProblems('newlayer/x.c', '').length, 1);
   assert.deepStrictEqual(bannedProblems('x.c', bad).map((p) => p.split(': ')[1]), ['strcpy() is banned (use snprintf, strtoll/settings_parse_int, struct buf)', 'sprintf() is banned (use snprintf, strtoll/settings_parse_int, struct buf)', 'atoi() is banned (use snprintf, strtoll/settings_parse_int, struct buf)']);
   assert.deepStrictEqual(typedefProblems('x.h', bad).length, 1);

@@ -6,7 +6,7 @@
 #include "aws/aws_endpoint.h"
 #include "base/b64.h"
 #include "base/buf.h"
-#include "base/envelope.h"
+#include "message/envelope.h"
 #include "base/jflat.h"
 #include "base/timeparse.h"
 

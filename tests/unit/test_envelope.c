@@ -1,6 +1,6 @@
 /* test_envelope.c - request parsing and reply/request serialisation. */
 #include "base/b64.h"
-#include "base/envelope.h"
+#include "message/envelope.h"
 
 #include <setjmp.h>
 #include <stdarg.h>

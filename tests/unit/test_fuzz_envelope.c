@@ -1,7 +1,7 @@
 /* test_fuzz_envelope.c - mutated request bodies and configs: every input is
  * accepted or refused with a message; nothing crashes, leaks or hangs (the
  * suite runs under ASan, UBSan and LSan). */
-#include "base/envelope.h"
+#include "message/envelope.h"
 #include "base/errs.h"
 #include "base/log.h"
 #include "binding/config.h"

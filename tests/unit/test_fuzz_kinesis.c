@@ -12,7 +12,7 @@
  * PutRecords answers. */
 #include "aws/aws_client.h"
 #include "base/b64.h"
-#include "base/envelope.h"
+#include "message/envelope.h"
 #include "base/errs.h"
 #include "base/loop.h"
 #include "fuzz.h"

@@ -3,7 +3,7 @@
  * put_records splitting and partial resends, get_records walking shards. */
 #include "aws/aws_client.h"
 #include "base/b64.h"
-#include "base/envelope.h"
+#include "message/envelope.h"
 #include "base/errs.h"
 #include "base/log.h"
 #include "base/loop.h"

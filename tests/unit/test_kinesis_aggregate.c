@@ -8,7 +8,7 @@
  * itself: exact sizes, round trips. */
 #include "aws/aws_client.h"
 #include "base/b64.h"
-#include "base/envelope.h"
+#include "message/envelope.h"
 #include "base/errs.h"
 #include "base/loop.h"
 #include "base/metrics.h"

@@ -4,7 +4,7 @@
  * sent again alone, limits split batches, a stop answers everyone. */
 #include "aws/aws_client.h"
 #include "base/b64.h"
-#include "base/envelope.h"
+#include "message/envelope.h"
 #include "base/errs.h"
 #include "base/loop.h"
 #include "kinesis/kinesis.h"

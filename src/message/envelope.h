@@ -4,8 +4,8 @@
  * JSON object | null>}. Reply: {"metadata": {...}, "data": <base64|null>,
  * "is_error": bool, "error": "..."} with metadata keys sorted, as the
  * reference connector writes it. See SPEC §3. */
-#ifndef KK_BASE_ENVELOPE_H
-#define KK_BASE_ENVELOPE_H
+#ifndef KK_MESSAGE_ENVELOPE_H
+#define KK_MESSAGE_ENVELOPE_H
 
 #include "base/buf.h"
 

@@ -7,7 +7,7 @@
  * nothing but would print 0.1 as 0.10000000000000001 and reject integers
  * past 64 bits), and a base64 `data` string - the hot path - is decoded
  * straight from the body without an intermediate copy. */
-#include "base/envelope.h"
+#include "message/envelope.h"
 
 #include "base/b64.h"
 #include "base/jflat.h"
