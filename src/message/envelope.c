@@ -762,3 +762,12 @@ int envelope_reply_serialize(const struct envelope_reply *r, struct buf *out)
     }
     return buf_append_char(out, '}');
 }
+
+int envelope_error_serialize(const char *text, struct buf *out)
+{
+    if (buf_append_str(out, "{\"metadata\":{},\"data\":null,\"is_error\":true,\"error\":") < 0 ||
+        append_json_text(out, text, strlen(text)) < 0) {
+        return -1;
+    }
+    return buf_append_char(out, '}');
+}

@@ -68,5 +68,8 @@ int envelope_reply_set_data(struct envelope_reply *r, const void *p, size_t n);
 void envelope_reply_set_error(struct envelope_reply *r, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 int envelope_reply_serialize(const struct envelope_reply *r, struct buf *out);
+/* The reply of an error alone, {"metadata":{},"data":null,"is_error":true,
+ * "error":text}: what a source answers for a request no target ran. */
+int envelope_error_serialize(const char *text, struct buf *out);
 
 #endif

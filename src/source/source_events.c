@@ -13,6 +13,7 @@
  * run, or cut short) does not count as answered. */
 #include "base/log.h"
 #include "kubemq/kubemq_client.h"
+#include "message/envelope.h"
 #include "source/source.h"
 #include "source/source_internal.h"
 #include "source/source_checkpoint.h"
@@ -41,7 +42,7 @@ static void answer_error(struct source_conn *c, const struct kubemq_request *msg
 
     log_warn(c->src->binding, "source: event on channel '%s' not processed: %s", msg->channel,
              text);
-    if (source_error_envelope(text, &b) == 0) {
+    if (envelope_error_serialize(text, &b) == 0) {
         publish(c, b.data, b.len);
     }
     buf_free(&b);

@@ -122,8 +122,6 @@ void source_run(struct source_request *r);
 int source_take_slot(struct source *s);
 /* 1 while the FIFO is at most half full (a paused kind may take more). */
 int source_has_room(const struct source *s);
-/* The error reply envelope {"metadata":{},"data":null,"is_error":true,"error":text}. */
-int source_error_envelope(const char *text, struct buf *out);
 /* Count an overflow and log it, at most once a second per source. */
 void source_note_overflow(struct source *s, struct metrics_series *counter, const char *what);
 

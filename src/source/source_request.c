@@ -8,6 +8,7 @@
  * timeout. */
 #include "base/log.h"
 #include "kubemq/kubemq_client.h"
+#include "message/envelope.h"
 #include "source/source.h"
 #include "source/source_internal.h"
 #include "source/source_seen.h"
@@ -25,7 +26,7 @@ static void answer_error(struct source_conn *c, const struct kubemq_request *msg
 {
     struct buf b = BUF_INIT(2048);
 
-    if (is_query(c->src) && source_error_envelope(text, &b) == 0) {
+    if (is_query(c->src) && envelope_error_serialize(text, &b) == 0) {
         kubemq_send_response(c->client, msg, 0, text, b.data, b.len, NULL);
     } else {
         kubemq_send_response(c->client, msg, 0, text, NULL, 0, NULL);

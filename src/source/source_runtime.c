@@ -5,6 +5,7 @@
  * Requests run from a deferred call (loop_defer) at the end of the loop
  * round that took them, never inside the KubeMQ client's callback, so a
  * target that answers at once cannot recurse into the next request. */
+#include "message/envelope.h"
 #include "source/source.h"
 #include "source/source_internal.h"
 
@@ -31,16 +32,6 @@ static int uuid4(char *dst, size_t n)
     snprintf(dst, n, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", r[0],
              r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12], r[13],
              r[14], r[15]);
-    return 0;
-}
-
-int source_error_envelope(const char *text, struct buf *out)
-{
-    /* The reply envelope, as the target's errors look. */
-    if (buf_append_str(out, "{\"metadata\":{},\"data\":null,\"is_error\":true,\"error\":") < 0 ||
-        buf_append_json_str(out, text, strlen(text)) < 0 || buf_append_char(out, '}') < 0) {
-        return -1;
-    }
     return 0;
 }
 
@@ -440,7 +431,7 @@ void source_abandon(struct source *s, const char *why)
     if (!s->abandon_why) {
         s->abandon_why = strdup(why);
     }
-    source_error_envelope(why, &env);
+    envelope_error_serialize(why, &env);
     /* Taken but never run: answered, never dropped silently. */
     while ((r = fifo_pop(s))) {
         s->ops->reply(r, 1, why, env.data, env.len);
