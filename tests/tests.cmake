@@ -14,6 +14,8 @@ set(KK_TEST_LAYER_test_kubemq_client kk_kubemq)
 set(KK_TEST_LAYER_test_api kk_api PkgConfig::CURL)
 set(KK_TEST_LAYER_test_filewatch kk_base)
 set(KK_TEST_LAYER_test_envelope kk_message)
+set(KK_TEST_LAYER_test_metrics kk_base)
+set(KK_TEST_LAYER_test_binding_metrics kk_binding)
 set(KK_TEST_LAYER_test_kubemq_grpc kk_kubemq)
 
 file(GLOB KK_UNIT_TESTS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/unit/test_*.c)

@@ -253,7 +253,7 @@ static enum MHD_Result serve_stats(struct api_server *s, struct MHD_Connection *
 {
     struct buf out = BUF_INIT(0);
 
-    if (s->metrics && metrics_render_stats_json(s->metrics, &out) < 0) {
+    if (s->provider.stats_json && s->provider.stats_json(s->provider.ctx, &out) < 0) {
         buf_free(&out);
         return respond_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL, "cannot render the stats");
     }

@@ -21,7 +21,7 @@ struct binding {
     const struct target_kind *tk;
     void *target;
     struct middleware *mw;
-    const struct metrics_binding *mb;
+    const struct binding_metrics *mb;
     struct source *src;
     int raw; /* do_not_parse_payload */
     long long drain_ms;
@@ -152,7 +152,7 @@ static void job_start(struct job *j, const void *body, size_t len)
     if (envelope_request_parse(&j->req, body, len, b->raw, err, sizeof(err)) < 0) {
         /* Answered here, never dropped; counted like any failed request. */
         envelope_reply_set_error(&j->reply, "invalid request format, %s", err);
-        metrics_binding_report(b->mb, len, 0, 0, 1);
+        binding_metrics_report(b->mb, len, 0, 0, 1);
         log_debug(b->name, "invalid request format, %s", err);
         job_finish(j);
         return;
@@ -280,8 +280,8 @@ static int build_descriptions(struct binding *b, const struct config_binding *cb
 }
 
 struct binding *binding_create(const struct config_binding *cb, struct loop *loop,
-                               struct metrics_registry *reg, struct source_seen *seen, char *err,
-                               size_t errlen)
+                               struct binding_metrics_set *metrics, struct source_seen *seen,
+                               char *err, size_t errlen)
 {
     struct binding *b = calloc(1, sizeof(*b));
     struct source_metrics sm;
@@ -298,10 +298,11 @@ struct binding *binding_create(const struct config_binding *cb, struct loop *loo
     b->tk = cb->target_kind;
     b->raw = cb->source_opts.do_not_parse_payload;
     b->drain_ms = cb->source_opts.drain_timeout_seconds * 1000;
-    b->mb = metrics_binding_register(reg, cb->name, cb->source_kind->kind, cb->target_kind->kind);
+    b->mb =
+        binding_metrics_register(metrics, cb->name, cb->source_kind->kind, cb->target_kind->kind);
     loop_defer_init(&b->api_defer);
 
-    create_chain(b, cb, reg, &errs);
+    create_chain(b, cb, binding_metrics_registry(metrics), &errs);
     if (!b->target || !b->mw) {
         errs_first(&errs, err, errlen);
         goto fail;

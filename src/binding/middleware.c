@@ -34,7 +34,7 @@ struct middleware {
     char *binding;
     const struct target_kind *tk;
     void *target;
-    const struct metrics_binding *mb;
+    const struct binding_metrics *mb;
     int log_level;
     int attempts; /* retry_attempts */
     int delay_type;
@@ -73,7 +73,7 @@ static void maybe_free(struct middleware *m)
 
 struct middleware *middleware_create(struct loop *loop, const struct middleware_options *o,
                                      const char *binding, const struct target_kind *tk,
-                                     void *target_instance, const struct metrics_binding *mb,
+                                     void *target_instance, const struct binding_metrics *mb,
                                      char *err, size_t errlen)
 {
     struct middleware *m = NULL;
@@ -147,7 +147,7 @@ static void finish(struct middleware_call *c)
 {
     struct middleware *m = c->m;
     struct envelope_reply *reply = c->reply;
-    const struct metrics_binding *mb = m->mb;
+    const struct binding_metrics *mb = m->mb;
     uint64_t elapsed = middleware_now_us() - c->start_us;
     target_done_fn done = c->done;
     void *ctx = c->ctx;
@@ -156,7 +156,7 @@ static void finish(struct middleware_call *c)
     if (reply->is_error && c->attempts > 1) {
         buf_appendf(&reply->error, " (after %d attempts)", c->attempts);
     }
-    metrics_binding_report(mb, c->req->has_data ? c->req->data.len : 0, !reply->is_error,
+    binding_metrics_report(mb, c->req->has_data ? c->req->data.len : 0, !reply->is_error,
                            reply->has_data ? reply->data.len : 0, reply->is_error);
     if (mb) {
         metrics_histogram_observe(mb->duration, (double)elapsed / 1e6);
@@ -194,7 +194,7 @@ static void on_target_done(void *arg)
     c->in_target = 0;
     /* Per attempt: a retried attempt's AWS error counts too. */
     if (c->reply->is_error && c->reply->error_type[0]) {
-        metrics_binding_aws_error(m->mb, c->reply->error_type);
+        binding_metrics_aws_error(m->mb, c->reply->error_type);
     }
     if (!c->reply->is_error || !c->reply->retryable || c->attempts >= m->attempts || m->closing) {
         finish(c);
@@ -321,7 +321,7 @@ void middleware_execute(struct middleware *m, struct envelope_request *req,
     if (!c || apply_defaults(m, req) < 0) {
         free(c);
         envelope_reply_set_error(reply, "binding %s: out of memory", m->binding);
-        metrics_binding_report(m->mb, req->has_data ? req->data.len : 0, 0, 0, 1);
+        binding_metrics_report(m->mb, req->has_data ? req->data.len : 0, 0, 0, 1);
         done(ctx);
         return;
     }

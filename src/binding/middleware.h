@@ -23,7 +23,7 @@
 #include "message/envelope.h"
 #include "base/errs.h"
 #include "base/loop.h"
-#include "base/metrics.h"
+#include "binding/binding_metrics.h"
 #include "base/settings.h"
 #include "kinesis/target.h"
 
@@ -70,7 +70,7 @@ struct middleware;
  * NULL with the reason in err (bad options). */
 struct middleware *middleware_create(struct loop *loop, const struct middleware_options *o,
                                      const char *binding, const struct target_kind *tk,
-                                     void *target_instance, const struct metrics_binding *mb,
+                                     void *target_instance, const struct binding_metrics *mb,
                                      char *err, size_t errlen);
 /* Accepts NULL; no request may be in flight. Destroy the chain before its
  * target instance. Defensive when requests remain: those waiting for a

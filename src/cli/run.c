@@ -172,6 +172,11 @@ static int api_bindings(void *ctx, struct buf *out)
     return binding_service_bindings_json(ctx, out);
 }
 
+static int api_stats(void *ctx, struct buf *out)
+{
+    return binding_service_stats_json(ctx, out);
+}
+
 static int api_request(void *ctx, const char *binding, const char *payload, size_t len,
                        api_reply_fn done, void *done_ctx, char *err, size_t errlen)
 {
@@ -184,7 +189,7 @@ static void *http_start(struct binding_service *svc, struct loop *loop,
                         const struct binding_service_http_options *o, char *err, size_t errlen)
 {
     struct api_options ao;
-    struct api_provider p = {svc, api_ready, api_bindings, api_request};
+    struct api_provider p = {svc, api_ready, api_bindings, api_stats, api_request};
 
     memset(&ao, 0, sizeof(ao));
     ao.address = o->address;

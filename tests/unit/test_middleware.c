@@ -4,6 +4,7 @@
 #include "base/log.h"
 #include "base/loop.h"
 #include "base/metrics.h"
+#include "binding/binding_metrics.h"
 #include "binding/middleware.h"
 #include "binding/middleware_internal.h"
 
@@ -122,7 +123,8 @@ struct fix {
     struct loop *loop;
     struct fake fake;
     struct metrics_registry *reg;
-    const struct metrics_binding *mb;
+    struct binding_metrics_set *set;
+    const struct binding_metrics *mb;
     struct middleware_options o;
     struct middleware *m;
     struct req r; /* retry_run's request */
@@ -153,7 +155,8 @@ static int setup(void **state)
     x->fake.loop = x->loop;
     x->fake.async_ms = -1;
     x->reg = metrics_registry_new();
-    x->mb = metrics_binding_register(x->reg, "b1", "kubemq.query", "fake");
+    x->set = binding_metrics_set_new(x->reg);
+    x->mb = binding_metrics_register(x->set, "b1", "kubemq.query", "fake");
     assert_non_null(x->mb);
     opts_default(&x->o);
     *state = x;
@@ -171,6 +174,7 @@ static int teardown(void **state)
         req_free(&x->r);
     }
     loop_destroy(x->loop);
+    binding_metrics_set_free(x->set);
     metrics_registry_free(x->reg);
     log_set_fd(-1);
     free(x);
