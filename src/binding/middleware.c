@@ -106,7 +106,7 @@ struct middleware *middleware_create(struct loop *loop, const struct middleware_
     m->jitter_ms = o->retry_max_jitter_ms;
     m->rng = middleware_rng_seed(m);
     m->limited = o->rate_per_second > 0;
-    middleware_bucket_init(&m->bucket, o->rate_per_second, middleware_now_us());
+    middleware_bucket_init(&m->bucket, o->rate_per_second, loop_now_us(loop));
     loop_timer_init(&m->rate_timer);
     if (o->metadata && *o->metadata) {
         m->defaults = json_loads(o->metadata, JSON_REJECT_DUPLICATES, &jerr);
@@ -148,7 +148,7 @@ static void finish(struct middleware_call *c)
     struct middleware *m = c->m;
     struct envelope_reply *reply = c->reply;
     const struct binding_metrics *mb = m->mb;
-    uint64_t elapsed = middleware_now_us() - c->start_us;
+    uint64_t elapsed = loop_now_us(m->loop) - c->start_us;
     target_done_fn done = c->done;
     void *ctx = c->ctx;
 
@@ -241,7 +241,7 @@ static void on_rate_timer(void *arg)
 
     m->busy++;
     while (m->queue_head && !m->closing) {
-        wait = middleware_bucket_take(&m->bucket, middleware_now_us());
+        wait = middleware_bucket_take(&m->bucket, loop_now_us(m->loop));
         if (wait) {
             break;
         }
@@ -270,7 +270,7 @@ static void attempt(struct middleware_call *c)
         return;
     }
     if (!m->queue_head) {
-        wait = middleware_bucket_take(&m->bucket, middleware_now_us());
+        wait = middleware_bucket_take(&m->bucket, loop_now_us(m->loop));
         if (!wait) {
             call_target(c);
             return;
@@ -330,7 +330,7 @@ void middleware_execute(struct middleware *m, struct envelope_request *req,
     c->reply = reply;
     c->done = done;
     c->ctx = ctx;
-    c->start_us = middleware_now_us();
+    c->start_us = loop_now_us(m->loop);
     loop_timer_init(&c->timer);
     c->next = m->calls;
     if (m->calls) {

@@ -29,7 +29,7 @@ uint64_t middleware_retry_delay_ms(int type, long long delay_ms, long long jitte
 /* ---- rate limit (middleware_ratelimit.c) ---- */
 
 /* Token bucket: `rate` tokens per second, at most `burst` stored; starts
- * full. Times are monotonic microseconds. */
+ * full. Times are the loop's monotonic microseconds (loop_now_us). */
 struct middleware_bucket {
     double rate;
     double burst;
@@ -43,8 +43,6 @@ void middleware_bucket_init(struct middleware_bucket *b, long long rate, uint64_
 /* Take one token: 0 when taken, else the microseconds until one is there
  * (nothing taken). */
 uint64_t middleware_bucket_take(struct middleware_bucket *b, uint64_t now_us);
-/* Monotonic microseconds. */
-uint64_t middleware_now_us(void);
 
 /* ---- per-request log lines (middleware_log.c) ---- */
 

@@ -1,6 +1,7 @@
 /* test_api.c - the HTTP API over real HTTP (libcurl) on 127.0.0.1, with a
  * fake provider; /metrics checked by Prometheus's own parser (promtool). */
 #include "api/api.h"
+#include "base/clock.h"
 #include "base/procstat.h"
 
 #include <arpa/inet.h>
@@ -968,10 +969,7 @@ static void test_requests_in_flight(void **state)
 
 static double mono_s(void)
 {
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    return (double)clock_mono_us() / 1e6;
 }
 
 /* Answered 300 ms later, from a loop timer. */
