@@ -2,6 +2,7 @@
  * entries in place or from jansson, and Go's timestamps. */
 #include "kinesis/kinesis_answer.h"
 
+#include "base/hex.h"
 #include "base/jflat.h"
 
 #include <stdio.h>
@@ -361,20 +362,6 @@ static const char *string_end(const char *p, const char *end)
     return NULL;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
 /* Does the key k[0..n) (JSON string content) decode to "...Timestamp"? */
 static int key_is_timestamp(const char *k, size_t n)
 {
@@ -422,7 +409,7 @@ static int key_is_timestamp(const char *k, size_t n)
                     return 0;
                 }
                 for (j = 1; j <= 4; j++) {
-                    int h = hexval(k[i + (size_t)j]);
+                    int h = hex_value((unsigned char)k[i + (size_t)j]);
                     if (h < 0) {
                         return 0;
                     }

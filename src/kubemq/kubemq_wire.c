@@ -6,6 +6,8 @@
  * points into that unpacked message until kubemq_request_free(). */
 #include "kubemq/kubemq_internal.h"
 
+#include "base/hex.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,24 +77,12 @@ static void random_bytes(unsigned char *r, size_t n)
     }
 }
 
-static void hex(const unsigned char *r, size_t n, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    size_t i;
-
-    for (i = 0; i < n; i++) {
-        out[2 * i] = digits[r[i] >> 4];
-        out[2 * i + 1] = digits[r[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
 void kubemq_wire_new_id(char out[33])
 {
     unsigned char r[16];
 
     random_bytes(r, sizeof(r));
-    hex(r, sizeof(r), out);
+    hex_encode(r, sizeof(r), out);
 }
 
 void kubemq_wire_random_hex(char out[9])
@@ -100,7 +90,7 @@ void kubemq_wire_random_hex(char out[9])
     unsigned char r[4];
 
     random_bytes(r, sizeof(r));
-    hex(r, sizeof(r), out);
+    hex_encode(r, sizeof(r), out);
 }
 
 char *kubemq_wire_strdup(const char *s)

@@ -1,6 +1,7 @@
-/* test_base.c - buf, errs, settings tables and the event loop. */
+/* test_base.c - buf, errs, hex, settings tables and the event loop. */
 #include "base/buf.h"
 #include "base/errs.h"
+#include "base/hex.h"
 #include "base/log.h"
 #include "base/loop.h"
 #include "base/settings.h"
@@ -15,6 +16,33 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+static void test_hex(void **state)
+{
+    static const unsigned char bytes[] = {0x00, 0x0f, 0xa5, 0xff};
+    const char *esc = "%41%zz%4a%";
+    char out[9];
+    int c;
+
+    (void)state;
+    hex_encode(bytes, sizeof(bytes), out);
+    assert_string_equal(out, "000fa5ff");
+    hex_encode(bytes, 0, out);
+    assert_string_equal(out, "");
+    for (c = 0; c < 256; c++) {
+        int want = c >= '0' && c <= '9'   ? c - '0'
+                   : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                   : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                          : -1;
+        assert_int_equal(hex_value(c), want);
+    }
+    assert_int_equal(hex_percent_byte(esc, strlen(esc), 0), 'A');
+    assert_int_equal(hex_percent_byte(esc, strlen(esc), 1), -1); /* not at a '%' */
+    assert_int_equal(hex_percent_byte(esc, strlen(esc), 3), -1); /* %zz */
+    assert_int_equal(hex_percent_byte(esc, strlen(esc), 6), 'J');
+    assert_int_equal(hex_percent_byte(esc, strlen(esc), 9), -1); /* a '%' at the end */
+    assert_int_equal(hex_percent_byte(esc, 8, 6), -1);           /* cut after one digit */
+}
 
 static void test_buf_cap(void **state)
 {
@@ -439,6 +467,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_loop_defer),
         cmocka_unit_test(test_buf_cap),
+        cmocka_unit_test(test_hex),
         cmocka_unit_test(test_buf_no_wrap),
         cmocka_unit_test(test_buf_json_str),
         cmocka_unit_test(test_buf_append_file),
