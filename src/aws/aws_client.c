@@ -8,13 +8,13 @@
 #include "aws/sigv4.h"
 #include "base/buf.h"
 #include "base/log.h"
+#include "base/random.h"
 
 #include <openssl/crypto.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -85,9 +85,9 @@ struct aws_client {
     struct aws_call *pool; /* finished calls for reuse */
     int npool;
     int destroying;
-    int delivering;   /* depth of done callbacks running */
-    int free_pending; /* destroyed from a done callback: free when it returns */
-    uint64_t rng;
+    int delivering;         /* depth of done callbacks running */
+    int free_pending;       /* destroyed from a done callback: free when it returns */
+    struct random_prng rng; /* backoff jitter */
 };
 
 /* ---- backoff ---- */
@@ -108,25 +108,6 @@ long aws_backoff_ms(int retry, long base_ms, long cap_ms, unsigned long long rnd
         ceiling = (unsigned long long)base_ms << retry;
     }
     return (long)(rnd % (ceiling + 1));
-}
-
-static uint64_t rng_next(struct aws_client *c)
-{
-    /* xorshift64*: jitter needs spread, not secrecy */
-    c->rng ^= c->rng >> 12;
-    c->rng ^= c->rng << 25;
-    c->rng ^= c->rng >> 27;
-    return c->rng * 0x2545F4914F6CDD1DULL;
-}
-
-static void rng_seed(struct aws_client *c)
-{
-    uint64_t s = 0;
-
-    if (getrandom(&s, sizeof(s), GRND_NONBLOCK) != (ssize_t)sizeof(s) || !s) {
-        s = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)c;
-    }
-    c->rng = s ? s : 0x9E3779B97F4A7C15ULL;
 }
 
 /* ---- calls ---- */
@@ -245,7 +226,8 @@ static void handle_result(struct aws_call *call, long status, const char *body, 
     }
     if (!ok && !c->destroying && call->attempts < c->max_attempts &&
         aws_error_is_retryable(status, call->err_type)) {
-        long delay = aws_backoff_ms(call->attempts - 1, c->base_ms, c->cap_ms, rng_next(c));
+        long delay =
+            aws_backoff_ms(call->attempts - 1, c->base_ms, c->cap_ms, random_prng_next(&c->rng));
 
         log_debug(c->log_name, "aws %s: attempt %d failed (%s), retrying in %ld ms",
                   call->operation, call->attempts, call->err_type, delay);
@@ -514,7 +496,7 @@ struct aws_client *aws_client_create(struct loop *loop, const struct aws_client_
     }
     c->loop = loop;
     sigv4_result_init(&c->sig);
-    rng_seed(c);
+    random_prng_seed(&c->rng);
     c->service = strdup(service);
     c->target_prefix = strdup(o->target_prefix);
     c->region = strdup(o->region);

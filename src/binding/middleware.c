@@ -40,8 +40,8 @@ struct middleware {
     int delay_type;
     long long delay_ms;
     long long jitter_ms;
-    json_t *defaults; /* metadata defaults; NULL = none */
-    uint64_t rng;
+    json_t *defaults;       /* metadata defaults; NULL = none */
+    struct random_prng rng; /* retry jitter */
 
     int limited; /* rate_per_second > 0 */
     struct middleware_bucket bucket;
@@ -104,7 +104,7 @@ struct middleware *middleware_create(struct loop *loop, const struct middleware_
     m->delay_type = o->retry_delay_type;
     m->delay_ms = o->retry_delay_ms;
     m->jitter_ms = o->retry_max_jitter_ms;
-    m->rng = middleware_rng_seed(m);
+    random_prng_seed(&m->rng);
     m->limited = o->rate_per_second > 0;
     middleware_bucket_init(&m->bucket, o->rate_per_second, loop_now_us(loop));
     loop_timer_init(&m->rate_timer);

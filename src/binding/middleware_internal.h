@@ -8,6 +8,7 @@
 #define KK_BINDING_MIDDLEWARE_INTERNAL_H
 
 #include "message/envelope.h"
+#include "base/random.h"
 
 #include <stdint.h>
 
@@ -16,15 +17,11 @@
 
 /* ---- retry delays (middleware_retry.c) ---- */
 
-/* xorshift64*: jitter needs spread, not secrecy. *state must not be 0. */
-uint64_t middleware_rng_next(uint64_t *state);
-/* A seed that differs per call and process, never 0. */
-uint64_t middleware_rng_seed(const void *salt);
 /* Milliseconds to wait before retry number `retry` (1 = the first retry):
  * back-off delay_ms * 2^(retry-1) (capped), fixed delay_ms, random uniform
  * in [0, delay_ms]; plus a uniform jitter in [0, jitter_ms). */
 uint64_t middleware_retry_delay_ms(int type, long long delay_ms, long long jitter_ms, int retry,
-                                   uint64_t *rng);
+                                   struct random_prng *rng);
 
 /* ---- rate limit (middleware_ratelimit.c) ---- */
 

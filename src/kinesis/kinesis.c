@@ -4,6 +4,7 @@
 
 #include "aws/aws_endpoint.h"
 #include "base/b64.h"
+#include "base/random.h"
 #include "kinesis/kinesis_answer.h"
 #include "kinesis/kinesis_internal.h"
 #include "kinesis/kinesis_validate.h"
@@ -14,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -171,16 +171,6 @@ static const char *env_first(const char *a, const char *b)
     return v && *v ? v : NULL;
 }
 
-static void seed_rng(struct kinesis *k)
-{
-    uint64_t s = 0;
-
-    if (getrandom(&s, sizeof(s), GRND_NONBLOCK) != (ssize_t)sizeof(s)) {
-        s = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
-    }
-    k->rng = s | 1;
-}
-
 void *kinesis_instance_create(struct loop *loop, const json_t *props, const char *binding,
                               const char *where, const struct aws_transport *transport,
                               struct errs *errs)
@@ -251,7 +241,7 @@ void *kinesis_instance_create(struct loop *loop, const json_t *props, const char
     k->aggregate_max_records = (size_t)o.aggregate_max_records;
     kinesis_kpl_init(&k->kpl);
     buf_init(&k->scratch, (size_t)64 << 10);
-    seed_rng(k);
+    random_prng_seed(&k->rng);
 
     memset(&ao, 0, sizeof(ao));
     ao.service = "kinesis";
@@ -548,18 +538,10 @@ void kinesis_count_written(struct kinesis *k, size_t user, size_t records, size_
     metrics_counter_add(k->m_bytes, bytes);
 }
 
-static uint64_t rng_next(struct kinesis *k)
-{
-    /* xorshift64*: jitter needs speed, not secrecy. */
-    k->rng ^= k->rng >> 12;
-    k->rng ^= k->rng << 25;
-    k->rng ^= k->rng >> 27;
-    return k->rng * 0x2545F4914F6CDD1DULL;
-}
-
 uint64_t kinesis_backoff_ms(struct kinesis *k, int attempt)
 {
-    return (uint64_t)aws_backoff_ms(attempt - 1, k->retry_base_ms, k->retry_cap_ms, rng_next(k));
+    return (uint64_t)aws_backoff_ms(attempt - 1, k->retry_base_ms, k->retry_cap_ms,
+                                    random_prng_next(&k->rng));
 }
 
 /* ------------------------------------------------------------- metadata */

@@ -13,6 +13,7 @@
 #include "message/envelope.h"
 #include "base/loop.h"
 #include "base/metrics.h"
+#include "base/random.h"
 #include "kinesis/kinesis_kpl.h"
 #include "kinesis/target.h"
 
@@ -28,7 +29,7 @@ struct kinesis {
     int max_attempts;   /* also bounds put_records entry resends */
     long retry_base_ms; /* put_records resend backoff */
     long retry_cap_ms;
-    uint64_t rng;               /* jitter */
+    struct random_prng rng;     /* jitter */
     int stopping;               /* destroy in progress: no new AWS calls */
     int time_format;            /* enum kinesis_time_format: timestamps in replies */
     struct kinesis_call *calls; /* live calls */

@@ -2,6 +2,7 @@
 #include "source/source.h"
 #include "source/source_internal.h"
 
+#include "base/random.h"
 #include "base/timeparse.h"
 
 #include <errno.h>
@@ -9,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -514,18 +514,9 @@ static int check_tls(const struct source_options *o, const char *where, struct e
 
 static int default_client_id(struct source_options *o, const char *where, struct errs *errs)
 {
-    unsigned char rnd[8];
-    char id[64];
-    size_t i, n;
+    char id[64] = "kubemq-kinesis-";
 
-    if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
-        errs_add(errs, "%s: client_id: no random bytes for a default: %s", where, strerror(errno));
-        return -1;
-    }
-    n = (size_t)snprintf(id, sizeof(id), "kubemq-kinesis-");
-    for (i = 0; i < sizeof(rnd); i++) {
-        n += (size_t)snprintf(id + n, sizeof(id) - n, "%02x", rnd[i]);
-    }
+    random_hex(id + strlen(id), 8);
     free(o->client_id);
     o->client_id = strdup(id);
     if (!o->client_id) {

@@ -10,30 +10,15 @@
 #include "source/source_internal.h"
 
 #include "base/log.h"
+#include "base/random.h"
 #include "kubemq/kubemq_client.h"
 #include "source/source_seen.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #define OVERFLOW_LOG_MS 1000
-
-static int uuid4(char *dst, size_t n)
-{
-    unsigned char r[16];
-
-    if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r)) {
-        return -1;
-    }
-    r[6] = (unsigned char)((r[6] & 0x0f) | 0x40);
-    r[8] = (unsigned char)((r[8] & 0x3f) | 0x80);
-    snprintf(dst, n, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", r[0],
-             r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12], r[13],
-             r[14], r[15]);
-    return 0;
-}
 
 /* ---- requests ---------------------------------------------------------- */
 
@@ -323,10 +308,7 @@ struct source *source_create(const struct source_kind *k, const struct source_op
     if (!s->ops->subscribes || !o->group) {
         s->group = strdup("");
     } else if (o->group[0] == '\0' && s->n > 1) {
-        if (uuid4(gen, sizeof(gen)) < 0) {
-            snprintf(err, errlen, "no random bytes for a subscription group");
-            goto fail;
-        }
+        random_uuid(gen);
         s->group = strdup(gen);
     } else {
         s->group = strdup(o->group);

@@ -1,9 +1,10 @@
-/* test_base.c - buf, errs, hex, settings tables and the event loop. */
+/* test_base.c - buf, errs, hex, random, settings tables and the event loop. */
 #include "base/buf.h"
 #include "base/errs.h"
 #include "base/hex.h"
 #include "base/log.h"
 #include "base/loop.h"
+#include "base/random.h"
 #include "base/settings.h"
 
 #include <errno.h>
@@ -42,6 +43,51 @@ static void test_hex(void **state)
     assert_int_equal(hex_percent_byte(esc, strlen(esc), 6), 'J');
     assert_int_equal(hex_percent_byte(esc, strlen(esc), 9), -1); /* a '%' at the end */
     assert_int_equal(hex_percent_byte(esc, 8, 6), -1);           /* cut after one digit */
+}
+
+/* Ids never repeat (the pool is refilled many times over) and have their
+ * forms; generators seeded alike agree, seeded apart differ. */
+static void test_random(void **state)
+{
+    enum { N = 4096 };
+    static char ids[N][33];
+    struct random_prng a, b;
+    char uuid[37], big[2 * 300 + 1];
+    size_t i, j;
+
+    (void)state;
+    for (i = 0; i < N; i++) {
+        random_hex(ids[i], 16);
+        assert_int_equal(strlen(ids[i]), 32);
+        assert_int_equal(strspn(ids[i], "0123456789abcdef"), 32);
+    }
+    for (i = 0; i < N; i++) {
+        for (j = i + 1; j < N; j++) {
+            assert_string_not_equal(ids[i], ids[j]);
+        }
+    }
+    random_hex(big, 300); /* more than one round of the helper's buffer */
+    assert_int_equal(strlen(big), 600);
+    random_uuid(uuid);
+    assert_int_equal(strlen(uuid), 36);
+    assert_true(uuid[8] == '-' && uuid[13] == '-' && uuid[18] == '-' && uuid[23] == '-');
+    assert_int_equal(uuid[14], '4');
+    assert_non_null(strchr("89ab", uuid[19]));
+
+    random_prng_seed_with(&a, 7);
+    random_prng_seed_with(&b, 7);
+    for (i = 0; i < 100; i++) {
+        assert_int_equal(random_prng_next(&a), random_prng_next(&b));
+    }
+    random_prng_seed_with(&b, 0); /* a zero state would stick at zero */
+    assert_int_not_equal(random_prng_next(&b), 0);
+    random_prng_seed(&a);
+    random_prng_seed(&b);
+    assert_int_not_equal(random_prng_next(&a), random_prng_next(&b));
+    for (i = 0; i < 10000; i++) {
+        assert_true(random_prng_below(&a, 10) < 10);
+    }
+    assert_int_equal(random_prng_below(&a, 0), 0);
 }
 
 static void test_buf_cap(void **state)
@@ -468,6 +514,7 @@ int main(void)
         cmocka_unit_test(test_loop_defer),
         cmocka_unit_test(test_buf_cap),
         cmocka_unit_test(test_hex),
+        cmocka_unit_test(test_random),
         cmocka_unit_test(test_buf_no_wrap),
         cmocka_unit_test(test_buf_json_str),
         cmocka_unit_test(test_buf_append_file),

@@ -431,10 +431,12 @@ static void test_no_metrics_binding(void **state)
 
 static void test_delay_values(void **state)
 {
-    uint64_t rng = 12345, d, lo = UINT64_MAX, hi = 0;
+    struct random_prng rng;
+    uint64_t d, lo = UINT64_MAX, hi = 0;
     int i;
 
     (void)state;
+    random_prng_seed_with(&rng, 12345);
     /* back-off: the delay, doubling per retry, capped */
     assert_int_equal(middleware_retry_delay_ms(MIDDLEWARE_RETRY_BACKOFF, 100, 0, 1, &rng), 100);
     assert_int_equal(middleware_retry_delay_ms(MIDDLEWARE_RETRY_BACKOFF, 100, 0, 2, &rng), 200);
