@@ -9,6 +9,7 @@
 #include "base/errs.h"
 #include "base/filewatch.h"
 #include "base/log.h"
+#include "base/version.h"
 #include "binding/binding.h"
 #include "source/source_seen.h"
 
@@ -20,10 +21,6 @@
 #include <string.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
-
-#ifndef KK_VERSION
-#define KK_VERSION "0.0.0"
-#endif
 
 /* New bindings get this long to subscribe before the old ones stop. */
 #define RELOAD_READY_WAIT_MS 10000

@@ -5,16 +5,13 @@
 #include "base/buf.h"
 #include "base/errs.h"
 #include "base/log.h"
+#include "base/version.h"
 #include "binding/config.h"
 #include "binding/service.h"
 
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
-
-#ifndef KK_VERSION
-#define KK_VERSION "0.0.0"
-#endif
 
 static const char usage_text[] =
     "usage: kubemq-kinesis [options]\n"
