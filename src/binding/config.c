@@ -230,6 +230,24 @@ static const json_t *load_part(struct config_part *part, const json_t *node, con
     return props;
 }
 
+/* Append "kind (also a, b)" to out[0..n) at *len, after ", " unless it
+ * is the first: how an unknown kind's error names the kinds there are. */
+static void name_kind(char *out, size_t n, size_t *len, const char *kind,
+                      const char *const *aliases)
+{
+    size_t j;
+
+    if (*len < n) {
+        *len += (size_t)snprintf(out + *len, n - *len, "%s%s", *len ? ", " : "", kind);
+    }
+    for (j = 0; aliases && aliases[j] && *len < n; j++) {
+        *len += (size_t)snprintf(out + *len, n - *len, "%s%s", j ? ", " : " (also ", aliases[j]);
+    }
+    if (j > 0 && *len < n) {
+        *len += (size_t)snprintf(out + *len, n - *len, ")");
+    }
+}
+
 static void load_source(struct config_binding *b, const json_t *node, const char *wb,
                         struct errs *errs)
 {
@@ -246,12 +264,16 @@ static void load_source(struct config_binding *b, const json_t *node, const char
         if (b->source_kind) {
             b->source.canonical_kind = b->source_kind->kind;
             source_options_load(b->source_kind, props, &b->source_opts, where, errs);
-        } else if (source_kind_is_planned(b->source.kind)) {
-            errs_add(errs, "%s: kind: source kind %s is not supported yet; supported: %s", where,
-                     b->source.kind, source_kind_names());
         } else {
+            char names[1024] = "";
+            size_t i, len = 0;
+
+            for (i = 0; source_kinds()[i]; i++) {
+                name_kind(names, sizeof(names), &len, source_kinds()[i]->kind,
+                          source_kinds()[i]->aliases);
+            }
             errs_add(errs, "%s: kind: unknown source kind \"%s\"; supported: %s", where,
-                     b->source.kind, source_kind_names());
+                     b->source.kind, names);
         }
     }
     json_decref(members);
@@ -271,8 +293,15 @@ static void load_target(struct config_binding *b, const json_t *node, const char
     if (ok) {
         b->target_kind = target_kind_find(b->target.kind, &deprecated);
         if (!b->target_kind) {
+            char names[1024] = "";
+            size_t i, len = 0;
+
+            for (i = 0; target_kinds()[i]; i++) {
+                name_kind(names, sizeof(names), &len, target_kinds()[i]->kind,
+                          target_kinds()[i]->aliases);
+            }
             errs_add(errs, "%s: kind: unknown target kind \"%s\"; supported: %s", where,
-                     b->target.kind, target_kind_names());
+                     b->target.kind, names);
         } else {
             void *inst;
             b->target.canonical_kind = b->target_kind->kind;

@@ -41,7 +41,7 @@ struct target_kind {
 /* Find a target kind by name or alias; *deprecated set when the name is a
  * deprecated spelling. NULL when unknown. */
 const struct target_kind *target_kind_find(const char *name, int *deprecated);
-/* "aws.kinesis, target.aws.kinesis" - for error messages. */
-const char *target_kind_names(void);
+/* All kinds, NULL-terminated. */
+const struct target_kind *const *target_kinds(void);
 
 #endif

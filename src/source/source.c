@@ -308,9 +308,6 @@ static const struct source_kind queue_kind = {
 static const struct source_kind *const kinds[] = {&query_kind,        &command_kind, &events_kind,
                                                   &events_store_kind, &queue_kind,   NULL};
 
-/* Named by SPEC §6, not built yet: refused with a message saying so. */
-static const char *const planned[] = {NULL};
-
 const struct source_kind *const *source_kinds(void)
 {
     return kinds;
@@ -331,27 +328,6 @@ const struct source_kind *source_kind_find(const char *name)
         }
     }
     return NULL;
-}
-
-int source_kind_is_planned(const char *name)
-{
-    size_t i;
-
-    for (i = 0; planned[i]; i++) {
-        if (strcmp(planned[i], name) == 0) {
-            return 1;
-        }
-    }
-    return 0;
-}
-
-const char *source_kind_names(void)
-{
-    return "kubemq.query (also source.kubemq.query, source.query), "
-           "kubemq.command (also source.kubemq.command, source.command), "
-           "kubemq.events (also source.kubemq.events, source.events), "
-           "kubemq.events-store (also source.kubemq.events-store, source.events-store), "
-           "kubemq.queue (also source.kubemq.queue, source.queue)";
 }
 
 /* key has a value in props (an empty one means "not given"). */

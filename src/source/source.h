@@ -117,10 +117,6 @@ struct source_kind {
 
 /* The kind for a canonical name or alias; NULL when unknown. */
 const struct source_kind *source_kind_find(const char *name);
-/* Kinds named for the future but not built yet (none now). */
-int source_kind_is_planned(const char *name);
-/* "kubemq.query (also source.kubemq.query, source.query), ..." */
-const char *source_kind_names(void);
 /* All kinds, NULL-terminated. */
 const struct source_kind *const *source_kinds(void);
 
