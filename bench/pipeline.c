@@ -29,12 +29,12 @@
  * and divide the total Ir by the requests of that case (bench/run.sh does). */
 #include "base/b64.h"
 #include "base/buf.h"
-#include "message/envelope.h"
 #include "base/clock.h"
 #include "base/errs.h"
 #include "base/loop.h"
 #include "base/metrics.h"
 #include "kinesis/kinesis.h"
+#include "message/envelope.h"
 
 #include <jansson.h>
 #include <stdio.h>

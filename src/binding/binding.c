@@ -1,12 +1,12 @@
 /* binding.c - one binding: source -> envelope -> middleware chain -> target -> reply. */
 #include "binding/binding.h"
 
-#include "message/envelope.h"
 #include "base/log.h"
 #include "base/settings.h"
 #include "binding/middleware.h"
-#include "source/source.h"
 #include "kinesis/target.h"
+#include "message/envelope.h"
+#include "source/source.h"
 
 #include <stdio.h>
 #include <stdlib.h>

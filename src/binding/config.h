@@ -10,8 +10,8 @@
 #include "base/buf.h"
 #include "base/errs.h"
 #include "binding/middleware.h"
-#include "source/source.h"
 #include "kinesis/target.h"
+#include "source/source.h"
 
 #include <jansson.h>
 #include <stddef.h>

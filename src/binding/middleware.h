@@ -20,12 +20,12 @@
 #ifndef KK_BINDING_MIDDLEWARE_H
 #define KK_BINDING_MIDDLEWARE_H
 
-#include "message/envelope.h"
 #include "base/errs.h"
 #include "base/loop.h"
-#include "binding/binding_metrics.h"
 #include "base/settings.h"
+#include "binding/binding_metrics.h"
 #include "kinesis/target.h"
+#include "message/envelope.h"
 
 #include <stddef.h>
 

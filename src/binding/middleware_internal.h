@@ -7,8 +7,8 @@
 #ifndef KK_BINDING_MIDDLEWARE_INTERNAL_H
 #define KK_BINDING_MIDDLEWARE_INTERNAL_H
 
-#include "message/envelope.h"
 #include "base/random.h"
+#include "message/envelope.h"
 
 #include <stdint.h>
 

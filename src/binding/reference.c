@@ -2,8 +2,8 @@
 #include "binding/config.h"
 
 #include "binding/middleware.h"
-#include "source/source.h"
 #include "kinesis/target.h"
+#include "source/source.h"
 
 #include <stddef.h>
 

@@ -10,12 +10,12 @@
 
 #include "aws/aws_client.h"
 #include "base/buf.h"
-#include "message/envelope.h"
 #include "base/loop.h"
 #include "base/metrics.h"
 #include "base/random.h"
 #include "kinesis/kinesis_kpl.h"
 #include "kinesis/target.h"
+#include "message/envelope.h"
 
 #include <jansson.h>
 #include <stdint.h>

@@ -6,10 +6,10 @@
 #ifndef KK_KINESIS_TARGET_H
 #define KK_KINESIS_TARGET_H
 
-#include "message/envelope.h"
 #include "base/errs.h"
 #include "base/loop.h"
 #include "base/settings.h"
+#include "message/envelope.h"
 
 #include <jansson.h>
 

@@ -15,8 +15,8 @@
 #include "kubemq/kubemq_client.h"
 #include "message/envelope.h"
 #include "source/source.h"
-#include "source/source_internal.h"
 #include "source/source_checkpoint.h"
+#include "source/source_internal.h"
 #include "source/source_seen.h"
 
 #include <string.h>

@@ -1,10 +1,10 @@
 /* test_fuzz_envelope.c - mutated request bodies and configs: every input is
  * accepted or refused with a message; nothing crashes, leaks or hangs (the
  * suite runs under ASan, UBSan and LSan). */
-#include "message/envelope.h"
 #include "base/errs.h"
 #include "base/log.h"
 #include "binding/config.h"
+#include "message/envelope.h"
 #include "fuzz.h"
 
 #include <fcntl.h>

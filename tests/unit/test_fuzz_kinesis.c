@@ -12,9 +12,9 @@
  * PutRecords answers. */
 #include "aws/aws_client.h"
 #include "base/b64.h"
-#include "message/envelope.h"
 #include "base/errs.h"
 #include "base/loop.h"
+#include "message/envelope.h"
 #include "fuzz.h"
 #include "kinesis/kinesis.h"
 #include "kinesis/kinesis_answer.h"

@@ -3,12 +3,12 @@
  * put_records splitting and partial resends, get_records walking shards. */
 #include "aws/aws_client.h"
 #include "base/b64.h"
-#include "message/envelope.h"
 #include "base/errs.h"
 #include "base/log.h"
 #include "base/loop.h"
 #include "kinesis/kinesis.h"
 #include "kinesis/kinesis_answer.h"
+#include "message/envelope.h"
 
 #include <setjmp.h>
 #include <stdarg.h>

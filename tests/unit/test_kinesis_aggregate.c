@@ -8,12 +8,12 @@
  * itself: exact sizes, round trips. */
 #include "aws/aws_client.h"
 #include "base/b64.h"
-#include "message/envelope.h"
 #include "base/errs.h"
 #include "base/loop.h"
 #include "base/metrics.h"
 #include "kinesis/kinesis.h"
 #include "kinesis/kinesis_kpl.h"
+#include "message/envelope.h"
 
 #include <setjmp.h>
 #include <stdarg.h>

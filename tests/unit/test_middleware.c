@@ -1,9 +1,9 @@
 /* test_middleware.c - the binding middleware chain against a fake target:
  * metadata defaults, retry, delays, rate limit, in-flight, metrics, log. */
 #include "base/b64.h"
+#include "base/clock.h"
 #include "base/log.h"
 #include "base/loop.h"
-#include "base/clock.h"
 #include "base/metrics.h"
 #include "binding/binding_metrics.h"
 #include "binding/middleware.h"
