@@ -118,7 +118,7 @@ static void rec_free(struct kinesis *k, struct agg_rec *r)
         k->agg_npool++;
         return;
     }
-    rec_free(k, r);
+    free(r);
 }
 
 static struct agg_rec *rec_new(struct kinesis *k, struct kinesis_call *c, const char *pk,
