@@ -8,9 +8,11 @@
 #include "aws/sigv4.h"
 #include "base/buf.h"
 #include "base/log.h"
+#include "base/pool.h"
 #include "base/random.h"
 
 #include <openssl/crypto.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,7 +37,8 @@ enum call_state {
 
 struct aws_call {
     struct aws_client *c;         /* NULL once orphaned by destroy (transport still has it) */
-    struct aws_call *prev, *next; /* the client's live calls, or the pool */
+    struct aws_call *prev, *next; /* the client's live calls */
+    void *pool_next;              /* in the client's pool */
     const char *operation;        /* points into target */
     char target[CALL_MAX_TARGET]; /* "<prefix>.<Operation>" */
     struct buf body;              /* the copy, when the body was copied */
@@ -82,8 +85,7 @@ struct aws_client {
     const struct aws_transport *transport;
     size_t max_response;
     struct aws_call *calls;
-    struct aws_call *pool; /* finished calls for reuse */
-    int npool;
+    struct pool pool; /* finished calls for reuse */
     int destroying;
     int delivering;         /* depth of done callbacks running */
     int free_pending;       /* destroyed from a done callback: free when it returns */
@@ -123,14 +125,10 @@ static void call_free(struct aws_call *call)
 /* Back to the pool, or freed when the pool is full or the call big. */
 static void call_release(struct aws_client *c, struct aws_call *call)
 {
-    if (!c || c->destroying || c->npool >= CALL_POOL_MAX || call->body.cap > CALL_POOL_MAX_BODY ||
-        call->sync_body.cap > CALL_POOL_MAX_BODY) {
+    if (!c || c->destroying || call->body.cap > CALL_POOL_MAX_BODY ||
+        call->sync_body.cap > CALL_POOL_MAX_BODY || pool_put(&c->pool, call) < 0) {
         call_free(call);
-        return;
     }
-    call->next = c->pool;
-    c->pool = call;
-    c->npool++;
 }
 
 static void client_free(struct aws_client *c);
@@ -403,10 +401,8 @@ static int call_start(struct aws_client *c, const char *operation, const char *b
         strlen(c->target_prefix) + strlen(operation) + 2 > CALL_MAX_TARGET) {
         return -1;
     }
-    if (c->pool) {
-        call = c->pool;
-        c->pool = call->next;
-        c->npool--;
+    call = pool_get(&c->pool);
+    if (call) {
         buf_reset(&call->body);
         buf_reset(&call->hdrs);
         buf_reset(&call->sync_body);
@@ -497,6 +493,7 @@ struct aws_client *aws_client_create(struct loop *loop, const struct aws_client_
     c->loop = loop;
     sigv4_result_init(&c->sig);
     random_prng_seed(&c->rng);
+    pool_init(&c->pool, CALL_POOL_MAX, offsetof(struct aws_call, pool_next));
     c->service = strdup(service);
     c->target_prefix = strdup(o->target_prefix);
     c->region = strdup(o->region);
@@ -556,6 +553,8 @@ fail:
 
 void aws_client_destroy(struct aws_client *c)
 {
+    struct aws_call *kept;
+
     if (!c || c->destroying) {
         return;
     }
@@ -581,13 +580,9 @@ void aws_client_destroy(struct aws_client *c)
          * its body) until the transport answers. */
         deliver(call, 0, NULL, 0, 0, !sending);
     }
-    while (c->pool) {
-        struct aws_call *call = c->pool;
-
-        c->pool = call->next;
-        call_free(call);
+    while ((kept = pool_get(&c->pool)) != NULL) {
+        call_free(kept);
     }
-    c->npool = 0;
     if (c->delivering) {
         c->free_pending = 1; /* the done callback that destroys us is still running */
         return;

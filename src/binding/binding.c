@@ -2,12 +2,14 @@
 #include "binding/binding.h"
 
 #include "base/log.h"
+#include "base/pool.h"
 #include "base/settings.h"
 #include "binding/middleware.h"
 #include "kinesis/target.h"
 #include "message/envelope.h"
 #include "source/source.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,8 +40,7 @@ struct binding {
     struct loop_defer api_defer;
     /* Finished jobs kept with their envelopes and buffers, so a steady
      * stream of requests allocates little here. */
-    struct job *job_pool;
-    int njob_pool;
+    struct pool job_pool;
 };
 
 #define JOB_POOL     64
@@ -57,7 +58,8 @@ struct job {
     struct envelope_reply reply;
     struct buf out;   /* the serialised reply */
     int ready;        /* req, reply and out are initialised */
-    struct job *next; /* in the pool */
+    struct job *next; /* API requests waiting to start */
+    void *pool_next;  /* in b->job_pool */
 };
 
 /* ---- the chain: middleware, then the target --------------------------- */
@@ -70,15 +72,12 @@ static void job_free(struct job *j)
 
     free(j->api_payload);
     j->api_payload = NULL;
-    if (j->ready && !b->stopped && b->njob_pool < JOB_POOL && j->req.data.cap <= JOB_POOL_BUF &&
+    if (j->ready && !b->stopped && j->req.data.cap <= JOB_POOL_BUF &&
         j->req.data_b64.cap <= JOB_POOL_BUF && j->reply.data.cap <= JOB_POOL_BUF &&
-        j->out.cap <= JOB_POOL_BUF) {
+        j->out.cap <= JOB_POOL_BUF && pool_put(&b->job_pool, j) == 0) {
         j->sr = NULL;
         j->api_done = NULL;
         j->api_ctx = NULL;
-        j->next = b->job_pool;
-        b->job_pool = j;
-        b->njob_pool++;
         return;
     }
     if (j->ready) {
@@ -91,11 +90,9 @@ static void job_free(struct job *j)
 
 static struct job *job_get(struct binding *b)
 {
-    struct job *j = b->job_pool;
+    struct job *j = pool_get(&b->job_pool);
 
     if (j) {
-        b->job_pool = j->next;
-        b->njob_pool--;
         j->next = NULL;
         return j;
     }
@@ -301,6 +298,7 @@ struct binding *binding_create(const struct config_binding *cb, struct loop *loo
     b->mb =
         binding_metrics_register(metrics, cb->name, cb->source_kind->kind, cb->target_kind->kind);
     loop_defer_init(&b->api_defer);
+    pool_init(&b->job_pool, JOB_POOL, offsetof(struct job, pool_next));
 
     create_chain(b, cb, binding_metrics_registry(metrics), &errs);
     if (!b->target || !b->mw) {
@@ -341,6 +339,7 @@ fail:
 
 void binding_destroy(struct binding *b)
 {
+    struct job *j;
     size_t left;
 
     if (!b) {
@@ -365,10 +364,7 @@ void binding_destroy(struct binding *b)
         log_error(b->name, "binding %s: %zu requests unanswered at stop", b->name, left);
     }
     source_destroy(b->src);
-    while (b->job_pool) {
-        struct job *j = b->job_pool;
-
-        b->job_pool = j->next;
+    while ((j = pool_get(&b->job_pool)) != NULL) {
         envelope_request_free(&j->req);
         envelope_reply_free(&j->reply);
         buf_free(&j->out);

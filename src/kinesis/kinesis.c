@@ -20,7 +20,7 @@
 
 /* Finished calls kept for reuse with their request buffers, so a steady
  * stream of put_record requests allocates nothing here. */
-#define KINESIS_CALL_POOL      64
+#define KINESIS_CALL_POOL      64 /* finished calls kept with their bodies */
 #define KINESIS_CALL_POOL_BODY ((size_t)64 << 10)
 
 struct kinesis_options {
@@ -242,6 +242,9 @@ void *kinesis_instance_create(struct loop *loop, const json_t *props, const char
     kinesis_kpl_init(&k->kpl);
     buf_init(&k->scratch, (size_t)64 << 10);
     random_prng_seed(&k->rng);
+    pool_init(&k->call_pool, KINESIS_CALL_POOL, offsetof(struct kinesis_call, pool_next));
+    kinesis_coalesce_init(k);
+    kinesis_aggregate_init(k);
 
     memset(&ao, 0, sizeof(ao));
     ao.service = "kinesis";
@@ -284,6 +287,7 @@ static void *kinesis_create(struct loop *loop, const json_t *props, const char *
 static void kinesis_destroy(void *instance)
 {
     struct kinesis *k = instance;
+    struct kinesis_call *c;
 
     if (!k) {
         return;
@@ -303,10 +307,7 @@ static void kinesis_destroy(void *instance)
     kinesis_aggregate_free(k);
     kinesis_kpl_free(&k->kpl);
     buf_free(&k->scratch);
-    while (k->pool) {
-        struct kinesis_call *c = k->pool;
-
-        k->pool = c->next;
+    while ((c = pool_get(&k->call_pool)) != NULL) {
         buf_free(&c->body);
         free(c);
     }
@@ -333,11 +334,8 @@ static void call_free(struct kinesis_call *c)
         c->next->prev = c->prev;
     }
     /* Kept with its body buffer for the next request, unless big. */
-    if (!c->k->stopping && c->k->npool < KINESIS_CALL_POOL &&
-        c->body.cap <= KINESIS_CALL_POOL_BODY) {
-        c->next = c->k->pool;
-        c->k->pool = c;
-        c->k->npool++;
+    if (!c->k->stopping && c->body.cap <= KINESIS_CALL_POOL_BODY &&
+        pool_put(&c->k->call_pool, c) == 0) {
         return;
     }
     buf_free(&c->body);
@@ -705,14 +703,12 @@ static void kinesis_execute(void *instance, const struct envelope_request *req,
                             struct envelope_reply *reply, target_done_fn done, void *ctx)
 {
     struct kinesis *k = instance;
-    struct kinesis_call *c = k->pool;
+    struct kinesis_call *c = pool_get(&k->call_pool);
     struct buf body;
     const char *name;
     size_t i;
 
     if (c) {
-        k->pool = c->next;
-        k->npool--;
         body = c->body;
         memset(c, 0, sizeof(*c));
         c->body = body;

@@ -12,6 +12,7 @@
 #include "base/buf.h"
 #include "base/loop.h"
 #include "base/metrics.h"
+#include "base/pool.h"
 #include "base/random.h"
 #include "kinesis/kinesis_kpl.h"
 #include "kinesis/target.h"
@@ -40,16 +41,14 @@ struct kinesis {
     uint64_t coalesce_linger_ms;
     struct kinesis_batch *batches; /* filling, one per stream */
     struct kinesis_batch *sending; /* PutRecords calls in flight */
-    struct kinesis_call *pool;     /* finished calls kept for reuse */
-    int npool;
-    struct kinesis_batch *spare; /* sent and answered, for reuse */
+    struct pool call_pool;         /* finished calls kept for reuse */
+    struct pool batch_pool;        /* batches sent and answered, for reuse */
     /* KPL aggregation of coalesced records (kinesis_aggregate.c) */
     int aggregate;
     size_t aggregate_max_bytes;
     size_t aggregate_max_records;
     struct kinesis_agg_stream *agg;
-    struct agg_rec *agg_pool; /* finished records kept for reuse */
-    int agg_npool;
+    struct pool rec_pool;   /* finished records kept for reuse */
     struct kinesis_kpl kpl; /* the aggregate being packed */
     struct buf scratch;     /* a reply's data being built */
     /* what was written: user records, Kinesis records, their bytes (NULL
@@ -74,6 +73,7 @@ struct kinesis_call {
     void *ctx;
     int method_defaulted; /* no "method": seed 001's default put */
     struct kinesis_call *prev, *next;
+    void *pool_next;         /* in k->call_pool */
     struct buf body;         /* the AWS request being sent */
     int body_err;            /* an append to body failed (too large) */
     kinesis_step_fn step;    /* runs when the AWS call completes */
@@ -178,6 +178,8 @@ void kinesis_put_records(struct kinesis_call *c);
  * answered from its entry of the PutRecords reply. Returns 0, or -1 when
  * the record cannot be coalesced (c untouched: send it alone). */
 int kinesis_coalesce_add(struct kinesis_call *c, const char *stream, size_t rec_off, size_t size);
+/* Create: the pool of answered batches. */
+void kinesis_coalesce_init(struct kinesis *k);
 /* Destroy: forget batches not yet sent (their calls stay in k->calls). */
 void kinesis_coalesce_stop(struct kinesis *k);
 void kinesis_coalesce_free(struct kinesis *k);
@@ -188,6 +190,8 @@ void kinesis_coalesce_free(struct kinesis *k);
  * cannot (c untouched). */
 int kinesis_aggregate_add(struct kinesis_call *c, const char *stream, size_t size, const char *pk,
                           const char *ehk);
+/* Create: the pool of finished records. */
+void kinesis_aggregate_init(struct kinesis *k);
 /* Destroy: forget records not yet sent (their calls stay in k->calls);
  * then, once the AWS client is gone, free the rest. */
 void kinesis_aggregate_stop(struct kinesis *k);

@@ -1,9 +1,10 @@
-/* test_base.c - buf, errs, hex, random, settings tables and the event loop. */
+/* test_base.c - buf, errs, hex, pool, random, settings tables and the event loop. */
 #include "base/buf.h"
 #include "base/errs.h"
 #include "base/hex.h"
 #include "base/log.h"
 #include "base/loop.h"
+#include "base/pool.h"
 #include "base/random.h"
 #include "base/settings.h"
 
@@ -88,6 +89,42 @@ static void test_random(void **state)
         assert_true(random_prng_below(&a, 10) < 10);
     }
     assert_int_equal(random_prng_below(&a, 0), 0);
+}
+
+/* The pool links through the member it is told of, leaves the rest of
+ * an object alone and holds no more than its bound. */
+static void test_pool(void **state)
+{
+    struct item {
+        int value;
+        void *link;
+        char tail[8];
+    } items[3];
+    struct pool p;
+    int i;
+
+    (void)state;
+    pool_init(&p, 2, offsetof(struct item, link));
+    assert_null(pool_get(&p));
+    for (i = 0; i < 3; i++) {
+        items[i].value = i;
+        memcpy(items[i].tail, "intact!", 8);
+    }
+    assert_int_equal(pool_put(&p, &items[0]), 0);
+    assert_int_equal(pool_put(&p, &items[1]), 0);
+    assert_int_equal(pool_put(&p, &items[2]), -1); /* full: the caller frees it */
+    assert_int_equal(p.len, 2);
+    assert_ptr_equal(pool_get(&p), &items[1]); /* the last kept first */
+    assert_ptr_equal(pool_get(&p), &items[0]);
+    assert_null(pool_get(&p));
+    assert_int_equal(p.len, 0);
+    for (i = 0; i < 3; i++) {
+        assert_int_equal(items[i].value, i);
+        assert_string_equal(items[i].tail, "intact!");
+    }
+    pool_init(&p, 0, offsetof(struct item, link)); /* keeps nothing */
+    assert_int_equal(pool_put(&p, &items[0]), -1);
+    assert_null(pool_get(&p));
 }
 
 static void test_buf_cap(void **state)
@@ -515,6 +552,7 @@ int main(void)
         cmocka_unit_test(test_buf_cap),
         cmocka_unit_test(test_hex),
         cmocka_unit_test(test_random),
+        cmocka_unit_test(test_pool),
         cmocka_unit_test(test_buf_no_wrap),
         cmocka_unit_test(test_buf_json_str),
         cmocka_unit_test(test_buf_append_file),
