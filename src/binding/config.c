@@ -130,22 +130,19 @@ static char *scalar_dup(const json_t *v)
     return settings_scalar_text(v, tmp, sizeof(tmp), &text) < 0 ? NULL : strdup(text);
 }
 
-/* props with every scalar as a string (the form the reference had). */
+/* props with every scalar as a string, the form kubemq-targets' configs
+ * have (lists and maps are left out: no setting takes one). */
 static json_t *strings_of(const json_t *props)
 {
-    json_t *out = json_object();
-    const char *key;
-    json_t *val;
+    json_t *out = json_object(), *val;
+    const char *key, *text;
+    char tmp[64];
 
-    if (!out || !json_is_object(props)) {
-        return out;
-    }
+    /* No members when props is not an object. */
     json_object_foreach((json_t *)props, key, val)
     {
-        char *text = scalar_dup(val);
-        if (text) {
+        if (out && settings_scalar_text(val, tmp, sizeof(tmp), &text) == 0) {
             json_object_set_new(out, key, json_string(text));
-            free(text);
         }
     }
     return out;

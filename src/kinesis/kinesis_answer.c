@@ -129,7 +129,7 @@ int kinesis_entries_fast(const char *body, size_t len, struct kinesis_entry *e, 
     const char *p = body, *end = body + len, *k, *after;
     struct jflat_member m[ENTRY_MEMBERS];
     size_t kn, got = 0;
-    int cnt, records = 0;
+    int cnt, more, records = 0;
 
     a->encryption = NULL;
     a->encryption_n = 0;
@@ -163,20 +163,14 @@ int kinesis_entries_fast(const char *body, size_t len, struct kinesis_entry *e, 
             if (p < end && *p == ']') {
                 p++;
             } else {
-                for (;;) {
+                do {
                     if (got == n || (cnt = jflat_scan_at(p, end, m, ENTRY_MEMBERS, &after)) < 0) {
                         return -1;
                     }
                     entry_from_members(m, cnt, &e[got++]);
-                    p = jflat_skip_ws(after, end);
-                    if (p < end && *p == ',') {
-                        p++;
-                        continue;
-                    }
-                    if (p < end && *p == ']') {
-                        p++;
-                        break;
-                    }
+                    p = after;
+                } while ((more = jflat_array_next(&p, end)) == 1);
+                if (more < 0) {
                     return -1;
                 }
             }
