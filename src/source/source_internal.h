@@ -122,6 +122,15 @@ void source_run(struct source_request *r);
 int source_take_slot(struct source *s);
 /* 1 while the FIFO is at most half full (a paused kind may take more). */
 int source_has_room(const struct source *s);
+/* How a kind answers a message it will not run (msg stays the caller's). */
+typedef void (*source_answer_fn)(struct source_conn *c, const struct kubemq_request *msg,
+                                 const char *text);
+/* The checks every subscription kind makes before it takes msg: 1 when it
+ * is not taken (a late copy after a reload, or a duplicate the binding's
+ * other source runs: freed; reaching an abandoned source: answered with
+ * answer, then freed), 0 to take it (its id now counts as taken here). */
+int source_intake_refused(struct source_conn *c, struct kubemq_request *msg,
+                          source_answer_fn answer);
 /* Count an overflow and log it, at most once a second per source. */
 void source_note_overflow(struct source *s, struct metrics_series *counter, const char *what);
 

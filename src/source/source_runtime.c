@@ -421,6 +421,29 @@ void source_abandon(struct source *s, const char *why)
     buf_free(&env);
 }
 
+int source_intake_refused(struct source_conn *c, struct kubemq_request *msg,
+                          source_answer_fn answer)
+{
+    struct source *s = c->src;
+
+    /* A late copy: the source was abandoned by a reload, on a channel
+     * without a group, and its successor got its own. A duplicate: the
+     * binding's other source took this id first and answers it. Checked
+     * before the abandon, so an abandoned source never answers what its
+     * successor runs (a sender takes the first answer). */
+    if ((s->seen && s->abandoned && s->broadcast) ||
+        (s->seen && !source_seen_first(s->seen, msg->id))) {
+        kubemq_request_free(msg);
+        return 1;
+    }
+    if (s->abandoned) {
+        answer(c, msg, s->abandon_why ? s->abandon_why : "binding stopped");
+        kubemq_request_free(msg);
+        return 1;
+    }
+    return 0;
+}
+
 void source_destroy(struct source *s)
 {
     size_t i;
