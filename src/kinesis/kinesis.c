@@ -762,30 +762,33 @@ static void kinesis_execute(void *instance, const struct envelope_request *req,
 
 /* The target's own series: what it wrote, so that the aggregation ratio
  * (user records per Kinesis record) can be graphed. */
-static void kinesis_metrics(void *instance, struct metrics_registry *reg)
+/* One counter family of the target's, and this binding's series in it. */
+static struct metrics_series *counter(struct metrics_registry *reg, const char *name,
+                                      const char *help, const char *binding)
 {
     static const char *const labels[] = {"binding", NULL};
-    struct kinesis *k = instance;
-    const char *values[] = {k->binding};
+    const char *values[] = {binding};
 
-    k->m_user_records = metrics_series_get(
-        metrics_family_add(reg, METRICS_COUNTER, "kubemq_kinesis_user_records_total",
-                           "user records written to Kinesis (a put_record request, a "
-                           "put_records entry), per binding",
-                           labels, NULL, 0),
-        values);
-    k->m_records = metrics_series_get(
-        metrics_family_add(reg, METRICS_COUNTER, "kubemq_kinesis_stream_records_total",
-                           "Kinesis records written (an aggregated record counts once), per "
-                           "binding",
-                           labels, NULL, 0),
-        values);
-    k->m_bytes = metrics_series_get(
-        metrics_family_add(reg, METRICS_COUNTER, "kubemq_kinesis_bytes_out_total",
-                           "bytes of the Kinesis records written, data plus partition keys as "
-                           "Kinesis counts them, per binding",
-                           labels, NULL, 0),
-        values);
+    return metrics_series_get(metrics_family_add(reg, METRICS_COUNTER, name, help, labels, NULL, 0),
+                              values);
+}
+
+static void kinesis_metrics(void *instance, struct metrics_registry *reg)
+{
+    struct kinesis *k = instance;
+
+    k->m_user_records =
+        counter(reg, "kubemq_kinesis_user_records_total",
+                "user records written to Kinesis (a put_record request, a put_records entry), "
+                "per binding",
+                k->binding);
+    k->m_records = counter(
+        reg, "kubemq_kinesis_stream_records_total",
+        "Kinesis records written (an aggregated record counts once), per binding", k->binding);
+    k->m_bytes = counter(reg, "kubemq_kinesis_bytes_out_total",
+                         "bytes of the Kinesis records written, data plus partition keys as "
+                         "Kinesis counts them, per binding",
+                         k->binding);
 }
 
 const struct target_kind kinesis_target_kind = {
