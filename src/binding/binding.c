@@ -432,7 +432,7 @@ int binding_ready(struct binding *b, struct buf *why)
 
 int binding_status_json(struct binding *b, struct buf *out)
 {
-    /* The reference's fields (source_type is its name for the kind). */
+    /* kubemq-targets' fields (source_type is its name for the kind). */
     json_t *o =
         json_pack("{s:s, s:b, s:s, s:s, s:s, s:O, s:s, s:O}", "binding", b->name, "ready",
                   binding_ready(b, NULL), "source_kind", b->source_kind, "source_type",

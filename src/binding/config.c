@@ -1,4 +1,4 @@
-/* config.c - load and check the daemon's configuration (SPEC §2). */
+/* config.c - load and check the daemon's configuration. */
 #include "binding/config.h"
 
 #include "base/b64.h"
@@ -62,8 +62,8 @@ static const char *kind_of(const json_t *v)
     }
 }
 
-/* The canonical spelling of key in words (case-insensitive, as the
- * reference's viper matched), or NULL. */
+/* The canonical spelling of key in words (case-insensitive, as
+ * kubemq-targets' viper matched), or NULL. */
 static const char *match_key(const char *const *words, const char *key)
 {
     for (; *words; words++) {

@@ -48,7 +48,7 @@ static const struct option long_options[] = {
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
     {"help", no_argument, NULL, OPT_HELP},
-    {"print-reference", no_argument, NULL, OPT_PRINT_REFERENCE}, /* hidden: README tables */
+    {"print-reference", no_argument, NULL, OPT_PRINT_REFERENCE}, /* hidden: the docs' tables */
     {NULL, 0, NULL, 0},
 };
 

@@ -105,7 +105,7 @@ static const struct settings_entry kinesis_settings[] = {
 static const char *const kinesis_aliases[] = {"target.aws.kinesis", NULL};
 static const char *const kinesis_deprecated[] = {"target.aws.kenisis", NULL};
 
-/* The order error messages and the README list them in. */
+/* The order error messages and the documentation list them in. */
 static const struct kinesis_method methods[] = {
     {"list_streams", kinesis_list_streams, 0},
     {"create_stream", kinesis_create_stream, 0},

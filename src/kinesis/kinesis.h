@@ -1,4 +1,5 @@
-/* kinesis.h - the aws.kinesis target (SPEC §4). */
+/* kinesis.h - the aws.kinesis target: kubemq-targets' aws.kinesis methods
+ * (and the older connector style's put/create) run against Kinesis. */
 #ifndef KK_KINESIS_H
 #define KK_KINESIS_H
 
@@ -15,7 +16,7 @@ void *kinesis_instance_create(struct loop *loop, const json_t *props, const char
                               const char *where, const struct aws_transport *transport,
                               struct errs *errs);
 
-/* "list_streams, create_stream, ..." in a stable order (the README's). */
+/* "list_streams, create_stream, ..." in a stable order (the documentation's). */
 const char *kinesis_method_names(void);
 
 #endif

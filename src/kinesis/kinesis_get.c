@@ -5,7 +5,8 @@
  *   stream_name + shard_id       GetShardIterator, GetRecords
  *   stream_name alone            ListShards (all pages), then per shard in
  *                                order GetShardIterator + GetRecords until
- *                                `limit` records in all (seed 000's form)
+ *                                `limit` records in all (kubemq-targets'
+ *                                aws.kinesis connector's form)
  * With `deaggregate: "true"` every KPL aggregated record in the answer is
  * replaced by its user records. */
 #include "base/b64.h"

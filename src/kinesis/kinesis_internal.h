@@ -59,7 +59,7 @@ struct kinesis {
 struct kinesis_method {
     const char *name;
     void (*start)(struct kinesis_call *c);
-    int legacy; /* seed 001 form: the stream key is spelled "stream" */
+    int legacy; /* the older connector style: the stream key is spelled "stream" */
 };
 
 typedef void (*kinesis_step_fn)(struct kinesis_call *c, const struct aws_response *r);
@@ -71,7 +71,7 @@ struct kinesis_call {
     struct envelope_reply *reply;
     target_done_fn done;
     void *ctx;
-    int method_defaulted; /* no "method": seed 001's default put */
+    int method_defaulted; /* no "method": the older connector style's default put */
     struct kinesis_call *prev, *next;
     void *pool_next;         /* in k->call_pool */
     struct buf body;         /* the AWS request being sent */
@@ -129,7 +129,7 @@ typedef int (*kinesis_check_fn)(const char *key, const char *v, char *err, size_
  * pass. Returns 0, or -1 with the reply's error set. */
 int kinesis_arg(struct kinesis_call *c, const char *key, int required, kinesis_check_fn check,
                 const char **out);
-/* stream_name, or its alias stream (seed 001). */
+/* stream_name, or its alias stream (the older connector style). */
 int kinesis_arg_stream(struct kinesis_call *c, int required, const char **out);
 /* An integer in [min, max]; *out keeps its value when the key is absent. */
 int kinesis_arg_int(struct kinesis_call *c, const char *key, long long min, long long max,
@@ -165,7 +165,7 @@ void kinesis_create_stream_consumer(struct kinesis_call *c);
 void kinesis_put_record(struct kinesis_call *c);
 /* put_record's step: shard_id and sequence_number into the reply. */
 void kinesis_put_record_done(struct kinesis_call *c, const struct aws_response *r);
-void kinesis_put(struct kinesis_call *c); /* seed 001: random key when absent */
+void kinesis_put(struct kinesis_call *c); /* the older style: random key when absent */
 /* c->body = the PutRecord body of c's data; its record members (after
  * StreamName) start at *rec_off. 0, or -1 when it does not fit. */
 int kinesis_put_body(struct kinesis_call *c, const char *stream, const char *key, const char *hash,

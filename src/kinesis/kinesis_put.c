@@ -1,4 +1,5 @@
-/* kinesis_put.c - put_record, and seed 001's put (random partition key). */
+/* kinesis_put.c - put_record, and the older connector style's put (random
+ * partition key). */
 #include "kinesis/kinesis_answer.h"
 
 #include "base/random.h"

@@ -1,4 +1,4 @@
-/* kinesis_validate.h - client-side checks with the Kinesis limits (SPEC §4).
+/* kinesis_validate.h - client-side checks with the Kinesis limits.
  *
  * Every check takes the metadata key it is checking so that the message
  * names it: "<key>: <rule>" (e.g. "partition_key: must be 1 to 256

@@ -280,7 +280,7 @@ static int merge_meta(json_t **meta, const char *p, size_t n, char *bad, size_t 
     {
         const char *s = "";
 
-        /* The reference silently treats a body whose metadata holds a
+        /* kubemq-targets silently treats a body whose metadata holds a
          * non-string (e.g. "shard_count": 1) as raw data, which then fails
          * with a puzzling "invalid method type". We name the key instead.
          * null stays the empty string, as in Go. */
@@ -441,7 +441,7 @@ static void request_clear(struct envelope_request *r)
     r->not_json = 0;
 }
 
-/* The reference's fallback: the body itself is the data. */
+/* kubemq-targets' fallback: the body itself is the data. */
 static int take_raw(struct envelope_request *r, const void *body, size_t len, int not_json,
                     char *err, size_t errlen)
 {

@@ -267,7 +267,7 @@ static int split_address(struct source_options *o, const char *where, struct err
     return 0;
 }
 
-/* host + port (seed 001 style) into o->address. */
+/* host + port (the older connector style) into o->address. */
 static int join_address(struct source_options *o, const char *where, struct errs *errs)
 {
     char buf[300];

@@ -111,7 +111,7 @@ struct source_kind {
     const char *kind;           /* canonical: "kubemq.query" */
     const char *const *aliases; /* NULL-terminated */
     const struct settings_entry *settings;
-    const char *description; /* one line for the README */
+    const char *description; /* one line for the settings reference */
     const struct source_ops *ops;
 };
 

@@ -30,7 +30,7 @@ static void parse_fails(const char *body, const char *want)
     envelope_request_free(&r);
 }
 
-/* The reference round trip: payload in an envelope with metadata
+/* A round trip: payload in an envelope with metadata
  * {"key":"value"}, data given as `data_json`; must come back as `want`. */
 static void round_trip(const char *data_json, const void *want, size_t wantlen)
 {

@@ -446,7 +446,7 @@ static void test_delay_values(void **state)
     assert_int_equal(middleware_retry_delay_ms(MIDDLEWARE_RETRY_BACKOFF, 100000, 0, 5, &rng),
                      100000);
     assert_int_equal(middleware_retry_delay_ms(MIDDLEWARE_RETRY_BACKOFF, 0, 0, 5, &rng), 0);
-    /* fixed: the delay itself, every time (the reference slept 100 ms) */
+    /* fixed: the delay itself, every time (kubemq-targets slept 100 ms) */
     assert_int_equal(middleware_retry_delay_ms(MIDDLEWARE_RETRY_FIXED, 1000, 0, 1, &rng), 1000);
     assert_int_equal(middleware_retry_delay_ms(MIDDLEWARE_RETRY_FIXED, 1000, 0, 7, &rng), 1000);
     /* random: uniform in [0, delay], both ends reached over many draws */
