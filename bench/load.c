@@ -14,6 +14,7 @@
  * Prints one JSON line with the figures. Exit 1 when any request failed. */
 #include "base/b64.h"
 #include "base/buf.h"
+#include "base/clock.h"
 #include "kubemq/kubemq_client.h"
 
 #include <errno.h>
@@ -76,10 +77,7 @@ struct proc_sample {
 
 static double now_s(void)
 {
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    return (double)clock_mono_us() / 1e6;
 }
 
 static void proc_read(int pid, struct proc_sample *s)

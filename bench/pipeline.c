@@ -29,11 +29,12 @@
  * and divide the total Ir by the requests of that case (bench/run.sh does). */
 #include "base/b64.h"
 #include "base/buf.h"
-#include "base/envelope.h"
+#include "base/clock.h"
 #include "base/errs.h"
 #include "base/loop.h"
 #include "base/metrics.h"
-#include "target/kinesis.h"
+#include "kinesis/kinesis.h"
+#include "message/envelope.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -324,10 +325,7 @@ static void ratio_text(struct metrics_registry *reg, char *out, size_t n)
 
 static double now_s(void)
 {
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    return (double)clock_mono_us() / 1e6;
 }
 
 static int run_case(struct bench *b, const struct bcase *c, unsigned long long requests,

@@ -253,7 +253,7 @@ static enum MHD_Result serve_stats(struct api_server *s, struct MHD_Connection *
 {
     struct buf out = BUF_INIT(0);
 
-    if (s->metrics && metrics_render_stats_json(s->metrics, &out) < 0) {
+    if (s->provider.stats_json && s->provider.stats_json(s->provider.ctx, &out) < 0) {
         buf_free(&out);
         return respond_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL, "cannot render the stats");
     }
@@ -362,7 +362,7 @@ static void call_done(void *ctx, const char *reply_json, size_t len)
 }
 
 /* Body {"binding":"<name>","payload":<envelope>}; member names match
- * without regard to case, as the reference's Go decoder does. Starts
+ * without regard to case, as kubemq-targets' Go JSON decoder does. Starts
  * provider->request and suspends the connection until it answers. */
 static enum MHD_Result run_request(struct api_server *s, struct MHD_Connection *conn,
                                    struct api_call *c)

@@ -49,6 +49,9 @@ struct api_provider {
      * "[]" (or nothing) when there is no binding. Served verbatim: the
      * API adds nothing. Returns 0, or -1 (500). */
     int (*bindings_json)(void *ctx, struct buf *out);
+    /* Append the JSON array of per-binding counters, served verbatim like
+     * bindings_json ("[]" when it appends nothing). May be NULL: "[]". */
+    int (*stats_json)(void *ctx, struct buf *out);
     /* Start running payload (a request envelope, as a KubeMQ message
      * body; len 0 when the caller sent none) through the binding's whole
      * middleware chain and target. Returns 0 when started: done(done_ctx,

@@ -8,13 +8,15 @@
 #include "aws/sigv4.h"
 #include "base/buf.h"
 #include "base/log.h"
+#include "base/pool.h"
+#include "base/random.h"
 
 #include <openssl/crypto.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -35,7 +37,8 @@ enum call_state {
 
 struct aws_call {
     struct aws_client *c;         /* NULL once orphaned by destroy (transport still has it) */
-    struct aws_call *prev, *next; /* the client's live calls, or the pool */
+    struct aws_call *prev, *next; /* the client's live calls */
+    void *pool_next;              /* in the client's pool */
     const char *operation;        /* points into target */
     char target[CALL_MAX_TARGET]; /* "<prefix>.<Operation>" */
     struct buf body;              /* the copy, when the body was copied */
@@ -82,12 +85,11 @@ struct aws_client {
     const struct aws_transport *transport;
     size_t max_response;
     struct aws_call *calls;
-    struct aws_call *pool; /* finished calls for reuse */
-    int npool;
+    struct pool pool; /* finished calls for reuse */
     int destroying;
-    int delivering;   /* depth of done callbacks running */
-    int free_pending; /* destroyed from a done callback: free when it returns */
-    uint64_t rng;
+    int delivering;         /* depth of done callbacks running */
+    int free_pending;       /* destroyed from a done callback: free when it returns */
+    struct random_prng rng; /* backoff jitter */
 };
 
 /* ---- backoff ---- */
@@ -110,25 +112,6 @@ long aws_backoff_ms(int retry, long base_ms, long cap_ms, unsigned long long rnd
     return (long)(rnd % (ceiling + 1));
 }
 
-static uint64_t rng_next(struct aws_client *c)
-{
-    /* xorshift64*: jitter needs spread, not secrecy */
-    c->rng ^= c->rng >> 12;
-    c->rng ^= c->rng << 25;
-    c->rng ^= c->rng >> 27;
-    return c->rng * 0x2545F4914F6CDD1DULL;
-}
-
-static void rng_seed(struct aws_client *c)
-{
-    uint64_t s = 0;
-
-    if (getrandom(&s, sizeof(s), GRND_NONBLOCK) != (ssize_t)sizeof(s) || !s) {
-        s = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)c;
-    }
-    c->rng = s ? s : 0x9E3779B97F4A7C15ULL;
-}
-
 /* ---- calls ---- */
 
 static void call_free(struct aws_call *call)
@@ -142,14 +125,10 @@ static void call_free(struct aws_call *call)
 /* Back to the pool, or freed when the pool is full or the call big. */
 static void call_release(struct aws_client *c, struct aws_call *call)
 {
-    if (!c || c->destroying || c->npool >= CALL_POOL_MAX || call->body.cap > CALL_POOL_MAX_BODY ||
-        call->sync_body.cap > CALL_POOL_MAX_BODY) {
+    if (!c || c->destroying || call->body.cap > CALL_POOL_MAX_BODY ||
+        call->sync_body.cap > CALL_POOL_MAX_BODY || pool_put(&c->pool, call) < 0) {
         call_free(call);
-        return;
     }
-    call->next = c->pool;
-    c->pool = call;
-    c->npool++;
 }
 
 static void client_free(struct aws_client *c);
@@ -245,7 +224,8 @@ static void handle_result(struct aws_call *call, long status, const char *body, 
     }
     if (!ok && !c->destroying && call->attempts < c->max_attempts &&
         aws_error_is_retryable(status, call->err_type)) {
-        long delay = aws_backoff_ms(call->attempts - 1, c->base_ms, c->cap_ms, rng_next(c));
+        long delay =
+            aws_backoff_ms(call->attempts - 1, c->base_ms, c->cap_ms, random_prng_next(&c->rng));
 
         log_debug(c->log_name, "aws %s: attempt %d failed (%s), retrying in %ld ms",
                   call->operation, call->attempts, call->err_type, delay);
@@ -421,10 +401,8 @@ static int call_start(struct aws_client *c, const char *operation, const char *b
         strlen(c->target_prefix) + strlen(operation) + 2 > CALL_MAX_TARGET) {
         return -1;
     }
-    if (c->pool) {
-        call = c->pool;
-        c->pool = call->next;
-        c->npool--;
+    call = pool_get(&c->pool);
+    if (call) {
         buf_reset(&call->body);
         buf_reset(&call->hdrs);
         buf_reset(&call->sync_body);
@@ -514,7 +492,8 @@ struct aws_client *aws_client_create(struct loop *loop, const struct aws_client_
     }
     c->loop = loop;
     sigv4_result_init(&c->sig);
-    rng_seed(c);
+    random_prng_seed(&c->rng);
+    pool_init(&c->pool, CALL_POOL_MAX, offsetof(struct aws_call, pool_next));
     c->service = strdup(service);
     c->target_prefix = strdup(o->target_prefix);
     c->region = strdup(o->region);
@@ -574,6 +553,8 @@ fail:
 
 void aws_client_destroy(struct aws_client *c)
 {
+    struct aws_call *kept;
+
     if (!c || c->destroying) {
         return;
     }
@@ -599,13 +580,9 @@ void aws_client_destroy(struct aws_client *c)
          * its body) until the transport answers. */
         deliver(call, 0, NULL, 0, 0, !sending);
     }
-    while (c->pool) {
-        struct aws_call *call = c->pool;
-
-        c->pool = call->next;
-        call_free(call);
+    while ((kept = pool_get(&c->pool)) != NULL) {
+        call_free(kept);
     }
-    c->npool = 0;
     if (c->delivering) {
         c->free_pending = 1; /* the done callback that destroys us is still running */
         return;

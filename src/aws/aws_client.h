@@ -4,8 +4,8 @@
  * SigV4 signature (our own signer, sigv4.h), sent through libcurl's multi
  * interface driven by the loop: connections are kept alive and reused and
  * many calls are in flight at once. Throttling, 5xx and transport errors
- * are retried with capped exponential backoff and full jitter (SPEC §5);
- * everything else is handed back at once. */
+ * are retried with capped exponential backoff and full jitter (as the AWS
+ * SDKs do); everything else is handed back at once. */
 #ifndef KK_AWS_CLIENT_H
 #define KK_AWS_CLIENT_H
 

@@ -1,7 +1,7 @@
 /* aws_creds.c - the credential chain: order, cache, refresh before expiry. */
 #include "aws/aws_creds.h"
 
-#include "aws/aws_creds_provider.h"
+#include "aws/aws_creds_internal.h"
 #include "base/log.h"
 #include "base/timeparse.h"
 

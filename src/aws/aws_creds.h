@@ -1,6 +1,7 @@
 /* aws_creds.h - where the AWS credentials come from: the provider chain.
  *
- * Static keys from the config first (the seeds' way). Without them, the
+ * Static keys from the config first (aws_key and aws_secret_key, as in
+ * kubemq-targets' aws.kinesis connector). Without them, the
  * standard chain, as Fluent Bit and the AWS SDKs do it: environment
  * (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN), shared
  * credentials/config file and profile (aws_creds_profile.c), web identity

@@ -1,6 +1,6 @@
 /* aws_creds_fetch.c - what the network credential providers share: one
  * fetch (HTTP requests through the client's transport), answers parsed. */
-#include "aws/aws_creds_provider.h"
+#include "aws/aws_creds_internal.h"
 
 #include <ctype.h>
 #include <errno.h>

@@ -8,7 +8,7 @@
  * authorization token anywhere. The token comes from
  * AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE (read on every fetch: Pod Identity
  * rotates it) or AWS_CONTAINER_AUTHORIZATION_TOKEN. The answer is JSON. */
-#include "aws/aws_creds_provider.h"
+#include "aws/aws_creds_internal.h"
 
 #include <arpa/inet.h>
 #include <curl/curl.h>

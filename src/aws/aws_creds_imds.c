@@ -7,7 +7,7 @@
  * AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE=IPv6); AWS_EC2_METADATA_DISABLED=true
  * skips it. 1 s per request: off EC2 nothing answers, and the chain's
  * failure should come quickly. IMDSv1 (no token) is never used. */
-#include "aws/aws_creds_provider.h"
+#include "aws/aws_creds_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -5,7 +5,7 @@
  * capped at AWS_CREDS_MAX_DOC, and the child is killed after
  * AWS_CREDS_PROCESS_TIMEOUT_MS. It must print the SDKs' JSON: {"Version":
  * 1, "AccessKeyId", "SecretAccessKey", "SessionToken", "Expiration"}. */
-#include "aws/aws_creds_provider.h"
+#include "aws/aws_creds_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>

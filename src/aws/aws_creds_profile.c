@@ -6,7 +6,7 @@
  * the SDKs, a key in the credentials file wins over the same key in the
  * config file. Comments start a line with '#' or ';', or follow a value
  * after whitespace; indented lines under an empty key are sub-properties. */
-#include "aws/aws_creds_provider.h"
+#include "aws/aws_creds_internal.h"
 
 #include <ctype.h>
 #include <errno.h>

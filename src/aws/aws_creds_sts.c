@@ -5,7 +5,7 @@
  * call is unsigned (the token is the proof), a Query API POST to
  * AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL or https://sts.<region>.amazonaws.com;
  * the answer is XML. */
-#include "aws/aws_creds_provider.h"
+#include "aws/aws_creds_internal.h"
 
 #include "aws/sigv4.h"
 

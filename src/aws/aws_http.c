@@ -2,6 +2,7 @@
 #include "aws/aws_http.h"
 
 #include "base/buf.h"
+#include "base/version.h"
 
 #include <curl/curl.h>
 #include <pthread.h>
@@ -450,7 +451,7 @@ static int start_xfer(struct aws_http *h, const struct aws_http_request *req, aw
         curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf) != CURLE_OK ||
         curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) != CURLE_OK ||
         curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->headers) != CURLE_OK ||
-        curl_easy_setopt(e, CURLOPT_USERAGENT, "kubemq-kinesis/" KK_VERSION) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_USERAGENT, KK_USER_AGENT) != CURLE_OK ||
         curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb) != CURLE_OK ||
         curl_easy_setopt(e, CURLOPT_WRITEDATA, x) != CURLE_OK ||
         curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, closesocket_cb) != CURLE_OK ||

@@ -1,6 +1,8 @@
 /* sigv4.c - AWS Signature Version 4 (header signing) on libcrypto. */
 #include "aws/sigv4.h"
 
+#include "base/hex.h"
+
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <pthread.h>
@@ -29,18 +31,6 @@ static void sha256_raw(const void *data, size_t len, unsigned char out[32], int 
     *ok = sha256_alg && EVP_Digest(data, len, out, &n, sha256_alg, NULL) == 1 && n == 32;
 }
 
-static void hex32(const unsigned char in[32], char out[65])
-{
-    static const char digits[] = "0123456789abcdef";
-    int i;
-
-    for (i = 0; i < 32; i++) {
-        out[2 * i] = digits[in[i] >> 4];
-        out[2 * i + 1] = digits[in[i] & 15];
-    }
-    out[64] = '\0';
-}
-
 int sigv4_sha256_hex(const void *data, size_t len, char out[65])
 {
     unsigned char md[32];
@@ -50,7 +40,7 @@ int sigv4_sha256_hex(const void *data, size_t len, char out[65])
     if (!ok) {
         return -1;
     }
-    hex32(md, out);
+    hex_encode(md, 32, out);
     return 0;
 }
 
@@ -134,20 +124,6 @@ int sigv4_uri_encode(struct buf *out, const char *s, size_t len, int keep_slash)
     return 0;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
 /* Percent-decode s[0..len) into out; a '%' not followed by two hex digits
  * stays as it is. */
 static int uri_decode(struct buf *out, const char *s, size_t len)
@@ -156,10 +132,10 @@ static int uri_decode(struct buf *out, const char *s, size_t len)
 
     buf_reset(out);
     for (i = 0; i < len; i++) {
-        int hi, lo;
-        if (s[i] == '%' && i + 2 < len && (hi = hexval(s[i + 1])) >= 0 &&
-            (lo = hexval(s[i + 2])) >= 0) {
-            if (buf_append_char(out, (char)(hi << 4 | lo)) < 0) {
+        int b = hex_percent_byte(s, len, i);
+
+        if (b >= 0) {
+            if (buf_append_char(out, (char)b) < 0) {
                 return -1;
             }
             i += 2;
@@ -701,7 +677,7 @@ int sigv4_sign(const struct sigv4_params *p, const struct sigv4_request *req,
         return -1;
     }
     OPENSSL_cleanse(key, sizeof(key));
-    hex32(sig, out->signature);
+    hex_encode(sig, 32, out->signature);
     if (buf_append_str(&out->authorization, SIGV4_ALGORITHM " Credential=") < 0 ||
         buf_append_str(&out->authorization, p->access_key) < 0 ||
         buf_append_char(&out->authorization, '/') < 0 ||

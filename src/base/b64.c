@@ -2,7 +2,8 @@
  *
  * Strict means: length a multiple of 4, only the standard alphabet, '='
  * only as one or two trailing pad characters, no whitespace. Go's
- * StdEncoding (the reference) also skips '\r' and '\n'; we do not, so a
+ * StdEncoding (which kubemq-targets decodes with) also skips '\r' and
+ * '\n'; we do not, so a
  * wrapped base64 string in an envelope stays raw text. Like Go's
  * non-strict StdEncoding we ignore the unused low bits of the last
  * quantum ("QR==" decodes to "A"), so the two agree on which envelope

@@ -49,6 +49,17 @@ const char *jflat_skip_ws(const char *p, const char *end)
     return skip_ws(p, end);
 }
 
+int jflat_array_next(const char **p, const char *end)
+{
+    const char *q = skip_ws(*p, end);
+
+    if (q < end && (*q == ',' || *q == ']')) {
+        *p = *q == ',' ? skip_ws(q + 1, end) : q + 1;
+        return *q == ',';
+    }
+    return -1;
+}
+
 int jflat_scan_at(const char *p, const char *end, struct jflat_member *m, size_t max,
                   const char **after)
 {

@@ -30,6 +30,10 @@ int jflat_scan_at(const char *p, const char *end, struct jflat_member *m, size_t
 const char *jflat_string_at(const char *p, const char *end, const char **s, size_t *sn);
 /* Past optional JSON whitespace. */
 const char *jflat_skip_ws(const char *p, const char *end);
+/* After an array element, at *p: past the ',' and the whitespace around
+ * it (1: another element follows), or past the closing ']' (0); -1 when
+ * neither comes next. */
+int jflat_array_next(const char **p, const char *end);
 /* The value of the last member named key, or NULL. */
 const struct jflat_member *jflat_get(const struct jflat_member *m, int count, const char *key);
 

@@ -1,6 +1,8 @@
 /* loop.c - the engine's single-threaded event loop (epoll + eventfd). */
 #include "base/loop.h"
 
+#include "base/clock.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -8,7 +10,6 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include <time.h>
 #include <unistd.h>
 
 #define LOOP_MAX_EVENTS 64
@@ -30,7 +31,7 @@ struct loop {
     int epfd;
     int wakefd;
     int stop;
-    uint64_t now_ms;
+    uint64_t now_us; /* cached once per round */
 
     pthread_mutex_t post_lock;
     struct loop_post_item *post_head;
@@ -50,14 +51,6 @@ struct loop {
     struct loop_io *dead;
     int dispatching;
 };
-
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 struct loop *loop_create(char *err, size_t errlen)
 {
@@ -88,7 +81,7 @@ struct loop *loop_create(char *err, size_t errlen)
         snprintf(err, errlen, "loop: epoll_ctl: %s", strerror(errno));
         goto fail;
     }
-    l->now_ms = mono_ms();
+    l->now_us = clock_mono_us();
     return l;
 fail:
     loop_destroy(l);
@@ -128,7 +121,12 @@ void loop_destroy(struct loop *l)
 
 uint64_t loop_now_ms(struct loop *l)
 {
-    return l->now_ms;
+    return l->now_us / 1000u;
+}
+
+uint64_t loop_now_us(struct loop *l)
+{
+    return l->now_us;
 }
 
 /* ---- timers: a binary min-heap of pointers ---- */
@@ -214,7 +212,7 @@ void loop_timer_start(struct loop *l, struct loop_timer *t, uint64_t delay_ms, l
         l->heap = nh;
         l->heap_cap = ncap;
     }
-    t->due_ms = mono_ms() + delay_ms;
+    t->due_ms = clock_mono_ms() + delay_ms;
     t->fn = fn;
     t->arg = arg;
     t->heap_index = l->heap_len;
@@ -226,8 +224,8 @@ static int run_timers(struct loop *l)
 {
     int n = 0;
 
-    l->now_ms = mono_ms();
-    while (l->heap_len && l->heap[0]->due_ms <= l->now_ms &&
+    l->now_us = clock_mono_us();
+    while (l->heap_len && l->heap[0]->due_ms <= l->now_us / 1000u &&
            !__atomic_load_n(&l->stop, __ATOMIC_SEQ_CST)) {
         struct loop_timer *t = l->heap[0];
         loop_timer_stop(l, t);
@@ -239,7 +237,7 @@ static int run_timers(struct loop *l)
 
 static int next_timeout(struct loop *l, int cap_ms)
 {
-    uint64_t now = mono_ms();
+    uint64_t now = clock_mono_ms();
     uint64_t wait;
 
     if (!l->heap_len) {
@@ -461,7 +459,7 @@ int loop_run_once(struct loop *l, int timeout_ms)
     if (n < 0) {
         return errno == EINTR ? 0 : -1;
     }
-    l->now_ms = mono_ms();
+    l->now_us = clock_mono_us();
     l->dispatching = 1;
     for (i = 0; i < n; i++) {
         struct loop_io *io = evs[i].data.ptr;
@@ -499,11 +497,11 @@ int loop_run_once(struct loop *l, int timeout_ms)
 
 int loop_run_until_idle(struct loop *l, uint64_t max_ms)
 {
-    uint64_t deadline = mono_ms() + max_ms;
+    uint64_t deadline = clock_mono_ms() + max_ms;
 
     __atomic_store_n(&l->stop, 0, __ATOMIC_SEQ_CST);
     while (l->ios || l->heap_len || l->defer_head || l->post_head) {
-        uint64_t now = mono_ms();
+        uint64_t now = clock_mono_ms();
 
         if (now >= deadline) {
             return 1;

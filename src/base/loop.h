@@ -59,8 +59,10 @@ void loop_stop(struct loop *l);
  * Returns -1 only when out of memory. */
 int loop_post(struct loop *l, loop_fn fn, void *arg);
 
-/* Monotonic milliseconds, cached per loop round. */
+/* Monotonic time (base/clock.h), read once per loop round: what code on
+ * the loop uses, so a round's callbacks agree and pay no system call. */
 uint64_t loop_now_ms(struct loop *l);
+uint64_t loop_now_us(struct loop *l);
 
 void loop_timer_init(struct loop_timer *t);
 /* (Re)arm: fn(arg) runs once after delay_ms. */

@@ -1,4 +1,4 @@
-/* metrics.c - labelled counters, gauges and histograms; Prometheus and JSON. */
+/* metrics.c - labelled counters, gauges and histograms; Prometheus text. */
 #include "base/metrics.h"
 
 #include <math.h>
@@ -35,13 +35,6 @@ struct metrics_family {
 struct metrics_registry {
     pthread_mutex_t lock;
     struct metrics_family *families, **families_tail;
-    struct metrics_binding *bindings, **bindings_tail;
-};
-
-/* A registered binding and the copies of its three names. */
-struct binding_entry {
-    struct metrics_binding mb;
-    char text[];
 };
 
 static const char *const type_names[] = {"counter", "gauge", "histogram"};
@@ -60,7 +53,6 @@ struct metrics_registry *metrics_registry_new(void)
         return NULL;
     }
     reg->families_tail = &reg->families;
-    reg->bindings_tail = &reg->bindings;
     return reg;
 }
 
@@ -98,7 +90,6 @@ static void family_free(struct metrics_family *f)
 void metrics_registry_free(struct metrics_registry *reg)
 {
     struct metrics_family *f, *fnext;
-    struct metrics_binding *b, *bnext;
 
     if (!reg) {
         return;
@@ -106,10 +97,6 @@ void metrics_registry_free(struct metrics_registry *reg)
     for (f = reg->families; f; f = fnext) {
         fnext = f->next;
         family_free(f);
-    }
-    for (b = reg->bindings; b; b = bnext) {
-        bnext = b->next;
-        free(b); /* the binding_entry starts with it */
     }
     pthread_mutex_destroy(&reg->lock);
     free(reg);
@@ -514,196 +501,6 @@ int metrics_render_prometheus(struct metrics_registry *reg, struct buf *out)
         for (s = f->series; s && rc == 0; s = s->next) {
             rc = render_series(out, f, s);
         }
-    }
-    pthread_mutex_unlock(&reg->lock);
-    return rc;
-}
-
-/* ---- per-binding series and stats ------------------------------------ */
-
-static const char *const binding_labels[] = {"binding", "source_kind", "target_kind", NULL};
-static const char *const aws_error_labels[] = {"binding", "error_type", NULL};
-static const double duration_buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
-
-/* The families of struct metrics_binding, in render order. The first
- * five keep the reference's names and help texts. */
-static const struct {
-    enum metrics_type type;
-    const char *name;
-    const char *help;
-    size_t offset;
-} binding_families[] = {
-    {METRICS_COUNTER, "kubemq_targets_requests_count",
-     "counts requests per binding,source and target types",
-     offsetof(struct metrics_binding, requests_count)},
-    {METRICS_COUNTER, "kubemq_targets_requests_volume",
-     "sum requests volume per binding,source and target types",
-     offsetof(struct metrics_binding, requests_volume)},
-    {METRICS_COUNTER, "kubemq_targets_responses_count",
-     "counts responses per binding,source and target types",
-     offsetof(struct metrics_binding, responses_count)},
-    {METRICS_COUNTER, "kubemq_targets_responses_volume",
-     "sum responses volume per binding,source and target types",
-     offsetof(struct metrics_binding, responses_volume)},
-    {METRICS_COUNTER, "kubemq_targets_errors_count",
-     "counts error requests per binding,source and target types",
-     offsetof(struct metrics_binding, errors_count)},
-    {METRICS_HISTOGRAM, METRICS_DURATION_NAME,
-     "time from taking a request to its reply, per binding,source and target types",
-     offsetof(struct metrics_binding, duration)},
-    {METRICS_GAUGE, "kubemq_kinesis_in_flight",
-     "requests being processed per binding,source and target types",
-     offsetof(struct metrics_binding, in_flight)},
-    {METRICS_COUNTER, "kubemq_kinesis_retries_total",
-     "retry attempts made after a failed call, per binding,source and target types",
-     offsetof(struct metrics_binding, retries)},
-    {METRICS_GAUGE, "kubemq_kinesis_source_pending",
-     "requests taken from the broker waiting for a free slot, per binding,source and target types",
-     offsetof(struct metrics_binding, source_pending)},
-    {METRICS_COUNTER, "kubemq_kinesis_source_dropped_total",
-     "events dropped because max_pending requests were waiting already, per binding,source and "
-     "target types",
-     offsetof(struct metrics_binding, source_dropped)},
-    {METRICS_COUNTER, "kubemq_kinesis_source_rejected_total",
-     "queries and commands answered over capacity because max_pending requests were waiting "
-     "already, per binding,source and target types",
-     offsetof(struct metrics_binding, source_rejected)},
-    {METRICS_COUNTER, "kubemq_kinesis_source_expired_total",
-     "queries and commands dropped unrun because their timeout passed while they waited, per "
-     "binding,source and target types",
-     offsetof(struct metrics_binding, source_expired)},
-    {METRICS_GAUGE, "kubemq_kinesis_received_sequence",
-     "events-store: the channel sequence of the last message taken, per binding,source and "
-     "target types (0 for other sources)",
-     offsetof(struct metrics_binding, received_sequence)},
-    {METRICS_GAUGE, "kubemq_kinesis_checkpoint_sequence",
-     "events-store with a checkpoint: the sequence last written as the checkpoint (every message "
-     "up to it was answered), per binding,source and target types (0 without one)",
-     offsetof(struct metrics_binding, checkpoint_sequence)},
-};
-
-const struct metrics_binding *metrics_binding_register(struct metrics_registry *reg,
-                                                       const char *binding, const char *source_kind,
-                                                       const char *target_kind)
-{
-    const char *values[3] = {binding, source_kind, target_kind};
-    struct binding_entry *e = NULL;
-    struct metrics_binding *b;
-    size_t l1, l2, l3, i;
-
-    if (!reg || !binding || !source_kind || !target_kind) {
-        return NULL;
-    }
-    pthread_mutex_lock(&reg->lock);
-    for (b = reg->bindings; b; b = b->next) {
-        if (strcmp(b->binding, binding) == 0 && strcmp(b->source_kind, source_kind) == 0 &&
-            strcmp(b->target_kind, target_kind) == 0) {
-            goto done;
-        }
-    }
-    l1 = strlen(binding) + 1;
-    l2 = strlen(source_kind) + 1;
-    l3 = strlen(target_kind) + 1;
-    e = calloc(1, sizeof(*e) + l1 + l2 + l3);
-    if (!e) {
-        goto fail;
-    }
-    b = &e->mb;
-    memcpy(e->text, binding, l1);
-    memcpy(e->text + l1, source_kind, l2);
-    memcpy(e->text + l1 + l2, target_kind, l3);
-    b->binding = e->text;
-    b->source_kind = e->text + l1;
-    b->target_kind = e->text + l1 + l2;
-    for (i = 0; i < sizeof(binding_families) / sizeof(binding_families[0]); i++) {
-        struct metrics_family *f =
-            family_add_locked(reg, binding_families[i].type, binding_families[i].name,
-                              binding_families[i].help, binding_labels, duration_buckets,
-                              sizeof(duration_buckets) / sizeof(duration_buckets[0]));
-        struct metrics_series *s = f ? series_get_locked(f, values) : NULL;
-
-        if (!s) {
-            goto fail;
-        }
-        memcpy((char *)b + binding_families[i].offset, &s, sizeof(s));
-    }
-    b->aws_errors = family_add_locked(reg, METRICS_COUNTER, "kubemq_kinesis_aws_errors_total",
-                                      "error responses from AWS by error type, per binding",
-                                      aws_error_labels, NULL, 0);
-    if (!b->aws_errors) {
-        goto fail;
-    }
-    *reg->bindings_tail = b;
-    reg->bindings_tail = &b->next;
-done:
-    pthread_mutex_unlock(&reg->lock);
-    return b;
-
-fail:
-    pthread_mutex_unlock(&reg->lock);
-    free(e);
-    return NULL;
-}
-
-void metrics_binding_report(const struct metrics_binding *mb, size_t request_bytes,
-                            int has_response, size_t response_bytes, int is_error)
-{
-    if (!mb) {
-        return;
-    }
-    metrics_counter_add(mb->requests_count, 1);
-    metrics_counter_add(mb->requests_volume, request_bytes);
-    if (has_response) {
-        metrics_counter_add(mb->responses_count, 1);
-        metrics_counter_add(mb->responses_volume, response_bytes);
-    }
-    if (is_error) {
-        metrics_counter_add(mb->errors_count, 1);
-    }
-}
-
-void metrics_binding_aws_error(const struct metrics_binding *mb, const char *error_type)
-{
-    const char *values[2];
-
-    if (!mb) {
-        return;
-    }
-    values[0] = mb->binding;
-    values[1] = error_type && *error_type ? error_type : "unknown";
-    metrics_counter_add(metrics_series_get(mb->aws_errors, values), 1);
-}
-
-int metrics_render_stats_json(struct metrics_registry *reg, struct buf *out)
-{
-    const struct metrics_binding *b;
-    int rc;
-
-    pthread_mutex_lock(&reg->lock);
-    rc = buf_append_char(out, '[');
-    for (b = reg->bindings; b && rc == 0; b = b->next) {
-        if ((b != reg->bindings && buf_append_char(out, ',') < 0) ||
-            buf_append_str(out, "{\"binding\":") < 0 ||
-            buf_append_json_str(out, b->binding, strlen(b->binding)) < 0 ||
-            buf_append_str(out, ",\"source_kind\":") < 0 ||
-            buf_append_json_str(out, b->source_kind, strlen(b->source_kind)) < 0 ||
-            buf_append_str(out, ",\"target_kind\":") < 0 ||
-            buf_append_json_str(out, b->target_kind, strlen(b->target_kind)) < 0) {
-            rc = -1;
-            break;
-        }
-        rc = buf_appendf(out,
-                         ",\"request_count\":%llu,\"request_volume\":%llu,"
-                         "\"response_count\":%llu,\"response_volume\":%llu,"
-                         "\"errors_count\":%llu}",
-                         (unsigned long long)metrics_counter_get(b->requests_count),
-                         (unsigned long long)metrics_counter_get(b->requests_volume),
-                         (unsigned long long)metrics_counter_get(b->responses_count),
-                         (unsigned long long)metrics_counter_get(b->responses_volume),
-                         (unsigned long long)metrics_counter_get(b->errors_count));
-    }
-    if (rc == 0) {
-        rc = buf_append_char(out, ']');
     }
     pthread_mutex_unlock(&reg->lock);
     return rc;

@@ -1,5 +1,5 @@
 /* metrics.h - counters, gauges and histograms with labels, rendered as
- * Prometheus text (exposition format 0.0.4) and as per-binding stats JSON.
+ * Prometheus text (exposition format 0.0.4).
  *
  * Registering a family or a new label combination takes the registry
  * mutex and allocates; after that a series pointer is stable until the
@@ -16,7 +16,7 @@
 
 #define METRICS_MAX_LABELS 4
 /* A family stops growing here (metrics_series_get returns NULL): label
- * values such as AWS error types come from the network. */
+ * values may come from the network. */
 #define METRICS_MAX_SERIES 1000
 
 enum metrics_type {
@@ -30,7 +30,7 @@ struct metrics_family;
 struct metrics_series;
 
 struct metrics_registry *metrics_registry_new(void);
-/* Frees every family, series and binding; accepts NULL. */
+/* Frees every family and series; accepts NULL. */
 void metrics_registry_free(struct metrics_registry *reg);
 
 /* Define a family. labels is NULL-terminated (at most METRICS_MAX_LABELS);
@@ -58,53 +58,5 @@ double metrics_histogram_sum(const struct metrics_series *s);
 
 /* Append the Prometheus text of every family to out. */
 int metrics_render_prometheus(struct metrics_registry *reg, struct buf *out);
-/* Append the per-binding stats array, `[]` when there is none:
- * [{"binding","source_kind","target_kind","request_count","request_volume",
- *   "response_count","response_volume","errors_count"}, ...] */
-int metrics_render_stats_json(struct metrics_registry *reg, struct buf *out);
-
-/* ---- the series the daemon exposes, per binding ---------------------- */
-
-#define METRICS_DURATION_NAME "kubemq_kinesis_request_duration_seconds"
-
-struct metrics_binding {
-    const char *binding;
-    const char *source_kind;
-    const char *target_kind;
-    /* kubemq_targets_* counters, named and labelled as the reference. */
-    struct metrics_series *requests_count;
-    struct metrics_series *requests_volume; /* bytes of request data */
-    struct metrics_series *responses_count;
-    struct metrics_series *responses_volume; /* bytes of response data */
-    struct metrics_series *errors_count;
-    struct metrics_series *duration;  /* histogram, seconds */
-    struct metrics_series *in_flight; /* gauge */
-    struct metrics_series *retries;   /* counter */
-    /* The source's wait queue (see source.h). */
-    struct metrics_series *source_pending;  /* gauge */
-    struct metrics_series *source_dropped;  /* counter: events */
-    struct metrics_series *source_rejected; /* counter: over capacity */
-    struct metrics_series *source_expired;  /* counter: timed out waiting */
-    /* events-store: the sequence last taken and the checkpoint written */
-    struct metrics_series *received_sequence;   /* gauge */
-    struct metrics_series *checkpoint_sequence; /* gauge */
-    struct metrics_family *aws_errors;          /* labels binding, error_type */
-    struct metrics_binding *next;               /* registry's list */
-};
-
-/* The series of one binding, created on first registration and returned
- * again (values kept, counters stay monotonic) when the same binding,
- * source kind and target kind register again, e.g. after a reload. Owned
- * by the registry. NULL on allocation failure. */
-const struct metrics_binding *metrics_binding_register(struct metrics_registry *reg,
-                                                       const char *binding, const char *source_kind,
-                                                       const char *target_kind);
-/* The reference's metric middleware report for one finished call:
- * request count/volume, response count/volume when there is a response,
- * errors count on error. */
-void metrics_binding_report(const struct metrics_binding *mb, size_t request_bytes,
-                            int has_response, size_t response_bytes, int is_error);
-/* Count one AWS error response by its type ("ThrottlingException"...). */
-void metrics_binding_aws_error(const struct metrics_binding *mb, const char *error_type);
 
 #endif

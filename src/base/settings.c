@@ -347,8 +347,8 @@ int settings_apply(const struct settings_entry *table, const json_t *props, void
             }
             seen[c - table] = 1;
             if (*text == '\0' && c->type != SETTINGS_STRING && c->type != SETTINGS_JSON) {
-                /* An empty number or flag means "use the default", as in the
-                 * reference's examples (group: "", log_level: ""). */
+                /* An empty number or flag means "use the default", as in
+                 * kubemq-targets' example configs (group: "", log_level: ""). */
                 seen[c - table] = 0;
                 continue;
             }

@@ -3,7 +3,7 @@
  * One table per source kind, target kind and the binding middleware. The
  * same table parses and validates a `properties` map into the owner's
  * struct (by offset), redacts secrets for /bindings, and writes the
- * README's reference tables, so the three can never disagree.
+ * settings reference in the documentation, so the three never disagree.
  *
  * Values in the file are strings (as in kubemq-targets); numbers and
  * booleans are parsed strictly and never silently defaulted. */
@@ -56,7 +56,7 @@ int settings_is_secret(const struct settings_entry *table, const char *key);
 json_t *settings_redact(const struct settings_entry *table, const json_t *props);
 /* The rule in words, e.g. "an integer from 1 to 1024". */
 void settings_rule(const struct settings_entry *e, char *dst, size_t n);
-/* A Markdown table of the entries (README reference). */
+/* A Markdown table of the entries (the settings reference). */
 int settings_markdown(const struct settings_entry *table, struct buf *out);
 
 /* A scalar's text: strings as they are, numbers and booleans in JSON

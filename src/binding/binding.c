@@ -1,13 +1,15 @@
 /* binding.c - one binding: source -> envelope -> middleware chain -> target -> reply. */
 #include "binding/binding.h"
 
-#include "base/envelope.h"
 #include "base/log.h"
+#include "base/pool.h"
 #include "base/settings.h"
 #include "binding/middleware.h"
+#include "kinesis/target.h"
+#include "message/envelope.h"
 #include "source/source.h"
-#include "target/target.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +23,7 @@ struct binding {
     const struct target_kind *tk;
     void *target;
     struct middleware *mw;
-    const struct metrics_binding *mb;
+    const struct binding_metrics *mb;
     struct source *src;
     int raw; /* do_not_parse_payload */
     long long drain_ms;
@@ -38,8 +40,7 @@ struct binding {
     struct loop_defer api_defer;
     /* Finished jobs kept with their envelopes and buffers, so a steady
      * stream of requests allocates little here. */
-    struct job *job_pool;
-    int njob_pool;
+    struct pool job_pool;
 };
 
 #define JOB_POOL     64
@@ -57,7 +58,8 @@ struct job {
     struct envelope_reply reply;
     struct buf out;   /* the serialised reply */
     int ready;        /* req, reply and out are initialised */
-    struct job *next; /* in the pool */
+    struct job *next; /* API requests waiting to start */
+    void *pool_next;  /* in b->job_pool */
 };
 
 /* ---- the chain: middleware, then the target --------------------------- */
@@ -70,15 +72,12 @@ static void job_free(struct job *j)
 
     free(j->api_payload);
     j->api_payload = NULL;
-    if (j->ready && !b->stopped && b->njob_pool < JOB_POOL && j->req.data.cap <= JOB_POOL_BUF &&
+    if (j->ready && !b->stopped && j->req.data.cap <= JOB_POOL_BUF &&
         j->req.data_b64.cap <= JOB_POOL_BUF && j->reply.data.cap <= JOB_POOL_BUF &&
-        j->out.cap <= JOB_POOL_BUF) {
+        j->out.cap <= JOB_POOL_BUF && pool_put(&b->job_pool, j) == 0) {
         j->sr = NULL;
         j->api_done = NULL;
         j->api_ctx = NULL;
-        j->next = b->job_pool;
-        b->job_pool = j;
-        b->njob_pool++;
         return;
     }
     if (j->ready) {
@@ -91,11 +90,9 @@ static void job_free(struct job *j)
 
 static struct job *job_get(struct binding *b)
 {
-    struct job *j = b->job_pool;
+    struct job *j = pool_get(&b->job_pool);
 
     if (j) {
-        b->job_pool = j->next;
-        b->njob_pool--;
         j->next = NULL;
         return j;
     }
@@ -152,7 +149,7 @@ static void job_start(struct job *j, const void *body, size_t len)
     if (envelope_request_parse(&j->req, body, len, b->raw, err, sizeof(err)) < 0) {
         /* Answered here, never dropped; counted like any failed request. */
         envelope_reply_set_error(&j->reply, "invalid request format, %s", err);
-        metrics_binding_report(b->mb, len, 0, 0, 1);
+        binding_metrics_report(b->mb, len, 0, 0, 1);
         log_debug(b->name, "invalid request format, %s", err);
         job_finish(j);
         return;
@@ -280,8 +277,8 @@ static int build_descriptions(struct binding *b, const struct config_binding *cb
 }
 
 struct binding *binding_create(const struct config_binding *cb, struct loop *loop,
-                               struct metrics_registry *reg, struct source_seen *seen, char *err,
-                               size_t errlen)
+                               struct binding_metrics_set *metrics, struct source_seen *seen,
+                               char *err, size_t errlen)
 {
     struct binding *b = calloc(1, sizeof(*b));
     struct source_metrics sm;
@@ -298,10 +295,12 @@ struct binding *binding_create(const struct config_binding *cb, struct loop *loo
     b->tk = cb->target_kind;
     b->raw = cb->source_opts.do_not_parse_payload;
     b->drain_ms = cb->source_opts.drain_timeout_seconds * 1000;
-    b->mb = metrics_binding_register(reg, cb->name, cb->source_kind->kind, cb->target_kind->kind);
+    b->mb =
+        binding_metrics_register(metrics, cb->name, cb->source_kind->kind, cb->target_kind->kind);
     loop_defer_init(&b->api_defer);
+    pool_init(&b->job_pool, JOB_POOL, offsetof(struct job, pool_next));
 
-    create_chain(b, cb, reg, &errs);
+    create_chain(b, cb, binding_metrics_registry(metrics), &errs);
     if (!b->target || !b->mw) {
         errs_first(&errs, err, errlen);
         goto fail;
@@ -340,6 +339,7 @@ fail:
 
 void binding_destroy(struct binding *b)
 {
+    struct job *j;
     size_t left;
 
     if (!b) {
@@ -364,10 +364,7 @@ void binding_destroy(struct binding *b)
         log_error(b->name, "binding %s: %zu requests unanswered at stop", b->name, left);
     }
     source_destroy(b->src);
-    while (b->job_pool) {
-        struct job *j = b->job_pool;
-
-        b->job_pool = j->next;
+    while ((j = pool_get(&b->job_pool)) != NULL) {
         envelope_request_free(&j->req);
         envelope_reply_free(&j->reply);
         buf_free(&j->out);
@@ -435,7 +432,7 @@ int binding_ready(struct binding *b, struct buf *why)
 
 int binding_status_json(struct binding *b, struct buf *out)
 {
-    /* The reference's fields (source_type is its name for the kind). */
+    /* kubemq-targets' fields (source_type is its name for the kind). */
     json_t *o =
         json_pack("{s:s, s:b, s:s, s:s, s:s, s:O, s:s, s:O}", "binding", b->name, "ready",
                   binding_ready(b, NULL), "source_kind", b->source_kind, "source_type",

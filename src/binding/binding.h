@@ -11,7 +11,7 @@
 
 #include "base/buf.h"
 #include "base/loop.h"
-#include "base/metrics.h"
+#include "binding/binding_metrics.h"
 #include "binding/config.h"
 
 #include <stddef.h>
@@ -20,12 +20,12 @@ struct binding;
 struct source_seen;
 
 /* Build and start cb (copied: the config may be freed afterwards) on
- * loop. seen: NULL, or shared with
- * the binding this one replaces (binding_share_seen). NULL with the reason
- * in err. */
+ * loop. metrics: the set its series register in (and its target's, in the
+ * set's registry); NULL: none. seen: NULL, or shared with the binding this
+ * one replaces (binding_share_seen). NULL with the reason in err. */
 struct binding *binding_create(const struct config_binding *cb, struct loop *loop,
-                               struct metrics_registry *reg, struct source_seen *seen, char *err,
-                               size_t errlen);
+                               struct binding_metrics_set *metrics, struct source_seen *seen,
+                               char *err, size_t errlen);
 /* A reload replaces b: b and its successor (created with the same seen)
  * take each request id once between them; NULL ends that. */
 void binding_share_seen(struct binding *b, struct source_seen *seen);

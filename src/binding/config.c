@@ -1,4 +1,4 @@
-/* config.c - load and check the daemon's configuration (SPEC §2). */
+/* config.c - load and check the daemon's configuration. */
 #include "binding/config.h"
 
 #include "base/b64.h"
@@ -62,8 +62,8 @@ static const char *kind_of(const json_t *v)
     }
 }
 
-/* The canonical spelling of key in words (case-insensitive, as the
- * reference's viper matched), or NULL. */
+/* The canonical spelling of key in words (case-insensitive, as
+ * kubemq-targets' viper matched), or NULL. */
 static const char *match_key(const char *const *words, const char *key)
 {
     for (; *words; words++) {
@@ -130,22 +130,19 @@ static char *scalar_dup(const json_t *v)
     return settings_scalar_text(v, tmp, sizeof(tmp), &text) < 0 ? NULL : strdup(text);
 }
 
-/* props with every scalar as a string (the form the reference had). */
+/* props with every scalar as a string, the form kubemq-targets' configs
+ * have (lists and maps are left out: no setting takes one). */
 static json_t *strings_of(const json_t *props)
 {
-    json_t *out = json_object();
-    const char *key;
-    json_t *val;
+    json_t *out = json_object(), *val;
+    const char *key, *text;
+    char tmp[64];
 
-    if (!out || !json_is_object(props)) {
-        return out;
-    }
+    /* No members when props is not an object. */
     json_object_foreach((json_t *)props, key, val)
     {
-        char *text = scalar_dup(val);
-        if (text) {
+        if (out && settings_scalar_text(val, tmp, sizeof(tmp), &text) == 0) {
             json_object_set_new(out, key, json_string(text));
-            free(text);
         }
     }
     return out;
@@ -230,6 +227,24 @@ static const json_t *load_part(struct config_part *part, const json_t *node, con
     return props;
 }
 
+/* Append "kind (also a, b)" to out[0..n) at *len, after ", " unless it
+ * is the first: how an unknown kind's error names the kinds there are. */
+static void name_kind(char *out, size_t n, size_t *len, const char *kind,
+                      const char *const *aliases)
+{
+    size_t j;
+
+    if (*len < n) {
+        *len += (size_t)snprintf(out + *len, n - *len, "%s%s", *len ? ", " : "", kind);
+    }
+    for (j = 0; aliases && aliases[j] && *len < n; j++) {
+        *len += (size_t)snprintf(out + *len, n - *len, "%s%s", j ? ", " : " (also ", aliases[j]);
+    }
+    if (j > 0 && *len < n) {
+        *len += (size_t)snprintf(out + *len, n - *len, ")");
+    }
+}
+
 static void load_source(struct config_binding *b, const json_t *node, const char *wb,
                         struct errs *errs)
 {
@@ -246,12 +261,16 @@ static void load_source(struct config_binding *b, const json_t *node, const char
         if (b->source_kind) {
             b->source.canonical_kind = b->source_kind->kind;
             source_options_load(b->source_kind, props, &b->source_opts, where, errs);
-        } else if (source_kind_is_planned(b->source.kind)) {
-            errs_add(errs, "%s: kind: source kind %s is not supported yet; supported: %s", where,
-                     b->source.kind, source_kind_names());
         } else {
+            char names[1024] = "";
+            size_t i, len = 0;
+
+            for (i = 0; source_kinds()[i]; i++) {
+                name_kind(names, sizeof(names), &len, source_kinds()[i]->kind,
+                          source_kinds()[i]->aliases);
+            }
             errs_add(errs, "%s: kind: unknown source kind \"%s\"; supported: %s", where,
-                     b->source.kind, source_kind_names());
+                     b->source.kind, names);
         }
     }
     json_decref(members);
@@ -271,8 +290,15 @@ static void load_target(struct config_binding *b, const json_t *node, const char
     if (ok) {
         b->target_kind = target_kind_find(b->target.kind, &deprecated);
         if (!b->target_kind) {
+            char names[1024] = "";
+            size_t i, len = 0;
+
+            for (i = 0; target_kinds()[i]; i++) {
+                name_kind(names, sizeof(names), &len, target_kinds()[i]->kind,
+                          target_kinds()[i]->aliases);
+            }
             errs_add(errs, "%s: kind: unknown target kind \"%s\"; supported: %s", where,
-                     b->target.kind, target_kind_names());
+                     b->target.kind, names);
         } else {
             void *inst;
             b->target.canonical_kind = b->target_kind->kind;

@@ -1,17 +1,17 @@
 /* config.h - the daemon's configuration: YAML or JSON, file or CONFIG env.
  *
- * Loading is strict (SPEC §2): every problem is one line in errs naming
- * the binding, the key and the rule, and the caller exits 2. Both seed
- * styles load: kinds with and without the source./target. prefixes,
- * `address` or `host`+`port`. */
+ * Loading is strict: every problem is one line in errs naming the
+ * binding, the key and the rule, and the caller exits 2. Both config
+ * styles of kubemq-targets load: kinds with and without the source./target.
+ * prefixes, `address` or (the older connector style) `host`+`port`. */
 #ifndef KK_BINDING_CONFIG_H
 #define KK_BINDING_CONFIG_H
 
 #include "base/buf.h"
 #include "base/errs.h"
 #include "binding/middleware.h"
+#include "kinesis/target.h"
 #include "source/source.h"
-#include "target/target.h"
 
 #include <jansson.h>
 #include <stddef.h>
@@ -61,9 +61,11 @@ const struct config_binding *config_find_binding(const struct config *c, const c
 /* One debug line per binding: kinds and properties, secrets redacted. */
 void config_log(const struct config *c);
 
-/* The top-level keys' settings table (apiPort, ...), for the reference. */
+/* The top-level keys' settings table (apiPort, ...), for the settings
+ * reference. */
 extern const struct settings_entry config_settings[];
-/* The Markdown settings reference of every table (README, --print-reference). */
+/* The Markdown settings reference of every table (--print-reference; the
+ * documentation carries it). */
 int config_reference_markdown(struct buf *out);
 
 #endif

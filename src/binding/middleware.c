@@ -7,7 +7,7 @@
  * the caller. Retry delays and rate-limit waits are loop timers, so
  * nothing ever sleeps. */
 #include "binding/middleware.h"
-#include "binding/middleware_int.h"
+#include "binding/middleware_internal.h"
 
 #include "base/log.h"
 
@@ -34,14 +34,14 @@ struct middleware {
     char *binding;
     const struct target_kind *tk;
     void *target;
-    const struct metrics_binding *mb;
+    const struct binding_metrics *mb;
     int log_level;
     int attempts; /* retry_attempts */
     int delay_type;
     long long delay_ms;
     long long jitter_ms;
-    json_t *defaults; /* metadata defaults; NULL = none */
-    uint64_t rng;
+    json_t *defaults;       /* metadata defaults; NULL = none */
+    struct random_prng rng; /* retry jitter */
 
     int limited; /* rate_per_second > 0 */
     struct middleware_bucket bucket;
@@ -73,7 +73,7 @@ static void maybe_free(struct middleware *m)
 
 struct middleware *middleware_create(struct loop *loop, const struct middleware_options *o,
                                      const char *binding, const struct target_kind *tk,
-                                     void *target_instance, const struct metrics_binding *mb,
+                                     void *target_instance, const struct binding_metrics *mb,
                                      char *err, size_t errlen)
 {
     struct middleware *m = NULL;
@@ -104,9 +104,9 @@ struct middleware *middleware_create(struct loop *loop, const struct middleware_
     m->delay_type = o->retry_delay_type;
     m->delay_ms = o->retry_delay_ms;
     m->jitter_ms = o->retry_max_jitter_ms;
-    m->rng = middleware_rng_seed(m);
+    random_prng_seed(&m->rng);
     m->limited = o->rate_per_second > 0;
-    middleware_bucket_init(&m->bucket, o->rate_per_second, middleware_now_us());
+    middleware_bucket_init(&m->bucket, o->rate_per_second, loop_now_us(loop));
     loop_timer_init(&m->rate_timer);
     if (o->metadata && *o->metadata) {
         m->defaults = json_loads(o->metadata, JSON_REJECT_DUPLICATES, &jerr);
@@ -147,8 +147,8 @@ static void finish(struct middleware_call *c)
 {
     struct middleware *m = c->m;
     struct envelope_reply *reply = c->reply;
-    const struct metrics_binding *mb = m->mb;
-    uint64_t elapsed = middleware_now_us() - c->start_us;
+    const struct binding_metrics *mb = m->mb;
+    uint64_t elapsed = loop_now_us(m->loop) - c->start_us;
     target_done_fn done = c->done;
     void *ctx = c->ctx;
 
@@ -156,7 +156,7 @@ static void finish(struct middleware_call *c)
     if (reply->is_error && c->attempts > 1) {
         buf_appendf(&reply->error, " (after %d attempts)", c->attempts);
     }
-    metrics_binding_report(mb, c->req->has_data ? c->req->data.len : 0, !reply->is_error,
+    binding_metrics_report(mb, c->req->has_data ? c->req->data.len : 0, !reply->is_error,
                            reply->has_data ? reply->data.len : 0, reply->is_error);
     if (mb) {
         metrics_histogram_observe(mb->duration, (double)elapsed / 1e6);
@@ -194,7 +194,7 @@ static void on_target_done(void *arg)
     c->in_target = 0;
     /* Per attempt: a retried attempt's AWS error counts too. */
     if (c->reply->is_error && c->reply->error_type[0]) {
-        metrics_binding_aws_error(m->mb, c->reply->error_type);
+        binding_metrics_aws_error(m->mb, c->reply->error_type);
     }
     if (!c->reply->is_error || !c->reply->retryable || c->attempts >= m->attempts || m->closing) {
         finish(c);
@@ -241,7 +241,7 @@ static void on_rate_timer(void *arg)
 
     m->busy++;
     while (m->queue_head && !m->closing) {
-        wait = middleware_bucket_take(&m->bucket, middleware_now_us());
+        wait = middleware_bucket_take(&m->bucket, loop_now_us(m->loop));
         if (wait) {
             break;
         }
@@ -270,7 +270,7 @@ static void attempt(struct middleware_call *c)
         return;
     }
     if (!m->queue_head) {
-        wait = middleware_bucket_take(&m->bucket, middleware_now_us());
+        wait = middleware_bucket_take(&m->bucket, loop_now_us(m->loop));
         if (!wait) {
             call_target(c);
             return;
@@ -321,7 +321,7 @@ void middleware_execute(struct middleware *m, struct envelope_request *req,
     if (!c || apply_defaults(m, req) < 0) {
         free(c);
         envelope_reply_set_error(reply, "binding %s: out of memory", m->binding);
-        metrics_binding_report(m->mb, req->has_data ? req->data.len : 0, 0, 0, 1);
+        binding_metrics_report(m->mb, req->has_data ? req->data.len : 0, 0, 0, 1);
         done(ctx);
         return;
     }
@@ -330,7 +330,7 @@ void middleware_execute(struct middleware *m, struct envelope_request *req,
     c->reply = reply;
     c->done = done;
     c->ctx = ctx;
-    c->start_us = middleware_now_us();
+    c->start_us = loop_now_us(m->loop);
     loop_timer_init(&c->timer);
     c->next = m->calls;
     if (m->calls) {

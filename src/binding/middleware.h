@@ -1,15 +1,16 @@
 /* middleware.h - a binding's middleware: log, retry, rate limit, metadata.
  *
- * The binding `properties` (reference §4.2) parse into struct
- * middleware_options through middleware_settings; middleware_create builds
- * the chain on them, outermost first as in the reference:
+ * The binding `properties` (kubemq-targets' middleware properties) parse
+ * into struct middleware_options through middleware_settings;
+ * middleware_create builds the chain on them, outermost first as in
+ * kubemq-targets:
  * metadata defaults -> log -> metrics -> retry -> rate limit -> target.
  *
  * - metadata: the `metadata` pairs are defaults; a request's own non-empty
  *   value wins.
  * - log: one line per request at the binding's log_level (the process log
  *   level still filters them); record data only at debug.
- * - metrics: the reference's request/response/error counters, latency,
+ * - metrics: kubemq-targets' request/response/error counters, latency,
  *   in-flight and retries; every attempt that failed with an AWS error
  *   counts under its type (the reply's error_type).
  * - retry: up to retry_attempts target calls, only while the reply says
@@ -20,12 +21,12 @@
 #ifndef KK_BINDING_MIDDLEWARE_H
 #define KK_BINDING_MIDDLEWARE_H
 
-#include "base/envelope.h"
 #include "base/errs.h"
 #include "base/loop.h"
-#include "base/metrics.h"
 #include "base/settings.h"
-#include "target/target.h"
+#include "binding/binding_metrics.h"
+#include "kinesis/target.h"
+#include "message/envelope.h"
 
 #include <stddef.h>
 
@@ -70,7 +71,7 @@ struct middleware;
  * NULL with the reason in err (bad options). */
 struct middleware *middleware_create(struct loop *loop, const struct middleware_options *o,
                                      const char *binding, const struct target_kind *tk,
-                                     void *target_instance, const struct metrics_binding *mb,
+                                     void *target_instance, const struct binding_metrics *mb,
                                      char *err, size_t errlen);
 /* Accepts NULL; no request may be in flight. Destroy the chain before its
  * target instance. Defensive when requests remain: those waiting for a

@@ -9,7 +9,7 @@
  * binding at debug needs no process-wide debug logging. Request metadata
  * holds no secrets (credentials live in the target's properties). */
 #include "binding/middleware.h"
-#include "binding/middleware_int.h"
+#include "binding/middleware_internal.h"
 
 #include "base/b64.h"
 #include "base/buf.h"

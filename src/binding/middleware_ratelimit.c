@@ -1,15 +1,5 @@
 /* middleware_ratelimit.c - the rate limit middleware's token bucket. */
-#include "binding/middleware_int.h"
-
-#include <time.h>
-
-uint64_t middleware_now_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
+#include "binding/middleware_internal.h"
 
 void middleware_bucket_init(struct middleware_bucket *b, long long rate, uint64_t now_us)
 {

@@ -2,13 +2,10 @@
 #include "binding/config.h"
 
 #include "binding/middleware.h"
+#include "kinesis/target.h"
 #include "source/source.h"
-#include "target/target.h"
 
 #include <stddef.h>
-
-/* Target kinds to document; the registry finds them by name. */
-static const char *const target_names[] = {"aws.kinesis", NULL};
 
 static int list_names(struct buf *out, const char *const *names, const char *sep)
 {
@@ -58,14 +55,13 @@ static int sources(struct buf *out)
 
 static int targets(struct buf *out)
 {
+    const struct target_kind *const *k = target_kinds();
     int rc = 0;
     size_t i;
 
-    for (i = 0; target_names[i]; i++) {
-        const struct target_kind *t = target_kind_find(target_names[i], NULL);
-        if (!t) {
-            continue;
-        }
+    for (i = 0; k[i]; i++) {
+        const struct target_kind *t = k[i];
+
         rc |= buf_appendf(out, "\n### Target `%s`", t->kind);
         if (t->aliases && t->aliases[0]) {
             rc |= buf_append_str(out, " (also ");

@@ -9,6 +9,7 @@
 #include "base/errs.h"
 #include "base/filewatch.h"
 #include "base/log.h"
+#include "base/version.h"
 #include "binding/binding.h"
 #include "source/source_seen.h"
 
@@ -20,10 +21,6 @@
 #include <string.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
-
-#ifndef KK_VERSION
-#define KK_VERSION "0.0.0"
-#endif
 
 /* New bindings get this long to subscribe before the old ones stop. */
 #define RELOAD_READY_WAIT_MS 10000
@@ -58,6 +55,7 @@ struct reload {
 struct binding_service {
     struct loop *loop;
     struct metrics_registry *metrics;
+    struct binding_metrics_set *binding_metrics;
     const char *config_path;
     int cli_log_level; /* -1: logLevel of the config (re-read on reload) */
     const struct binding_service_http *http;
@@ -167,6 +165,11 @@ int binding_service_request(struct binding_service *svc, const char *name, const
 struct metrics_registry *binding_service_metrics(struct binding_service *svc)
 {
     return svc->metrics;
+}
+
+int binding_service_stats_json(struct binding_service *svc, struct buf *out)
+{
+    return binding_metrics_stats_json(svc->binding_metrics, out);
 }
 
 /* ---- API start/stop ---------------------------------------------------- */
@@ -543,7 +546,7 @@ static void reload_begin(struct binding_service *svc, const char *why)
             binding_share_seen(rl->old[p], seen);
             rl->paired[p] = 1;
         }
-        rl->next[i] = binding_create(cb, svc->loop, svc->metrics, seen, err, sizeof(err));
+        rl->next[i] = binding_create(cb, svc->loop, svc->binding_metrics, seen, err, sizeof(err));
         source_seen_unref(seen);
         if (!rl->next[i]) {
             log_error(NULL, "reload: %s", err);
@@ -732,8 +735,9 @@ static int start(struct binding_service *svc, const struct config *c)
     size_t i;
 
     svc->metrics = metrics_registry_new();
+    svc->binding_metrics = svc->metrics ? binding_metrics_set_new(svc->metrics) : NULL;
     svc->loop = loop_create(err, sizeof(err));
-    if (!svc->metrics || !svc->loop) {
+    if (!svc->binding_metrics || !svc->loop) {
         log_error(NULL, "cannot start: %s", svc->loop ? "out of memory" : err);
         return -1;
     }
@@ -750,8 +754,8 @@ static int start(struct binding_service *svc, const struct config *c)
     }
     for (i = 0; i < c->n_bindings; i++) {
         /* Fail fast: the config was valid, so this is the environment. */
-        struct binding *b =
-            binding_create(&c->bindings[i], svc->loop, svc->metrics, NULL, err, sizeof(err));
+        struct binding *b = binding_create(&c->bindings[i], svc->loop, svc->binding_metrics, NULL,
+                                           err, sizeof(err));
         if (!b) {
             log_error(NULL, "cannot start: %s", err);
             return -1;
@@ -808,6 +812,7 @@ out:
         loop_run_until_idle(svc.loop, EXIT_FLUSH_MS);
     }
     loop_destroy(svc.loop);
+    binding_metrics_set_free(svc.binding_metrics);
     metrics_registry_free(svc.metrics);
     free(svc.api_address);
     return rc;

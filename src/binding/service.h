@@ -61,6 +61,9 @@ int binding_service_bindings_json(struct binding_service *svc, struct buf *out);
  * reason in err (stopping). */
 int binding_service_request(struct binding_service *svc, const char *binding, const char *payload,
                             size_t len, binding_reply_fn done, void *ctx, char *err, size_t errlen);
+/* The registry behind /metrics. */
 struct metrics_registry *binding_service_metrics(struct binding_service *svc);
+/* The /bindings/stats array (binding_metrics_stats_json). */
+int binding_service_stats_json(struct binding_service *svc, struct buf *out);
 
 #endif

@@ -4,13 +4,13 @@
 #include "cli/cli.h"
 
 #include "base/buf.h"
-#include "base/envelope.h"
 #include "base/errs.h"
 #include "base/log.h"
 #include "base/loop.h"
 #include "binding/config.h"
 #include "binding/middleware.h"
-#include "target/target.h"
+#include "kinesis/target.h"
+#include "message/envelope.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -5,16 +5,13 @@
 #include "base/buf.h"
 #include "base/errs.h"
 #include "base/log.h"
+#include "base/version.h"
 #include "binding/config.h"
 #include "binding/service.h"
 
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
-
-#ifndef KK_VERSION
-#define KK_VERSION "0.0.0"
-#endif
 
 static const char usage_text[] =
     "usage: kubemq-kinesis [options]\n"
@@ -51,7 +48,7 @@ static const struct option long_options[] = {
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
     {"help", no_argument, NULL, OPT_HELP},
-    {"print-reference", no_argument, NULL, OPT_PRINT_REFERENCE}, /* hidden: README tables */
+    {"print-reference", no_argument, NULL, OPT_PRINT_REFERENCE}, /* hidden: the docs' tables */
     {NULL, 0, NULL, 0},
 };
 
@@ -172,6 +169,11 @@ static int api_bindings(void *ctx, struct buf *out)
     return binding_service_bindings_json(ctx, out);
 }
 
+static int api_stats(void *ctx, struct buf *out)
+{
+    return binding_service_stats_json(ctx, out);
+}
+
 static int api_request(void *ctx, const char *binding, const char *payload, size_t len,
                        api_reply_fn done, void *done_ctx, char *err, size_t errlen)
 {
@@ -184,7 +186,7 @@ static void *http_start(struct binding_service *svc, struct loop *loop,
                         const struct binding_service_http_options *o, char *err, size_t errlen)
 {
     struct api_options ao;
-    struct api_provider p = {svc, api_ready, api_bindings, api_request};
+    struct api_provider p = {svc, api_ready, api_bindings, api_stats, api_request};
 
     memset(&ao, 0, sizeof(ao));
     ao.address = o->address;

@@ -10,6 +10,7 @@
 #include "kubemq/kubemq_internal.h"
 
 #include "base/log.h"
+#include "base/random.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -279,7 +280,7 @@ struct kubemq_call *kubemq_send_request(struct kubemq_client *c, enum kubemq_kin
     } else if (type != KUBEMQ_COMMAND && type != KUBEMQ_QUERY) {
         bad = "a request is a query or a command";
     }
-    kubemq_wire_new_id(id);
+    random_hex(id, 16);
     req.requestid = id;
     req.requesttypedata = type == KUBEMQ_COMMAND ? KUBEMQ__REQUEST__REQUEST_TYPE__Command
                                                  : KUBEMQ__REQUEST__REQUEST_TYPE__Query;
@@ -306,7 +307,7 @@ struct kubemq_call *kubemq_send_queue_message(struct kubemq_client *c, const cha
     struct kubemq_call *call;
     char id[33];
 
-    kubemq_wire_new_id(id);
+    random_hex(id, 16);
     m.messageid = id;
     m.clientid = c->client_id;
     m.channel = (char *)(channel ? channel : "");
@@ -329,7 +330,7 @@ struct kubemq_call *kubemq_send_event(struct kubemq_client *c, int store, const 
     struct kubemq_call *call;
     char id[33];
 
-    kubemq_wire_new_id(id);
+    random_hex(id, 16);
     ev.eventid = id;
     ev.clientid = c->client_id;
     ev.channel = (char *)(channel ? channel : "");

@@ -150,7 +150,7 @@ void kubemq_conn_fail(struct kubemq_conn *conn, const char *fmt, ...)
     if (conn->lingering) {
         conn->lingering = 0;
         lingering_count--;
-        kubemq_conn_release(conn); /* the reference the client left behind */
+        kubemq_conn_release(conn); /* the one the client left behind */
     }
     kubemq_conn_release(conn);
 }

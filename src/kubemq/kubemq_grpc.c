@@ -8,6 +8,8 @@
  * Kept apart from the connection code so it can be unit-tested alone. */
 #include "kubemq/kubemq_internal.h"
 
+#include "base/hex.h"
+
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -151,20 +153,6 @@ void kubemq_grpc_timeout(int64_t ms, char *dst, size_t n)
     snprintf(dst, n, "99999999H");
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
 void kubemq_grpc_percent_decode(const char *in, size_t len, char *dst, size_t n)
 {
     size_t i = 0, o = 0;
@@ -174,11 +162,10 @@ void kubemq_grpc_percent_decode(const char *in, size_t len, char *dst, size_t n)
     }
     while (i < len && o + 1 < n) {
         unsigned char c = (unsigned char)in[i];
-        int hi, lo;
+        int b = hex_percent_byte(in, len, i);
 
-        if (c == '%' && i + 2 < len && (hi = hexval(in[i + 1])) >= 0 &&
-            (lo = hexval(in[i + 2])) >= 0) {
-            c = (unsigned char)(hi << 4 | lo);
+        if (b >= 0) {
+            c = (unsigned char)b;
             i += 3;
         } else {
             i++;

@@ -16,6 +16,7 @@
 #include "kubemq/kubemq_internal.h"
 
 #include "base/log.h"
+#include "base/version.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -287,7 +288,7 @@ int kubemq_h2_submit(struct kubemq_conn *conn, struct kubemq_stream *st, char *e
     NV(":authority", conn->address, NGHTTP2_NV_FLAG_NONE);
     NV("content-type", "application/grpc", NGHTTP2_NV_FLAG_NONE);
     NV("te", "trailers", NGHTTP2_NV_FLAG_NONE);
-    NV("user-agent", "kubemq-kinesis/" KK_VERSION, NGHTTP2_NV_FLAG_NONE);
+    NV("user-agent", KK_USER_AGENT, NGHTTP2_NV_FLAG_NONE);
     if (st->deadline_at) {
         uint64_t now = loop_now_ms(conn->loop);
 

@@ -153,9 +153,6 @@ struct kubemq_out {
 struct kubemq_out *kubemq_wire_frame(const ProtobufCMessage *m, int *status, char *err,
                                      size_t errlen);
 void *kubemq_wire_unpack(const ProtobufCMessageDescriptor *d, const unsigned char *p, size_t n);
-void kubemq_wire_new_id(char out[33]);
-/* 8 random hex digits. */
-void kubemq_wire_random_hex(char out[9]);
 /* A malloc'd copy of s ("" for NULL); NULL only when out of memory. */
 char *kubemq_wire_strdup(const char *s);
 /* A delivered request or event (it takes m); NULL when out of memory. */

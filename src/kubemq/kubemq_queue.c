@@ -14,6 +14,7 @@
 #include "kubemq/kubemq_internal.h"
 
 #include "base/log.h"
+#include "base/random.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -209,7 +210,7 @@ struct kubemq_queue_txn *kubemq_queue_receive(struct kubemq_client *c, const cha
     t->state = TXN_RECEIVING;
     loop_defer_init(&t->defer);
     kubemq_list_add(&c->txns, &t->link);
-    kubemq_wire_new_id(id);
+    random_hex(id, 16);
     req.requestid = id;
     req.clientid = c->client_id;
     req.streamrequesttypedata = KUBEMQ__STREAM_REQUEST_TYPE__ReceiveMessage;
@@ -259,7 +260,7 @@ static void settle(struct kubemq_queue_txn *t, Kubemq__StreamRequestType type, c
         }
         goto late;
     }
-    kubemq_wire_new_id(id);
+    random_hex(id, 16);
     req.requestid = id;
     req.clientid = t->client->client_id;
     req.streamrequesttypedata = type;

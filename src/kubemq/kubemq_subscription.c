@@ -20,6 +20,7 @@
 #include "kubemq/kubemq_internal.h"
 
 #include "base/log.h"
+#include "base/random.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -167,7 +168,7 @@ static void open_stream(struct kubemq_subscription *s)
     sub.clientid = c->client_id;
     if (s->type == KUBEMQ_EVENTS_STORE) {
         /* A client id the broker has never seen: it honours the start. */
-        kubemq_wire_random_hex(hex);
+        random_hex(hex, 4);
         snprintf(client_id, sizeof(client_id), "%s-%llu-%s", c->client_id, (unsigned long long)seq,
                  hex);
         sub.clientid = client_id;

@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 
 struct kubemq_out *kubemq_wire_frame(const ProtobufCMessage *m, int *status, char *err,
@@ -40,67 +39,6 @@ struct kubemq_out *kubemq_wire_frame(const ProtobufCMessage *m, int *status, cha
 void *kubemq_wire_unpack(const ProtobufCMessageDescriptor *d, const unsigned char *p, size_t n)
 {
     return protobuf_c_message_unpack(d, NULL, n, p);
-}
-
-/* Ids need to be unique, not secret: random bytes are drawn from the
- * kernel a pool at a time, not one system call per id. */
-static void random_bytes(unsigned char *r, size_t n)
-{
-    static unsigned char pool[512];
-    static size_t left;
-    size_t take;
-
-    while (n > 0) {
-        if (left == 0) {
-            if (getrandom(pool, sizeof(pool), 0) != (ssize_t)sizeof(pool)) {
-                /* Unique enough when the pool is unavailable. */
-                static unsigned counter;
-                struct timespec ts;
-                size_t i;
-
-                clock_gettime(CLOCK_REALTIME, &ts);
-                for (i = 0; i < sizeof(pool); i++) {
-                    pool[i] = (unsigned char)(((uint64_t)ts.tv_nsec >> (8 * (i % 4))) ^
-                                              (counter + i) * 131u);
-                }
-                counter++;
-            }
-            left = sizeof(pool);
-        }
-        take = n < left ? n : left;
-        memcpy(r, pool + sizeof(pool) - left, take);
-        left -= take;
-        r += take;
-        n -= take;
-    }
-}
-
-static void hex(const unsigned char *r, size_t n, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    size_t i;
-
-    for (i = 0; i < n; i++) {
-        out[2 * i] = digits[r[i] >> 4];
-        out[2 * i + 1] = digits[r[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
-void kubemq_wire_new_id(char out[33])
-{
-    unsigned char r[16];
-
-    random_bytes(r, sizeof(r));
-    hex(r, sizeof(r), out);
-}
-
-void kubemq_wire_random_hex(char out[9])
-{
-    unsigned char r[4];
-
-    random_bytes(r, sizeof(r));
-    hex(r, sizeof(r), out);
 }
 
 char *kubemq_wire_strdup(const char *s)

@@ -1,6 +1,8 @@
 /* source.c - the registry of KubeMQ source kinds and their settings. */
 #include "source/source.h"
+#include "source/source_internal.h"
 
+#include "base/random.h"
 #include "base/timeparse.h"
 
 #include <errno.h>
@@ -8,209 +10,109 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #define OPT(field) offsetof(struct source_options, field)
 
-/* Shared by the query and command sources (the reference's common
- * properties, §3.2, plus host/port of the older connector, TLS and the
- * bounds it lacked). */
-/* Shared by every source (the reference's common properties, §3.2, plus
- * host/port of the older connector, TLS and the bounds it lacked). */
-#define CONN_SETTINGS                                                                              \
-    {"address",                                                                                    \
-     SETTINGS_STRING,                                                                              \
-     "",                                                                                           \
-     0,                                                                                            \
-     0,                                                                                            \
-     0,                                                                                            \
-     NULL,                                                                                         \
-     OPT(address),                                                                                 \
-     NULL,                                                                                         \
-     "KubeMQ gRPC address `host:port` (IPv6: `[::1]:50000`); give this or `host` + `port`"},       \
-        {"host", SETTINGS_STRING,                                                                  \
-         "",     0,                                                                                \
-         0,      0,                                                                                \
-         NULL,   OPT(host),                                                                        \
-         NULL,   "KubeMQ host, with `port` (older connector style), instead of `address`"},        \
-        {"port", SETTINGS_INT, NULL,      0,    1,                                                 \
-         65535,  NULL,         OPT(port), NULL, "KubeMQ gRPC port, with `host`"},                  \
-        {"channel", SETTINGS_STRING, NULL, SETTINGS_REQUIRED,        0, 0,                         \
-         NULL,      OPT(channel),    NULL, "channel to subscribe to"},
+/* Every kind's settings: kubemq-targets' common source properties, plus
+ * host/port of the older connector style, TLS and the bounds that
+ * connector lacked. One entry a line or two (name, type, default, flags,
+ * min, max, choices, field, alias of, description); clang-format would
+ * spread a macro's entries over one value a line. */
+/* clang-format off */
+#define CONN_SETTINGS \
+    {"address", SETTINGS_STRING, "", 0, 0, 0, NULL, OPT(address), NULL, \
+     "KubeMQ gRPC address `host:port` (IPv6: `[::1]:50000`); give this or `host` + `port`"}, \
+    {"host", SETTINGS_STRING, "", 0, 0, 0, NULL, OPT(host), NULL, \
+     "KubeMQ host, with `port` (older connector style), instead of `address`"}, \
+    {"port", SETTINGS_INT, NULL, 0, 1, 65535, NULL, OPT(port), NULL, \
+     "KubeMQ gRPC port, with `host`"}, \
+    {"channel", SETTINGS_STRING, NULL, SETTINGS_REQUIRED, 0, 0, NULL, OPT(channel), NULL, \
+     "channel to subscribe to"},
 
-#define GROUP_SETTING                                                                              \
-    {"group", SETTINGS_STRING,                                                                     \
-     "",      0,                                                                                   \
-     0,       0,                                                                                   \
-     NULL,    OPT(group),                                                                          \
-     NULL,    "subscription group: the members of a group share the messages (scale-out)"},
+#define GROUP_SETTING \
+    {"group", SETTINGS_STRING, "", 0, 0, 0, NULL, OPT(group), NULL, \
+     "subscription group: the members of a group share the messages (scale-out)"},
 
-#define COMMON_SETTINGS                                                                            \
-    {"client_id",                                                                                  \
-     SETTINGS_STRING,                                                                              \
-     "",                                                                                           \
-     0,                                                                                            \
-     0,                                                                                            \
-     0,                                                                                            \
-     NULL,                                                                                         \
-     OPT(client_id),                                                                               \
-     NULL,                                                                                         \
-     "client id; empty: `kubemq-kinesis-<random hex>`; with `sources` > 1 each connection "        \
-     "gets `-<i>` appended"},                                                                      \
-        {"auth_token",                                                                             \
-         SETTINGS_STRING,                                                                          \
-         "",                                                                                       \
-         SETTINGS_SECRET,                                                                          \
-         0,                                                                                        \
-         0,                                                                                        \
-         NULL,                                                                                     \
-         OPT(auth_token),                                                                          \
-         NULL,                                                                                     \
-         "KubeMQ JWT, sent as the gRPC `authorization` metadata"},                                 \
-        {"auto_reconnect",                                                                         \
-         SETTINGS_BOOL,                                                                            \
-         "true",                                                                                   \
-         0,                                                                                        \
-         0,                                                                                        \
-         0,                                                                                        \
-         NULL,                                                                                     \
-         OPT(auto_reconnect),                                                                      \
-         NULL,                                                                                     \
-         "reconnect and resubscribe when the broker goes away"},                                   \
-        {"reconnect_interval_seconds",                                                             \
-         SETTINGS_INT,                                                                             \
-         "1",                                                                                      \
-         0,                                                                                        \
-         0,                                                                                        \
-         86400,                                                                                    \
-         NULL,                                                                                     \
-         OPT(reconnect_interval_seconds),                                                          \
-         NULL,                                                                                     \
-         "seconds between reconnect attempts"},                                                    \
-        {"max_reconnects",                                                                         \
-         SETTINGS_INT,                                                                             \
-         "0",                                                                                      \
-         0,                                                                                        \
-         0,                                                                                        \
-         2147483647,                                                                               \
-         NULL,                                                                                     \
-         OPT(max_reconnects),                                                                      \
-         NULL,                                                                                     \
-         "reconnect attempts before giving up; 0 = unlimited"},                                    \
-        {"sources", SETTINGS_INT,                                                                  \
-         "1",       0,                                                                             \
-         1,         1024,                                                                          \
-         NULL,      OPT(sources),                                                                  \
-         NULL,      "parallel KubeMQ connections (subscriptions) for this binding"},               \
-        {"concurrency",                                                                            \
-         SETTINGS_INT,                                                                             \
-         "64",                                                                                     \
-         0,                                                                                        \
-         1,                                                                                        \
-         100000,                                                                                   \
-         NULL,                                                                                     \
-         OPT(concurrency),                                                                         \
-         NULL,                                                                                     \
-         "requests in flight per binding; more wait in the broker"},                               \
-        {"do_not_parse_payload",                                                                   \
-         SETTINGS_BOOL,                                                                            \
-         "false",                                                                                  \
-         0,                                                                                        \
-         0,                                                                                        \
-         0,                                                                                        \
-         NULL,                                                                                     \
-         OPT(do_not_parse_payload),                                                                \
-         NULL,                                                                                     \
-         "the whole message body is the data; metadata comes from the binding's `metadata`"},      \
-        {"tls", SETTINGS_BOOL, "false",  0,    0,                                                  \
-         0,     NULL,          OPT(tls), NULL, "connect to KubeMQ with TLS"},                      \
-        {"ca_file", SETTINGS_STRING,                                                               \
-         "",        0,                                                                             \
-         0,         0,                                                                             \
-         NULL,      OPT(ca_file),                                                                  \
-         NULL,      "PEM CA bundle to verify the broker (with `tls`); empty: the system's"},       \
-        {"cert_file", SETTINGS_STRING,                                                             \
-         "",          0,                                                                           \
-         0,           0,                                                                           \
-         NULL,        OPT(cert_file),                                                              \
-         NULL,        "PEM client certificate for mutual TLS (with `key_file`)"},                  \
-        {"key_file", SETTINGS_STRING,                                                              \
-         "",         0,                                                                            \
-         0,          0,                                                                            \
-         NULL,       OPT(key_file),                                                                \
-         NULL,       "PEM private key of `cert_file`"},                                            \
-        {"drain_timeout_seconds",                                                                  \
-         SETTINGS_INT,                                                                             \
-         "30",                                                                                     \
-         0,                                                                                        \
-         0,                                                                                        \
-         3600,                                                                                     \
-         NULL,                                                                                     \
-         OPT(drain_timeout_seconds),                                                               \
-         NULL,                                                                                     \
-         "on shutdown, how long in-flight requests may still finish"},
+#define COMMON_SETTINGS \
+    {"client_id", SETTINGS_STRING, "", 0, 0, 0, NULL, OPT(client_id), NULL, \
+     "client id; empty: `kubemq-kinesis-<random hex>`; with `sources` > 1 each connection " \
+     "gets `-<i>` appended"}, \
+    {"auth_token", SETTINGS_STRING, "", SETTINGS_SECRET, 0, 0, NULL, OPT(auth_token), NULL, \
+     "KubeMQ JWT, sent as the gRPC `authorization` metadata"}, \
+    {"auto_reconnect", SETTINGS_BOOL, "true", 0, 0, 0, NULL, OPT(auto_reconnect), NULL, \
+     "reconnect and resubscribe when the broker goes away"}, \
+    {"reconnect_interval_seconds", SETTINGS_INT, "1", 0, 0, 86400, NULL, \
+     OPT(reconnect_interval_seconds), NULL, "seconds between reconnect attempts"}, \
+    {"max_reconnects", SETTINGS_INT, "0", 0, 0, 2147483647, NULL, OPT(max_reconnects), NULL, \
+     "reconnect attempts before giving up; 0 = unlimited"}, \
+    {"sources", SETTINGS_INT, "1", 0, 1, 1024, NULL, OPT(sources), NULL, \
+     "parallel KubeMQ connections (subscriptions) for this binding"}, \
+    {"concurrency", SETTINGS_INT, "64", 0, 1, 100000, NULL, OPT(concurrency), NULL, \
+     "requests in flight per binding; more wait in the broker"}, \
+    {"do_not_parse_payload", SETTINGS_BOOL, "false", 0, 0, 0, NULL, OPT(do_not_parse_payload), \
+     NULL, "the whole message body is the data; metadata comes from the binding's `metadata`"}, \
+    {"tls", SETTINGS_BOOL, "false", 0, 0, 0, NULL, OPT(tls), NULL, "connect to KubeMQ with TLS"}, \
+    {"ca_file", SETTINGS_STRING, "", 0, 0, 0, NULL, OPT(ca_file), NULL, \
+     "PEM CA bundle to verify the broker (with `tls`); empty: the system's"}, \
+    {"cert_file", SETTINGS_STRING, "", 0, 0, 0, NULL, OPT(cert_file), NULL, \
+     "PEM client certificate for mutual TLS (with `key_file`)"}, \
+    {"key_file", SETTINGS_STRING, "", 0, 0, 0, NULL, OPT(key_file), NULL, \
+     "PEM private key of `cert_file`"}, \
+    {"drain_timeout_seconds", SETTINGS_INT, "30", 0, 0, 3600, NULL, \
+     OPT(drain_timeout_seconds), NULL, \
+     "on shutdown, how long in-flight requests may still finish"},
 
-#define RESPONSE_CHANNEL_SETTING(what)                                                             \
-    {                                                                                              \
-        "response_channel", SETTINGS_STRING, "", 0, 0, 0, NULL, OPT(response_channel), NULL,       \
-            "when set, the reply envelope is published to this channel as " what                   \
-    }
+#define RESPONSE_CHANNEL_SETTING(what) \
+    {"response_channel", SETTINGS_STRING, "", 0, 0, 0, NULL, OPT(response_channel), NULL, \
+     "when set, the reply envelope is published to this channel as " what}
 
-#define END_SETTINGS                                                                               \
-    {                                                                                              \
-        NULL, 0, NULL, 0, 0, 0, NULL, 0, NULL, NULL                                                \
-    }
+#define END_SETTINGS {NULL, 0, NULL, 0, 0, 0, NULL, 0, NULL, NULL}
 
 /* Subscription kinds: what waits for a slot when `concurrency` are running. */
-#define PENDING_SETTINGS(full)                                                                     \
-    {"max_pending",                                                                                \
-     SETTINGS_INT,                                                                                 \
-     "10000",                                                                                      \
-     0,                                                                                            \
-     1,                                                                                            \
-     10000000,                                                                                     \
-     NULL,                                                                                         \
-     OPT(max_pending),                                                                             \
-     NULL,                                                                                         \
-     "requests taken from the broker that may wait for a free slot (beyond `concurrency`); "       \
-     "when full, " full},                                                                          \
-        {"max_pending_bytes",                                                                      \
-         SETTINGS_INT,                                                                             \
-         "67108864",                                                                               \
-         0,                                                                                        \
-         1,                                                                                        \
-         4294967296LL,                                                                             \
-         NULL,                                                                                     \
-         OPT(max_pending_bytes),                                                                   \
-         NULL,                                                                                     \
-         "bytes of message bodies that may wait for a slot; whichever of the two limits comes "    \
-         "first applies"},
+#define PENDING_SETTINGS(full) \
+    {"max_pending", SETTINGS_INT, "10000", 0, 1, 10000000, NULL, OPT(max_pending), NULL, \
+     "requests taken from the broker that may wait for a free slot (beyond `concurrency`); " \
+     "when full, " full}, \
+    {"max_pending_bytes", SETTINGS_INT, "67108864", 0, 1, 4294967296LL, NULL, \
+     OPT(max_pending_bytes), NULL, \
+     "bytes of message bodies that may wait for a slot; whichever of the two limits comes " \
+     "first applies"},
 
 static const struct settings_entry subscribe_settings[] = {
-    CONN_SETTINGS GROUP_SETTING COMMON_SETTINGS PENDING_SETTINGS(
-        "a request is answered at once with an over-capacity error; one whose own timeout "
-        "passed while it waited is dropped unrun") END_SETTINGS,
+    CONN_SETTINGS
+    GROUP_SETTING
+    COMMON_SETTINGS
+    PENDING_SETTINGS("a request is answered at once with an over-capacity error; one whose own "
+                     "timeout passed while it waited is dropped unrun")
+    END_SETTINGS,
 };
 
 static const struct settings_entry events_settings[] = {
-    CONN_SETTINGS GROUP_SETTING COMMON_SETTINGS RESPONSE_CHANNEL_SETTING("an event"),
+    CONN_SETTINGS
+    GROUP_SETTING
+    COMMON_SETTINGS
+    RESPONSE_CHANNEL_SETTING("an event"),
     PENDING_SETTINGS("further events are dropped, counted in "
-                     "`kubemq_kinesis_source_dropped_total` and logged") END_SETTINGS,
+                     "`kubemq_kinesis_source_dropped_total` and logged")
+    END_SETTINGS,
 };
 
 static const struct settings_entry events_store_settings[] = {
-    CONN_SETTINGS GROUP_SETTING COMMON_SETTINGS RESPONSE_CHANNEL_SETTING("an events-store message"),
+    CONN_SETTINGS
+    GROUP_SETTING
+    COMMON_SETTINGS
+    RESPONSE_CHANNEL_SETTING("an events-store message"),
     PENDING_SETTINGS("the subscription pauses and resumes where it stopped once there is room, "
-                     "so nothing is lost or repeated"){
-        "start_position", SETTINGS_ENUM, "new_only", 0, 0, 0,
-        "new_only|first|last|sequence|time|time_delta", OPT(start_position), NULL,
-        "where the subscription starts: `new_only` (the reference's only choice), `first` (the "
-        "whole history), `last` (the last stored message), `sequence` (`start_sequence`), `time` "
-        "(`start_time`), `time_delta` (`start_time_delta_seconds` ago). After a reconnect the "
-        "subscription goes on after the last message it received"},
+                     "so nothing is lost or repeated")
+    {"start_position", SETTINGS_ENUM, "new_only", 0, 0, 0,
+     "new_only|first|last|sequence|time|time_delta", OPT(start_position), NULL,
+     "where the subscription starts: `new_only` (kubemq-targets' only choice), `first` (the "
+     "whole history), `last` (the last stored message), `sequence` (`start_sequence`), `time` "
+     "(`start_time`), `time_delta` (`start_time_delta_seconds` ago). After a reconnect the "
+     "subscription goes on after the last message it received"},
     {"start_sequence", SETTINGS_INT, "0", 0, 0, 9223372036854775807LL, NULL, OPT(start_sequence),
      NULL, "with `start_position: sequence`: the first sequence to receive (>= 1)"},
     {"start_time", SETTINGS_STRING, "", 0, 0, 0, NULL, OPT(start_time), NULL,
@@ -239,7 +141,9 @@ static const struct settings_entry events_store_settings[] = {
 };
 
 static const struct settings_entry queue_settings[] = {
-    CONN_SETTINGS COMMON_SETTINGS RESPONSE_CHANNEL_SETTING("a queue message"),
+    CONN_SETTINGS
+    COMMON_SETTINGS
+    RESPONSE_CHANNEL_SETTING("a queue message"),
     {"batch_size", SETTINGS_INT, "1", 0, 1, 1024, NULL, OPT(batch_size), NULL,
      "messages taken per pull and connection (each is acknowledged on its own)"},
     {"wait_timeout", SETTINGS_INT, "5", 0, 1, 3600, NULL, OPT(wait_timeout), NULL,
@@ -254,61 +158,31 @@ static const struct settings_entry queue_settings[] = {
      "queue that receives messages that failed `max_requeue` + 1 times"},
     END_SETTINGS,
 };
+/* clang-format on */
 
-static const char *const query_aliases[] = {"source.kubemq.query", "source.query", NULL};
-static const char *const command_aliases[] = {"source.kubemq.command", "source.command", NULL};
-
-static const struct source_kind query_kind = {
-    .kind = "kubemq.query",
-    .aliases = query_aliases,
-    .settings = subscribe_settings,
-    .description = "subscribes to queries; the reply carries the response envelope",
-    .ops = &source_query_ops,
+static const struct source_kind table[] = {
+    {"kubemq.query", (const char *const[]){"source.kubemq.query", "source.query", NULL},
+     subscribe_settings, "subscribes to queries; the reply carries the response envelope",
+     &source_query_ops},
+    {"kubemq.command", (const char *const[]){"source.kubemq.command", "source.command", NULL},
+     subscribe_settings, "subscribes to commands; the reply says executed or not, with the error",
+     &source_command_ops},
+    {"kubemq.events", (const char *const[]){"source.kubemq.events", "source.events", NULL},
+     events_settings, "subscribes to events; the reply envelope goes to `response_channel` if set",
+     &source_events_ops},
+    {"kubemq.events-store",
+     (const char *const[]){"source.kubemq.events-store", "source.events-store", NULL},
+     events_store_settings, "subscribes to stored events from `start_position`; replies as events",
+     &source_events_store_ops},
+    {"kubemq.queue", (const char *const[]){"source.kubemq.queue", "source.queue", NULL},
+     queue_settings,
+     "pulls queue messages; acknowledged only after the target succeeded, failures requeued, "
+     "then dead-lettered",
+     &source_queue_ops},
 };
 
-static const struct source_kind command_kind = {
-    .kind = "kubemq.command",
-    .aliases = command_aliases,
-    .settings = subscribe_settings,
-    .description = "subscribes to commands; the reply says executed or not, with the error",
-    .ops = &source_command_ops,
-};
-
-static const char *const events_aliases[] = {"source.kubemq.events", "source.events", NULL};
-static const char *const events_store_aliases[] = {"source.kubemq.events-store",
-                                                   "source.events-store", NULL};
-static const char *const queue_aliases[] = {"source.kubemq.queue", "source.queue", NULL};
-
-static const struct source_kind events_kind = {
-    .kind = "kubemq.events",
-    .aliases = events_aliases,
-    .settings = events_settings,
-    .description = "subscribes to events; the reply envelope goes to `response_channel` if set",
-    .ops = &source_events_ops,
-};
-
-static const struct source_kind events_store_kind = {
-    .kind = "kubemq.events-store",
-    .aliases = events_store_aliases,
-    .settings = events_store_settings,
-    .description = "subscribes to stored events from `start_position`; replies as events",
-    .ops = &source_events_store_ops,
-};
-
-static const struct source_kind queue_kind = {
-    .kind = "kubemq.queue",
-    .aliases = queue_aliases,
-    .settings = queue_settings,
-    .description = "pulls queue messages; acknowledged only after the target succeeded, "
-                   "failures requeued, then dead-lettered",
-    .ops = &source_queue_ops,
-};
-
-static const struct source_kind *const kinds[] = {&query_kind,        &command_kind, &events_kind,
-                                                  &events_store_kind, &queue_kind,   NULL};
-
-/* Named by SPEC §6, not built yet: refused with a message saying so. */
-static const char *const planned[] = {NULL};
+static const struct source_kind *const kinds[] = {&table[0], &table[1], &table[2],
+                                                  &table[3], &table[4], NULL};
 
 const struct source_kind *const *source_kinds(void)
 {
@@ -330,27 +204,6 @@ const struct source_kind *source_kind_find(const char *name)
         }
     }
     return NULL;
-}
-
-int source_kind_is_planned(const char *name)
-{
-    size_t i;
-
-    for (i = 0; planned[i]; i++) {
-        if (strcmp(planned[i], name) == 0) {
-            return 1;
-        }
-    }
-    return 0;
-}
-
-const char *source_kind_names(void)
-{
-    return "kubemq.query (also source.kubemq.query, source.query), "
-           "kubemq.command (also source.kubemq.command, source.command), "
-           "kubemq.events (also source.kubemq.events, source.events), "
-           "kubemq.events-store (also source.kubemq.events-store, source.events-store), "
-           "kubemq.queue (also source.kubemq.queue, source.queue)";
 }
 
 /* key has a value in props (an empty one means "not given"). */
@@ -414,7 +267,7 @@ static int split_address(struct source_options *o, const char *where, struct err
     return 0;
 }
 
-/* host + port (seed 001 style) into o->address. */
+/* host + port (the older connector style) into o->address. */
 static int join_address(struct source_options *o, const char *where, struct errs *errs)
 {
     char buf[300];
@@ -513,18 +366,9 @@ static int check_tls(const struct source_options *o, const char *where, struct e
 
 static int default_client_id(struct source_options *o, const char *where, struct errs *errs)
 {
-    unsigned char rnd[8];
-    char id[64];
-    size_t i, n;
+    char id[64] = "kubemq-kinesis-";
 
-    if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
-        errs_add(errs, "%s: client_id: no random bytes for a default: %s", where, strerror(errno));
-        return -1;
-    }
-    n = (size_t)snprintf(id, sizeof(id), "kubemq-kinesis-");
-    for (i = 0; i < sizeof(rnd); i++) {
-        n += (size_t)snprintf(id + n, sizeof(id) - n, "%02x", rnd[i]);
-    }
+    random_hex(id + strlen(id), 8);
     free(o->client_id);
     o->client_id = strdup(id);
     if (!o->client_id) {

@@ -48,6 +48,7 @@
  * it happens once, and what comes next (exit, or a reload going on) must
  * not come before it is on disk. */
 #include "source/source_checkpoint.h"
+#include "source/source_internal.h"
 
 #include "base/log.h"
 #include "kubemq/kubemq_client.h"

@@ -13,9 +13,10 @@
  * run, or cut short) does not count as answered. */
 #include "base/log.h"
 #include "kubemq/kubemq_client.h"
+#include "message/envelope.h"
 #include "source/source.h"
 #include "source/source_checkpoint.h"
-#include "source/source_seen.h"
+#include "source/source_internal.h"
 
 #include <string.h>
 
@@ -40,7 +41,7 @@ static void answer_error(struct source_conn *c, const struct kubemq_request *msg
 
     log_warn(c->src->binding, "source: event on channel '%s' not processed: %s", msg->channel,
              text);
-    if (source_error_envelope(text, &b) == 0) {
+    if (envelope_error_serialize(text, &b) == 0) {
         publish(c, b.data, b.len);
     }
     buf_free(&b);
@@ -52,24 +53,12 @@ static int on_event(void *ctx, struct kubemq_request *msg)
     struct source *s = c->src;
     struct source_request *r;
 
-    if (s->seen && s->abandoned && s->broadcast) {
-        /* A late copy for the replaced source of a reload: its successor
-         * got its own. */
-        kubemq_request_free(msg);
-        return KUBEMQ_TAKEN;
-    }
-    if (s->abandoned) {
-        answer_error(c, msg, s->abandon_why ? s->abandon_why : "binding stopped");
-        kubemq_request_free(msg);
-        return KUBEMQ_TAKEN;
-    }
-    if (is_store(s) && !source_can_admit(s, msg->body_len)) {
+    if (is_store(s) && !s->abandoned && !source_can_admit(s, msg->body_len)) {
         /* Before the id is remembered below: it comes again. */
         c->paused = 1;
         return KUBEMQ_REFUSED;
     }
-    if (s->seen && !source_seen_first(s->seen, msg->id)) {
-        kubemq_request_free(msg);
+    if (source_intake_refused(c, msg, answer_error)) {
         return KUBEMQ_TAKEN;
     }
     r = source_request_new(c);

@@ -13,6 +13,7 @@
 #include "base/log.h"
 #include "kubemq/kubemq_client.h"
 #include "source/source.h"
+#include "source/source_internal.h"
 
 #include <string.h>
 

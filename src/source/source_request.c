@@ -8,8 +8,9 @@
  * timeout. */
 #include "base/log.h"
 #include "kubemq/kubemq_client.h"
+#include "message/envelope.h"
 #include "source/source.h"
-#include "source/source_seen.h"
+#include "source/source_internal.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -24,7 +25,7 @@ static void answer_error(struct source_conn *c, const struct kubemq_request *msg
 {
     struct buf b = BUF_INIT(2048);
 
-    if (is_query(c->src) && source_error_envelope(text, &b) == 0) {
+    if (is_query(c->src) && envelope_error_serialize(text, &b) == 0) {
         kubemq_send_response(c->client, msg, 0, text, b.data, b.len, NULL);
     } else {
         kubemq_send_response(c->client, msg, 0, text, NULL, 0, NULL);
@@ -39,20 +40,7 @@ static int on_request(void *ctx, struct kubemq_request *msg)
     struct source_request *r;
     char text[400];
 
-    if (s->seen && s->abandoned && s->broadcast) {
-        /* A late copy for the replaced source of a reload: on a channel
-         * without a group its successor got its own, and runs it. */
-        kubemq_request_free(msg);
-        return KUBEMQ_TAKEN;
-    }
-    if (s->seen && !source_seen_first(s->seen, msg->id)) {
-        /* The binding's other source (a reload) has this one: it answers. */
-        kubemq_request_free(msg);
-        return KUBEMQ_TAKEN;
-    }
-    if (s->abandoned) {
-        answer_error(c, msg, s->abandon_why ? s->abandon_why : "binding stopped");
-        kubemq_request_free(msg);
+    if (source_intake_refused(c, msg, answer_error)) {
         return KUBEMQ_TAKEN;
     }
     r = source_request_new(c);

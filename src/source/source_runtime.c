@@ -5,43 +5,20 @@
  * Requests run from a deferred call (loop_defer) at the end of the loop
  * round that took them, never inside the KubeMQ client's callback, so a
  * target that answers at once cannot recurse into the next request. */
+#include "message/envelope.h"
 #include "source/source.h"
+#include "source/source_internal.h"
 
 #include "base/log.h"
+#include "base/random.h"
 #include "kubemq/kubemq_client.h"
 #include "source/source_seen.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #define OVERFLOW_LOG_MS 1000
-
-static int uuid4(char *dst, size_t n)
-{
-    unsigned char r[16];
-
-    if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r)) {
-        return -1;
-    }
-    r[6] = (unsigned char)((r[6] & 0x0f) | 0x40);
-    r[8] = (unsigned char)((r[8] & 0x3f) | 0x80);
-    snprintf(dst, n, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", r[0],
-             r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12], r[13],
-             r[14], r[15]);
-    return 0;
-}
-
-int source_error_envelope(const char *text, struct buf *out)
-{
-    /* The reply envelope, as the target's errors look. */
-    if (buf_append_str(out, "{\"metadata\":{},\"data\":null,\"is_error\":true,\"error\":") < 0 ||
-        buf_append_json_str(out, text, strlen(text)) < 0 || buf_append_char(out, '}') < 0) {
-        return -1;
-    }
-    return 0;
-}
 
 /* ---- requests ---------------------------------------------------------- */
 
@@ -331,10 +308,7 @@ struct source *source_create(const struct source_kind *k, const struct source_op
     if (!s->ops->subscribes || !o->group) {
         s->group = strdup("");
     } else if (o->group[0] == '\0' && s->n > 1) {
-        if (uuid4(gen, sizeof(gen)) < 0) {
-            snprintf(err, errlen, "no random bytes for a subscription group");
-            goto fail;
-        }
+        random_uuid(gen);
         s->group = strdup(gen);
     } else {
         s->group = strdup(o->group);
@@ -439,12 +413,35 @@ void source_abandon(struct source *s, const char *why)
     if (!s->abandon_why) {
         s->abandon_why = strdup(why);
     }
-    source_error_envelope(why, &env);
+    envelope_error_serialize(why, &env);
     /* Taken but never run: answered, never dropped silently. */
     while ((r = fifo_pop(s))) {
         s->ops->reply(r, 1, why, env.data, env.len);
     }
     buf_free(&env);
+}
+
+int source_intake_refused(struct source_conn *c, struct kubemq_request *msg,
+                          source_answer_fn answer)
+{
+    struct source *s = c->src;
+
+    /* A late copy: the source was abandoned by a reload, on a channel
+     * without a group, and its successor got its own. A duplicate: the
+     * binding's other source took this id first and answers it. Checked
+     * before the abandon, so an abandoned source never answers what its
+     * successor runs (a sender takes the first answer). */
+    if ((s->seen && s->abandoned && s->broadcast) ||
+        (s->seen && !source_seen_first(s->seen, msg->id))) {
+        kubemq_request_free(msg);
+        return 1;
+    }
+    if (s->abandoned) {
+        answer(c, msg, s->abandon_why ? s->abandon_why : "binding stopped");
+        kubemq_request_free(msg);
+        return 1;
+    }
+    return 0;
 }
 
 void source_destroy(struct source *s)

@@ -2,7 +2,8 @@
 // House rules of the C tree that the compiler does not check: includes
 // point down the layers, every exported function is declared in its
 // module's header and carries its prefix, no typedef'd structs, no banned
-// libc calls, and (when clang-format is installed) no formatting drift.
+// libc calls, code that names no document outside the repo, and (when
+// clang-format is installed) no formatting drift.
 // Each checker is run on a small bad sample first, so a checker that
 // stopped finding anything fails too.
 const test = require('node:test');
@@ -15,21 +16,22 @@ const REPO = process.env.KK_SOURCE_DIR || path.resolve(__dirname, '..', '..');
 const SRC = path.join(REPO, 'src');
 
 // Lowest first. A layer may include its own headers and those listed.
-// Siblings stay apart: aws and kubemq, target and source.
+// Siblings stay apart: aws, kubemq and message; kinesis and source.
 const LOWER = {
   base: [],
   aws: ['base'],
   kubemq: ['base'],
-  target: ['base', 'aws'],
-  source: ['base', 'kubemq'],
-  binding: ['base', 'aws', 'kubemq', 'target', 'source'],
-  api: ['base', 'aws', 'kubemq', 'target', 'source', 'binding'],
-  cli: ['base', 'aws', 'kubemq', 'target', 'source', 'binding', 'api'],
-  main: ['base', 'aws', 'kubemq', 'target', 'source', 'binding', 'api', 'cli'],
+  message: ['base'],
+  kinesis: ['base', 'aws', 'message'],
+  source: ['base', 'kubemq', 'message'],
+  binding: ['base', 'aws', 'kubemq', 'message', 'kinesis', 'source'],
+  api: ['base', 'aws', 'kubemq', 'message', 'kinesis', 'source', 'binding'],
+  cli: ['base', 'aws', 'kubemq', 'message', 'kinesis', 'source', 'binding', 'api'],
+  main: ['base', 'aws', 'kubemq', 'message', 'kinesis', 'source', 'binding', 'api', 'cli'],
 };
 // Headers without a directory: generated into the build tree.
-const GENERATED = { 'kubemq.pb-c.h': ['kubemq'], 'kpl_aggregation.pb-c.h': ['target'] };
-// Libraries that belong to one layer: a target knows nothing of HTTP/2 or gRPC.
+const GENERATED = { 'kubemq.pb-c.h': ['kubemq'], 'kpl_aggregation.pb-c.h': ['kinesis'] };
+// Libraries that belong to one layer: the Kinesis target knows nothing of HTTP/2 or gRPC.
 const LIBRARIES = [
   { re: /^nghttp2\//, name: 'nghttp2', layers: ['kubemq'] },
   { re: /^ares\.h$/, name: 'c-ares', layers: ['kubemq'] },
@@ -41,6 +43,27 @@ const LIBRARIES = [
 ];
 // Exported-name prefixes besides the directory's and its files' names.
 const EXTRA_PREFIXES = { kubemq: ['kk'] }; // kubemq_internal.h, shared by the kubemq_*.c files
+// A comment, string or test names what it means, never a document a clone
+// does not have: kubemq-targets' aws.kinesis connector, the older
+// connector style with put/create, KubeMQ's published schema. "seed" alone
+// is fine (FUZZ_SEED, "seeded"); a seed document's name is not.
+const OUTSIDE = [
+  { re: /\bSPEC\b/, what: 'SPEC' },
+  { re: /§/, what: 'a section (§) of an outside document' },
+  { re: /\bseed[-_ ]?0\d\d|\bseeds?'?s? (style|styles|way|form|forms|documents?)\b/i, what: 'a seed document' },
+  { re: /\.\.\/shared\b/, what: '../shared' },
+  { re: /\bdocuments? (we were|you were|I was) given\b/i, what: 'the documents given' },
+  { re: /\bthe reference\b|\breference's\b|\breference (connector|implementation)\b/i, what: '"the reference" without saying which' },
+];
+// Where the rule applies (the documentation has a check of its own).
+const OUTSIDE_FILES = [
+  { dir: 'src', re: /\.[ch]$/ },
+  { dir: 'tests/unit', re: /\.[ch]$/ },
+  { dir: 'tests/fuzz', re: /\.(c|h|sh)$/, flat: true },
+  { dir: 'bench', re: /\.c$/, flat: true },
+  { dir: '.', re: /^CMakeLists\.txt$/, flat: true },
+  { dir: 'tests', re: /^tests\.cmake$/, flat: true },
+];
 const BANNED = ['strcpy', 'strcat', 'sprintf', 'vsprintf', 'gets', 'atoi', 'atol', 'strtok'];
 
 // C text without comments; with blank=true string and char literals are
@@ -197,13 +220,45 @@ function buildDir() {
 
 // One static library per layer (cli's is kk_core: it holds the top).
 const LAYER_LIBRARY = {
-  base: 'kk_base', aws: 'kk_aws', kubemq: 'kk_kubemq', target: 'kk_target', source: 'kk_source',
+  base: 'kk_base', aws: 'kk_aws', kubemq: 'kk_kubemq', message: 'kk_message', kinesis: 'kk_kinesis', source: 'kk_source',
   binding: 'kk_binding', api: 'kk_api', cli: 'kk_core',
 };
 
 function objectOf(rel) {
   const target = rel === 'main.c' ? 'kubemq-kinesis' : LAYER_LIBRARY[layerOf(rel)];
   return path.join(buildDir(), 'CMakeFiles', `${target}.dir`, 'src', `${rel}.o`);
+}
+
+function outsideProblems(rel, text) {
+  const problems = [];
+  text.split('\n').forEach((line, idx) => {
+    for (const { re, what } of OUTSIDE) {
+      const m = re.exec(line);
+      if (m) {
+        problems.push(`${rel}:${idx + 1}: "${m[0]}": ${what}; say the thing itself (e.g. kubemq-targets' aws.kinesis connector)`);
+      }
+    }
+  });
+  return problems;
+}
+
+function outsideFiles() {
+  const out = [];
+  for (const { dir, re, flat } of OUTSIDE_FILES) {
+    const walk = (d) => {
+      if (!fs.existsSync(d)) return;
+      for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+        const p = path.join(d, e.name);
+        if (e.isDirectory()) {
+          if (!flat) walk(p);
+        } else if (re.test(e.name)) {
+          out.push(path.relative(REPO, p));
+        }
+      }
+    };
+    walk(path.join(REPO, dir));
+  }
+  return out.sort();
 }
 
 function report(problems) {
@@ -222,15 +277,17 @@ test('the checkers find what they look for', () => {
     'static void f(char *d) { strcpy(d, "x"); sprintf(d, "%d", atoi("1")); }',
     'static const char *m = "strcat( in a string is fine";',
   ].join('\n');
-  assert.deepStrictEqual(includeProblems('target/x.c', bad).length, 4);
-  assert.match(includeProblems('target/x.c', bad)[0], /src\/target must not include src\/binding/);
-  assert.match(includeProblems('target/x.c', bad)[1], /must not include src\/kubemq/);
-  assert.match(includeProblems('target/x.c', bad)[2], /nghttp2 belongs to src\/kubemq/);
-  assert.match(includeProblems('target/x.c', bad)[3], /include with its directory/);
+  assert.deepStrictEqual(includeProblems('kinesis/x.c', bad).length, 4);
+  assert.match(includeProblems('kinesis/x.c', bad)[0], /src\/kinesis must not include src\/binding/);
+  assert.match(includeProblems('kinesis/x.c', bad)[1], /must not include src\/kubemq/);
+  assert.match(includeProblems('kinesis/x.c', bad)[2], /nghttp2 belongs to src\/kubemq/);
+  assert.match(includeProblems('kinesis/x.c', bad)[3], /include with its directory/);
   assert.deepStrictEqual(includeProblems('binding/x.c', '#include "aws/aws_client.h"\n#include "cli/cli.h"\n').length, 1);
-  assert.deepStrictEqual(includeProblems('source/x.c', '#include "target/target.h"\n#include "aws/sigv4.h"\n').length, 2);
+  assert.deepStrictEqual(includeProblems('source/x.c', '#include "kinesis/target.h"\n#include "aws/sigv4.h"\n').length, 2);
   assert.deepStrictEqual(includeProblems('aws/x.c', '#include "kubemq/kubemq_client.h"\n').length, 1);
   assert.deepStrictEqual(includeProblems('kubemq/x.c', '#include "aws/sigv4.h"\n#include "kubemq.pb-c.h"\n').length, 1);
+  assert.deepStrictEqual(includeProblems('message/x.c', '#include "kubemq/kubemq_client.h"\n#include <curl/curl.h>\n#include "base/buf.h"\n').length, 2);
+  assert.deepStrictEqual(includeProblems('kinesis/x.c', '#include "message/envelope.h"\n').length, 0);
   assert.deepStrictEqual(includeProblems('newlayer/x.c', '').length, 1);
   assert.deepStrictEqual(bannedProblems('x.c', bad).map((p) => p.split(': ')[1]), ['strcpy() is banned (use snprintf, strtoll/settings_parse_int, struct buf)', 'sprintf() is banned (use snprintf, strtoll/settings_parse_int, struct buf)', 'atoi() is banned (use snprintf, strtoll/settings_parse_int, struct buf)']);
   assert.deepStrictEqual(typedefProblems('x.h', bad).length, 1);
@@ -246,12 +303,35 @@ test('the checkers find what they look for', () => {
   assert.match(p[0], /buf_hidden\(\): exported but declared in no/);
   assert.match(p[1], /helper\(\): exported but declared/);
   assert.match(p[2], /helper: exported names carry the module prefix/);
+  const outside = [
+    '/* kinesis.h - the aws.kinesis target (SPEC §4). */',
+    '/* seed 001 form: the stream key is spelled "stream" */',
+    'static const char seed000[] = "x"; /* examples/seed-000.yaml */',
+    '# see ../shared/reference/peers.md (the seeds\' way)',
+    '/* as in the documents we were given */',
+    '/* the reference\'s fields, as the reference connector writes them */',
+  ].join('\n');
+  assert.deepStrictEqual(outsideProblems('x.c', outside).map((l) => l.split(': ')[0]),
+    ['x.c:1', 'x.c:1', 'x.c:2', 'x.c:3', 'x.c:4', 'x.c:4', 'x.c:5', 'x.c:6']);
+  const fine = [
+    'FUZZ_SEED=7 build-test/test_fuzz_base; fuzz_seed(&f, 0xc0f1); /* seeded mutations */',
+    'hints.ai_family = AF_UNSPEC; /* a reference is taken; the settings reference */',
+    '/* kubemq-targets\' aws.kinesis connector answers this way; KubeMQ\'s published schema */',
+  ].join('\n');
+  assert.deepStrictEqual(outsideProblems('x.c', fine), []);
 });
 
 test('includes only point down the layers', () => {
   const files = sourceFiles();
   assert.ok(files.length > 20, `too few sources under ${SRC}`);
   report(files.flatMap((rel) => includeProblems(rel, readSrc(rel))));
+});
+
+test('code, unit tests, fuzz harnesses and benchmarks name no outside document', () => {
+  const files = outsideFiles();
+  assert.ok(files.length > 60, 'too few files found');
+  assert.ok(files.includes('CMakeLists.txt') && files.includes(path.join('tests', 'tests.cmake')));
+  report(files.flatMap((rel) => outsideProblems(rel, fs.readFileSync(path.join(REPO, rel), 'utf8'))));
 });
 
 test('no banned libc functions, no typedef struct', () => {

@@ -6,9 +6,9 @@
 #include "aws/aws_endpoint.h"
 #include "base/b64.h"
 #include "base/buf.h"
-#include "base/envelope.h"
 #include "base/jflat.h"
 #include "base/timeparse.h"
+#include "message/envelope.h"
 
 #include <jansson.h>
 #include <stdint.h>

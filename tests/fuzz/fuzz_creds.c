@@ -6,7 +6,7 @@
 #define _GNU_SOURCE
 #include "aws/aws_client.h"
 #include "aws/aws_creds.h"
-#include "aws/aws_creds_provider.h"
+#include "aws/aws_creds_internal.h"
 #include "base/log.h"
 #include "base/loop.h"
 

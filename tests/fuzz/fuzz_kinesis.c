@@ -7,11 +7,11 @@
  * once, an error with a message, in at most 50 AWS calls. See run.sh. */
 #define _GNU_SOURCE
 #include "aws/aws_client.h"
-#include "base/envelope.h"
 #include "base/errs.h"
 #include "base/log.h"
 #include "base/loop.h"
-#include "target/kinesis.h"
+#include "kinesis/kinesis.h"
+#include "message/envelope.h"
 
 #include <jansson.h>
 #include <stdint.h>

@@ -8,7 +8,7 @@
 #define _GNU_SOURCE
 #include "base/b64.h"
 #include "base/buf.h"
-#include "target/kinesis_kpl.h"
+#include "kinesis/kinesis_kpl.h"
 
 #include <stdint.h>
 #include <stdlib.h>

@@ -29,8 +29,8 @@ CC=clang cmake -S "$ROOT" -B "$OUT" -DCMAKE_BUILD_TYPE=Debug -DKK_TESTS=OFF \
     -DCMAKE_C_FLAGS="-fsanitize=fuzzer-no-link $SAN" >/dev/null
 cmake --build "$OUT" --target kk_core -j"$(nproc)" >/dev/null
 # One static library per layer: the top first, each before what it uses.
-LIBS="$OUT/libkk_core.a $OUT/libkk_binding.a $OUT/libkk_source.a $OUT/libkk_target.a
-      $OUT/libkk_kubemq.a $OUT/libkk_aws.a $OUT/libkk_base.a $OUT/libkk_proto.a
+LIBS="$OUT/libkk_core.a $OUT/libkk_binding.a $OUT/libkk_source.a $OUT/libkk_kinesis.a
+      $OUT/libkk_kubemq.a $OUT/libkk_aws.a $OUT/libkk_message.a $OUT/libkk_base.a $OUT/libkk_proto.a
       $OUT/libkk_kpl_proto.a -lgrpc -lgpr -lprotobuf-c -lcurl -ljansson -lyaml -lmicrohttpd
       -lnghttp2 -lcares -lssl -lcrypto -lpthread -lm"
 

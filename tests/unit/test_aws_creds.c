@@ -7,7 +7,7 @@
  * every test. */
 #include "aws/aws_client.h"
 #include "aws/aws_creds.h"
-#include "aws/aws_creds_provider.h"
+#include "aws/aws_creds_internal.h"
 #include "aws/aws_http.h"
 #include "base/loop.h"
 

@@ -1,8 +1,11 @@
-/* test_base.c - buf, errs, settings tables and the event loop. */
+/* test_base.c - buf, errs, hex, pool, random, settings tables and the event loop. */
 #include "base/buf.h"
 #include "base/errs.h"
+#include "base/hex.h"
 #include "base/log.h"
 #include "base/loop.h"
+#include "base/pool.h"
+#include "base/random.h"
 #include "base/settings.h"
 
 #include <errno.h>
@@ -15,6 +18,114 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+static void test_hex(void **state)
+{
+    static const unsigned char bytes[] = {0x00, 0x0f, 0xa5, 0xff};
+    const char *esc = "%41%zz%4a%";
+    char out[9];
+    int c;
+
+    (void)state;
+    hex_encode(bytes, sizeof(bytes), out);
+    assert_string_equal(out, "000fa5ff");
+    hex_encode(bytes, 0, out);
+    assert_string_equal(out, "");
+    for (c = 0; c < 256; c++) {
+        int want = c >= '0' && c <= '9'   ? c - '0'
+                   : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                   : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                          : -1;
+        assert_int_equal(hex_value(c), want);
+    }
+    assert_int_equal(hex_percent_byte(esc, strlen(esc), 0), 'A');
+    assert_int_equal(hex_percent_byte(esc, strlen(esc), 1), -1); /* not at a '%' */
+    assert_int_equal(hex_percent_byte(esc, strlen(esc), 3), -1); /* %zz */
+    assert_int_equal(hex_percent_byte(esc, strlen(esc), 6), 'J');
+    assert_int_equal(hex_percent_byte(esc, strlen(esc), 9), -1); /* a '%' at the end */
+    assert_int_equal(hex_percent_byte(esc, 8, 6), -1);           /* cut after one digit */
+}
+
+/* Ids never repeat (the pool is refilled many times over) and have their
+ * forms; generators seeded alike agree, seeded apart differ. */
+static void test_random(void **state)
+{
+    enum { N = 4096 };
+    static char ids[N][33];
+    struct random_prng a, b;
+    char uuid[37], big[2 * 300 + 1];
+    size_t i, j;
+
+    (void)state;
+    for (i = 0; i < N; i++) {
+        random_hex(ids[i], 16);
+        assert_int_equal(strlen(ids[i]), 32);
+        assert_int_equal(strspn(ids[i], "0123456789abcdef"), 32);
+    }
+    for (i = 0; i < N; i++) {
+        for (j = i + 1; j < N; j++) {
+            assert_string_not_equal(ids[i], ids[j]);
+        }
+    }
+    random_hex(big, 300); /* more than one round of the helper's buffer */
+    assert_int_equal(strlen(big), 600);
+    random_uuid(uuid);
+    assert_int_equal(strlen(uuid), 36);
+    assert_true(uuid[8] == '-' && uuid[13] == '-' && uuid[18] == '-' && uuid[23] == '-');
+    assert_int_equal(uuid[14], '4');
+    assert_non_null(strchr("89ab", uuid[19]));
+
+    random_prng_seed_with(&a, 7);
+    random_prng_seed_with(&b, 7);
+    for (i = 0; i < 100; i++) {
+        assert_int_equal(random_prng_next(&a), random_prng_next(&b));
+    }
+    random_prng_seed_with(&b, 0); /* a zero state would stick at zero */
+    assert_int_not_equal(random_prng_next(&b), 0);
+    random_prng_seed(&a);
+    random_prng_seed(&b);
+    assert_int_not_equal(random_prng_next(&a), random_prng_next(&b));
+    for (i = 0; i < 10000; i++) {
+        assert_true(random_prng_below(&a, 10) < 10);
+    }
+    assert_int_equal(random_prng_below(&a, 0), 0);
+}
+
+/* The pool links through the member it is told of, leaves the rest of
+ * an object alone and holds no more than its bound. */
+static void test_pool(void **state)
+{
+    struct item {
+        int value;
+        void *link;
+        char tail[8];
+    } items[3];
+    struct pool p;
+    int i;
+
+    (void)state;
+    pool_init(&p, 2, offsetof(struct item, link));
+    assert_null(pool_get(&p));
+    for (i = 0; i < 3; i++) {
+        items[i].value = i;
+        memcpy(items[i].tail, "intact!", 8);
+    }
+    assert_int_equal(pool_put(&p, &items[0]), 0);
+    assert_int_equal(pool_put(&p, &items[1]), 0);
+    assert_int_equal(pool_put(&p, &items[2]), -1); /* full: the caller frees it */
+    assert_int_equal(p.len, 2);
+    assert_ptr_equal(pool_get(&p), &items[1]); /* the last kept first */
+    assert_ptr_equal(pool_get(&p), &items[0]);
+    assert_null(pool_get(&p));
+    assert_int_equal(p.len, 0);
+    for (i = 0; i < 3; i++) {
+        assert_int_equal(items[i].value, i);
+        assert_string_equal(items[i].tail, "intact!");
+    }
+    pool_init(&p, 0, offsetof(struct item, link)); /* keeps nothing */
+    assert_int_equal(pool_put(&p, &items[0]), -1);
+    assert_null(pool_get(&p));
+}
 
 static void test_buf_cap(void **state)
 {
@@ -439,6 +550,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_loop_defer),
         cmocka_unit_test(test_buf_cap),
+        cmocka_unit_test(test_hex),
+        cmocka_unit_test(test_random),
+        cmocka_unit_test(test_pool),
         cmocka_unit_test(test_buf_no_wrap),
         cmocka_unit_test(test_buf_json_str),
         cmocka_unit_test(test_buf_append_file),

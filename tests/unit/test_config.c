@@ -1,5 +1,6 @@
-/* test_config.c - the config loader: YAML/JSON, CONFIG env, seed styles,
- * every kind of problem, and the YAML tree beneath it. */
+/* test_config.c - the config loader: YAML/JSON, CONFIG env, kubemq-targets'
+ * config and the older connector style's, every kind of problem, and the
+ * YAML tree beneath it. */
 #include "base/b64.h"
 #include "base/buf.h"
 #include "base/errs.h"
@@ -20,28 +21,29 @@
 
 #include <cmocka.h>
 
-static const char seed000[] = "bindings:\n"
-                              "  - name: kubemq-query-aws-kinesis\n"
-                              "    source:\n"
-                              "      kind: kubemq.query\n"
-                              "      name: kubemq-query\n"
-                              "      properties:\n"
-                              "        address: \"kubemq-cluster:50000\"\n"
-                              "        client_id: \"kubemq-query-aws-kinesis\"\n"
-                              "        auth_token: \"\"\n"
-                              "        channel: \"query.aws.kinesis\"\n"
-                              "        group:   \"\"\n"
-                              "        auto_reconnect: \"true\"\n"
-                              "        reconnect_interval_seconds: \"1\"\n"
-                              "        max_reconnects: \"0\"\n"
-                              "    target:\n"
-                              "      kind: aws.kinesis\n"
-                              "      name: aws-kinesis\n"
-                              "      properties:\n"
-                              "        aws_key: \"id\"\n"
-                              "        aws_secret_key: 'json'\n"
-                              "        region:  \"region\"\n"
-                              "        token: \"\"\n";
+/* kubemq-targets' example config for its aws.kinesis connector. */
+static const char targets_yaml[] = "bindings:\n"
+                                   "  - name: kubemq-query-aws-kinesis\n"
+                                   "    source:\n"
+                                   "      kind: kubemq.query\n"
+                                   "      name: kubemq-query\n"
+                                   "      properties:\n"
+                                   "        address: \"kubemq-cluster:50000\"\n"
+                                   "        client_id: \"kubemq-query-aws-kinesis\"\n"
+                                   "        auth_token: \"\"\n"
+                                   "        channel: \"query.aws.kinesis\"\n"
+                                   "        group:   \"\"\n"
+                                   "        auto_reconnect: \"true\"\n"
+                                   "        reconnect_interval_seconds: \"1\"\n"
+                                   "        max_reconnects: \"0\"\n"
+                                   "    target:\n"
+                                   "      kind: aws.kinesis\n"
+                                   "      name: aws-kinesis\n"
+                                   "      properties:\n"
+                                   "        aws_key: \"id\"\n"
+                                   "        aws_secret_key: 'json'\n"
+                                   "        region:  \"region\"\n"
+                                   "        token: \"\"\n";
 
 /* A binding in YAML with the given source and target kinds, source
  * properties and extra binding-level lines. */
@@ -117,20 +119,20 @@ static char *captured_log(int (*fn)(void *), void *arg, int *rc)
     return buf_detach(&out, NULL);
 }
 
-static void test_seed000_yaml(void **state)
+static void test_kubemq_targets_config(void **state)
 {
     struct config c;
     struct errs e;
     const struct config_binding *b;
 
     (void)state;
-    assert_int_equal(load(&c, &e, seed000, "seed-000.yaml"), 0);
+    assert_int_equal(load(&c, &e, targets_yaml, "kubemq-targets.yaml"), 0);
     assert_int_equal(e.count, 0);
     assert_int_equal(c.api_port, 8080);
     assert_string_equal(c.api_address, "0.0.0.0");
     assert_int_equal(c.api_enable_request, 0);
     assert_int_equal(c.log_level, -1);
-    assert_string_equal(c.source_path, "seed-000.yaml");
+    assert_string_equal(c.source_path, "kubemq-targets.yaml");
     assert_int_equal(c.n_bindings, 1);
     b = config_find_binding(&c, "kubemq-query-aws-kinesis");
     assert_non_null(b);
@@ -195,7 +197,7 @@ static void test_json_text(void **state)
     assert_string_equal(b->source.canonical_kind, "kubemq.command");
     assert_int_equal(b->source_opts.sources, 4);
     assert_int_equal(b->source_opts.concurrency, 8);
-    /* stored properties are strings, as the reference had them */
+    /* stored properties are strings, as kubemq-targets has them */
     assert_string_equal(json_string_value(json_object_get(b->source.props, "sources")), "4");
     assert_string_equal(b->target.canonical_kind, "aws.kinesis");
     assert_int_equal(b->middleware.retry_attempts, 3);
@@ -207,41 +209,44 @@ static void test_json_text(void **state)
     errs_free(&e);
 }
 
-static int load_seed001(void *arg)
+/* The older connector style: source./target. kinds, host and port, the
+ * misspelt target kind. */
+static const char older_style_yaml[] = "bindings:\n"
+                                       "  - name: kubemq-query-kafka\n"
+                                       "    source:\n"
+                                       "      kind: source.kubemq.query\n"
+                                       "      name: kubemq-query\n"
+                                       "      properties:\n"
+                                       "        host: \"localhost\"\n"
+                                       "        port: \"50000\"\n"
+                                       "        channel: \"query.gcp.functions\"\n"
+                                       "        concurrency: \"1\"\n"
+                                       "    target:\n"
+                                       "      kind: target.aws.kenisis\n"
+                                       "      name: target.aws.kenisis\n"
+                                       "      properties:\n"
+                                       "        aws_key: \"j\"\n"
+                                       "        aws_secret_key: \"osuLJf+sdf\"\n"
+                                       "        region: \"us-east-2\"\n";
+
+static int load_older_style(void *arg)
 {
-    static const char text[] = "bindings:\n"
-                               "  - name: kubemq-query-kafka\n"
-                               "    source:\n"
-                               "      kind: source.kubemq.query\n"
-                               "      name: kubemq-query\n"
-                               "      properties:\n"
-                               "        host: \"localhost\"\n"
-                               "        port: \"50000\"\n"
-                               "        channel: \"query.gcp.functions\"\n"
-                               "        concurrency: \"1\"\n"
-                               "    target:\n"
-                               "      kind: target.aws.kenisis\n"
-                               "      name: target.aws.kenisis\n"
-                               "      properties:\n"
-                               "        aws_key: \"j\"\n"
-                               "        aws_secret_key: \"osuLJf+sdf\"\n"
-                               "        region: \"us-east-2\"\n";
     struct config *c = arg;
     struct errs e;
-    int rc = load(c, &e, text, "seed-001.yaml");
+    int rc = load(c, &e, older_style_yaml, "older-style.yaml");
 
     errs_free(&e);
     return rc;
 }
 
-static void test_seed001_style(void **state)
+static void test_older_connector_style(void **state)
 {
     struct config c;
     char *log;
     int rc;
 
     (void)state;
-    log = captured_log(load_seed001, &c, &rc);
+    log = captured_log(load_older_style, &c, &rc);
     assert_int_equal(rc, 0);
     assert_string_equal(c.bindings[0].source.canonical_kind, "kubemq.query");
     assert_string_equal(c.bindings[0].source_opts.address, "localhost:50000");
@@ -337,13 +342,15 @@ static void test_empty_values_mean_default(void **state)
 static void test_config_env(void **state)
 {
     struct buf b64 = BUF_INIT(0), wrapped = BUF_INIT(0);
+    char path[] = "/tmp/kk-config-XXXXXX";
     struct config c;
     struct errs e;
     size_t i;
+    int fd;
 
     (void)state;
     /* plain text */
-    setenv("CONFIG", seed000, 1);
+    setenv("CONFIG", targets_yaml, 1);
     errs_init(&e);
     assert_int_equal(config_load(&c, NULL, &e), 0);
     assert_string_equal(c.source_path, "CONFIG");
@@ -351,7 +358,7 @@ static void test_config_env(void **state)
     config_free(&c);
 
     /* base64, wrapped at 76 columns as base64(1) writes it */
-    assert_int_equal(b64_encode(seed000, strlen(seed000), &b64), 0);
+    assert_int_equal(b64_encode(targets_yaml, strlen(targets_yaml), &b64), 0);
     for (i = 0; i < b64.len; i += 76) {
         buf_append(&wrapped, b64.data + i, b64.len - i < 76 ? b64.len - i : 76);
         buf_append_char(&wrapped, '\n');
@@ -362,10 +369,15 @@ static void test_config_env(void **state)
     config_free(&c);
 
     /* a file given wins over CONFIG */
-    assert_int_equal(config_load(&c, KK_SOURCE_DIR "/examples/kubemq-targets-older-style.yaml", &e),
-                     0);
+    fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, older_style_yaml, strlen(older_style_yaml)),
+                     (ssize_t)strlen(older_style_yaml));
+    close(fd);
+    assert_int_equal(config_load(&c, path, &e), 0);
     assert_string_equal(c.bindings[0].name, "kubemq-query-kafka");
     config_free(&c);
+    unlink(path);
 
     /* broken CONFIG: the problem is named after it */
     setenv("CONFIG", "bindings: [\n", 1);
@@ -985,9 +997,9 @@ static void test_reference(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_seed000_yaml),
+        cmocka_unit_test(test_kubemq_targets_config),
         cmocka_unit_test(test_json_text),
-        cmocka_unit_test(test_seed001_style),
+        cmocka_unit_test(test_older_connector_style),
         cmocka_unit_test(test_kind_aliases_and_addresses),
         cmocka_unit_test(test_empty_values_mean_default),
         cmocka_unit_test(test_config_env),

@@ -1,6 +1,6 @@
 /* test_envelope.c - request parsing and reply/request serialisation. */
 #include "base/b64.h"
-#include "base/envelope.h"
+#include "message/envelope.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -30,7 +30,7 @@ static void parse_fails(const char *body, const char *want)
     envelope_request_free(&r);
 }
 
-/* The reference round trip: payload in an envelope with metadata
+/* A round trip: payload in an envelope with metadata
  * {"key":"value"}, data given as `data_json`; must come back as `want`. */
 static void round_trip(const char *data_json, const void *want, size_t wantlen)
 {
@@ -356,6 +356,34 @@ static void test_reply_success(void **state)
     buf_free(&out);
 }
 
+/* A source's answer for a request no target ran reads as a reply built
+ * field by field would. */
+static void test_error_alone(void **state)
+{
+    struct envelope_reply rep;
+    struct buf a = BUF_INIT(0), b = BUF_INIT(0);
+    const char *texts[] = {"binding b1 stopped", "quote \" and \\ and \n", "bad \xff byte", ""};
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+        envelope_reply_init(&rep);
+        envelope_reply_set_error(&rep, "%s", texts[i]);
+        buf_reset(&a);
+        buf_reset(&b);
+        assert_int_equal(envelope_reply_serialize(&rep, &a), 0);
+        assert_int_equal(envelope_error_serialize(texts[i], &b), 0);
+        assert_string_equal(buf_str(&b), buf_str(&a));
+        envelope_reply_free(&rep);
+    }
+    buf_reset(&b);
+    assert_int_equal(envelope_error_serialize("bad \xff byte", &b), 0);
+    assert_string_equal(buf_str(&b), "{\"metadata\":{},\"data\":null,\"is_error\":true,"
+                                     "\"error\":\"bad \xef\xbf\xbd byte\"}");
+    buf_free(&a);
+    buf_free(&b);
+}
+
 static void test_reply_error(void **state)
 {
     struct envelope_reply rep;
@@ -468,6 +496,7 @@ int main(void)
         cmocka_unit_test(test_meta_set),
         cmocka_unit_test(test_reply_success),
         cmocka_unit_test(test_reply_error),
+        cmocka_unit_test(test_error_alone),
         cmocka_unit_test(test_metadata_fast_and_full_agree),
     };
 

@@ -7,7 +7,7 @@
  * crashes or leaks (ASan, UBSan, LSan). */
 #include "aws/aws_client.h"
 #include "aws/aws_creds.h"
-#include "aws/aws_creds_provider.h"
+#include "aws/aws_creds_internal.h"
 #include "aws/aws_endpoint.h"
 #include "base/loop.h"
 #include "fuzz.h"

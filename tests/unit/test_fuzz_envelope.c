@@ -1,12 +1,13 @@
 /* test_fuzz_envelope.c - mutated request bodies and configs: every input is
  * accepted or refused with a message; nothing crashes, leaks or hangs (the
  * suite runs under ASan, UBSan and LSan). */
-#include "base/envelope.h"
 #include "base/errs.h"
 #include "base/log.h"
 #include "binding/config.h"
+#include "message/envelope.h"
 #include "fuzz.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -115,36 +116,46 @@ static char *read_example(const char *name, size_t *len)
     return buf_detach(&b, len);
 }
 
+/* The config files in examples/ (whatever they are named), in order. */
+static int is_yaml(const struct dirent *d)
+{
+    size_t n = strlen(d->d_name);
+
+    return n > 5 && strcmp(d->d_name + n - 5, ".yaml") == 0;
+}
+
 static void test_config(void **state)
 {
-    static const char *const files[] = {"kubemq-targets.yaml", "kubemq-targets-older-style.yaml",
-                                        "local.yaml"};
     static const char json_config[] =
         "{\"apiPort\":\"8080\",\"bindings\":[{\"name\":\"b\",\"source\":{\"kind\":\"kubemq.query\","
         "\"properties\":{\"address\":\"127.0.0.1:50000\",\"channel\":\"c\"}},\"target\":{\"kind\":"
         "\"aws.kinesis\",\"properties\":{\"region\":\"us-east-1\",\"coalesce\":\"true\"}},"
         "\"properties\":{\"metadata\":\"{\\\"method\\\":\\\"put_record\\\"}\","
         "\"retry_attempts\":\"3\"}}]}";
+    struct dirent **files;
     struct fuzz f;
     struct config c;
     struct errs errs;
-    size_t i, len;
-    int r, ok = 0, refused = 0, devnull = open("/dev/null", O_WRONLY);
+    size_t len;
+    int i, n, r, ok = 0, refused = 0, devnull = open("/dev/null", O_WRONLY);
 
     (void)state;
+    n = scandir(KK_SOURCE_DIR "/examples", &files, is_yaml, alphasort);
+    assert_true(n >= 2);
     log_set_fd(devnull); /* warnings of mutated configs */
     fuzz_seed(&f, 0xc0f1);
-    for (i = 0; i <= sizeof(files) / sizeof(*files); i++) {
-        char *text = i < 3 ? read_example(files[i], &len) : strdup(json_config);
+    for (i = 0; i <= n; i++) {
+        const char *name = i < n ? files[i]->d_name : "json";
+        char *text = i < n ? read_example(name, &len) : strdup(json_config);
 
         assert_non_null(text);
-        if (i == 3) {
+        if (i == n) {
             len = strlen(text);
         }
         /* The unmutated text loads. */
         errs_init(&errs);
         if (config_load_text(&c, text, len, "fuzz", &errs) < 0) {
-            fail_msg("%s: %s", i < 3 ? files[i] : "json", buf_str(&errs.text));
+            fail_msg("%s: %s", name, buf_str(&errs.text));
         }
         config_free(&c);
         errs_free(&errs);
@@ -153,7 +164,7 @@ static void test_config(void **state)
             errs_init(&errs);
             if (config_load_text(&c, f.out, f.len, "fuzz", &errs) < 0) {
                 if (errs.count < 1 || !errs.text.len) {
-                    fail_msg("config %zu round %d: refused without a message", i, r);
+                    fail_msg("config %s round %d: refused without a message", name, r);
                 }
                 refused++;
             } else {
@@ -164,6 +175,10 @@ static void test_config(void **state)
         }
         free(text);
     }
+    for (i = 0; i < n; i++) {
+        free(files[i]);
+    }
+    free(files);
     log_set_fd(-1);
     close(devnull);
     assert_true(ok > 50);

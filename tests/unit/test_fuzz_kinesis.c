@@ -12,13 +12,13 @@
  * PutRecords answers. */
 #include "aws/aws_client.h"
 #include "base/b64.h"
-#include "base/envelope.h"
 #include "base/errs.h"
 #include "base/loop.h"
+#include "message/envelope.h"
 #include "fuzz.h"
-#include "target/kinesis.h"
-#include "target/kinesis_answer.h"
-#include "target/kinesis_kpl.h"
+#include "kinesis/kinesis.h"
+#include "kinesis/kinesis_answer.h"
+#include "kinesis/kinesis_kpl.h"
 
 #include <setjmp.h>
 #include <stdarg.h>

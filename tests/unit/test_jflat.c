@@ -85,12 +85,30 @@ static void test_is_plain(void **state)
     assert_false(jflat_is_plain("\xc3\xa9", 2));
 }
 
+/* Between array elements: a comma leads to the next, ']' ends it. */
+static void test_array_next(void **state)
+{
+    const char *text = " , {\"a\":\"1\"} ] x", *end = text + strlen(text), *p = text;
+
+    (void)state;
+    assert_int_equal(jflat_array_next(&p, end), 1);
+    assert_int_equal(*p, '{'); /* past the comma and the space after it */
+    p = strchr(text, '}') + 1;
+    assert_int_equal(jflat_array_next(&p, end), 0);
+    assert_string_equal(p, " x");
+    assert_int_equal(jflat_array_next(&p, end), -1);
+    assert_string_equal(p, " x"); /* untouched */
+    p = end;
+    assert_int_equal(jflat_array_next(&p, end), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_members),
         cmocka_unit_test(test_refused),
         cmocka_unit_test(test_is_plain),
+        cmocka_unit_test(test_array_next),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -3,12 +3,12 @@
  * put_records splitting and partial resends, get_records walking shards. */
 #include "aws/aws_client.h"
 #include "base/b64.h"
-#include "base/envelope.h"
 #include "base/errs.h"
 #include "base/log.h"
 #include "base/loop.h"
-#include "target/kinesis.h"
-#include "target/kinesis_answer.h"
+#include "kinesis/kinesis.h"
+#include "kinesis/kinesis_answer.h"
+#include "message/envelope.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -447,7 +447,7 @@ static void test_request_bodies(void **state)
         expect_ok();
     }
 
-    /* put: seed 001 form, a random 32-hex-digit partition key. */
+    /* put: the older connector style, a random 32-hex-digit partition key. */
     fake_reset();
     F.canned = "{\"ShardId\":\"shardId-000000000000\",\"SequenceNumber\":\"7\"}";
     run("{\"metadata\":{\"stream\":\"test\",\"method\":\"put\",\"shard_count\":\"1\"},\"data\":"
@@ -464,7 +464,7 @@ static void test_request_bodies(void **state)
                             "eyJtZXNzYWdlIjoidGVzdCJ9");
         json_decref(b);
     }
-    /* No method at all: seed 001's default put. */
+    /* No method at all: the older connector style's default put. */
     fake_reset();
     F.canned = "{\"ShardId\":\"shardId-000000000000\",\"SequenceNumber\":\"8\"}";
     run("{\"metadata\":{\"stream\":\"test\",\"partition_key\":\"p\"},\"data\":\"QUJD\"}");

@@ -8,12 +8,12 @@
  * itself: exact sizes, round trips. */
 #include "aws/aws_client.h"
 #include "base/b64.h"
-#include "base/envelope.h"
 #include "base/errs.h"
 #include "base/loop.h"
 #include "base/metrics.h"
-#include "target/kinesis.h"
-#include "target/kinesis_kpl.h"
+#include "kinesis/kinesis.h"
+#include "kinesis/kinesis_kpl.h"
+#include "message/envelope.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -423,6 +423,30 @@ static void test_one_aggregate_per_shard(void **state)
 
         assert_non_null(ehk);
         assert_true(hash_of(pk, NULL) == hash_of(pk, ehk));
+    }
+}
+
+/* Partition keys up to Kinesis's 256 characters: records with long keys
+ * are not kept for reuse like short ones, and are freed once answered. */
+static void test_long_keys(void **state)
+{
+    char key[257], data[32];
+    int i;
+
+    (void)state;
+    H.k = make(NULL);
+    for (i = 0; i < 6; i++) {
+        memset(key, 'a' + i, 256);
+        key[i % 2 ? 256 : 8] = '\0';
+        snprintf(data, sizeof(data), "long-%d", i);
+        start(i, key, data, NULL);
+    }
+    run_all();
+    assert_int_equal(F.nst, 6);
+    for (i = 0; i < 6; i++) {
+        expect_ok(i);
+        snprintf(data, sizeof(data), "long-%d", i);
+        assert_int_equal(strlen(stored(data)->pk), i % 2 ? 256 : 8);
     }
 }
 
@@ -870,6 +894,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_one_aggregate_per_shard, setup, teardown),
         cmocka_unit_test_setup_teardown(test_order_and_max_records, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_long_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_plain_records, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_aggregate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reshard, setup, teardown),

@@ -4,10 +4,10 @@
  * sent again alone, limits split batches, a stop answers everyone. */
 #include "aws/aws_client.h"
 #include "base/b64.h"
-#include "base/envelope.h"
 #include "base/errs.h"
 #include "base/loop.h"
-#include "target/kinesis.h"
+#include "kinesis/kinesis.h"
+#include "message/envelope.h"
 
 #include <setjmp.h>
 #include <stdarg.h>

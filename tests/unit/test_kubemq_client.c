@@ -10,6 +10,7 @@
 #include "kubemq/kubemq_client.h"
 #include "kubemq/kubemq_internal.h" /* one white-box test: stream ids running out */
 
+#include "base/clock.h"
 #include "base/log.h"
 #include "base/loop.h"
 
@@ -43,10 +44,7 @@ extern char **environ;
 
 static uint64_t now_ms(void)
 {
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    return clock_mono_ms();
 }
 
 /* ---- the callbacks' own checks ---- */

@@ -1,7 +1,6 @@
-/* test_metrics.c - metric registry, Prometheus text, stats JSON, threads. */
+/* test_metrics.c - metric registry, Prometheus text, threads. */
 #include "base/metrics.h"
 
-#include <jansson.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -109,99 +108,18 @@ static void test_family_rules(void **state)
     metrics_registry_free(NULL);
 }
 
-static void test_empty_stats(void **state)
+static void test_empty(void **state)
 {
     struct metrics_registry *reg = metrics_registry_new();
     struct buf out = BUF_INIT(0);
 
     (void)state;
-    assert_int_equal(metrics_render_stats_json(reg, &out), 0);
-    assert_string_equal(buf_str(&out), "[]");
-    buf_reset(&out);
     assert_int_equal(metrics_render_prometheus(reg, &out), 0);
     assert_string_equal(buf_str(&out), "");
-    buf_free(&out);
-    metrics_registry_free(reg);
-}
-
-static void test_binding_series(void **state)
-{
-    struct metrics_registry *reg = metrics_registry_new();
-    const struct metrics_binding *b1, *b2;
-    struct buf out = BUF_INIT(0);
-    json_t *stats;
-
-    (void)state;
-    b1 = metrics_binding_register(reg, "b1", "kubemq.query", "aws.kinesis");
-    b2 = metrics_binding_register(reg, "b2", "kubemq.queue", "aws.kinesis");
-    assert_non_null(b1);
-    assert_non_null(b2);
-    assert_ptr_equal(metrics_binding_register(reg, "b1", "kubemq.query", "aws.kinesis"), b1);
-
-    metrics_binding_report(b1, 100, 1, 40, 0);
-    metrics_binding_report(b1, 10, 0, 0, 1);
-    metrics_binding_report(b2, 7, 1, 0, 1);
-    metrics_binding_aws_error(b1, "ThrottlingException");
-    metrics_binding_aws_error(b1, "ThrottlingException");
-    metrics_binding_aws_error(b2, NULL);
-    metrics_counter_add(b1->retries, 2);
-    metrics_gauge_add(b1->in_flight, 1);
-    metrics_histogram_observe(b1->duration, 0.003);
-
-    assert_int_equal(metrics_render_stats_json(reg, &out), 0);
-    assert_string_equal(buf_str(&out),
-                        "[{\"binding\":\"b1\",\"source_kind\":\"kubemq.query\","
-                        "\"target_kind\":\"aws.kinesis\",\"request_count\":2,"
-                        "\"request_volume\":110,\"response_count\":1,\"response_volume\":40,"
-                        "\"errors_count\":1},"
-                        "{\"binding\":\"b2\",\"source_kind\":\"kubemq.queue\","
-                        "\"target_kind\":\"aws.kinesis\",\"request_count\":1,"
-                        "\"request_volume\":7,\"response_count\":1,\"response_volume\":0,"
-                        "\"errors_count\":1}]");
-    stats = json_loadb(out.data, out.len, 0, NULL);
-    assert_true(json_is_array(stats));
-    json_decref(stats);
-
-    buf_reset(&out);
+    /* A family without series is left out. */
+    assert_non_null(metrics_family_add(reg, METRICS_COUNTER, "quiet_total", "h", NULL, NULL, 0));
     assert_int_equal(metrics_render_prometheus(reg, &out), 0);
-    /* The reference's names, labels and help texts. */
-    assert_non_null(strstr(buf_str(&out),
-                           "# HELP kubemq_targets_requests_count counts requests per "
-                           "binding,source and target types\n"
-                           "# TYPE kubemq_targets_requests_count counter\n"
-                           "kubemq_targets_requests_count{binding=\"b1\",source_kind=\"kubemq."
-                           "query\",target_kind=\"aws.kinesis\"} 2\n"
-                           "kubemq_targets_requests_count{binding=\"b2\",source_kind=\"kubemq."
-                           "queue\",target_kind=\"aws.kinesis\"} 1\n"));
-    assert_non_null(strstr(buf_str(&out), "kubemq_targets_requests_volume{binding=\"b1\","
-                                          "source_kind=\"kubemq.query\",target_kind=\"aws."
-                                          "kinesis\"} 110\n"));
-    assert_non_null(strstr(buf_str(&out), "kubemq_targets_responses_volume{binding=\"b1\","
-                                          "source_kind=\"kubemq.query\",target_kind=\"aws."
-                                          "kinesis\"} 40\n"));
-    assert_non_null(strstr(buf_str(&out), "kubemq_targets_errors_count{binding=\"b2\","
-                                          "source_kind=\"kubemq.queue\",target_kind=\"aws."
-                                          "kinesis\"} 1\n"));
-    assert_non_null(strstr(buf_str(&out), "# TYPE kubemq_kinesis_request_duration_seconds "
-                                          "histogram\n"
-                                          "kubemq_kinesis_request_duration_seconds_bucket{"
-                                          "binding=\"b1\",source_kind=\"kubemq.query\","
-                                          "target_kind=\"aws.kinesis\",le=\"0.005\"} 1\n"));
-    assert_non_null(strstr(buf_str(&out), "kubemq_kinesis_request_duration_seconds_count{"
-                                          "binding=\"b2\",source_kind=\"kubemq.queue\","
-                                          "target_kind=\"aws.kinesis\"} 0\n"));
-    assert_non_null(strstr(buf_str(&out), "# TYPE kubemq_kinesis_in_flight gauge\n"
-                                          "kubemq_kinesis_in_flight{binding=\"b1\","
-                                          "source_kind=\"kubemq.query\",target_kind=\"aws."
-                                          "kinesis\"} 1\n"));
-    assert_non_null(strstr(buf_str(&out), "kubemq_kinesis_retries_total{binding=\"b1\","
-                                          "source_kind=\"kubemq.query\",target_kind=\"aws."
-                                          "kinesis\"} 2\n"));
-    assert_non_null(strstr(buf_str(&out), "# TYPE kubemq_kinesis_aws_errors_total counter\n"
-                                          "kubemq_kinesis_aws_errors_total{binding=\"b1\","
-                                          "error_type=\"ThrottlingException\"} 2\n"
-                                          "kubemq_kinesis_aws_errors_total{binding=\"b2\","
-                                          "error_type=\"unknown\"} 1\n"));
+    assert_string_equal(buf_str(&out), "");
     buf_free(&out);
     metrics_registry_free(reg);
 }
@@ -209,8 +127,9 @@ static void test_binding_series(void **state)
 #define THREAD_ROUNDS 200000
 
 struct worker {
-    const struct metrics_binding *mb;
     struct metrics_registry *reg;
+    struct metrics_series *count, *gauge, *seconds;
+    struct metrics_family *errors;
 };
 
 static void *worker_run(void *arg)
@@ -219,15 +138,16 @@ static void *worker_run(void *arg)
     int i;
 
     for (i = 0; i < THREAD_ROUNDS; i++) {
-        metrics_gauge_add(w->mb->in_flight, 1);
-        metrics_binding_report(w->mb, 3, 1, 2, i % 2);
-        metrics_histogram_observe(w->mb->duration, 0.5);
-        metrics_gauge_add(w->mb->in_flight, -1);
+        metrics_gauge_add(w->gauge, 1);
+        metrics_counter_add(w->count, 3);
+        metrics_histogram_observe(w->seconds, 0.5);
+        metrics_gauge_add(w->gauge, -1);
         if (i % 1000 == 0) {
-            /* registration and rendering race the increments */
+            /* new series and rendering race the increments */
+            const char *v[] = {i % 2000 ? "A" : "B"};
             struct buf out = BUF_INIT(0);
 
-            metrics_binding_aws_error(w->mb, i % 2000 ? "A" : "B");
+            metrics_counter_add(metrics_series_get(w->errors, v), 1);
             metrics_render_prometheus(w->reg, &out);
             buf_free(&out);
         }
@@ -237,35 +157,46 @@ static void *worker_run(void *arg)
 
 static void test_two_threads(void **state)
 {
+    static const char *const labels[] = {"kind", NULL};
+    static const double buckets[] = {0.1, 1};
+    const char *v[] = {"x"}, *a[] = {"A"}, *b[] = {"B"};
     struct metrics_registry *reg = metrics_registry_new();
     struct worker w;
     pthread_t t1, t2;
 
     (void)state;
     w.reg = reg;
-    w.mb = metrics_binding_register(reg, "b", "kubemq.events", "aws.kinesis");
-    assert_non_null(w.mb);
+    w.count = metrics_series_get(
+        metrics_family_add(reg, METRICS_COUNTER, "t_total", "h", labels, NULL, 0), v);
+    w.gauge = metrics_series_get(
+        metrics_family_add(reg, METRICS_GAUGE, "t_now", "h", labels, NULL, 0), v);
+    w.seconds = metrics_series_get(
+        metrics_family_add(reg, METRICS_HISTOGRAM, "t_seconds", "h", labels, buckets, 2), v);
+    w.errors = metrics_family_add(reg, METRICS_COUNTER, "t_errors_total", "h", labels, NULL, 0);
+    assert_non_null(w.count);
+    assert_non_null(w.gauge);
+    assert_non_null(w.seconds);
     assert_int_equal(pthread_create(&t1, NULL, worker_run, &w), 0);
     assert_int_equal(pthread_create(&t2, NULL, worker_run, &w), 0);
     pthread_join(t1, NULL);
     pthread_join(t2, NULL);
-    assert_int_equal(metrics_counter_get(w.mb->requests_count), 2 * THREAD_ROUNDS);
-    assert_int_equal(metrics_counter_get(w.mb->requests_volume), 6 * THREAD_ROUNDS);
-    assert_int_equal(metrics_counter_get(w.mb->responses_count), 2 * THREAD_ROUNDS);
-    assert_int_equal(metrics_counter_get(w.mb->responses_volume), 4 * THREAD_ROUNDS);
-    assert_int_equal(metrics_counter_get(w.mb->errors_count), THREAD_ROUNDS);
-    assert_int_equal(metrics_gauge_get(w.mb->in_flight), 0);
-    assert_int_equal(metrics_histogram_count(w.mb->duration), 2 * THREAD_ROUNDS);
+    assert_int_equal(metrics_counter_get(w.count), 6 * THREAD_ROUNDS);
+    assert_int_equal(metrics_gauge_get(w.gauge), 0);
+    assert_int_equal(metrics_histogram_count(w.seconds), 2 * THREAD_ROUNDS);
     /* 0.5 sums exactly in binary. */
-    assert_true(metrics_histogram_sum(w.mb->duration) == 0.5 * 2 * THREAD_ROUNDS);
+    assert_true(metrics_histogram_sum(w.seconds) == 0.5 * 2 * THREAD_ROUNDS);
+    assert_int_equal(metrics_counter_get(metrics_series_get(w.errors, a)) +
+                         metrics_counter_get(metrics_series_get(w.errors, b)),
+                     2 * THREAD_ROUNDS / 1000);
     metrics_registry_free(reg);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_exposition_text), cmocka_unit_test(test_family_rules),
-        cmocka_unit_test(test_empty_stats),     cmocka_unit_test(test_binding_series),
+        cmocka_unit_test(test_exposition_text),
+        cmocka_unit_test(test_family_rules),
+        cmocka_unit_test(test_empty),
         cmocka_unit_test(test_two_threads),
     };
 

@@ -1,11 +1,13 @@
 /* test_middleware.c - the binding middleware chain against a fake target:
  * metadata defaults, retry, delays, rate limit, in-flight, metrics, log. */
 #include "base/b64.h"
+#include "base/clock.h"
 #include "base/log.h"
 #include "base/loop.h"
 #include "base/metrics.h"
+#include "binding/binding_metrics.h"
 #include "binding/middleware.h"
-#include "binding/middleware_int.h"
+#include "binding/middleware_internal.h"
 
 #include <jansson.h>
 #include <setjmp.h>
@@ -70,7 +72,7 @@ static void fake_execute(void *instance, const struct envelope_request *req,
     assert_int_equal(reply->error.len, 0);
     assert_string_equal(reply->error_type, "");
     if (n <= FAKE_MAX_CALLS) {
-        f->call_us[n - 1] = middleware_now_us();
+        f->call_us[n - 1] = clock_mono_us();
         copy_meta(f->seen_seq[n - 1], sizeof(f->seen_seq[0]), req, "seq");
     }
     copy_meta(f->seen_method, sizeof(f->seen_method), req, "method");
@@ -122,7 +124,8 @@ struct fix {
     struct loop *loop;
     struct fake fake;
     struct metrics_registry *reg;
-    const struct metrics_binding *mb;
+    struct binding_metrics_set *set;
+    const struct binding_metrics *mb;
     struct middleware_options o;
     struct middleware *m;
     struct req r; /* retry_run's request */
@@ -153,7 +156,8 @@ static int setup(void **state)
     x->fake.loop = x->loop;
     x->fake.async_ms = -1;
     x->reg = metrics_registry_new();
-    x->mb = metrics_binding_register(x->reg, "b1", "kubemq.query", "fake");
+    x->set = binding_metrics_set_new(x->reg);
+    x->mb = binding_metrics_register(x->set, "b1", "kubemq.query", "fake");
     assert_non_null(x->mb);
     opts_default(&x->o);
     *state = x;
@@ -171,6 +175,7 @@ static int teardown(void **state)
         req_free(&x->r);
     }
     loop_destroy(x->loop);
+    binding_metrics_set_free(x->set);
     metrics_registry_free(x->reg);
     log_set_fd(-1);
     free(x);
@@ -219,7 +224,7 @@ static void req_free(struct req *r)
 
 static void run_until(struct fix *x, struct req *rs, size_t n)
 {
-    uint64_t deadline = middleware_now_us() + 20 * 1000000ull;
+    uint64_t deadline = clock_mono_us() + 20 * 1000000ull;
     size_t i;
 
     for (;;) {
@@ -228,7 +233,7 @@ static void run_until(struct fix *x, struct req *rs, size_t n)
         if (i == n) {
             return;
         }
-        if (middleware_now_us() > deadline) {
+        if (clock_mono_us() > deadline) {
             fail_msg("requests did not finish within 20 s");
         }
         assert_int_equal(loop_run_once(x->loop, 50), 0);
@@ -426,10 +431,12 @@ static void test_no_metrics_binding(void **state)
 
 static void test_delay_values(void **state)
 {
-    uint64_t rng = 12345, d, lo = UINT64_MAX, hi = 0;
+    struct random_prng rng;
+    uint64_t d, lo = UINT64_MAX, hi = 0;
     int i;
 
     (void)state;
+    random_prng_seed_with(&rng, 12345);
     /* back-off: the delay, doubling per retry, capped */
     assert_int_equal(middleware_retry_delay_ms(MIDDLEWARE_RETRY_BACKOFF, 100, 0, 1, &rng), 100);
     assert_int_equal(middleware_retry_delay_ms(MIDDLEWARE_RETRY_BACKOFF, 100, 0, 2, &rng), 200);
@@ -439,7 +446,7 @@ static void test_delay_values(void **state)
     assert_int_equal(middleware_retry_delay_ms(MIDDLEWARE_RETRY_BACKOFF, 100000, 0, 5, &rng),
                      100000);
     assert_int_equal(middleware_retry_delay_ms(MIDDLEWARE_RETRY_BACKOFF, 0, 0, 5, &rng), 0);
-    /* fixed: the delay itself, every time (the reference slept 100 ms) */
+    /* fixed: the delay itself, every time (kubemq-targets slept 100 ms) */
     assert_int_equal(middleware_retry_delay_ms(MIDDLEWARE_RETRY_FIXED, 1000, 0, 1, &rng), 1000);
     assert_int_equal(middleware_retry_delay_ms(MIDDLEWARE_RETRY_FIXED, 1000, 0, 7, &rng), 1000);
     /* random: uniform in [0, delay], both ends reached over many draws */

@@ -1,7 +1,8 @@
 /* kinesis_answer.c - Kinesis answers read one way on every path: result
  * entries in place or from jansson, and Go's timestamps. */
-#include "target/kinesis_answer.h"
+#include "kinesis/kinesis_answer.h"
 
+#include "base/hex.h"
 #include "base/jflat.h"
 
 #include <stdio.h>
@@ -128,7 +129,7 @@ int kinesis_entries_fast(const char *body, size_t len, struct kinesis_entry *e, 
     const char *p = body, *end = body + len, *k, *after;
     struct jflat_member m[ENTRY_MEMBERS];
     size_t kn, got = 0;
-    int cnt, records = 0;
+    int cnt, more, records = 0;
 
     a->encryption = NULL;
     a->encryption_n = 0;
@@ -162,20 +163,14 @@ int kinesis_entries_fast(const char *body, size_t len, struct kinesis_entry *e, 
             if (p < end && *p == ']') {
                 p++;
             } else {
-                for (;;) {
+                do {
                     if (got == n || (cnt = jflat_scan_at(p, end, m, ENTRY_MEMBERS, &after)) < 0) {
                         return -1;
                     }
                     entry_from_members(m, cnt, &e[got++]);
-                    p = jflat_skip_ws(after, end);
-                    if (p < end && *p == ',') {
-                        p++;
-                        continue;
-                    }
-                    if (p < end && *p == ']') {
-                        p++;
-                        break;
-                    }
+                    p = after;
+                } while ((more = jflat_array_next(&p, end)) == 1);
+                if (more < 0) {
                     return -1;
                 }
             }
@@ -361,20 +356,6 @@ static const char *string_end(const char *p, const char *end)
     return NULL;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
 /* Does the key k[0..n) (JSON string content) decode to "...Timestamp"? */
 static int key_is_timestamp(const char *k, size_t n)
 {
@@ -422,7 +403,7 @@ static int key_is_timestamp(const char *k, size_t n)
                     return 0;
                 }
                 for (j = 1; j <= 4; j++) {
-                    int h = hexval(k[i + (size_t)j]);
+                    int h = hex_value((unsigned char)k[i + (size_t)j]);
                     if (h < 0) {
                         return 0;
                     }

@@ -1,7 +1,7 @@
 /* kinesis_admin.c - stream, shard and consumer methods: one AWS call each,
  * the reply is the AWS response as it is. */
-#include "target/kinesis_call.h"
-#include "target/kinesis_validate.h"
+#include "kinesis/kinesis_internal.h"
+#include "kinesis/kinesis_validate.h"
 
 /* Shared optional paging keys: limit -> the operation's limit member. */
 static int paging(struct kinesis_call *c, const char *limit_member, const char **token)

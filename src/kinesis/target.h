@@ -3,13 +3,13 @@
  * A target executes one request envelope asynchronously on the engine
  * loop and fills a reply. Only aws.kinesis exists today; the table form
  * keeps the binding layer ignorant of it. */
-#ifndef KK_TARGET_TARGET_H
-#define KK_TARGET_TARGET_H
+#ifndef KK_KINESIS_TARGET_H
+#define KK_KINESIS_TARGET_H
 
-#include "base/envelope.h"
 #include "base/errs.h"
 #include "base/loop.h"
 #include "base/settings.h"
+#include "message/envelope.h"
 
 #include <jansson.h>
 
@@ -41,7 +41,7 @@ struct target_kind {
 /* Find a target kind by name or alias; *deprecated set when the name is a
  * deprecated spelling. NULL when unknown. */
 const struct target_kind *target_kind_find(const char *name, int *deprecated);
-/* "aws.kinesis, target.aws.kinesis" - for error messages. */
-const char *target_kind_names(void);
+/* All kinds, NULL-terminated. */
+const struct target_kind *const *target_kinds(void);
 
 #endif

@@ -7,8 +7,8 @@
  * closed before it would pass its limit; unpacking checks the magic, the
  * MD5, the protobuf and every table index, and refuses anything else (the
  * caller then passes the record through as it is, as the KCL does). */
-#ifndef KK_TARGET_KINESIS_KPL_H
-#define KK_TARGET_KINESIS_KPL_H
+#ifndef KK_KINESIS_KPL_H
+#define KK_KINESIS_KPL_H
 
 #include "base/buf.h"
 

@@ -1,11 +1,12 @@
-/* envelope.h - the request and reply bodies that travel through KubeMQ.
+/* envelope.h - the request and reply bodies that travel through KubeMQ,
+ * as kubemq-targets defines them.
  *
  * Request: {"metadata": {"k": "v", ...}, "data": <base64 | raw string |
  * JSON object | null>}. Reply: {"metadata": {...}, "data": <base64|null>,
- * "is_error": bool, "error": "..."} with metadata keys sorted, as the
- * reference connector writes it. See SPEC §3. */
-#ifndef KK_BASE_ENVELOPE_H
-#define KK_BASE_ENVELOPE_H
+ * "is_error": bool, "error": "..."} with metadata keys sorted, as
+ * kubemq-targets' aws.kinesis connector writes it. */
+#ifndef KK_MESSAGE_ENVELOPE_H
+#define KK_MESSAGE_ENVELOPE_H
 
 #include "base/buf.h"
 
@@ -30,8 +31,8 @@ void envelope_request_init(struct envelope_request *r);
 void envelope_request_free(struct envelope_request *r);
 /* Parse a message body. raw != 0 (do_not_parse_payload): the whole body is
  * the data and metadata stays empty. A body that is not a JSON envelope
- * becomes raw data with empty metadata and not_json set (the reference's
- * behaviour); the target then reports the missing method with a hint.
+ * becomes raw data with empty metadata and not_json set (as kubemq-targets
+ * does); the target then reports the missing method with a hint.
  * Returns 0, or -1 with the reason in err ("empty request", "invalid data
  * format, number", "metadata: value of \"k\" must be a string", ...). */
 int envelope_request_parse(struct envelope_request *r, const void *body, size_t len, int raw,
@@ -68,5 +69,8 @@ int envelope_reply_set_data(struct envelope_reply *r, const void *p, size_t n);
 void envelope_reply_set_error(struct envelope_reply *r, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 int envelope_reply_serialize(const struct envelope_reply *r, struct buf *out);
+/* The reply of an error alone, {"metadata":{},"data":null,"is_error":true,
+ * "error":text}: what a source answers for a request no target ran. */
+int envelope_error_serialize(const char *text, struct buf *out);
 
 #endif

@@ -5,14 +5,15 @@
  *   stream_name + shard_id       GetShardIterator, GetRecords
  *   stream_name alone            ListShards (all pages), then per shard in
  *                                order GetShardIterator + GetRecords until
- *                                `limit` records in all (seed 000's form)
+ *                                `limit` records in all (kubemq-targets'
+ *                                aws.kinesis connector's form)
  * With `deaggregate: "true"` every KPL aggregated record in the answer is
  * replaced by its user records. */
 #include "base/b64.h"
-#include "target/kinesis_answer.h"
-#include "target/kinesis_call.h"
-#include "target/kinesis_kpl.h"
-#include "target/kinesis_validate.h"
+#include "kinesis/kinesis_answer.h"
+#include "kinesis/kinesis_internal.h"
+#include "kinesis/kinesis_kpl.h"
+#include "kinesis/kinesis_validate.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,12 +1,12 @@
-/* aws_creds_provider.h - the credential providers behind the chain.
+/* aws_creds_internal.h - the credential providers behind the chain.
  *
  * For aws_creds.c (the chain) and the tests; nothing else includes this.
  * Local providers answer at once: 1 with credentials, 0 with a short
  * reason when they have none ("no file"), -1 when they are set but broken
  * (a message naming what). Network providers start a fetch on the loop and
  * answer through a callback, never from inside their start function. */
-#ifndef KK_AWS_CREDS_PROVIDER_H
-#define KK_AWS_CREDS_PROVIDER_H
+#ifndef KK_AWS_CREDS_INTERNAL_H
+#define KK_AWS_CREDS_INTERNAL_H
 
 #include "aws/aws_creds.h"
 #include "aws/aws_endpoint.h"

@@ -1,12 +1,13 @@
 /* kinesis.c - the aws.kinesis target: settings, lifecycle, method dispatch
  * and the helpers every method shares (metadata, request body, reply). */
-#include "target/kinesis.h"
+#include "kinesis/kinesis.h"
 
 #include "aws/aws_endpoint.h"
 #include "base/b64.h"
-#include "target/kinesis_answer.h"
-#include "target/kinesis_call.h"
-#include "target/kinesis_validate.h"
+#include "base/random.h"
+#include "kinesis/kinesis_answer.h"
+#include "kinesis/kinesis_internal.h"
+#include "kinesis/kinesis_validate.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -14,13 +15,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
 /* Finished calls kept for reuse with their request buffers, so a steady
  * stream of put_record requests allocates nothing here. */
-#define KINESIS_CALL_POOL      64
+#define KINESIS_CALL_POOL      64 /* finished calls kept with their bodies */
 #define KINESIS_CALL_POOL_BODY ((size_t)64 << 10)
 
 struct kinesis_options {
@@ -105,7 +105,7 @@ static const struct settings_entry kinesis_settings[] = {
 static const char *const kinesis_aliases[] = {"target.aws.kinesis", NULL};
 static const char *const kinesis_deprecated[] = {"target.aws.kenisis", NULL};
 
-/* The order error messages and the README list them in. */
+/* The order error messages and the documentation list them in. */
 static const struct kinesis_method methods[] = {
     {"list_streams", kinesis_list_streams, 0},
     {"create_stream", kinesis_create_stream, 0},
@@ -169,16 +169,6 @@ static const char *env_first(const char *a, const char *b)
     }
     v = b ? getenv(b) : NULL;
     return v && *v ? v : NULL;
-}
-
-static void seed_rng(struct kinesis *k)
-{
-    uint64_t s = 0;
-
-    if (getrandom(&s, sizeof(s), GRND_NONBLOCK) != (ssize_t)sizeof(s)) {
-        s = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
-    }
-    k->rng = s | 1;
 }
 
 void *kinesis_instance_create(struct loop *loop, const json_t *props, const char *binding,
@@ -251,7 +241,10 @@ void *kinesis_instance_create(struct loop *loop, const json_t *props, const char
     k->aggregate_max_records = (size_t)o.aggregate_max_records;
     kinesis_kpl_init(&k->kpl);
     buf_init(&k->scratch, (size_t)64 << 10);
-    seed_rng(k);
+    random_prng_seed(&k->rng);
+    pool_init(&k->call_pool, KINESIS_CALL_POOL, offsetof(struct kinesis_call, pool_next));
+    kinesis_coalesce_init(k);
+    kinesis_aggregate_init(k);
 
     memset(&ao, 0, sizeof(ao));
     ao.service = "kinesis";
@@ -294,6 +287,7 @@ static void *kinesis_create(struct loop *loop, const json_t *props, const char *
 static void kinesis_destroy(void *instance)
 {
     struct kinesis *k = instance;
+    struct kinesis_call *c;
 
     if (!k) {
         return;
@@ -313,10 +307,7 @@ static void kinesis_destroy(void *instance)
     kinesis_aggregate_free(k);
     kinesis_kpl_free(&k->kpl);
     buf_free(&k->scratch);
-    while (k->pool) {
-        struct kinesis_call *c = k->pool;
-
-        k->pool = c->next;
+    while ((c = pool_get(&k->call_pool)) != NULL) {
         buf_free(&c->body);
         free(c);
     }
@@ -343,11 +334,8 @@ static void call_free(struct kinesis_call *c)
         c->next->prev = c->prev;
     }
     /* Kept with its body buffer for the next request, unless big. */
-    if (!c->k->stopping && c->k->npool < KINESIS_CALL_POOL &&
-        c->body.cap <= KINESIS_CALL_POOL_BODY) {
-        c->next = c->k->pool;
-        c->k->pool = c;
-        c->k->npool++;
+    if (!c->k->stopping && c->body.cap <= KINESIS_CALL_POOL_BODY &&
+        pool_put(&c->k->call_pool, c) == 0) {
         return;
     }
     buf_free(&c->body);
@@ -548,18 +536,10 @@ void kinesis_count_written(struct kinesis *k, size_t user, size_t records, size_
     metrics_counter_add(k->m_bytes, bytes);
 }
 
-static uint64_t rng_next(struct kinesis *k)
-{
-    /* xorshift64*: jitter needs speed, not secrecy. */
-    k->rng ^= k->rng >> 12;
-    k->rng ^= k->rng << 25;
-    k->rng ^= k->rng >> 27;
-    return k->rng * 0x2545F4914F6CDD1DULL;
-}
-
 uint64_t kinesis_backoff_ms(struct kinesis *k, int attempt)
 {
-    return (uint64_t)aws_backoff_ms(attempt - 1, k->retry_base_ms, k->retry_cap_ms, rng_next(k));
+    return (uint64_t)aws_backoff_ms(attempt - 1, k->retry_base_ms, k->retry_cap_ms,
+                                    random_prng_next(&k->rng));
 }
 
 /* ------------------------------------------------------------- metadata */
@@ -723,14 +703,12 @@ static void kinesis_execute(void *instance, const struct envelope_request *req,
                             struct envelope_reply *reply, target_done_fn done, void *ctx)
 {
     struct kinesis *k = instance;
-    struct kinesis_call *c = k->pool;
+    struct kinesis_call *c = pool_get(&k->call_pool);
     struct buf body;
     const char *name;
     size_t i;
 
     if (c) {
-        k->pool = c->next;
-        k->npool--;
         body = c->body;
         memset(c, 0, sizeof(*c));
         c->body = body;
@@ -784,30 +762,33 @@ static void kinesis_execute(void *instance, const struct envelope_request *req,
 
 /* The target's own series: what it wrote, so that the aggregation ratio
  * (user records per Kinesis record) can be graphed. */
-static void kinesis_metrics(void *instance, struct metrics_registry *reg)
+/* One counter family of the target's, and this binding's series in it. */
+static struct metrics_series *counter(struct metrics_registry *reg, const char *name,
+                                      const char *help, const char *binding)
 {
     static const char *const labels[] = {"binding", NULL};
-    struct kinesis *k = instance;
-    const char *values[] = {k->binding};
+    const char *values[] = {binding};
 
-    k->m_user_records = metrics_series_get(
-        metrics_family_add(reg, METRICS_COUNTER, "kubemq_kinesis_user_records_total",
-                           "user records written to Kinesis (a put_record request, a "
-                           "put_records entry), per binding",
-                           labels, NULL, 0),
-        values);
-    k->m_records = metrics_series_get(
-        metrics_family_add(reg, METRICS_COUNTER, "kubemq_kinesis_stream_records_total",
-                           "Kinesis records written (an aggregated record counts once), per "
-                           "binding",
-                           labels, NULL, 0),
-        values);
-    k->m_bytes = metrics_series_get(
-        metrics_family_add(reg, METRICS_COUNTER, "kubemq_kinesis_bytes_out_total",
-                           "bytes of the Kinesis records written, data plus partition keys as "
-                           "Kinesis counts them, per binding",
-                           labels, NULL, 0),
-        values);
+    return metrics_series_get(metrics_family_add(reg, METRICS_COUNTER, name, help, labels, NULL, 0),
+                              values);
+}
+
+static void kinesis_metrics(void *instance, struct metrics_registry *reg)
+{
+    struct kinesis *k = instance;
+
+    k->m_user_records =
+        counter(reg, "kubemq_kinesis_user_records_total",
+                "user records written to Kinesis (a put_record request, a put_records entry), "
+                "per binding",
+                k->binding);
+    k->m_records = counter(
+        reg, "kubemq_kinesis_stream_records_total",
+        "Kinesis records written (an aggregated record counts once), per binding", k->binding);
+    k->m_bytes = counter(reg, "kubemq_kinesis_bytes_out_total",
+                         "bytes of the Kinesis records written, data plus partition keys as "
+                         "Kinesis counts them, per binding",
+                         k->binding);
 }
 
 const struct target_kind kinesis_target_kind = {

@@ -1,11 +1,13 @@
-/* kinesis_put.c - put_record, and seed 001's put (random partition key). */
-#include "target/kinesis_answer.h"
-#include "target/kinesis_call.h"
-#include "target/kinesis_validate.h"
+/* kinesis_put.c - put_record, and the older connector style's put (random
+ * partition key). */
+#include "kinesis/kinesis_answer.h"
+
+#include "base/random.h"
+#include "kinesis/kinesis_internal.h"
+#include "kinesis/kinesis_validate.h"
 
 #include <stdio.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 
 /* shard_id and sequence_number (when the answer has them) into the
@@ -59,24 +61,6 @@ void kinesis_put_record_done(struct kinesis_call *c, const struct aws_response *
     kinesis_call_finish(c);
 }
 
-static void random_key(char *out, size_t outlen)
-{
-    unsigned char raw[16];
-    static const char hex[] = "0123456789abcdef";
-    size_t i;
-
-    if (getrandom(raw, sizeof(raw), GRND_NONBLOCK) != (ssize_t)sizeof(raw)) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        memcpy(raw, &ts, sizeof(raw) < sizeof(ts) ? sizeof(raw) : sizeof(ts));
-    }
-    for (i = 0; i < sizeof(raw) && 2 * i + 2 < outlen; i++) {
-        out[2 * i] = hex[raw[i] >> 4];
-        out[2 * i + 1] = hex[raw[i] & 15];
-    }
-    out[2 * i] = '\0';
-}
-
 int kinesis_put_body(struct kinesis_call *c, const char *stream, const char *key, const char *hash,
                      const char *seq, size_t *rec_off)
 {
@@ -118,7 +102,7 @@ static void put_common(struct kinesis_call *c, int key_optional)
         return;
     }
     if (!key) {
-        random_key(generated, sizeof(generated));
+        random_hex(generated, 16);
         key = generated;
     }
     size = req->data.len + strlen(key);

@@ -7,7 +7,7 @@
  * nothing but would print 0.1 as 0.10000000000000001 and reject integers
  * past 64 bits), and a base64 `data` string - the hot path - is decoded
  * straight from the body without an intermediate copy. */
-#include "base/envelope.h"
+#include "message/envelope.h"
 
 #include "base/b64.h"
 #include "base/jflat.h"
@@ -280,7 +280,7 @@ static int merge_meta(json_t **meta, const char *p, size_t n, char *bad, size_t 
     {
         const char *s = "";
 
-        /* The reference silently treats a body whose metadata holds a
+        /* kubemq-targets silently treats a body whose metadata holds a
          * non-string (e.g. "shard_count": 1) as raw data, which then fails
          * with a puzzling "invalid method type". We name the key instead.
          * null stays the empty string, as in Go. */
@@ -441,7 +441,7 @@ static void request_clear(struct envelope_request *r)
     r->not_json = 0;
 }
 
-/* The reference's fallback: the body itself is the data. */
+/* kubemq-targets' fallback: the body itself is the data. */
 static int take_raw(struct envelope_request *r, const void *body, size_t len, int not_json,
                     char *err, size_t errlen)
 {
@@ -758,6 +758,15 @@ int envelope_reply_serialize(const struct envelope_reply *r, struct buf *out)
     if (buf_append_str(out, r->is_error ? ",\"is_error\":true,\"error\":"
                                         : ",\"is_error\":false,\"error\":") < 0 ||
         append_json_text(out, buf_str(&r->error), r->error.len) < 0) {
+        return -1;
+    }
+    return buf_append_char(out, '}');
+}
+
+int envelope_error_serialize(const char *text, struct buf *out)
+{
+    if (buf_append_str(out, "{\"metadata\":{},\"data\":null,\"is_error\":true,\"error\":") < 0 ||
+        append_json_text(out, text, strlen(text)) < 0) {
         return -1;
     }
     return buf_append_char(out, '}');

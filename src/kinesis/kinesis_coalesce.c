@@ -20,9 +20,10 @@
  * its members after StreamName, so nothing is encoded twice and the
  * resend needs no rebuilding. */
 #include "base/log.h"
-#include "target/kinesis_answer.h"
-#include "target/kinesis_call.h"
+#include "kinesis/kinesis_answer.h"
+#include "kinesis/kinesis_internal.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,7 @@ struct batch_entry {
 struct kinesis_batch {
     struct kinesis *k;
     struct kinesis_batch *next;
+    void *pool_next; /* in k->batch_pool */
     char stream[129];
     struct batch_entry *e; /* k->coalesce_max_records of them */
     size_t n;
@@ -59,30 +61,20 @@ static void batch_free(struct kinesis_batch *b)
 /* An answered batch: kept for the next one, or freed. */
 static void batch_recycle(struct kinesis *k, struct kinesis_batch *b)
 {
-    struct kinesis_batch *s;
-    int spares = 0;
-
-    for (s = k->spare; s; s = s->next) {
-        spares++;
-    }
-    if (k->stopping || spares >= SPARE_BATCHES || b->body.cap > ((size_t)1 << 20)) {
+    if (k->stopping || b->body.cap > ((size_t)1 << 20) || pool_put(&k->batch_pool, b) < 0) {
         batch_free(b);
         return;
     }
     b->n = 0;
     b->bytes = 0;
     buf_reset(&b->body);
-    b->next = k->spare;
-    k->spare = b;
 }
 
 static struct kinesis_batch *batch_new(struct kinesis *k, const char *stream)
 {
-    struct kinesis_batch *b = k->spare;
+    struct kinesis_batch *b = pool_get(&k->batch_pool);
 
-    if (b) {
-        k->spare = b->next;
-    } else {
+    if (!b) {
         b = calloc(1, sizeof(*b));
         if (!b || !(b->e = calloc(k->coalesce_max_records, sizeof(*b->e)))) {
             free(b);
@@ -328,13 +320,17 @@ void kinesis_coalesce_stop(struct kinesis *k)
     }
 }
 
+void kinesis_coalesce_init(struct kinesis *k)
+{
+    pool_init(&k->batch_pool, SPARE_BATCHES, offsetof(struct kinesis_batch, pool_next));
+}
+
 void kinesis_coalesce_free(struct kinesis *k)
 {
-    kinesis_coalesce_stop(k);
-    while (k->spare) {
-        struct kinesis_batch *b = k->spare;
+    struct kinesis_batch *b;
 
-        k->spare = b->next;
+    kinesis_coalesce_stop(k);
+    while ((b = pool_get(&k->batch_pool)) != NULL) {
         batch_free(b);
     }
 }

@@ -1,5 +1,5 @@
 /* kinesis_validate.c - client-side checks with the Kinesis limits. */
-#include "target/kinesis_validate.h"
+#include "kinesis/kinesis_validate.h"
 
 #include "base/timeparse.h"
 

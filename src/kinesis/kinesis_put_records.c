@@ -7,9 +7,9 @@
 #include "base/b64.h"
 #include "base/jflat.h"
 #include "base/log.h"
-#include "target/kinesis_answer.h"
-#include "target/kinesis_call.h"
-#include "target/kinesis_validate.h"
+#include "kinesis/kinesis_answer.h"
+#include "kinesis/kinesis_internal.h"
+#include "kinesis/kinesis_validate.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -184,14 +184,12 @@ static int parse_records_fast(struct kinesis_call *c, struct pr_state *s, int *i
     struct pr_entry *e = NULL, **sorted = NULL;
     size_t n = 0, cap = 0, i, quotes = 0;
     const char *q;
-    int cnt, rc = 0;
+    int cnt, more, rc = 0;
 
     if (!p) {
         return 0;
     }
-    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) {
-        p++;
-    }
+    p = jflat_skip_ws(p, end);
     if (p < end && *p == '[') {
         *is_array = 1;
         for (p++;;) {
@@ -218,23 +216,15 @@ static int parse_records_fast(struct kinesis_call *c, struct pr_state *s, int *i
             e[n].b64 = d->v;
             e[n].b64_len = d->vn;
             n++;
-            for (p = after; p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r');) {
-                p++;
-            }
-            if (p < end && *p == ',') {
-                p++;
-                continue;
-            }
-            if (p < end && *p == ']') {
-                p++;
+            p = after;
+            if ((more = jflat_array_next(&p, end)) == 0) {
                 break;
             }
-            goto out;
+            if (more < 0) {
+                goto out;
+            }
         }
-        while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) {
-            p++;
-        }
-        if (p != end) {
+        if (jflat_skip_ws(p, end) != end) {
             goto out;
         }
     } else if (p < end && *p == '{') {

@@ -1,10 +1,10 @@
-/* kinesis_validate.h - client-side checks with the Kinesis limits (SPEC §4).
+/* kinesis_validate.h - client-side checks with the Kinesis limits.
  *
  * Every check takes the metadata key it is checking so that the message
  * names it: "<key>: <rule>" (e.g. "partition_key: must be 1 to 256
  * characters"). They never touch the network. */
-#ifndef KK_TARGET_KINESIS_VALIDATE_H
-#define KK_TARGET_KINESIS_VALIDATE_H
+#ifndef KK_KINESIS_VALIDATE_H
+#define KK_KINESIS_VALIDATE_H
 
 #include <stddef.h>
 

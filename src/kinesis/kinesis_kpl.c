@@ -1,6 +1,6 @@
 /* kinesis_kpl.c - the KPL aggregation format: pack with exact sizes,
  * unpack with every check (kinesis_kpl.h). */
-#include "target/kinesis_kpl.h"
+#include "kinesis/kinesis_kpl.h"
 
 #include "base/b64.h"
 #include "kpl_aggregation.pb-c.h"

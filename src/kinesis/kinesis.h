@@ -1,9 +1,10 @@
-/* kinesis.h - the aws.kinesis target (SPEC §4). */
-#ifndef KK_TARGET_KINESIS_H
-#define KK_TARGET_KINESIS_H
+/* kinesis.h - the aws.kinesis target: kubemq-targets' aws.kinesis methods
+ * (and the older connector style's put/create) run against Kinesis. */
+#ifndef KK_KINESIS_H
+#define KK_KINESIS_H
 
 #include "aws/aws_client.h"
-#include "target/target.h"
+#include "kinesis/target.h"
 
 extern const struct target_kind kinesis_target_kind;
 
@@ -15,7 +16,7 @@ void *kinesis_instance_create(struct loop *loop, const json_t *props, const char
                               const char *where, const struct aws_transport *transport,
                               struct errs *errs);
 
-/* "list_streams, create_stream, ..." in a stable order (the README's). */
+/* "list_streams, create_stream, ..." in a stable order (the documentation's). */
 const char *kinesis_method_names(void);
 
 #endif

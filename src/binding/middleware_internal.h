@@ -1,13 +1,14 @@
-/* middleware_int.h - the binding middleware's internals, shared by its files.
+/* middleware_internal.h - the binding middleware's internals, shared by its files.
  *
  * middleware.c runs the chain; middleware_retry.c computes retry delays;
  * middleware_ratelimit.c is the token bucket; middleware_log.c writes the
  * per-request lines. Tests include this header to check the pure parts
  * (delays, bucket) without waiting on clocks. */
-#ifndef KK_BINDING_MIDDLEWARE_INT_H
-#define KK_BINDING_MIDDLEWARE_INT_H
+#ifndef KK_BINDING_MIDDLEWARE_INTERNAL_H
+#define KK_BINDING_MIDDLEWARE_INTERNAL_H
 
-#include "base/envelope.h"
+#include "base/random.h"
+#include "message/envelope.h"
 
 #include <stdint.h>
 
@@ -16,20 +17,16 @@
 
 /* ---- retry delays (middleware_retry.c) ---- */
 
-/* xorshift64*: jitter needs spread, not secrecy. *state must not be 0. */
-uint64_t middleware_rng_next(uint64_t *state);
-/* A seed that differs per call and process, never 0. */
-uint64_t middleware_rng_seed(const void *salt);
 /* Milliseconds to wait before retry number `retry` (1 = the first retry):
  * back-off delay_ms * 2^(retry-1) (capped), fixed delay_ms, random uniform
  * in [0, delay_ms]; plus a uniform jitter in [0, jitter_ms). */
 uint64_t middleware_retry_delay_ms(int type, long long delay_ms, long long jitter_ms, int retry,
-                                   uint64_t *rng);
+                                   struct random_prng *rng);
 
 /* ---- rate limit (middleware_ratelimit.c) ---- */
 
 /* Token bucket: `rate` tokens per second, at most `burst` stored; starts
- * full. Times are monotonic microseconds. */
+ * full. Times are the loop's monotonic microseconds (loop_now_us). */
 struct middleware_bucket {
     double rate;
     double burst;
@@ -43,8 +40,6 @@ void middleware_bucket_init(struct middleware_bucket *b, long long rate, uint64_
 /* Take one token: 0 when taken, else the microseconds until one is there
  * (nothing taken). */
 uint64_t middleware_bucket_take(struct middleware_bucket *b, uint64_t now_us);
-/* Monotonic microseconds. */
-uint64_t middleware_now_us(void);
 
 /* ---- per-request log lines (middleware_log.c) ---- */
 

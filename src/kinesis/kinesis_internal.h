@@ -1,20 +1,22 @@
-/* kinesis_call.h - the aws.kinesis target's internals, shared by its files.
+/* kinesis_internal.h - the aws.kinesis target's internals, shared by its files.
  *
  * One request = one struct kinesis_call: a small step machine on the
  * engine loop. A method's start function reads and validates metadata
  * (no network on any error), builds the AWS request body in c->body and
  * sends it; each AWS answer runs the next step, and the last step fills
  * the reply and finishes the call (done(ctx), then the call is freed). */
-#ifndef KK_TARGET_KINESIS_CALL_H
-#define KK_TARGET_KINESIS_CALL_H
+#ifndef KK_KINESIS_INTERNAL_H
+#define KK_KINESIS_INTERNAL_H
 
 #include "aws/aws_client.h"
 #include "base/buf.h"
-#include "base/envelope.h"
 #include "base/loop.h"
 #include "base/metrics.h"
-#include "target/kinesis_kpl.h"
-#include "target/target.h"
+#include "base/pool.h"
+#include "base/random.h"
+#include "kinesis/kinesis_kpl.h"
+#include "kinesis/target.h"
+#include "message/envelope.h"
 
 #include <jansson.h>
 #include <stdint.h>
@@ -28,7 +30,7 @@ struct kinesis {
     int max_attempts;   /* also bounds put_records entry resends */
     long retry_base_ms; /* put_records resend backoff */
     long retry_cap_ms;
-    uint64_t rng;               /* jitter */
+    struct random_prng rng;     /* jitter */
     int stopping;               /* destroy in progress: no new AWS calls */
     int time_format;            /* enum kinesis_time_format: timestamps in replies */
     struct kinesis_call *calls; /* live calls */
@@ -39,16 +41,14 @@ struct kinesis {
     uint64_t coalesce_linger_ms;
     struct kinesis_batch *batches; /* filling, one per stream */
     struct kinesis_batch *sending; /* PutRecords calls in flight */
-    struct kinesis_call *pool;     /* finished calls kept for reuse */
-    int npool;
-    struct kinesis_batch *spare; /* sent and answered, for reuse */
+    struct pool call_pool;         /* finished calls kept for reuse */
+    struct pool batch_pool;        /* batches sent and answered, for reuse */
     /* KPL aggregation of coalesced records (kinesis_aggregate.c) */
     int aggregate;
     size_t aggregate_max_bytes;
     size_t aggregate_max_records;
     struct kinesis_agg_stream *agg;
-    struct agg_rec *agg_pool; /* finished records kept for reuse */
-    int agg_npool;
+    struct pool rec_pool;   /* finished records kept for reuse */
     struct kinesis_kpl kpl; /* the aggregate being packed */
     struct buf scratch;     /* a reply's data being built */
     /* what was written: user records, Kinesis records, their bytes (NULL
@@ -59,7 +59,7 @@ struct kinesis {
 struct kinesis_method {
     const char *name;
     void (*start)(struct kinesis_call *c);
-    int legacy; /* seed 001 form: the stream key is spelled "stream" */
+    int legacy; /* the older connector style: the stream key is spelled "stream" */
 };
 
 typedef void (*kinesis_step_fn)(struct kinesis_call *c, const struct aws_response *r);
@@ -71,8 +71,9 @@ struct kinesis_call {
     struct envelope_reply *reply;
     target_done_fn done;
     void *ctx;
-    int method_defaulted; /* no "method": seed 001's default put */
+    int method_defaulted; /* no "method": the older connector style's default put */
     struct kinesis_call *prev, *next;
+    void *pool_next;         /* in k->call_pool */
     struct buf body;         /* the AWS request being sent */
     int body_err;            /* an append to body failed (too large) */
     kinesis_step_fn step;    /* runs when the AWS call completes */
@@ -128,7 +129,7 @@ typedef int (*kinesis_check_fn)(const char *key, const char *v, char *err, size_
  * pass. Returns 0, or -1 with the reply's error set. */
 int kinesis_arg(struct kinesis_call *c, const char *key, int required, kinesis_check_fn check,
                 const char **out);
-/* stream_name, or its alias stream (seed 001). */
+/* stream_name, or its alias stream (the older connector style). */
 int kinesis_arg_stream(struct kinesis_call *c, int required, const char **out);
 /* An integer in [min, max]; *out keeps its value when the key is absent. */
 int kinesis_arg_int(struct kinesis_call *c, const char *key, long long min, long long max,
@@ -164,7 +165,7 @@ void kinesis_create_stream_consumer(struct kinesis_call *c);
 void kinesis_put_record(struct kinesis_call *c);
 /* put_record's step: shard_id and sequence_number into the reply. */
 void kinesis_put_record_done(struct kinesis_call *c, const struct aws_response *r);
-void kinesis_put(struct kinesis_call *c); /* seed 001: random key when absent */
+void kinesis_put(struct kinesis_call *c); /* the older style: random key when absent */
 /* c->body = the PutRecord body of c's data; its record members (after
  * StreamName) start at *rec_off. 0, or -1 when it does not fit. */
 int kinesis_put_body(struct kinesis_call *c, const char *stream, const char *key, const char *hash,
@@ -177,6 +178,8 @@ void kinesis_put_records(struct kinesis_call *c);
  * answered from its entry of the PutRecords reply. Returns 0, or -1 when
  * the record cannot be coalesced (c untouched: send it alone). */
 int kinesis_coalesce_add(struct kinesis_call *c, const char *stream, size_t rec_off, size_t size);
+/* Create: the pool of answered batches. */
+void kinesis_coalesce_init(struct kinesis *k);
 /* Destroy: forget batches not yet sent (their calls stay in k->calls). */
 void kinesis_coalesce_stop(struct kinesis *k);
 void kinesis_coalesce_free(struct kinesis *k);
@@ -187,6 +190,8 @@ void kinesis_coalesce_free(struct kinesis *k);
  * cannot (c untouched). */
 int kinesis_aggregate_add(struct kinesis_call *c, const char *stream, size_t size, const char *pk,
                           const char *ehk);
+/* Create: the pool of finished records. */
+void kinesis_aggregate_init(struct kinesis *k);
 /* Destroy: forget records not yet sent (their calls stay in k->calls);
  * then, once the AWS client is gone, free the rest. */
 void kinesis_aggregate_stop(struct kinesis *k);

@@ -30,10 +30,11 @@
  * the aggregate's sequence number and its own sub-sequence number (its
  * index inside the aggregate), as the KPL reports them. */
 #include "base/log.h"
-#include "target/kinesis_answer.h"
-#include "target/kinesis_call.h"
-#include "target/kinesis_kpl.h"
+#include "kinesis/kinesis_answer.h"
+#include "kinesis/kinesis_internal.h"
+#include "kinesis/kinesis_kpl.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +49,7 @@
 
 struct agg_rec {
     struct agg_rec *next;
+    void *pool_next; /* in k->rec_pool */
     struct kinesis_call *c;
     kinesis_u128 hash;
     uint64_t key_hash; /* of the partition key: its table slot */
@@ -112,13 +114,9 @@ struct kinesis_agg_stream {
 /* Back to the pool (small ones), or freed. */
 static void rec_free(struct kinesis *k, struct agg_rec *r)
 {
-    if (r->cap == REC_TEXT_SMALL && k->agg_npool < REC_POOL_MAX && !k->stopping) {
-        r->next = k->agg_pool;
-        k->agg_pool = r;
-        k->agg_npool++;
-        return;
+    if (r->cap != REC_TEXT_SMALL || k->stopping || pool_put(&k->rec_pool, r) < 0) {
+        free(r);
     }
-    rec_free(k, r);
 }
 
 static struct agg_rec *rec_new(struct kinesis *k, struct kinesis_call *c, const char *pk,
@@ -130,11 +128,8 @@ static struct agg_rec *rec_new(struct kinesis *k, struct kinesis_call *c, const 
     unsigned char md5[16];
     int i;
 
-    if (cap == REC_TEXT_SMALL && k->agg_pool) {
-        r = k->agg_pool;
-        k->agg_pool = r->next;
-        k->agg_npool--;
-    } else if (!(r = malloc(sizeof(*r) + cap))) {
+    r = cap == REC_TEXT_SMALL ? pool_get(&k->rec_pool) : NULL;
+    if (!r && !(r = malloc(sizeof(*r) + cap))) {
         return NULL;
     }
     memset(r, 0, sizeof(*r));
@@ -939,12 +934,19 @@ void kinesis_aggregate_stop(struct kinesis *k)
     }
 }
 
+void kinesis_aggregate_init(struct kinesis *k)
+{
+    pool_init(&k->rec_pool, REC_POOL_MAX, offsetof(struct agg_rec, pool_next));
+}
+
 void kinesis_aggregate_free(struct kinesis *k)
 {
+    struct agg_rec *r;
+
     kinesis_aggregate_stop(k);
-    free_list(k->agg_pool);
-    k->agg_pool = NULL;
-    k->agg_npool = 0;
+    while ((r = pool_get(&k->rec_pool)) != NULL) {
+        free(r);
+    }
     while (k->agg) {
         struct kinesis_agg_stream *s = k->agg;
         size_t i;

@@ -1,7 +1,7 @@
 /* target.c - the registry of target kinds. */
-#include "target/target.h"
+#include "kinesis/target.h"
 
-#include "target/kinesis.h"
+#include "kinesis/kinesis.h"
 
 #include <string.h>
 
@@ -39,7 +39,7 @@ const struct target_kind *target_kind_find(const char *name, int *deprecated)
     return NULL;
 }
 
-const char *target_kind_names(void)
+const struct target_kind *const *target_kinds(void)
 {
-    return "aws.kinesis, target.aws.kinesis";
+    return kinds;
 }

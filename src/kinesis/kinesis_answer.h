@@ -9,8 +9,8 @@
  * Timestamps: the wire has epoch seconds (1796609927.182); kubemq-targets'
  * Go connector answered Go's JSON of a time.Time. kinesis_times_rewrite
  * turns every number member named *Timestamp into that form. */
-#ifndef KK_TARGET_KINESIS_ANSWER_H
-#define KK_TARGET_KINESIS_ANSWER_H
+#ifndef KK_KINESIS_ANSWER_H
+#define KK_KINESIS_ANSWER_H
 
 #include "base/buf.h"
 
