@@ -55,7 +55,7 @@ struct source_conn {
     /* queues */
     struct source_request *pulls; /* receive transactions waiting for a message */
     size_t npulls;
-    size_t ntxns; /* transactions from the pull to the settlement (<= batch_size) */
+    size_t ntxns;             /* transactions from the pull to the settlement (<= batch_size) */
     int pull_failing;         /* the last pull failed (logged once) */
     int broker_ok;            /* a pull or a ping was answered */
     struct loop_timer retry;  /* after a failed pull */
