@@ -170,26 +170,26 @@ static void on_io(void *arg, int fd, unsigned events)
 
 static int fd_watch(struct aws_http *h, int fd, unsigned ev)
 {
+    /* Without a state byte (out of memory) the fd is watched untracked,
+     * one epoll change per call as before. */
     unsigned char *st = fd_state(h, fd, ev != 0);
-    unsigned now = st ? (unsigned)(*st & (FD_READ | FD_WRITE)) : 0;
     unsigned want = ((ev & LOOP_READ) ? FD_READ : 0) | ((ev & LOOP_WRITE) ? FD_WRITE : 0);
 
-    if (st && now == want && want) {
+    if (st && want && (unsigned)(*st & (FD_READ | FD_WRITE)) == want) {
         return 0;
     }
-    if (!st && ev) {
-        return -1; /* out of memory */
+    if (st) {
+        *st &= (unsigned char)~(FD_READ | FD_WRITE);
     }
     if (loop_io_set(h->loop, fd, ev, on_io, h) < 0) {
         /* A stale watch for a reused fd number: drop it and add anew. */
         loop_io_set(h->loop, fd, 0, NULL, NULL);
         if (loop_io_set(h->loop, fd, ev, on_io, h) < 0) {
-            *st &= (unsigned char)~(FD_READ | FD_WRITE);
             return -1;
         }
     }
     if (st) {
-        *st = (unsigned char)((*st & ~(FD_READ | FD_WRITE)) | want);
+        *st |= (unsigned char)want;
     }
     return 0;
 }
