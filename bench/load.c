@@ -5,30 +5,46 @@
  * checked. Measures
  * throughput and latency percentiles, and - from /proc - the daemon's CPU
  * seconds (user+sys) per 1,000 requests and its peak RSS (VmHWM, reset
- * through clear_refs before the run so the peak is this run's).
+ * through clear_refs before the run so the peak is this run's); per thread
+ * of the daemon (/proc/PID/task/TID) its CPU and context switches over the
+ * measured requests, and which threads lived through the whole run.
+ * --count-syscalls counts the daemon's system calls over exactly the
+ * measured requests (a perf counter on the raw_syscalls:sys_enter
+ * tracepoint of each of its threads, inherited by threads it starts;
+ * "null" where the kernel refuses it). --rss-at N,M,... reads the daemon's
+ * RSS when N, M, ... of the measured requests have been answered (a soak).
  *
  *   bench-load --address H:P --channel CH [--requests N] [--concurrency C]
  *              [--size BYTES] [--method put_record|put_records] [--records R]
  *              [--stream NAME] [--pid DAEMON_PID] [--broker-pid PID]
  *              [--warmup N] [--timeout-ms T] [--label TEXT]
+ *              [--count-syscalls] [--rss-at N[,N...]]
  * Prints one JSON line with the figures. Exit 1 when any request failed. */
 #include "base/b64.h"
 #include "base/buf.h"
 #include "base/clock.h"
+#include "base/log.h"
 #include "kubemq/kubemq_client.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/perf_event.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #define MAX_CONCURRENCY 4096
+#define OK_MARK         "\"is_error\":false"
+#define MAX_TASKS       256
+#define MAX_RSS_MARKS   16
 
 struct opts {
     const char *address;
@@ -44,6 +60,9 @@ struct opts {
     int pid;
     int broker_pid;
     int timeout_ms;
+    int count_syscalls;
+    unsigned long rss_at[MAX_RSS_MARKS];
+    int nrss_at;
 };
 
 struct run;
@@ -66,6 +85,9 @@ struct run {
     unsigned long ok, failed;
     double *lat_ms; /* per request, indexed by its number */
     char first_error[512];
+    int measuring; /* the measured phase (not the warm-up) */
+    int rss_next;  /* next --rss-at mark to read */
+    long rss_at_kb[MAX_RSS_MARKS];
 };
 
 struct proc_sample {
@@ -136,6 +158,182 @@ static void proc_reset_hwm(int pid)
     }
 }
 
+/* One thread of the daemon. */
+struct task_sample {
+    int tid;
+    char comm[32];
+    double cpu_s;
+    long vol, invol; /* context switches */
+};
+
+struct tasks {
+    int n;
+    struct task_sample t[MAX_TASKS];
+};
+
+static void task_read(int pid, int tid, struct task_sample *ts)
+{
+    char path[96], line[4096];
+    unsigned long long ut = 0, st = 0;
+    FILE *f;
+    char *p, *q;
+
+    memset(ts, 0, sizeof(*ts));
+    ts->tid = tid;
+    snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", pid, tid);
+    f = fopen(path, "r");
+    if (!f) {
+        return;
+    }
+    if (fgets(line, sizeof(line), f) && (p = strchr(line, '(')) != NULL &&
+        (q = strrchr(line, ')')) != NULL && q > p) {
+        size_t n = (size_t)(q - p - 1);
+
+        if (n >= sizeof(ts->comm)) {
+            n = sizeof(ts->comm) - 1;
+        }
+        memcpy(ts->comm, p + 1, n);
+        ts->comm[n] = '\0';
+        if (sscanf(q + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) == 2) {
+            ts->cpu_s = (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+        }
+    }
+    fclose(f);
+    snprintf(path, sizeof(path), "/proc/%d/task/%d/status", pid, tid);
+    f = fopen(path, "r");
+    if (!f) {
+        return;
+    }
+    while (fgets(line, sizeof(line), f)) {
+        if (strncmp(line, "voluntary_ctxt_switches:", 24) == 0) {
+            ts->vol = strtol(line + 24, NULL, 10);
+        } else if (strncmp(line, "nonvoluntary_ctxt_switches:", 27) == 0) {
+            ts->invol = strtol(line + 27, NULL, 10);
+        }
+    }
+    fclose(f);
+}
+
+static void tasks_read(int pid, struct tasks *ts)
+{
+    char path[64];
+    struct dirent *de;
+    DIR *d;
+
+    ts->n = 0;
+    if (pid <= 0) {
+        return;
+    }
+    snprintf(path, sizeof(path), "/proc/%d/task", pid);
+    d = opendir(path);
+    if (!d) {
+        return;
+    }
+    while ((de = readdir(d)) != NULL && ts->n < MAX_TASKS) {
+        int tid = (int)strtol(de->d_name, NULL, 10);
+
+        if (tid > 0) {
+            task_read(pid, tid, &ts->t[ts->n++]);
+        }
+    }
+    closedir(d);
+}
+
+static const struct task_sample *task_find(const struct tasks *ts, int tid)
+{
+    for (int i = 0; i < ts->n; i++) {
+        if (ts->t[i].tid == tid) {
+            return &ts->t[i];
+        }
+    }
+    return NULL;
+}
+
+/* System calls of the daemon: one counter per thread, inherited by the
+ * threads each starts later. */
+struct sys_counter {
+    int fds[MAX_TASKS];
+    int n;
+};
+
+static long tracepoint_id(const char *event)
+{
+    static const char *const roots[] = {"/sys/kernel/tracing", "/sys/kernel/debug/tracing"};
+    char path[160], line[64];
+    long id = -1;
+
+    for (size_t i = 0; i < sizeof(roots) / sizeof(roots[0]) && id < 0; i++) {
+        FILE *f;
+
+        snprintf(path, sizeof(path), "%s/events/%s/id", roots[i], event);
+        f = fopen(path, "r");
+        if (f) {
+            if (fgets(line, sizeof(line), f)) {
+                id = strtol(line, NULL, 10);
+            }
+            fclose(f);
+        }
+    }
+    return id;
+}
+
+static int sys_counter_open(struct sys_counter *sc, int pid)
+{
+    struct perf_event_attr a;
+    struct tasks *ts = calloc(1, sizeof(*ts));
+    long id = tracepoint_id("raw_syscalls/sys_enter");
+
+    sc->n = 0;
+    if (!ts || id < 0 || pid <= 0) {
+        free(ts);
+        return -1;
+    }
+    tasks_read(pid, ts);
+    memset(&a, 0, sizeof(a));
+    a.type = PERF_TYPE_TRACEPOINT;
+    a.size = sizeof(a);
+    a.config = (unsigned long long)id;
+    a.disabled = 1;
+    a.inherit = 1;
+    for (int i = 0; i < ts->n; i++) {
+        int fd = (int)syscall(SYS_perf_event_open, &a, ts->t[i].tid, -1, -1, PERF_FLAG_FD_CLOEXEC);
+
+        if (fd < 0) {
+            continue; /* a thread that just ended */
+        }
+        sc->fds[sc->n++] = fd;
+    }
+    free(ts);
+    return sc->n ? 0 : -1;
+}
+
+static void sys_counter_enable(struct sys_counter *sc, int on)
+{
+    for (int i = 0; i < sc->n; i++) {
+        ioctl(sc->fds[i], on ? PERF_EVENT_IOC_ENABLE : PERF_EVENT_IOC_DISABLE, 0);
+    }
+}
+
+static unsigned long long sys_counter_read(struct sys_counter *sc)
+{
+    unsigned long long total = 0, v;
+
+    for (int i = 0; i < sc->n; i++) {
+        if (read(sc->fds[i], &v, sizeof(v)) == (ssize_t)sizeof(v)) {
+            total += v;
+        }
+    }
+    return total;
+}
+
+static void sys_counter_close(struct sys_counter *sc)
+{
+    for (int i = 0; i < sc->n; i++) {
+        close(sc->fds[i]);
+    }
+    sc->n = 0;
+}
+
 static void note_error(struct run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void note_error(struct run *r, const char *fmt, ...)
@@ -190,11 +388,17 @@ static void on_reply(void *ctx, const struct kubemq_response *res, int status, c
 
     r->lat_ms[sl->i] = (now_s() - sl->t0) * 1e3;
     r->done++;
+    if (r->measuring && r->rss_next < r->o->nrss_at && r->done == r->o->rss_at[r->rss_next]) {
+        struct proc_sample s;
+
+        proc_read(r->o->pid, &s);
+        r->rss_at_kb[r->rss_next++] = s.rss_kb;
+    }
     if (!res) {
         note_error(r, "send: %s", err ? err : "failed");
         r->failed++;
     } else if (res->error[0] || !res->body ||
-               !memmem(res->body, res->body_len, "\"is_error\":false", 17)) {
+               !memmem(res->body, res->body_len, OK_MARK, sizeof(OK_MARK) - 1)) {
         note_error(r, "reply: %s %.*s", res->error,
                    (int)(res->body_len < 300 ? res->body_len : 300),
                    res->body ? (const char *)res->body : "");
@@ -271,7 +475,61 @@ static void usage(void)
     fprintf(stderr, "usage: bench-load --address H:P --channel CH [--requests N] [--concurrency C] "
                     "[--size BYTES] [--method put_record|put_records] [--records R] "
                     "[--stream NAME] [--pid PID] [--broker-pid PID] [--warmup N] "
-                    "[--timeout-ms T] [--label TEXT]\n");
+                    "[--timeout-ms T] [--label TEXT] [--count-syscalls] [--rss-at N[,N...]]\n");
+}
+
+/* "100000,1000000" -> o->rss_at, ascending. */
+static int parse_marks(struct opts *o, const char *v)
+{
+    char *end;
+
+    o->nrss_at = 0;
+    while (*v) {
+        unsigned long n = strtoul(v, &end, 10);
+
+        if (end == v || n < 1 || o->nrss_at == MAX_RSS_MARKS ||
+            (o->nrss_at && n <= o->rss_at[o->nrss_at - 1])) {
+            return -1;
+        }
+        o->rss_at[o->nrss_at++] = n;
+        v = *end == ',' ? end + 1 : end;
+        if (*end && *end != ',') {
+            return -1;
+        }
+    }
+    return o->nrss_at ? 0 : -1;
+}
+
+/* Per thread of the daemon over the measured requests: CPU ms per
+ * request and context switches per request; a thread is long-lived when
+ * it was there at both ends. */
+static void print_tasks(const struct tasks *t0, const struct tasks *t1, unsigned long n)
+{
+    long vol = 0, invol = 0;
+    int lived = 0;
+
+    printf(",\"daemon_threads\":[");
+    for (int i = 0; i < t1->n; i++) {
+        const struct task_sample *b = &t1->t[i], *a = task_find(t0, b->tid);
+        struct task_sample zero = {0};
+
+        if (!a) {
+            a = &zero;
+        } else {
+            lived++;
+        }
+        vol += b->vol - a->vol;
+        invol += b->invol - a->invol;
+        printf("%s{\"tid\":%d,\"name\":\"%s\",\"whole_run\":%s,\"cpu_ms_per_req\":%.4f,"
+               "\"ctxsw_per_req\":%.3f}",
+               i ? "," : "", b->tid, b->comm, a == &zero ? "false" : "true",
+               (b->cpu_s - a->cpu_s) * 1e3 / (double)n,
+               (double)(b->vol - a->vol + b->invol - a->invol) / (double)n);
+    }
+    printf("],\"daemon_threads_whole_run\":%d,\"daemon_ctxsw_per_req\":%.3f,"
+           "\"daemon_vol_ctxsw_per_req\":%.3f,\"daemon_invol_ctxsw_per_req\":%.3f",
+           lived, (double)(vol + invol) / (double)n, (double)vol / (double)n,
+           (double)invol / (double)n);
 }
 
 static double cpu_self_s(void)
@@ -285,22 +543,38 @@ static double cpu_self_s(void)
 
 int main(int argc, char **argv)
 {
-    struct opts o = {
-        NULL, NULL, "put_record", "bench-stream", "", 1000, (unsigned long)-1, 16, 1024, 500,
-        0,    0,    30000};
+    struct opts o = {0};
+
     struct kubemq_client_opts co;
     static struct run r;
     uint64_t deadline;
     struct proc_sample d0, d1, b0, b1;
+    static struct tasks dt0, dt1;
+    struct sys_counter sc = {{0}, 0};
+    unsigned long long nsys = 0;
+    int counting = 0;
     struct buf rec = BUF_INIT(BUF_DEFAULT_MAX), b64 = BUF_INIT(BUF_DEFAULT_MAX);
     double t0, t, self0, self1, units;
     char err[512], id[64];
     unsigned long i;
     int rc = 1;
 
+    o.method = "put_record";
+    o.stream = "bench-stream";
+    o.label = "";
+    o.requests = 1000;
+    o.warmup = (unsigned long)-1;
+    o.concurrency = 16;
+    o.size = 1024;
+    o.records = 500;
+    o.timeout_ms = 30000;
     for (int a = 1; a < argc; a++) {
         const char *k = argv[a], *v = a + 1 < argc ? argv[a + 1] : NULL;
 
+        if (strcmp(k, "--count-syscalls") == 0) {
+            o.count_syscalls = 1;
+            continue;
+        }
         if (!v) {
             usage();
             return 2;
@@ -332,6 +606,11 @@ int main(int argc, char **argv)
             o.timeout_ms = (int)strtol(v, NULL, 10);
         } else if (strcmp(k, "--label") == 0) {
             o.label = v;
+        } else if (strcmp(k, "--rss-at") == 0) {
+            if (parse_marks(&o, v) < 0) {
+                usage();
+                return 2;
+            }
         } else {
             usage();
             return 2;
@@ -348,6 +627,7 @@ int main(int argc, char **argv)
     }
     r.o = &o;
     signal(SIGPIPE, SIG_IGN);
+    log_set_level(LOG_LEVEL_WARN); /* the client's "connected" is noise in a report run */
     buf_init(&r.body, BUF_DEFAULT_MAX);
     r.slots = calloc((size_t)o.concurrency, sizeof(*r.slots));
     r.loop = loop_create(err, sizeof(err));
@@ -395,17 +675,30 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench-load: warm-up failed: %s\n", r.first_error);
         goto out;
     }
+    if (o.count_syscalls && sys_counter_open(&sc, o.pid) == 0) {
+        counting = 1;
+    }
     proc_reset_hwm(o.pid);
+    tasks_read(o.pid, &dt0);
     proc_read(o.pid, &d0);
     proc_read(o.broker_pid, &b0);
     self0 = cpu_self_s();
     t0 = now_s();
+    r.measuring = 1;
+    if (counting) {
+        sys_counter_enable(&sc, 1);
+    }
     if (run_phase(&r, o.requests) < 0) {
         goto out;
+    }
+    if (counting) {
+        sys_counter_enable(&sc, 0);
+        nsys = sys_counter_read(&sc);
     }
     t = now_s() - t0;
     self1 = cpu_self_s();
     proc_read(o.pid, &d1);
+    tasks_read(o.pid, &dt1);
     proc_read(o.broker_pid, &b1);
     qsort(r.lat_ms, o.requests, sizeof(double), cmp_double);
     units = (double)o.requests / 1000.0;
@@ -423,6 +716,23 @@ int main(int argc, char **argv)
                "\"daemon_peak_rss_kb\":%ld",
                (d1.cpu_s - d0.cpu_s) / units, (d1.cpu_s - d0.cpu_s) / t, d1.rss_kb, d1.hwm_kb);
     }
+    if (d0.ok && d1.ok && dt1.n) {
+        print_tasks(&dt0, &dt1, o.requests);
+    }
+    if (o.count_syscalls) {
+        if (counting) {
+            printf(",\"daemon_syscalls_per_req\":%.3f", (double)nsys / (double)o.requests);
+        } else {
+            printf(",\"daemon_syscalls_per_req\":null");
+        }
+    }
+    if (o.nrss_at) {
+        printf(",\"daemon_rss_at\":[");
+        for (int m = 0; m < r.rss_next; m++) {
+            printf("%s[%lu,%ld]", m ? "," : "", o.rss_at[m], r.rss_at_kb[m]);
+        }
+        printf("]");
+    }
     if (b0.ok && b1.ok) {
         printf(",\"broker_cpu_s_per_1000\":%.4f,\"broker_cpu_share\":%.3f",
                (b1.cpu_s - b0.cpu_s) / units, (b1.cpu_s - b0.cpu_s) / t);
@@ -435,6 +745,7 @@ int main(int argc, char **argv)
     }
     rc = 0;
 out:
+    sys_counter_close(&sc);
     kubemq_client_destroy(r.client);
     if (r.loop) {
         loop_run_until_idle(r.loop, 2000);

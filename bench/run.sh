@@ -3,11 +3,14 @@
 #
 #   1. bench-pipeline: the per-request path in one process (null transport):
 #      requests/s on one core, and instructions per request under callgrind.
-#   2. bench-load through the stand-in broker (tests/rig/broker.js) to the
-#      daemon, against bench-sink (a fast Kinesis stand-in): throughput,
-#      latency, the daemon's CPU per request and its RSS, at concurrency
-#      1, 16, 64 and with 1,000 requests in flight; put_record with and
-#      without coalescing.
+#   2. bench-load through the stand-in broker (tests/rig/broker.js, started
+#      by bench/broker.js) to the daemon, against bench-sink (a fast Kinesis
+#      stand-in): throughput, latency, and per request the daemon's CPU (by
+#      thread), system calls (by name in one run), context switches; its
+#      threads, idle and peak RSS, at concurrency 1, 16, 64 and with 1,000
+#      requests in flight; a soak of 1,000,000 queries with RSS read at
+#      100k and 1M; one run with no relay in front of the broker (its
+#      cost); put_record with and without coalescing.
 #   3. KPL aggregation: put_record of 100 bytes at concurrency 64 against
 #      bench-sink, coalesced and aggregated (user records/s, CPU, user
 #      records per Kinesis record); the pipeline's aggregate_500x100 case.
@@ -126,8 +129,10 @@ done
 QUICK=${KK_BENCH_QUICK:-0}
 if [ "$QUICK" = 1 ]; then
     PIPE_SECONDS=0.5 N1=200 N16=1000 N64=1000 NFLIGHT=2000 NCO=1000 NAGG=5000 CG_SCALE=10
+    NSOAK=20000 SOAK_MARKS=2000,20000
 else
     PIPE_SECONDS=3 N1=3000 N16=20000 N64=20000 NFLIGHT=5000 NCO=20000 NAGG=100000 CG_SCALE=1
+    NSOAK=1000000 SOAK_MARKS=100000,1000000
 fi
 
 # ---- machine ----
@@ -175,12 +180,14 @@ SLOW_PORT=$(json_num port "$slow")
 # Kinesis answers PutRecord in roughly 10-30 ms: this one waits 20 ms.
 real=$(start realsink "$BUILD/bench-sink" --port 0 --latency-ms 20)
 REAL_PORT=$(json_num port "$real")
-broker=$(start broker node "$ROOT/tests/rig/broker.js" --port 0 --control-port 0)
+broker=$(start broker node "$ROOT/bench/broker.js")
 BROKER_PORT=$(json_num port "$broker")
+BROKER_DIRECT=$(json_num direct "$broker")
 BROKER_CTL=$(json_num control "$broker")
 BROKER_PID=$(cat "$WORK/broker.pid")
 
 # write_config FILE CHANNEL SINK_PORT CONCURRENCY [extra target properties...]
+# (BROKER=port overrides the broker port the daemon connects to)
 write_config() {
     local file=$1 channel=$2 port=$3 conc=$4 api
     shift 4
@@ -194,7 +201,7 @@ write_config() {
         echo "      kind: kubemq.query"
         echo "      name: bench-query"
         echo "      properties:"
-        echo "        address: \"127.0.0.1:$BROKER_PORT\""
+        echo "        address: \"127.0.0.1:${BROKER:-$BROKER_PORT}\""
         echo "        channel: \"$channel\""
         echo "        concurrency: \"$conc\""
         echo "    target:"
@@ -242,27 +249,69 @@ daemon() {
 }
 
 # load LABEL DAEMON CHANNEL ARGS... : one bench-load run, recorded.
+# (BROKER=port: the broker port the load generator sends to)
 load() {
     local label=$1 name=$2 channel=$3 line
     shift 3
-    line=$("$BUILD/bench-load" --address "127.0.0.1:$BROKER_PORT" --channel "$channel" \
+    line=$("$BUILD/bench-load" --address "127.0.0.1:${BROKER:-$BROKER_PORT}" --channel "$channel" \
         --pid "$(cat "$WORK/$name.pid")" --broker-pid "$BROKER_PID" --label "$label" "$@")
     record "{\"kind\":\"load\",${line#\{}"
-    say "  $label: $(json_num per_second "$line") req/s, p50 $(json_num p50_ms "$line") ms, daemon $(json_num daemon_cpu_s_per_1000 "$line") ms CPU/request"
+    say "  $label: $(json_num per_second "$line") req/s, p50 $(json_num p50_ms "$line") ms, daemon $(json_num daemon_cpu_s_per_1000 "$line") ms CPU/request, $(json_num daemon_ctxsw_per_req "$line") context switches/request$(grep -q syscalls_per_req <<<"$line" && echo ", $(json_num daemon_syscalls_per_req "$line") system calls/request")"
+}
+
+# System calls by name: perf trace (or strace -c -f) attached to the
+# daemon over one run of N queries (no warm-up: the daemon is warm).
+# Records {"kind":"sysnames","tool":..,"requests":N,"by_name":{...}}.
+sysnames() {
+    local name=$1 channel=$2 n=$3 pid tool="" tpid
+    pid=$(cat "$WORK/$name.pid")
+    if command -v perf >/dev/null && perf trace -s -o "$WORK/probe.trace" -- true >/dev/null 2>&1; then
+        tool="perf trace"
+        perf trace -s -p "$pid" -o "$WORK/sys.trace" >/dev/null 2>&1 &
+    elif command -v strace >/dev/null; then
+        tool="strace"
+        strace -c -f -p "$pid" -o "$WORK/sys.trace" >/dev/null 2>&1 &
+    else
+        return 0
+    fi
+    tpid=$!
+    PIDS+=("$tpid")
+    sleep 1
+    "$BUILD/bench-load" --address "127.0.0.1:$BROKER_PORT" --channel "$channel" --requests "$n" \
+        --warmup 0 --concurrency 16 --size 1024 >/dev/null
+    kill -INT "$tpid" 2>/dev/null || true
+    wait "$tpid" 2>/dev/null || true
+    # perf trace: "   name   calls  errors  total ..." per thread; strace -c:
+    # "% time seconds usecs/call calls [errors] syscall".
+    awk -v tool="$tool" -v n="$n" '
+        tool == "perf trace" && $1 ~ /^[a-z_0-9]+$/ && $2 ~ /^[0-9]+$/ && NF >= 8 { c[$1] += $2 }
+        tool == "strace" && $1 ~ /^[0-9.]+$/ && $4 ~ /^[0-9]+$/ && $NF ~ /^[a-z_0-9]+$/ && $NF != "total" { c[$NF] += $4 }
+        END {
+            printf "{\"kind\":\"sysnames\",\"tool\":\"%s\",\"requests\":%d,\"by_name\":{", tool, n
+            k = 0
+            for (s in c) printf "%s\"%s\":%d", (k++ ? "," : ""), s, c[s]
+            printf "}}\n"
+        }' "$WORK/sys.trace" >>"$RESULTS"
 }
 
 say "daemon: put_record 1 KiB through the broker"
 write_config "$WORK/plain.yaml" bench.plain "$SINK_PORT" 64
 daemon plain "$WORK/plain.yaml" bench.plain
-load c1 plain bench.plain --requests "$N1" --concurrency 1 --size 1024
-# The target figure: three c16 runs (the report takes the median; run to
-# run the figure moves with the broker's pace). Then one more c16 run
-# sampled with perf (when the kernel lets us) for where the daemon's CPU
-# goes: perf's sampling costs the sampled process CPU too (~0.02 ms per
-# query here), so that run is not one of the three.
+load c1 plain bench.plain --requests "$N1" --concurrency 1 --size 1024 --count-syscalls
+# The target figures: three c16 runs (the report takes the median; run to
+# run the figure moves with the broker's pace), none of them observed by
+# anything but /proc. Then c16 with the daemon's system calls counted (a
+# perf counter on the syscall tracepoint: cheap, not free), the system
+# calls by name (perf trace or strace: slows the daemon), and one more
+# c16 run sampled with perf (when the kernel lets us) for where the
+# daemon's CPU goes: perf's sampling costs the sampled process CPU too, so
+# none of these runs is one of the three.
 load c16 plain bench.plain --requests "$N16" --concurrency 16 --size 1024
 load c16_2 plain bench.plain --requests "$N16" --concurrency 16 --size 1024
 load c16_3 plain bench.plain --requests "$N16" --concurrency 16 --size 1024
+load c16_sys plain bench.plain --requests "$N16" --concurrency 16 --size 1024 --count-syscalls
+say "  system calls by name (c16)"
+sysnames plain bench.plain $((N16 / 2))
 if command -v perf >/dev/null && perf record -q -o "$WORK/perf.probe" -- true >/dev/null 2>&1; then
     perf record -q -F 999 -g -p "$(cat "$WORK/plain.pid")" -o "$WORK/perf.data" >/dev/null 2>&1 &
     PERF_PID=$!
@@ -276,12 +325,26 @@ if command -v perf >/dev/null && perf record -q -o "$WORK/perf.probe" -- true >/
     perf report -i "$WORK/perf.data" --no-children --sort dso,sym --stdio -g none 2>/dev/null |
         awk '$1 ~ /%$/' | head -25 >"$WORK/perf.sym.txt" || true
 fi
-load c64 plain bench.plain --requests "$N64" --concurrency 64 --size 1024
+load c64 plain bench.plain --requests "$N64" --concurrency 64 --size 1024 --count-syscalls
+say "  soak: $NSOAK queries at concurrency 16, RSS at $SOAK_MARKS"
+load soak_c16 plain bench.plain --requests "$NSOAK" --concurrency 16 --size 1024 \
+    --rss-at "$SOAK_MARKS" --timeout-ms 60000
 load c16_100b plain bench.plain --requests "$N16" --concurrency 16 --size 100
 load c16_64k plain bench.plain --requests $((N16 / 10)) --concurrency 16 --size 65536
 load put_records_c16 plain bench.plain --requests $((N16 / 100 + 10)) --concurrency 16 \
     --size 1024 --method put_records --records 500
 stop plain
+
+# The relay in front of the broker (tests/rig/broker-front.js) runs in the
+# broker's thread: the same c16 load with daemon and load generator on
+# grpc-js's own port shows what it costs.
+say "daemon: c16 with no relay in front of the broker"
+BROKER=$BROKER_DIRECT write_config "$WORK/direct.yaml" bench.direct "$SINK_PORT" 64
+daemon direct "$WORK/direct.yaml" bench.direct
+BROKER=$BROKER_DIRECT load c16_direct direct bench.direct --requests "$N16" --concurrency 16 --size 1024
+BROKER=$BROKER_DIRECT load c16_direct_sys direct bench.direct --requests "$N16" --concurrency 16 \
+    --size 1024 --count-syscalls
+stop direct
 
 # The daemon under callgrind: user-space instructions per query, by
 # library (the difference of two runs, so startup cancels out).
@@ -321,12 +384,16 @@ load inflight_1000 flight bench.flight --requests "$NFLIGHT" --concurrency 1000 
     --warmup 1000
 stop flight
 
+# Three runs of each, alternately: on two shared cores one run of each
+# moves with whatever else runs (the report takes the medians).
 say "coalescing in process: put_record 1 KiB, 64 in flight, against bench-sink"
-for co in "" --coalesce; do
-    line=$("$BUILD/bench-pipeline" --case put_record_1k --sink "http://127.0.0.1:$SINK_PORT" \
-        --batch 64 --requests "$NCO" $co)
-    record "{\"kind\":\"sinkpipe\",${line#\{}"
-    say "  ${co:-plain}: $(json_num records_per_second "$line") records/s, $(json_num cpu_us_per_record "$line") us CPU/record"
+for i in 1 2 3; do
+    for co in "" --coalesce; do
+        line=$("$BUILD/bench-pipeline" --case put_record_1k --sink "http://127.0.0.1:$SINK_PORT" \
+            --batch 64 --requests "$NCO" $co)
+        record "{\"kind\":\"sinkpipe\",\"run\":$i,${line#\{}"
+        say "  ${co:-plain}: $(json_num records_per_second "$line") records/s, $(json_num cpu_us_per_record "$line") us CPU/record"
+    done
 done
 
 say "aggregation in process: put_record 100 B, 64 in flight, against bench-sink"

@@ -14,6 +14,15 @@
 #define HTTP_IDLE_HANDLES  64          /* easy handles kept for reuse */
 #define HTTP_KEEP_RESPONSE (64u << 10) /* response memory kept with them */
 
+/* What the loop watches for a socket of curl's (struct aws_http.fds,
+ * indexed by fd): curl's own sockets (opened and closed through our
+ * callbacks) stay watched for reading between transfers. */
+#define FD_READ   0x1 /* watched for reading */
+#define FD_WRITE  0x2 /* watched for writing */
+#define FD_OURS   0x4 /* opened by curl through opensocket_cb: we see its close */
+#define FD_PARKED 0x8 /* curl does not want it now (an idle keep-alive connection) */
+#define FD_MAX    (1 << 20)
+
 /* Counters; in_flight also bounds the connections in use. */
 struct aws_http_stats {
     unsigned long requests;    /* started */
@@ -68,6 +77,8 @@ struct aws_http {
     int busy; /* > 0 while dispatching into curl or callbacks */
     int dead; /* destroy was asked for while busy */
     struct aws_http_stats stats;
+    unsigned char *fds; /* FD_* per socket number */
+    size_t nfds;
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -97,10 +108,49 @@ static void on_timer(void *arg)
     }
 }
 
+static unsigned char *fd_state(struct aws_http *h, int fd, int grow)
+{
+    if (fd < 0 || fd >= FD_MAX) {
+        return NULL;
+    }
+    if ((size_t)fd >= h->nfds) {
+        size_t n = h->nfds ? h->nfds : 64;
+        unsigned char *p;
+
+        if (!grow) {
+            return NULL;
+        }
+        while (n <= (size_t)fd) {
+            n *= 2;
+        }
+        p = realloc(h->fds, n);
+        if (!p) {
+            return NULL;
+        }
+        memset(p + h->nfds, 0, n - h->nfds);
+        h->fds = p;
+        h->nfds = n;
+    }
+    return &h->fds[fd];
+}
+
+/* Watch fd for ev (LOOP_READ/LOOP_WRITE, 0: not at all), with one epoll
+ * change only when that differs from what is watched now. */
+static int fd_watch(struct aws_http *h, int fd, unsigned ev);
+
 static void on_io(void *arg, int fd, unsigned events)
 {
     struct aws_http *h = arg;
+    unsigned char *st = fd_state(h, fd, 0);
     int running, flags = 0;
+
+    if (st && (*st & FD_PARKED)) {
+        /* An idle keep-alive connection became readable: the server closed
+         * it (or broke the protocol). Stop watching; curl finds it dead
+         * when it next looks for a connection to reuse. */
+        fd_watch(h, fd, 0);
+        return;
+    }
 
     if (events & LOOP_READ) {
         flags |= CURL_CSELECT_IN;
@@ -119,16 +169,57 @@ static void on_io(void *arg, int fd, unsigned events)
     }
 }
 
+static int fd_watch(struct aws_http *h, int fd, unsigned ev)
+{
+    /* Without a state byte (out of memory) the fd is watched untracked,
+     * one epoll change per call as before. */
+    unsigned char *st = fd_state(h, fd, ev != 0);
+    unsigned want = ((ev & LOOP_READ) ? FD_READ : 0) | ((ev & LOOP_WRITE) ? FD_WRITE : 0);
+
+    if (st && want && (unsigned)(*st & (FD_READ | FD_WRITE)) == want) {
+        return 0;
+    }
+    if (st) {
+        *st &= (unsigned char)~(FD_READ | FD_WRITE);
+    }
+    if (loop_io_set(h->loop, fd, ev, on_io, h) < 0) {
+        /* A stale watch for a reused fd number: drop it and add anew. */
+        loop_io_set(h->loop, fd, 0, NULL, NULL);
+        if (loop_io_set(h->loop, fd, ev, on_io, h) < 0) {
+            return -1;
+        }
+    }
+    if (st) {
+        *st |= (unsigned char)want;
+    }
+    return 0;
+}
+
+/* Between transfers curl drops a keep-alive connection's socket (REMOVE)
+ * and asks for it again (IN) when the next transfer reuses it: two epoll
+ * changes per request. A connection's socket stays watched for reading
+ * instead ("parked"), so reuse costs nothing. Only sockets curl opened
+ * through opensocket_cb and was reading qualify: curl closes those through
+ * closesocket_cb, so we always know when the number is free again. Its
+ * connect attempts (watched for writing), which curl may close without
+ * telling us, and its resolver's wake-up pair are dropped as before. */
 static int socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
 {
     struct aws_http *h = userp;
+    unsigned char *st = fd_state(h, s, 0);
     unsigned ev = 0;
 
     (void)easy;
     (void)socketp;
     if (what == CURL_POLL_REMOVE) {
-        loop_io_set(h->loop, s, 0, NULL, NULL);
-        return 0;
+        if (st && (*st & (FD_OURS | FD_READ | FD_WRITE)) == (FD_OURS | FD_READ) && !h->dead) {
+            *st |= FD_PARKED;
+            return 0;
+        }
+        return fd_watch(h, s, 0);
+    }
+    if (st) {
+        *st &= (unsigned char)~FD_PARKED;
     }
     if (what & CURL_POLL_IN) {
         ev |= LOOP_READ;
@@ -136,14 +227,25 @@ static int socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *s
     if (what & CURL_POLL_OUT) {
         ev |= LOOP_WRITE;
     }
-    if (loop_io_set(h->loop, s, ev, on_io, h) < 0) {
-        /* A stale watch for a reused fd number: drop it and add anew. */
-        loop_io_set(h->loop, s, 0, NULL, NULL);
-        if (loop_io_set(h->loop, s, ev, on_io, h) < 0) {
-            return -1;
-        }
+    return fd_watch(h, s, ev) < 0 ? -1 : 0;
+}
+
+static curl_socket_t opensocket_cb(void *clientp, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    struct aws_http *h = clientp;
+    curl_socket_t s;
+    unsigned char *st;
+
+    (void)purpose;
+    s = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+    if (s == CURL_SOCKET_BAD) {
+        return s;
     }
-    return 0;
+    st = fd_state(h, s, 1);
+    if (st) {
+        *st = FD_OURS; /* a new socket: nothing of an older one with its number is left */
+    }
+    return s;
 }
 
 static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
@@ -163,8 +265,12 @@ static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
 static int closesocket_cb(void *clientp, curl_socket_t s)
 {
     struct aws_http *h = clientp;
+    unsigned char *st = fd_state(h, s, 0);
 
-    loop_io_set(h->loop, s, 0, NULL, NULL);
+    fd_watch(h, s, 0);
+    if (st) {
+        *st = 0;
+    }
     return close(s);
 }
 
@@ -454,6 +560,8 @@ static int start_xfer(struct aws_http *h, const struct aws_http_request *req, aw
         curl_easy_setopt(e, CURLOPT_USERAGENT, KK_USER_AGENT) != CURLE_OK ||
         curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb) != CURLE_OK ||
         curl_easy_setopt(e, CURLOPT_WRITEDATA, x) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, opensocket_cb) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, h) != CURLE_OK ||
         curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, closesocket_cb) != CURLE_OK ||
         curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, h) != CURLE_OK ||
         curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, connect_ms) != CURLE_OK ||
@@ -568,6 +676,7 @@ static void http_free(struct aws_http *h)
         curl_multi_cleanup(h->multi); /* closes the cached connections */
     }
     free(h->ca_file);
+    free(h->fds);
     free(h);
 }
 

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #define LOOP_MAX_EVENTS 64
+#define LOOP_END_PASSES 4 /* timer and deferred passes at the end of a round */
 
 struct loop_post_item {
     loop_fn fn;
@@ -490,8 +491,19 @@ int loop_run_once(struct loop *l, int timeout_ms)
         l->dead = io->next;
         free(io);
     }
-    run_timers(l);
-    run_deferred(l);
+    /* Deferred calls often arm timers due at once (a request's first
+     * attempt, curl's 0 ms timeout): run those now too, a few passes at
+     * most, so the next round can wait for I/O instead of first polling
+     * it without waiting - that poll found nothing about half the time,
+     * one system call for nothing. */
+    for (i = 0; i < LOOP_END_PASSES; i++) {
+        run_timers(l);
+        run_deferred(l);
+        if (!l->heap_len || l->heap[0]->due_ms > mono_ms() ||
+            __atomic_load_n(&l->stop, __ATOMIC_SEQ_CST)) {
+            break;
+        }
+    }
     return 0;
 }
 

@@ -45,7 +45,8 @@ void loop_destroy(struct loop *l);
 /* Run callbacks until loop_stop(). Returns 0, or -1 on an epoll error. */
 int loop_run(struct loop *l);
 /* Run one round: due timers, then wait at most timeout_ms (-1 = until
- * something happens) for I/O and posts; no wait when a timer ran. */
+ * something happens) for I/O and posts (no wait when a timer ran), then
+ * the timers and deferred calls that I/O made due (a few passes). */
 int loop_run_once(struct loop *l, int timeout_ms);
 /* Run rounds until nothing is watched, armed or deferred any more - the
  * objects that outlive their owners (a connection sending its last
