@@ -499,7 +499,7 @@ int loop_run_once(struct loop *l, int timeout_ms)
     for (i = 0; i < LOOP_END_PASSES; i++) {
         run_timers(l);
         run_deferred(l);
-        if (!l->heap_len || l->heap[0]->due_ms > mono_ms() ||
+        if (!l->heap_len || l->heap[0]->due_ms > clock_mono_ms() ||
             __atomic_load_n(&l->stop, __ATOMIC_SEQ_CST)) {
             break;
         }
