@@ -4,6 +4,7 @@
 #include "aws/aws_creds.h"
 #include "aws/aws_endpoint.h"
 #include "aws/aws_error.h"
+#include "aws/aws_h1.h"
 #include "aws/aws_http.h"
 #include "aws/sigv4.h"
 #include "base/buf.h"
@@ -81,7 +82,8 @@ struct aws_client {
     int max_attempts;
     long base_ms;
     long cap_ms;
-    struct aws_http *http; /* ours when no transport was given */
+    struct aws_http *http; /* ours when no transport was given: libcurl, */
+    struct aws_h1 *h1;     /* or our own HTTP/1.1 client */
     const struct aws_transport *transport;
     size_t max_response;
     struct aws_call *calls;
@@ -525,11 +527,20 @@ struct aws_client *aws_client_create(struct loop *loop, const struct aws_client_
         ho.http2 = o->http2;
         ho.max_response_bytes = o->max_response_bytes;
         ho.max_connections = o->max_connections;
-        c->http = aws_http_create(loop, &ho, err, errlen);
-        if (!c->http) {
-            goto fail;
+        /* Our own client unless HTTP/2 or a proxy needs libcurl. */
+        if (!o->http2 && !aws_h1_proxy_in_env()) {
+            c->h1 = aws_h1_create(loop, &ho, err, errlen);
+            if (!c->h1) {
+                goto fail;
+            }
+            c->transport = aws_h1_transport(c->h1);
+        } else {
+            c->http = aws_http_create(loop, &ho, err, errlen);
+            if (!c->http) {
+                goto fail;
+            }
+            c->transport = aws_http_transport(c->http);
         }
-        c->transport = aws_http_transport(c->http);
     }
     memset(&co, 0, sizeof(co));
     co.access_key = o->access_key;
@@ -566,6 +577,8 @@ void aws_client_destroy(struct aws_client *c)
     /* Our own transport answers its requests (no retries now). */
     aws_http_destroy(c->http);
     c->http = NULL;
+    aws_h1_destroy(c->h1);
+    c->h1 = NULL;
     while (c->calls) {
         struct aws_call *call = c->calls;
         int sending = call->state == CALL_SENDING;

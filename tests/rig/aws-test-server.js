@@ -17,6 +17,14 @@
 //   Big         {size} 200 with a body of that many bytes
 //   Raw         {status, body, header} answers exactly that
 //   Hang        never answers (timeouts)
+// Answer framings, for the HTTP/1.1 client (plain HTTP only):
+//   Chunked     {pieces: [..]} 200, the pieces written one by one (chunked)
+//   Continue    a "100 Continue" first, then 200 {continued: true}
+//   Close       200 {closed: true} with "Connection: close"
+//   ToClose     {body} 200 without length, ended by closing the connection
+//   Partial     {length, body} a Content-Length longer than the body, then a close
+//   Abort       the connection closed without an answer
+//   DropIdle    200 {dropped: true}, then every idle kept-alive connection closed
 // A request whose signature does not verify gets 400
 // {"__type":"InvalidSignatureException"}.
 'use strict';
@@ -95,6 +103,39 @@ async function handle(req, res) {
       send(res, input.status || 200, input.body || '', input.header ? { 'x-amzn-ErrorType': input.header } : {});
       return;
     case 'Hang':
+      return;
+    case 'Chunked': {
+      res.writeHead(200, { 'content-type': 'application/x-amz-json-1.1' });
+      for (const p of input.pieces || []) {
+        res.write(p);
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      res.end();
+      return;
+    }
+    case 'Continue':
+      res.writeContinue();
+      await new Promise((r) => setTimeout(r, 5));
+      send(res, 200, { continued: true });
+      return;
+    case 'Close':
+      send(res, 200, { closed: true }, { connection: 'close' });
+      return;
+    case 'ToClose':
+    case 'Partial': {
+      const sock = req.socket;
+      const text = input.body || '';
+      const len = op === 'Partial' ? `Content-Length: ${input.length}\r\n` : '';
+      sock.write(`HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\n${len}\r\n${text}`);
+      sock.end();
+      return;
+    }
+    case 'Abort':
+      req.socket.destroy();
+      return;
+    case 'DropIdle':
+      res.on('finish', () => setTimeout(() => server.closeIdleConnections(), 20));
+      send(res, 200, { dropped: true });
       return;
     default:
       send(res, 400, { __type: 'UnknownOperationException', message: `no operation ${op}` });

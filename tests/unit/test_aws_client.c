@@ -1173,6 +1173,110 @@ static void test_http_connection_limit(void **state)
     spawn_stop(&s.sp);
 }
 
+
+/* The HTTP/1.1 client's framings: chunked answers, 100 Continue, a close
+ * after the answer, an answer ended by the close, a short answer, no
+ * answer, and a kept-alive connection the server closed while idle (the
+ * next request goes on a new one, unseen by the caller). */
+static void test_http1_framings(void **state)
+{
+    struct server s;
+    struct loop *l;
+    struct aws_client *c;
+    struct result r;
+    char err[256];
+    json_t *j;
+    int i;
+
+    (void)state;
+    server_start(&s, NULL, NULL);
+    l = loop_create(err, sizeof(err));
+    c = http_client(l, "http", s.port, NULL, 0, 1, NULL);
+
+    call_and_wait(l, c, "Chunked", "{\"pieces\":[\"{\\\"a\\\":\",\"\\\"xyz\\\"\",\"}\"]}", &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.body_len, 11);
+    assert_memory_equal(r.body, "{\"a\":\"xyz\"}", 11);
+    result_free(&r);
+    /* a large chunked answer arrives in many reads */
+    {
+        struct buf b = BUF_INIT(0);
+
+        buf_append_str(&b, "{\"pieces\":[");
+        for (i = 0; i < 40; i++) {
+            buf_appendf(&b, "%s\"%0*d\"", i ? "," : "", 4000, i);
+        }
+        buf_append_str(&b, "]}");
+        call_and_wait(l, c, "Chunked", b.data, &r);
+        buf_free(&b);
+        assert_int_equal(r.status, 200);
+        assert_int_equal(r.body_len, 40 * 4000);
+        assert_memory_equal(r.body + 39 * 4000, "00", 2);
+        result_free(&r);
+    }
+    call_and_wait(l, c, "Continue", "{}", &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "{\"continued\":true}");
+    result_free(&r);
+    call_and_wait(l, c, "Close", "{}", &r);
+    assert_string_equal(r.body, "{\"closed\":true}");
+    result_free(&r);
+    call_and_wait(l, c, "ToClose", "{\"body\":\"{\\\"until\\\":\\\"close\\\"}\"}", &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "{\"until\":\"close\"}");
+    result_free(&r);
+    call_and_wait(l, c, "Partial", "{\"length\":100,\"body\":\"{}\"}", &r);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.type, "TransportError");
+    printf("partial: %s\n", r.message);
+    assert_non_null(strstr(r.message, "98 bytes remaining"));
+    result_free(&r);
+    call_and_wait(l, c, "Abort", "{}", &r);
+    assert_int_equal(r.status, 0);
+    printf("abort: %s\n", r.message);
+    assert_non_null(strstr(r.message, "Empty reply from server"));
+    result_free(&r);
+    /* The idle connection is closed by the server after each answer; the
+     * next request on it is sent again on a new connection (one attempt
+     * as the caller sees it). Without waiting, the close may or may not
+     * have been seen: both ways must work. */
+    for (i = 0; i < 6; i++) {
+        call_and_wait(l, c, "DropIdle", "{}", &r);
+        assert_int_equal(r.status, 200);
+        assert_int_equal(r.attempts, 1);
+        result_free(&r);
+        if (i % 2) {
+            int k;
+
+            for (k = 0; k < 10; k++) {
+                loop_run_once(l, 10);
+            }
+        }
+    }
+    call_and_wait(l, c, "Echo", "{}", &r);
+    j = json_of(&r);
+    assert_true(json_is_true(json_object_get(j, "verified")));
+    /* our own client adds no Accept header (libcurl would) */
+    assert_null(strstr(r.body, "\"Accept\""));
+    json_decref(j);
+    result_free(&r);
+    aws_client_destroy(c);
+
+    /* A proxy in the environment: libcurl carries the calls (no_proxy
+     * keeps them on loopback), and adds its Accept header. */
+    setenv("https_proxy", "http://127.0.0.1:9", 1);
+    c = http_client(l, "http", s.port, NULL, 0, 1, NULL);
+    call_and_wait(l, c, "Echo", "{}", &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "\"Accept\""));
+    result_free(&r);
+    aws_client_destroy(c);
+    unsetenv("https_proxy");
+
+    loop_destroy(l);
+    spawn_stop(&s.sp);
+}
+
 /* Debug lines name the operation, status, attempts and duration, and
  * never a key, token or signature. */
 static void test_debug_log_has_no_secrets(void **state)
@@ -1236,6 +1340,7 @@ int main(void)
         cmocka_unit_test(test_http_connection_refused),
         cmocka_unit_test(test_https_verify_ca_and_http2),
         cmocka_unit_test(test_http_connection_limit),
+        cmocka_unit_test(test_http1_framings),
         cmocka_unit_test(test_debug_log_has_no_secrets),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
