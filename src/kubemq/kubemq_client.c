@@ -57,7 +57,7 @@ void kubemq_client_release(struct kubemq_client *c)
     }
     loop_timer_stop(c->loop, &c->retry_timer);
     loop_timer_stop(c->loop, &c->ping_timer);
-    kubemq_resolve_destroy(c->resolver);
+    resolve_destroy(c->resolver);
     if (c->ssl_ctx) {
         SSL_CTX_free(c->ssl_ctx);
     }
@@ -131,7 +131,7 @@ static void attempt_failed(struct kubemq_client *c, const char *why)
     schedule_attempt(c, delay);
 }
 
-static void on_resolved(void *ctx, const struct kubemq_addrs *a, const char *err)
+static void on_resolved(void *ctx, const struct resolve_addrs *a, const char *err)
 {
     struct kubemq_client *c = ctx;
     char why[300];
@@ -140,8 +140,7 @@ static void on_resolved(void *ctx, const struct kubemq_addrs *a, const char *err
         return;
     }
     if (!a) {
-        snprintf(why, sizeof(why), "%s: %s", c->host, err);
-        attempt_failed(c, why);
+        attempt_failed(c, err); /* "cannot resolve 'host': ..." */
         return;
     }
     c->conn = kubemq_conn_open(c, a, why, sizeof(why));
@@ -157,7 +156,7 @@ static void start_attempt(void *arg)
     struct kubemq_client *c = arg;
 
     c->state = KUBEMQ_CLIENT_RESOLVING;
-    if (kubemq_resolve_start(c->resolver, c->host, c->port, on_resolved, c) < 0) {
+    if (resolve_start(c->resolver, c->host, c->port, on_resolved, c) < 0) {
         attempt_failed(c, "out of memory");
     }
 }
@@ -328,7 +327,7 @@ struct kubemq_client *kubemq_client_create(struct loop *loop, const struct kubem
         snprintf(err, errlen, "kubemq client needs a loop");
         return NULL;
     }
-    if (kubemq_resolve_split(o->address, host, sizeof(host), port, sizeof(port), err, errlen) < 0) {
+    if (kubemq_address_split(o->address, host, sizeof(host), port, sizeof(port), err, errlen) < 0) {
         return NULL;
     }
     if (!o->client_id || !o->client_id[0]) {
@@ -371,12 +370,12 @@ struct kubemq_client *kubemq_client_create(struct loop *loop, const struct kubem
                             : DEFAULT_CAP_MS;
     c->ping_interval_ms = o->ping_interval_ms == 0 ? KUBEMQ_PING_INTERVAL_MS : o->ping_interval_ms;
     if (o->tls) {
-        c->ssl_ctx = kubemq_tls_ctx_new(o->ca_file, o->cert_file, o->key_file, err, errlen);
+        c->ssl_ctx = tls_ctx_new(o->ca_file, o->cert_file, o->key_file, "h2", err, errlen);
         if (!c->ssl_ctx) {
             goto fail;
         }
     }
-    c->resolver = kubemq_resolve_create(loop, err, errlen);
+    c->resolver = resolve_create(loop, err, errlen);
     if (!c->resolver) {
         goto fail;
     }
@@ -397,7 +396,7 @@ void kubemq_client_destroy(struct kubemq_client *c)
     c->state = KUBEMQ_CLIENT_GONE;
     loop_timer_stop(c->loop, &c->retry_timer);
     loop_timer_stop(c->loop, &c->ping_timer);
-    kubemq_resolve_cancel(c->resolver);
+    resolve_cancel(c->resolver);
     while (!kubemq_list_empty(&c->subs)) {
         kubemq_subscription_shutdown(c->subs.next);
     }

@@ -1,7 +1,7 @@
 /* kubemq_conn.c - one broker connection: socket, TLS, reading and writing on the engine loop.
  *
  * A connection tries the resolved addresses in turn (non-blocking
- * connect), does the TLS handshake when asked (kubemq_tls.c), then speaks
+ * connect), does the TLS handshake when asked (base/tls.c), then speaks
  * HTTP/2 through nghttp2's memory interface (kubemq_h2.c): bytes read from
  * the socket go to nghttp2_session_mem_recv (through OpenSSL first with
  * TLS), and nghttp2_session_mem_send output is gathered into one buffer
@@ -69,7 +69,7 @@ void kubemq_conn_release(struct kubemq_conn *conn)
     loop_timer_stop(conn->loop, &conn->ack_timer);
     loop_defer_cancel(conn->loop, &conn->flush);
     nghttp2_session_del(conn->h2);
-    kubemq_tls_free(conn->tls);
+    tls_free(conn->tls);
     if (conn->ssl_ctx) {
         SSL_CTX_free(conn->ssl_ctx);
     }
@@ -145,7 +145,7 @@ void kubemq_conn_fail(struct kubemq_conn *conn, const char *fmt, ...)
     /* No stream points here any more, so nghttp2 may go (it calls nothing back). */
     nghttp2_session_del(conn->h2);
     conn->h2 = NULL;
-    kubemq_tls_free(conn->tls);
+    tls_free(conn->tls);
     conn->tls = NULL;
     if (conn->lingering) {
         conn->lingering = 0;
@@ -210,11 +210,11 @@ static int emit(struct kubemq_conn *conn, const uint8_t *p, size_t n)
     if (!conn->tls) {
         return buf_append(&conn->out, p, n);
     }
-    if (kubemq_tls_write(conn->tls, p, n, err, sizeof(err)) < 0) {
+    if (tls_write(conn->tls, p, n, err, sizeof(err)) < 0) {
         kubemq_conn_fail(conn, "%s", err);
         return -1;
     }
-    return kubemq_tls_output(conn->tls, &conn->out);
+    return tls_output(conn->tls, &conn->out);
 }
 
 /* Gather what nghttp2 has to send, a chunk at a time. */
@@ -327,22 +327,30 @@ static int feed(struct kubemq_conn *conn, const uint8_t *p, size_t n)
     if (!conn->tls) {
         return feed_h2(conn, p, n);
     }
-    if (kubemq_tls_input(conn->tls, p, n) < 0) {
+    if (tls_input(conn->tls, p, n) < 0) {
         kubemq_conn_fail(conn, "tls: out of memory");
         return -1;
     }
     if (conn->state == KUBEMQ_CONN_HANDSHAKE) {
-        rc = kubemq_tls_handshake(conn->tls, err, sizeof(err));
-        if (kubemq_tls_output(conn->tls, &conn->out) < 0 || rc < 0) {
+        rc = tls_handshake(conn->tls, err, sizeof(err));
+        if (tls_output(conn->tls, &conn->out) < 0 || rc < 0) {
             kubemq_conn_fail(conn, "%s", rc < 0 ? err : "tls: out of memory");
             return -1;
         }
         kubemq_conn_kick(conn);
-        if (rc == 0 || start_h2(conn) < 0) {
-            return rc == 0 ? 0 : -1;
+        if (rc == 0) {
+            return 0;
+        }
+        if (!tls_alpn_is(conn->tls, "h2")) {
+            kubemq_conn_fail(conn, "tls: the server did not select HTTP/2 (ALPN h2), which gRPC "
+                                   "needs; is it a gRPC server?");
+            return -1;
+        }
+        if (start_h2(conn) < 0) {
+            return -1;
         }
     }
-    while ((m = kubemq_tls_read(conn->tls, plain, sizeof(plain), err, sizeof(err))) > 0) {
+    while ((m = tls_read(conn->tls, plain, sizeof(plain), err, sizeof(err))) > 0) {
         if (feed_h2(conn, plain, (size_t)m) < 0) {
             return -1;
         }
@@ -351,7 +359,7 @@ static int feed(struct kubemq_conn *conn, const uint8_t *p, size_t n)
         kubemq_conn_fail(conn, "%s", err);
         return -1;
     }
-    if (kubemq_tls_output(conn->tls, &conn->out) < 0) {
+    if (tls_output(conn->tls, &conn->out) < 0) {
         kubemq_conn_fail(conn, "tls: out of memory");
         return -1;
     }
@@ -450,7 +458,7 @@ static int try_next(struct kubemq_conn *conn)
         int fd;
 
         conn->addr_i++;
-        kubemq_resolve_format(sa, conn->peer, sizeof(conn->peer));
+        resolve_format(sa, conn->peer, sizeof(conn->peer));
         fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd < 0) {
             snprintf(conn->why, sizeof(conn->why), "socket: %s", strerror(errno));
@@ -497,14 +505,13 @@ static void connected(struct kubemq_conn *conn)
         start_h2(conn);
         return;
     }
-    conn->tls = kubemq_tls_new(conn->ssl_ctx, conn->host, err, sizeof(err));
+    conn->tls = tls_new(conn->ssl_ctx, conn->host, err, sizeof(err));
     if (!conn->tls) {
         kubemq_conn_fail(conn, "%s", err);
         return;
     }
     conn->state = KUBEMQ_CONN_HANDSHAKE;
-    if (kubemq_tls_handshake(conn->tls, err, sizeof(err)) < 0 ||
-        kubemq_tls_output(conn->tls, &conn->out) < 0) {
+    if (tls_handshake(conn->tls, err, sizeof(err)) < 0 || tls_output(conn->tls, &conn->out) < 0) {
         kubemq_conn_fail(conn, "%s", err);
         return;
     }
@@ -549,7 +556,7 @@ static void on_no_address(void *arg)
     kubemq_conn_fail(conn, "%s", conn->why);
 }
 
-struct kubemq_conn *kubemq_conn_open(struct kubemq_client *c, const struct kubemq_addrs *addrs,
+struct kubemq_conn *kubemq_conn_open(struct kubemq_client *c, const struct resolve_addrs *addrs,
                                      char *err, size_t errlen)
 {
     struct kubemq_conn *conn = calloc(1, sizeof(*conn));

@@ -6,8 +6,8 @@
  *                          decoding, status texts (no I/O, unit-tested alone)
  *   kubemq_wire.c          protobuf-c messages framed for a stream, ids,
  *                          delivered requests
- *   kubemq_resolve.c       "host:port" split; names resolved by c-ares on the loop
- *   kubemq_tls.c           OpenSSL through memory BIOs (TCP and TLS share one path)
+ *   kubemq_address.c       the configured "host:port" split (names are resolved
+ *                          by base/resolve.c, TLS is base/tls.c)
  *   kubemq_stream.c        one gRPC call = one HTTP/2 stream
  *   kubemq_h2.c            a connection's HTTP/2 session: nghttp2 callbacks,
  *                          requests, flow control, held PING ACKs
@@ -35,11 +35,12 @@
 
 #include "base/buf.h"
 #include "base/loop.h"
+#include "base/resolve.h"
+#include "base/tls.h"
 
 #include "kubemq.pb-c.h"
 
 #include <nghttp2/nghttp2.h>
-#include <openssl/ssl.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -158,59 +159,11 @@ char *kubemq_wire_strdup(const char *s);
 /* A delivered request or event (it takes m); NULL when out of memory. */
 struct kubemq_request *kubemq_wire_request(enum kubemq_kind sub_type, ProtobufCMessage *m);
 
-/* ---- kubemq_resolve.c ---- */
-
-#define KUBEMQ_MAX_ADDRS 8
-
-struct kubemq_addrs {
-    int n;
-    struct sockaddr_storage addr[KUBEMQ_MAX_ADDRS];
-    socklen_t len[KUBEMQ_MAX_ADDRS];
-};
+/* ---- kubemq_address.c ---- */
 
 /* "host:port" or "[v6]:port" -> host (brackets off) and port. */
-int kubemq_resolve_split(const char *address, char *host, size_t hostlen, char *port,
+int kubemq_address_split(const char *address, char *host, size_t hostlen, char *port,
                          size_t portlen, char *err, size_t errlen);
-/* 1 when host is an IPv4 or IPv6 literal. */
-int kubemq_resolve_is_ip(const char *host);
-/* "127.0.0.1:50000" / "[::1]:50000". */
-void kubemq_resolve_format(const struct sockaddr *sa, char *dst, size_t n);
-
-struct kubemq_resolver;
-/* a NULL: failed, err says why. */
-typedef void (*kubemq_resolve_fn)(void *ctx, const struct kubemq_addrs *a, const char *err);
-
-struct kubemq_resolver *kubemq_resolve_create(struct loop *loop, char *err, size_t errlen);
-/* One lookup at a time; fn runs from a later loop callback, never inside
- * this call. -1 when out of memory. */
-int kubemq_resolve_start(struct kubemq_resolver *r, const char *host, const char *port,
-                         kubemq_resolve_fn fn, void *ctx);
-/* The running lookup's fn never runs. */
-void kubemq_resolve_cancel(struct kubemq_resolver *r);
-void kubemq_resolve_destroy(struct kubemq_resolver *r);
-
-/* ---- kubemq_tls.c ---- */
-
-/* Reads the PEM files now (errors name the file). */
-SSL_CTX *kubemq_tls_ctx_new(const char *ca_file, const char *cert_file, const char *key_file,
-                            char *err, size_t errlen);
-
-struct kubemq_tls;
-
-/* host: SNI and the name (or IP) the certificate must carry. */
-struct kubemq_tls *kubemq_tls_new(SSL_CTX *ctx, const char *host, char *err, size_t errlen);
-void kubemq_tls_free(struct kubemq_tls *t);
-/* Ciphertext read from the socket. -1 when out of memory. */
-int kubemq_tls_input(struct kubemq_tls *t, const unsigned char *p, size_t n);
-/* 1 done (h2 selected, certificate verified), 0 more input needed, -1 failed. */
-int kubemq_tls_handshake(struct kubemq_tls *t, char *err, size_t errlen);
-/* Plaintext from what came in: > 0 bytes, 0 none for now, -1 closed or failed. */
-ssize_t kubemq_tls_read(struct kubemq_tls *t, unsigned char *buf, size_t n, char *err,
-                        size_t errlen);
-int kubemq_tls_write(struct kubemq_tls *t, const unsigned char *p, size_t n, char *err,
-                     size_t errlen);
-/* Move the ciphertext due to the socket into out. */
-int kubemq_tls_output(struct kubemq_tls *t, struct buf *out);
 
 /* ---- kubemq_stream.c ---- */
 
@@ -330,13 +283,13 @@ struct kubemq_conn {
     SSL_CTX *ssl_ctx;
     enum kubemq_conn_state state;
 
-    struct kubemq_addrs addrs;
+    struct resolve_addrs addrs;
     int addr_i;
     char peer[64]; /* the address connected to */
     char why[256]; /* the last connect error */
     int fd;
     unsigned io_events; /* what the loop watches for now */
-    struct kubemq_tls *tls;
+    struct tls *tls;
     nghttp2_session *h2;
     struct kubemq_list streams; /* submitted, until nghttp2 closes them */
     unsigned char *rbuf;
@@ -360,7 +313,7 @@ struct kubemq_conn {
 
 /* Start connecting to addrs (in order) for c. The outcome reaches c
  * through kubemq_client_conn_up / _down from later loop callbacks. */
-struct kubemq_conn *kubemq_conn_open(struct kubemq_client *c, const struct kubemq_addrs *addrs,
+struct kubemq_conn *kubemq_conn_open(struct kubemq_client *c, const struct resolve_addrs *addrs,
                                      char *err, size_t errlen);
 void kubemq_conn_acquire(struct kubemq_conn *conn);
 void kubemq_conn_release(struct kubemq_conn *conn);
@@ -417,7 +370,7 @@ struct kubemq_client {
     int ping_interval_ms; /* < 0: no idle Ping */
 
     enum kubemq_client_state state;
-    struct kubemq_resolver *resolver;
+    struct resolver *resolver;
     struct kubemq_conn *conn; /* being opened, or up */
     unsigned conn_gen;        /* bumped per connection that came up */
     uint64_t backoff_ms;

@@ -31,11 +31,11 @@ const LOWER = {
 };
 // Headers without a directory: generated into the build tree.
 const GENERATED = { 'kubemq.pb-c.h': ['kubemq'], 'kpl_aggregation.pb-c.h': ['kinesis'] };
-// Libraries that belong to one layer: the Kinesis target knows nothing of HTTP/2 or gRPC.
+// Libraries that belong to some layers only: the Kinesis target knows nothing of HTTP/2 or gRPC.
 const LIBRARIES = [
   { re: /^nghttp2\//, name: 'nghttp2', layers: ['kubemq'] },
-  { re: /^ares\.h$/, name: 'c-ares', layers: ['kubemq'] },
-  { re: /^openssl\/ssl\.h$/, name: 'OpenSSL TLS', layers: ['kubemq'] },
+  { re: /^ares\.h$/, name: 'c-ares', layers: ['base'] },
+  { re: /^openssl\/ssl\.h$/, name: 'OpenSSL TLS', layers: ['base', 'aws', 'kubemq'] },
   { re: /^protobuf-c\//, name: 'protobuf-c', layers: ['kubemq'] },
   { re: /^curl\//, name: 'libcurl', layers: ['aws'] },
   { re: /^microhttpd\.h$/, name: 'libmicrohttpd', layers: ['api'] },

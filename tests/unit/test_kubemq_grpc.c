@@ -229,37 +229,37 @@ static void test_split(void **state)
     char host[64], port[8], err[160];
 
     (void)state;
-    assert_int_equal(kubemq_resolve_split("kubemq:50000", host, sizeof(host), port, sizeof(port),
+    assert_int_equal(kubemq_address_split("kubemq:50000", host, sizeof(host), port, sizeof(port),
                                           err, sizeof(err)),
                      0);
     assert_string_equal(host, "kubemq");
     assert_string_equal(port, "50000");
     assert_int_equal(
-        kubemq_resolve_split("[::1]:5", host, sizeof(host), port, sizeof(port), err, sizeof(err)),
+        kubemq_address_split("[::1]:5", host, sizeof(host), port, sizeof(port), err, sizeof(err)),
         0);
     assert_string_equal(host, "::1");
     assert_string_equal(port, "5");
-    assert_true(kubemq_resolve_is_ip("::1") && kubemq_resolve_is_ip("10.0.0.1"));
-    assert_false(kubemq_resolve_is_ip("localhost"));
+    assert_true(resolve_is_ip("::1") && resolve_is_ip("10.0.0.1"));
+    assert_false(resolve_is_ip("localhost"));
     assert_int_equal(
-        kubemq_resolve_split("::1:50000", host, sizeof(host), port, sizeof(port), err, sizeof(err)),
+        kubemq_address_split("::1:50000", host, sizeof(host), port, sizeof(port), err, sizeof(err)),
         -1);
     assert_non_null(strstr(err, "brackets"));
     assert_int_equal(
-        kubemq_resolve_split("kubemq", host, sizeof(host), port, sizeof(port), err, sizeof(err)),
+        kubemq_address_split("kubemq", host, sizeof(host), port, sizeof(port), err, sizeof(err)),
         -1);
     assert_int_equal(
-        kubemq_resolve_split(":50000", host, sizeof(host), port, sizeof(port), err, sizeof(err)),
+        kubemq_address_split(":50000", host, sizeof(host), port, sizeof(port), err, sizeof(err)),
         -1);
     assert_int_equal(
-        kubemq_resolve_split("h:0", host, sizeof(host), port, sizeof(port), err, sizeof(err)), -1);
+        kubemq_address_split("h:0", host, sizeof(host), port, sizeof(port), err, sizeof(err)), -1);
     assert_int_equal(
-        kubemq_resolve_split("h:65536", host, sizeof(host), port, sizeof(port), err, sizeof(err)),
+        kubemq_address_split("h:65536", host, sizeof(host), port, sizeof(port), err, sizeof(err)),
         -1);
     assert_int_equal(
-        kubemq_resolve_split("h:5x", host, sizeof(host), port, sizeof(port), err, sizeof(err)), -1);
+        kubemq_address_split("h:5x", host, sizeof(host), port, sizeof(port), err, sizeof(err)), -1);
     assert_int_equal(
-        kubemq_resolve_split("[::1:5", host, sizeof(host), port, sizeof(port), err, sizeof(err)),
+        kubemq_address_split("[::1:5", host, sizeof(host), port, sizeof(port), err, sizeof(err)),
         -1);
 }
 

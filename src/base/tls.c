@@ -1,15 +1,15 @@
-/* kubemq_tls.c - TLS for a broker connection: OpenSSL through memory BIOs.
+/* tls.c - a TLS client session: OpenSSL through memory BIOs.
  *
  * OpenSSL never touches the socket: ciphertext read from it is fed in
- * (kubemq_tls_input), plaintext comes out of kubemq_tls_read, and what
- * OpenSSL wants to send (handshake, records, alerts) is collected into the
- * connection's output buffer, so TLS and plain TCP share one read path and
- * one write per loop round. ALPN must select "h2" (gRPC needs HTTP/2);
- * the server certificate is verified against ca_file or the system roots,
- * for the host name (SNI) or IP literal of the address. The PEM files are
- * read when the client is created, so a missing or empty file is an error
+ * (tls_input), plaintext comes out of tls_read, and what OpenSSL wants to
+ * send (handshake, records, alerts) is collected into the caller's output
+ * buffer. The server certificate is verified against ca_file or the
+ * system roots, for the host name (SNI) or IP literal. The PEM files are
+ * read when the context is made, so a missing or empty file is an error
  * there. */
-#include "kubemq/kubemq_internal.h"
+#include "base/tls.h"
+
+#include "base/resolve.h"
 
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -20,11 +20,12 @@
 
 #define TLS_MAX_PEM (1024 * 1024)
 
-struct kubemq_tls {
+struct tls {
     SSL *ssl;
     BIO *rbio; /* ciphertext in (owned by ssl) */
     BIO *wbio; /* ciphertext out (owned by ssl) */
     char host[256];
+    int peer_closed; /* the server's close_notify came */
 };
 
 static void ssl_error(char *err, size_t errlen, const char *what)
@@ -150,16 +151,21 @@ done:
     return rc;
 }
 
-SSL_CTX *kubemq_tls_ctx_new(const char *ca_file, const char *cert_file, const char *key_file,
-                            char *err, size_t errlen)
+SSL_CTX *tls_ctx_new(const char *ca_file, const char *cert_file, const char *key_file,
+                     const char *alpn, char *err, size_t errlen)
 {
-    static const unsigned char alpn[] = {2, 'h', '2'};
+    unsigned char wire[256]; /* ALPN's wire form: a length byte, then the name */
+    size_t alen = alpn ? strlen(alpn) : 0;
     int has_cert = cert_file && cert_file[0];
     int has_key = key_file && key_file[0];
     SSL_CTX *ctx;
 
     if (has_cert != has_key) {
         snprintf(err, errlen, "tls: cert_file and key_file go together");
+        return NULL;
+    }
+    if (alpn && (alen == 0 || alen >= sizeof(wire))) {
+        snprintf(err, errlen, "tls: an ALPN protocol name is 1 to 255 bytes");
         return NULL;
     }
     ctx = SSL_CTX_new(TLS_client_method());
@@ -170,9 +176,13 @@ SSL_CTX *kubemq_tls_ctx_new(const char *ca_file, const char *cert_file, const ch
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-    if (SSL_CTX_set_alpn_protos(ctx, alpn, sizeof(alpn)) != 0) { /* 0 is success here */
-        ssl_error(err, errlen, "tls: cannot offer ALPN h2");
-        goto fail;
+    if (alpn) {
+        wire[0] = (unsigned char)alen;
+        memcpy(wire + 1, alpn, alen);
+        if (SSL_CTX_set_alpn_protos(ctx, wire, (unsigned)alen + 1) != 0) { /* 0 is success here */
+            ssl_error(err, errlen, "tls: cannot offer ALPN");
+            goto fail;
+        }
     }
     if (ca_file && ca_file[0]) {
         if (load_ca(ctx, ca_file, err, errlen) < 0) {
@@ -191,9 +201,9 @@ fail:
     return NULL;
 }
 
-struct kubemq_tls *kubemq_tls_new(SSL_CTX *ctx, const char *host, char *err, size_t errlen)
+struct tls *tls_new(SSL_CTX *ctx, const char *host, char *err, size_t errlen)
 {
-    struct kubemq_tls *t = calloc(1, sizeof(*t));
+    struct tls *t = calloc(1, sizeof(*t));
 
     if (!t) {
         snprintf(err, errlen, "out of memory");
@@ -214,7 +224,7 @@ struct kubemq_tls *kubemq_tls_new(SSL_CTX *ctx, const char *host, char *err, siz
     BIO_set_mem_eof_return(t->rbio, -1); /* empty means "more later", not EOF */
     SSL_set_bio(t->ssl, t->rbio, t->wbio);
     SSL_set_connect_state(t->ssl);
-    if (kubemq_resolve_is_ip(host)) {
+    if (resolve_is_ip(host)) {
         X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(t->ssl), host);
     } else {
         SSL_set_tlsext_host_name(t->ssl, host);
@@ -223,7 +233,7 @@ struct kubemq_tls *kubemq_tls_new(SSL_CTX *ctx, const char *host, char *err, siz
     return t;
 }
 
-void kubemq_tls_free(struct kubemq_tls *t)
+void tls_free(struct tls *t)
 {
     if (!t) {
         return;
@@ -232,12 +242,12 @@ void kubemq_tls_free(struct kubemq_tls *t)
     free(t);
 }
 
-int kubemq_tls_input(struct kubemq_tls *t, const unsigned char *p, size_t n)
+int tls_input(struct tls *t, const unsigned char *p, size_t n)
 {
     return BIO_write(t->rbio, p, (int)n) == (int)n ? 0 : -1;
 }
 
-static void failure(struct kubemq_tls *t, int rc, const char *what, char *err, size_t errlen)
+static void failure(struct tls *t, int rc, const char *what, char *err, size_t errlen)
 {
     long v = SSL_get_verify_result(t->ssl);
 
@@ -254,10 +264,8 @@ static void failure(struct kubemq_tls *t, int rc, const char *what, char *err, s
     ssl_error(err, errlen, what);
 }
 
-int kubemq_tls_handshake(struct kubemq_tls *t, char *err, size_t errlen)
+int tls_handshake(struct tls *t, char *err, size_t errlen)
 {
-    const unsigned char *proto = NULL;
-    unsigned int plen = 0;
     int rc = SSL_do_handshake(t->ssl);
 
     if (rc != 1) {
@@ -269,18 +277,20 @@ int kubemq_tls_handshake(struct kubemq_tls *t, char *err, size_t errlen)
         failure(t, rc, "tls handshake", err, errlen);
         return -1;
     }
-    SSL_get0_alpn_selected(t->ssl, &proto, &plen);
-    if (plen != 2 || memcmp(proto, "h2", 2) != 0) {
-        snprintf(err, errlen,
-                 "tls: the server did not select HTTP/2 (ALPN h2), which gRPC needs; is it a "
-                 "gRPC server?");
-        return -1;
-    }
     return 1;
 }
 
-ssize_t kubemq_tls_read(struct kubemq_tls *t, unsigned char *buf, size_t n, char *err,
-                        size_t errlen)
+int tls_alpn_is(struct tls *t, const char *proto)
+{
+    const unsigned char *sel = NULL;
+    unsigned int len = 0;
+    size_t plen = strlen(proto);
+
+    SSL_get0_alpn_selected(t->ssl, &sel, &len);
+    return sel && len == plen && memcmp(sel, proto, plen) == 0;
+}
+
+ssize_t tls_read(struct tls *t, unsigned char *buf, size_t n, char *err, size_t errlen)
 {
     int rc = SSL_read(t->ssl, buf, (int)n);
     int e;
@@ -293,6 +303,7 @@ ssize_t kubemq_tls_read(struct kubemq_tls *t, unsigned char *buf, size_t n, char
         return 0;
     }
     if (e == SSL_ERROR_ZERO_RETURN) {
+        t->peer_closed = 1;
         snprintf(err, errlen, "the server closed the TLS session");
     } else {
         failure(t, rc, "tls read", err, errlen);
@@ -300,8 +311,12 @@ ssize_t kubemq_tls_read(struct kubemq_tls *t, unsigned char *buf, size_t n, char
     return -1;
 }
 
-int kubemq_tls_write(struct kubemq_tls *t, const unsigned char *p, size_t n, char *err,
-                     size_t errlen)
+int tls_peer_closed(const struct tls *t)
+{
+    return t->peer_closed;
+}
+
+int tls_write(struct tls *t, const unsigned char *p, size_t n, char *err, size_t errlen)
 {
     while (n > 0) {
         int chunk = n > (1u << 30) ? (1 << 30) : (int)n;
@@ -317,7 +332,7 @@ int kubemq_tls_write(struct kubemq_tls *t, const unsigned char *p, size_t n, cha
     return 0;
 }
 
-int kubemq_tls_output(struct kubemq_tls *t, struct buf *out)
+int tls_output(struct tls *t, struct buf *out)
 {
     char *data;
     long n = BIO_get_mem_data(t->wbio, &data);

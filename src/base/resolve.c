@@ -1,12 +1,10 @@
-/* kubemq_resolve.c - broker addresses: "host:port" split, names resolved by c-ares on the loop.
+/* resolve.c - host names to addresses with c-ares, on the loop.
  *
- * A connection never blocks the loop on a name lookup, and the name is
- * looked up again for every connection attempt (a Kubernetes service
- * address may move). c-ares's sockets are watched by our loop (its
- * socket-state callback) and its timeouts run on one of our timers. The
- * answer always comes from a later loop callback (a deferred call), even
- * when it was known at once (an IP literal, /etc/hosts). */
-#include "kubemq/kubemq_internal.h"
+ * c-ares's sockets are watched by our loop (its socket-state callback) and
+ * its timeouts run on one of our timers. The answer always comes from a
+ * later loop callback (a deferred call), even when it was known at once
+ * (an IP literal, /etc/hosts). */
+#include "base/resolve.h"
 
 #include <ares.h>
 #include <arpa/inet.h>
@@ -18,91 +16,30 @@
 #define RESOLVE_TIMEOUT_MS 2000
 #define RESOLVE_TRIES      2
 
-struct kubemq_resolver {
+struct resolver {
     struct loop *loop;
     ares_channel ch;
     int ch_ok;
     struct loop_timer timer;
     struct loop_defer defer;
-    kubemq_resolve_fn fn;
+    resolve_fn fn;
     void *ctx;
     int busy;   /* a lookup is running */
     int answer; /* its answer waits for the deferred call */
     int quiet;  /* c-ares answers now only because we cancel or destroy */
-    struct kubemq_addrs result;
-    char err[256];
+    struct resolve_addrs result;
+    char host[256]; /* for the error text */
+    char err[384];
 };
 
-int kubemq_resolve_split(const char *address, char *host, size_t hostlen, char *port,
-                         size_t portlen, char *err, size_t errlen)
-{
-    const char *h, *colon, *p;
-    size_t hn;
-    long v = 0;
-
-    if (!address || !address[0]) {
-        snprintf(err, errlen, "kubemq address is empty");
-        return -1;
-    }
-    if (address[0] == '[') {
-        const char *end = strchr(address, ']');
-
-        if (!end || end[1] != ':') {
-            snprintf(err, errlen, "kubemq address '%s' is not [ipv6]:port", address);
-            return -1;
-        }
-        h = address + 1;
-        hn = (size_t)(end - h);
-        p = end + 2;
-    } else {
-        colon = strrchr(address, ':');
-        if (!colon) {
-            snprintf(err, errlen, "kubemq address '%s' is not host:port", address);
-            return -1;
-        }
-        h = address;
-        hn = (size_t)(colon - address);
-        p = colon + 1;
-        if (memchr(h, ':', hn)) {
-            snprintf(err, errlen,
-                     "kubemq address '%s': write an IPv6 address in brackets, [::1]:50000",
-                     address);
-            return -1;
-        }
-    }
-    if (hn == 0 || hn >= hostlen) {
-        snprintf(err, errlen, "kubemq address '%s' has no usable host", address);
-        return -1;
-    }
-    if (!p[0] || strlen(p) > 5 || strlen(p) >= portlen) {
-        snprintf(err, errlen, "kubemq address '%s' has no valid port", address);
-        return -1;
-    }
-    for (colon = p; *colon; colon++) {
-        if (*colon < '0' || *colon > '9') {
-            snprintf(err, errlen, "kubemq address '%s' has no valid port", address);
-            return -1;
-        }
-        v = v * 10 + (*colon - '0');
-    }
-    if (v < 1 || v > 65535) {
-        snprintf(err, errlen, "kubemq address '%s': port must be between 1 and 65535", address);
-        return -1;
-    }
-    memcpy(host, h, hn);
-    host[hn] = '\0';
-    snprintf(port, portlen, "%s", p);
-    return 0;
-}
-
-int kubemq_resolve_is_ip(const char *host)
+int resolve_is_ip(const char *host)
 {
     unsigned char a[sizeof(struct in6_addr)];
 
     return inet_pton(AF_INET, host, a) == 1 || inet_pton(AF_INET6, host, a) == 1;
 }
 
-void kubemq_resolve_format(const struct sockaddr *sa, char *dst, size_t n)
+void resolve_format(const struct sockaddr *sa, char *dst, size_t n)
 {
     char ip[INET6_ADDRSTRLEN] = "?";
 
@@ -121,8 +58,8 @@ void kubemq_resolve_format(const struct sockaddr *sa, char *dst, size_t n)
 
 static void deliver(void *arg)
 {
-    struct kubemq_resolver *r = arg;
-    kubemq_resolve_fn fn = r->fn;
+    struct resolver *r = arg;
+    resolve_fn fn = r->fn;
 
     if (!r->answer) {
         return;
@@ -133,16 +70,16 @@ static void deliver(void *arg)
     fn(r->ctx, r->result.n > 0 ? &r->result : NULL, r->err);
 }
 
-static void answer(struct kubemq_resolver *r)
+static void answer(struct resolver *r)
 {
     r->answer = 1;
     loop_timer_stop(r->loop, &r->timer);
     loop_defer(r->loop, &r->defer, deliver, r);
 }
 
-static void add_addr(struct kubemq_addrs *a, const struct sockaddr *sa, socklen_t len)
+static void add_addr(struct resolve_addrs *a, const struct sockaddr *sa, socklen_t len)
 {
-    if (a->n >= KUBEMQ_MAX_ADDRS || len > (socklen_t)sizeof(a->addr[0]) ||
+    if (a->n >= RESOLVE_MAX_ADDRS || len > (socklen_t)sizeof(a->addr[0]) ||
         (sa->sa_family != AF_INET && sa->sa_family != AF_INET6)) {
         return;
     }
@@ -153,7 +90,7 @@ static void add_addr(struct kubemq_addrs *a, const struct sockaddr *sa, socklen_
 
 static void on_addrinfo(void *arg, int status, int timeouts, struct ares_addrinfo *res)
 {
-    struct kubemq_resolver *r = arg;
+    struct resolver *r = arg;
     struct ares_addrinfo_node *n;
 
     (void)timeouts;
@@ -170,7 +107,7 @@ static void on_addrinfo(void *arg, int status, int timeouts, struct ares_addrinf
         }
     }
     if (r->result.n == 0) {
-        snprintf(r->err, sizeof(r->err), "cannot resolve: %s",
+        snprintf(r->err, sizeof(r->err), "cannot resolve '%s': %s", r->host,
                  status == ARES_SUCCESS ? "no IPv4 or IPv6 address" : ares_strerror(status));
     }
     if (res) {
@@ -179,17 +116,17 @@ static void on_addrinfo(void *arg, int status, int timeouts, struct ares_addrinf
     answer(r);
 }
 
-static void arm_timer(struct kubemq_resolver *r);
+static void arm_timer(struct resolver *r);
 
 static void on_timer(void *arg)
 {
-    struct kubemq_resolver *r = arg;
+    struct resolver *r = arg;
 
     ares_process_fd(r->ch, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
     arm_timer(r);
 }
 
-static void arm_timer(struct kubemq_resolver *r)
+static void arm_timer(struct resolver *r)
 {
     struct timeval tv, *tvp;
 
@@ -209,7 +146,7 @@ static void arm_timer(struct kubemq_resolver *r)
 
 static void on_io(void *arg, int fd, unsigned events)
 {
-    struct kubemq_resolver *r = arg;
+    struct resolver *r = arg;
 
     ares_process_fd(r->ch, events & (LOOP_READ | LOOP_ERROR) ? fd : ARES_SOCKET_BAD,
                     events & LOOP_WRITE ? fd : ARES_SOCKET_BAD);
@@ -218,15 +155,15 @@ static void on_io(void *arg, int fd, unsigned events)
 
 static void on_sock_state(void *data, ares_socket_t fd, int readable, int writable)
 {
-    struct kubemq_resolver *r = data;
+    struct resolver *r = data;
 
     loop_io_set(r->loop, fd, (readable ? LOOP_READ : 0) | (writable ? LOOP_WRITE : 0), on_io, r);
 }
 
-struct kubemq_resolver *kubemq_resolve_create(struct loop *loop, char *err, size_t errlen)
+struct resolver *resolve_create(struct loop *loop, char *err, size_t errlen)
 {
     static int lib_ready;
-    struct kubemq_resolver *r;
+    struct resolver *r;
     struct ares_options o;
     int rc;
 
@@ -262,7 +199,7 @@ struct kubemq_resolver *kubemq_resolve_create(struct loop *loop, char *err, size
     return r;
 }
 
-static int numeric(struct kubemq_resolver *r, const char *host, const char *port)
+static int numeric(struct resolver *r, const char *host, const char *port)
 {
     struct sockaddr_in a4;
     struct sockaddr_in6 a6;
@@ -285,17 +222,17 @@ static int numeric(struct kubemq_resolver *r, const char *host, const char *port
     return 0;
 }
 
-int kubemq_resolve_start(struct kubemq_resolver *r, const char *host, const char *port,
-                         kubemq_resolve_fn fn, void *ctx)
+int resolve_start(struct resolver *r, const char *host, const char *port, resolve_fn fn, void *ctx)
 {
     struct ares_addrinfo_hints hints;
 
-    kubemq_resolve_cancel(r);
+    resolve_cancel(r);
     r->fn = fn;
     r->ctx = ctx;
     r->busy = 1;
     r->result.n = 0;
     r->err[0] = '\0';
+    snprintf(r->host, sizeof(r->host), "%s", host);
     if (numeric(r, host, port)) {
         answer(r);
         return 0;
@@ -310,7 +247,7 @@ int kubemq_resolve_start(struct kubemq_resolver *r, const char *host, const char
     return 0;
 }
 
-void kubemq_resolve_cancel(struct kubemq_resolver *r)
+void resolve_cancel(struct resolver *r)
 {
     if (!r || !r->busy) {
         return;
@@ -325,12 +262,12 @@ void kubemq_resolve_cancel(struct kubemq_resolver *r)
     loop_timer_stop(r->loop, &r->timer);
 }
 
-void kubemq_resolve_destroy(struct kubemq_resolver *r)
+void resolve_destroy(struct resolver *r)
 {
     if (!r) {
         return;
     }
-    kubemq_resolve_cancel(r);
+    resolve_cancel(r);
     if (r->ch_ok) {
         r->quiet = 1;
         ares_destroy(r->ch); /* closes its sockets: on_sock_state unwatches them */
