@@ -64,7 +64,7 @@ struct h1_conn {
     struct h1_req *req;
     struct h1_conn *next_idle;
     struct h1_conn *prev, *next; /* all of the origin's connections */
-    struct loop_timer timer; /* connect and handshake */
+    struct loop_timer timer;     /* connect and handshake */
     uint64_t idle_since;
     unsigned watched;
     int addr_i;
@@ -282,8 +282,8 @@ static struct h1_origin *origin_get(struct aws_h1 *h, const char *url, char *err
         return NULL;
     }
     if (h->norigins >= H1_MAX_ORIGINS) {
-        snprintf(err, errlen, "too many different servers (%d) for one client (%s)",
-                 H1_MAX_ORIGINS, url);
+        snprintf(err, errlen, "too many different servers (%d) for one client (%s)", H1_MAX_ORIGINS,
+                 url);
         return NULL;
     }
     if (tls && !h->ssl_ctx) {
@@ -649,8 +649,8 @@ static int conn_send(struct h1_conn *c, struct h1_req *r)
     buf_reset(b);
     c->out_pos = 0;
     ok = buf_append_str(b, method) == 0 && buf_append_char(b, ' ') == 0 &&
-         (*path == '/' ? buf_append_str(b, path) : (buf_append_char(b, '/') == 0 &&
-                                                    buf_append_str(b, path) == 0)) == 0 &&
+         (*path == '/' ? buf_append_str(b, path)
+                       : (buf_append_char(b, '/') == 0 && buf_append_str(b, path) == 0)) == 0 &&
          buf_append(b, " HTTP/1.1\r\n", 11) == 0;
     if (ok && !has_header(q->headers, "Host", 4)) {
         ok = buf_append(b, "Host: ", 6) == 0 && buf_append_str(b, c->o->authority) == 0 &&
@@ -677,9 +677,9 @@ static int conn_send(struct h1_conn *c, struct h1_req *r)
     c->body_pos = 0;
     if (c->tls) {
         /* TLS: the plaintext goes through OpenSSL into out as ciphertext. */
-        int bad = tls_write(c->tls, (const unsigned char *)b->data, b->len, err, sizeof(err)) < 0 ||
-                  tls_write(c->tls, (const unsigned char *)c->body, c->body_len, err,
-                            sizeof(err)) < 0;
+        int bad =
+            tls_write(c->tls, (const unsigned char *)b->data, b->len, err, sizeof(err)) < 0 ||
+            tls_write(c->tls, (const unsigned char *)c->body, c->body_len, err, sizeof(err)) < 0;
 
         buf_reset(b);
         if (bad || tls_output(c->tls, b) < 0) {
@@ -767,8 +767,8 @@ static void conn_connect_failed(struct h1_conn *c, int e)
     }
     /* Every address refused: look the name up again next time. */
     c->o->have_addrs = resolve_is_ip(c->o->host);
-    snprintf(detail, sizeof(detail), "Failed to connect to %s port %s: %s", c->o->host,
-             c->o->port, strerror(last));
+    snprintf(detail, sizeof(detail), "Failed to connect to %s port %s: %s", c->o->host, c->o->port,
+             strerror(last));
     conn_abort(c, "Couldn't connect to server: %s", detail);
 }
 
@@ -813,8 +813,9 @@ static void on_req_timer(void *arg)
 
     h_enter(h);
     if (c) {
-        snprintf(what, sizeof(what), "Operation timed out after %ld milliseconds with %zu bytes "
-                                     "received",
+        snprintf(what, sizeof(what),
+                 "Operation timed out after %ld milliseconds with %zu bytes "
+                 "received",
                  r->total_ms, c->in.len > c->head_len ? c->in.len - c->head_len : 0);
         c->req = NULL;
         r->conn = NULL;
@@ -914,7 +915,8 @@ static int parse_head(struct h1_conn *c, char *err, size_t errlen)
         while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) {
             ve--;
         }
-#define IS(name) ((size_t)(colon - line) == sizeof(name) - 1 && !strncasecmp(line, name, sizeof(name) - 1))
+#define IS(name)                                                                                   \
+    ((size_t)(colon - line) == sizeof(name) - 1 && !strncasecmp(line, name, sizeof(name) - 1))
         if (IS("Content-Length")) {
             char *q;
             unsigned long long n = 0;
@@ -948,8 +950,8 @@ static int parse_head(struct h1_conn *c, char *err, size_t errlen)
             struct h1_req *r = c->req;
 
             if (r->req.error_type_hdr && r->req.error_type_hdr_len) {
-                snprintf(r->req.error_type_hdr, r->req.error_type_hdr_len, "%.*s",
-                         (int)(ve - v), v);
+                snprintf(r->req.error_type_hdr, r->req.error_type_hdr_len, "%.*s", (int)(ve - v),
+                         v);
             }
         }
 #undef IS
@@ -1273,9 +1275,10 @@ static void conn_read_tls(struct h1_conn *c)
             return;
         }
         if (rc < 0) {
-            conn_abort(c, strstr(err, "certificate")
-                              ? "SSL peer certificate or SSH remote key was not OK: %s"
-                              : "SSL connect error: %s",
+            conn_abort(c,
+                       strstr(err, "certificate")
+                           ? "SSL peer certificate or SSH remote key was not OK: %s"
+                           : "SSL connect error: %s",
                        err);
             return;
         }
@@ -1306,7 +1309,7 @@ static void conn_read_tls(struct h1_conn *c)
             break;
         }
         if (m < 0) {
-            if (strstr(err, "closed")) {
+            if (tls_peer_closed(c->tls)) {
                 conn_eof(c, 0);
             } else {
                 conn_abort(c, "Failure when receiving data from the peer: %s", err);
