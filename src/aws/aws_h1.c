@@ -418,7 +418,7 @@ static int origin_addrs(struct h1_origin *o)
     if (resolve_is_ip(o->host)) {
         struct sockaddr_in *s4 = (struct sockaddr_in *)&o->addrs.addr[0];
         struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&o->addrs.addr[0];
-        unsigned port = (unsigned)atoi(o->port);
+        unsigned port = (unsigned)strtoul(o->port, NULL, 10);
 
         memset(&o->addrs, 0, sizeof(o->addrs));
         if (inet_pton(AF_INET, o->host, &s4->sin_addr) == 1) {
