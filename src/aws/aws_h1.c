@@ -26,7 +26,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define H1_READ_CHUNK  ((size_t)64 << 10)
+#define H1_READ_MIN    ((size_t)16 << 10) /* free room before a read; more as the buffer grows */
 #define H1_HEAD_MAX    ((size_t)64 << 10) /* status line and header lines of an answer */
 #define H1_IDLE_MS     50000 /* older idle connections are closed, not reused (servers drop them) */
 #define H1_ADDRS_MS    60000 /* resolved addresses are used this long */
@@ -789,7 +789,7 @@ static void conn_open(struct h1_origin *o, struct h1_req *r)
     c->st = CONN_CONNECTING;
     loop_timer_init(&c->timer);
     buf_init(&c->out, (size_t)1 << 30);
-    buf_init(&c->in, h->max_response + H1_HEAD_MAX + H1_READ_CHUNK);
+    buf_init(&c->in, h->max_response + H1_HEAD_MAX + H1_READ_MIN);
     o->nconns++;
     c->next = o->conns;
     if (o->conns) {
@@ -871,6 +871,9 @@ static void origin_pump(void *arg)
 
 /* ---- reading an answer ---- */
 
+/* The status line and headers. 0: more bytes needed, or the head is done
+ * (head_done); 1: an interim (1xx) answer was dropped, parse again; -1
+ * malformed; -2 the announced body is over the cap. */
 static int parse_head(struct h1_conn *c, char *err, size_t errlen)
 {
     char *p = c->in.data, *end, *line, *eol;
@@ -963,7 +966,7 @@ static int parse_head(struct h1_conn *c, char *err, size_t errlen)
         c->in.len -= c->head_len;
         c->scanned = 0;
         c->head_len = 0;
-        return 0;
+        return 1; /* parse what is left */
     }
     if (c->status == 204 || c->status == 304) {
         c->kind = BODY_NONE;
@@ -1114,7 +1117,7 @@ static void conn_parse(struct h1_conn *c)
     char err[256];
     int rc;
 
-    if (!c->head_done) {
+    while (!c->head_done) {
         rc = parse_head(c, err, sizeof(err));
         if (rc < 0) {
             c->reused = 0;
@@ -1125,7 +1128,7 @@ static void conn_parse(struct h1_conn *c)
             }
             return;
         }
-        if (!c->head_done) {
+        if (rc == 0 && !c->head_done) {
             return;
         }
     }
@@ -1188,18 +1191,22 @@ static void conn_eof(struct h1_conn *c, int e)
     }
 }
 
-/* Room for the next read; 0 when the answer is over its cap. */
+/* Room for the next read: what the buffer has free, at least
+ * H1_READ_MIN (a large answer is read in ever larger pieces); 0 when the
+ * answer is over its cap. */
 static size_t in_room(struct h1_conn *c)
 {
-    size_t room = c->in.max - c->in.len;
+    size_t left = c->in.max - c->in.len, room;
 
-    if (room > H1_READ_CHUNK) {
-        room = H1_READ_CHUNK;
-    }
-    if (room == 0 || buf_reserve(&c->in, room) < 0) {
+    if (left == 0) {
         return 0;
     }
-    return room;
+    if (c->in.cap < c->in.len + H1_READ_MIN + 1 &&
+        buf_reserve(&c->in, left < H1_READ_MIN ? left : H1_READ_MIN) < 0) {
+        return 0;
+    }
+    room = c->in.cap - c->in.len - 1;
+    return room < left ? room : left;
 }
 
 static void conn_too_large(struct h1_conn *c)

@@ -1264,6 +1264,29 @@ static void test_http1_framings(void **state)
     result_free(&r);
     aws_client_destroy(c);
 
+    /* By name: "localhost" from the hosts file, looked up on the loop
+     * (c-ares); an address that refuses (::1 when the server listens on
+     * 127.0.0.1 only) gives way to the next. */
+    {
+        struct aws_client_options o;
+        char endpoint[64];
+
+        base_options(&o);
+        snprintf(endpoint, sizeof(endpoint), "http://localhost:%d", s.port);
+        o.endpoint = endpoint;
+        o.max_attempts = 1;
+        c = aws_client_create(l, &o, err, sizeof(err));
+        assert_non_null(c);
+        call_and_wait(l, c, "Echo", "{}", &r);
+        assert_int_equal(r.status, 200);
+        j = json_of(&r);
+        assert_true(json_is_true(json_object_get(j, "verified")));
+        assert_non_null(strstr(r.body, "localhost:"));
+        json_decref(j);
+        result_free(&r);
+        aws_client_destroy(c);
+    }
+
     /* A proxy in the environment: libcurl carries the calls (no_proxy
      * keeps them on loopback), and adds its Accept header. */
     setenv("https_proxy", "http://127.0.0.1:9", 1);
