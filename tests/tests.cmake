@@ -19,6 +19,7 @@ set(KK_TEST_LAYER_test_binding_metrics kk_binding)
 set(KK_TEST_LAYER_test_kubemq_grpc kk_kubemq)
 set(KK_TEST_LAYER_test_resolve kk_base)
 set(KK_TEST_LAYER_test_tls kk_base)
+set(KK_TEST_LAYER_test_aws_h1_answer kk_aws)
 
 file(GLOB KK_UNIT_TESTS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/unit/test_*.c)
 foreach(src ${KK_UNIT_TESTS})
