@@ -1,9 +1,11 @@
 /* aws_client.h - an AWS JSON-protocol client on the engine loop.
  *
  * POST / with Content-Type application/x-amz-json-1.1, X-Amz-Target and a
- * SigV4 signature (our own signer, sigv4.h), sent through libcurl's multi
- * interface driven by the loop: connections are kept alive and reused and
- * many calls are in flight at once. Throttling, 5xx and transport errors
+ * SigV4 signature (our own signer, sigv4.h), sent through our own HTTP/1.1
+ * client on the loop (aws_h1.h; libcurl's multi interface, aws_http.h,
+ * when HTTP/2 is asked for or the environment names a proxy):
+ * connections are kept alive and reused and many calls are in flight at
+ * once. Throttling, 5xx and transport errors
  * are retried with capped exponential backoff and full jitter (as the AWS
  * SDKs do); everything else is handed back at once. */
 #ifndef KK_AWS_CLIENT_H
@@ -16,7 +18,7 @@
 struct aws_client;
 
 /* The HTTP exchange, as a seam: unit tests and bench/pipeline replace
- * libcurl with a function that answers in memory. */
+ * the HTTP client with a function that answers in memory. */
 struct aws_http_request {
     const char *method; /* NULL: "POST"; also "GET", "PUT" */
     const char *url;
@@ -56,7 +58,7 @@ struct aws_client_options {
     long retry_base_ms;        /* 0: 50 */
     long retry_cap_ms;         /* 0: 5000 */
     int http2;
-    const struct aws_transport *transport; /* NULL: libcurl */
+    const struct aws_transport *transport; /* NULL: aws_h1, or libcurl (http2, proxy) */
     const char *log_name;                  /* binding name for log lines; NULL: none */
     size_t max_response_bytes;             /* 0: 20 MiB; larger: ResponseTooLarge */
     long max_connections;                  /* 0: 64 to the endpoint; more calls queue */

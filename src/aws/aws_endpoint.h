@@ -17,7 +17,7 @@ int aws_endpoint_resolve(const char *configured, const char *service, const char
                          size_t urllen, char *err, size_t errlen);
 
 struct aws_endpoint {
-    char url[AWS_ENDPOINT_URL_MAX];   /* normalised, as sent to libcurl */
+    char url[AWS_ENDPOINT_URL_MAX];   /* normalised, as requested */
     char host[AWS_ENDPOINT_HOST_MAX]; /* Host header: name[:port], port only if not default */
     char path[AWS_ENDPOINT_URL_MAX];  /* "/" or the URL's path */
     int tls;

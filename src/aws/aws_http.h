@@ -1,4 +1,6 @@
-/* aws_http.h - the libcurl transport behind struct aws_transport.
+/* aws_http.h - the libcurl transport behind struct aws_transport, for
+ * what our own HTTP/1.1 client (aws_h1.h) leaves out: HTTP/2 (`http2`)
+ * and proxies from the environment.
  *
  * One curl multi handle driven by the engine loop through curl's socket
  * interface (loop_io_set for sockets, a loop timer for curl's timeouts).

@@ -68,7 +68,8 @@ static const struct settings_entry kinesis_settings[] = {
      offsetof(struct kinesis_options, max_attempts), NULL,
      "attempts per AWS call (throttling, 5xx, transport errors) and per put_records entry"},
     {"http2", SETTINGS_BOOL, "false", 0, 0, 0, NULL, offsetof(struct kinesis_options, http2), NULL,
-     "use HTTP/2 to the endpoint when it offers it"},
+     "use HTTP/2 to the endpoint when it offers it (through libcurl; otherwise the daemon's own "
+     "HTTP/1.1 client carries the calls)"},
     {"coalesce", SETTINGS_BOOL, "false", 0, 0, 0, NULL, offsetof(struct kinesis_options, coalesce),
      NULL,
      "send concurrent put_record requests for the same stream as one PutRecords call; each "

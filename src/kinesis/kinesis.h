@@ -9,7 +9,7 @@
 extern const struct target_kind kinesis_target_kind;
 
 /* The kind's create() with a chosen AWS transport (unit tests and the
- * in-process benchmark answer in memory; NULL = libcurl). With loop NULL
+ * in-process benchmark answer in memory; NULL = the AWS client's HTTP). With loop NULL
  * only validates. Returns the instance for kinesis_target_kind.execute
  * and .destroy, or NULL with every problem in errs. */
 void *kinesis_instance_create(struct loop *loop, const json_t *props, const char *binding,
