@@ -14,8 +14,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define AWS_H1_IDLE_MS 50000 /* older idle connections are closed, not reused (servers drop them)  \
-                              */
+#define AWS_H1_IDLE_MS                                                                             \
+    50000 /* older idle connections are closed, not reused (servers drop them)                     \
+           */
 #define AWS_H1_KEEP_BUF ((size_t)64 << 10) /* buffer memory kept with an idle connection */
 #define AWS_H1_ERR      512
 
