@@ -13,8 +13,8 @@
  * B requests are started together and the loop runs until all are
  * answered, as the engine does with B queries in flight (default 16).
  *
- * With --sink URL the requests go over HTTP (libcurl, the daemon's own
- * transport) to that endpoint (bench-sink), B in flight at all times, and
+ * With --sink URL the requests go over HTTP (the daemon's own HTTP/1.1
+ * client) to that endpoint (bench-sink), B in flight at all times, and
  * --coalesce turns on put_record coalescing: the records/s of the two
  * show what coalescing buys against the same sink. --aggregate turns on
  * KPL aggregation too (coalesce + aggregate); the line then also gives
