@@ -228,7 +228,7 @@ static void ping_timer(void *arg)
 void kubemq_client_conn_up(struct kubemq_client *c, struct kubemq_conn *conn)
 {
     struct kubemq_list *e;
-    char err[256], peer[80];
+    char err[256];
 
     if (c->conn != conn) {
         return;
@@ -236,13 +236,7 @@ void kubemq_client_conn_up(struct kubemq_client *c, struct kubemq_conn *conn)
     c->state = KUBEMQ_CLIENT_UP;
     c->conn_gen++;
     c->ready = 0;
-    c->last_error[0] = '\0';
-    /* The address connected to, when the configured one is a name. */
-    snprintf(peer, sizeof(peer), " (%s)", conn->peer);
-    log_info(c->log_name, "kubemq: %s to %s%s", c->ever_up ? "reconnected" : "connected",
-             c->address, strcmp(c->address, conn->peer) ? peer : "");
-    c->ever_up = 1;
-    c->outage_logged = 0;
+    c->announced = 0;
     while (!kubemq_list_empty(&c->waiting)) {
         struct kubemq_stream *st = KK_CONTAINER_OF(c->waiting.next, struct kubemq_stream, link);
 
@@ -258,6 +252,23 @@ void kubemq_client_conn_up(struct kubemq_client *c, struct kubemq_conn *conn)
     }
     ping_now(c);
     arm_ping_timer(c, (uint64_t)c->ping_interval_ms);
+}
+
+void kubemq_client_conn_heard(struct kubemq_client *c, struct kubemq_conn *conn)
+{
+    char peer[80];
+
+    if (c->conn != conn || c->announced) {
+        return;
+    }
+    c->announced = 1;
+    c->last_error[0] = '\0';
+    /* The address connected to, when the configured one is a name. */
+    snprintf(peer, sizeof(peer), " (%s)", conn->peer);
+    log_info(c->log_name, "kubemq: %s to %s%s", c->ever_up ? "reconnected" : "connected",
+             c->address, strcmp(c->address, conn->peer) ? peer : "");
+    c->ever_up = 1;
+    c->outage_logged = 0;
 }
 
 void kubemq_client_conn_down(struct kubemq_client *c, struct kubemq_conn *conn, const char *why)
@@ -279,7 +290,10 @@ void kubemq_client_conn_down(struct kubemq_client *c, struct kubemq_conn *conn, 
     if (c->state == KUBEMQ_CLIENT_GONE) {
         return;
     }
-    if (!was_up) {
+    /* Refused before the server said a word (a client certificate it
+     * rejects after the handshake): a failed attempt, logged once per
+     * outage, with a growing backoff. */
+    if (!was_up || !c->announced) {
         attempt_failed(c, why);
         return;
     }

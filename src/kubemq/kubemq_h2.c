@@ -158,6 +158,12 @@ static int on_frame_recv_cb(nghttp2_session *h2, const nghttp2_frame *f, void *u
             hold_ack(conn, f->ping.opaque_data);
         }
         break;
+    case NGHTTP2_SETTINGS:
+        if (!(f->hd.flags & NGHTTP2_FLAG_ACK) && !conn->heard && conn->client) {
+            conn->heard = 1;
+            kubemq_client_conn_heard(conn->client, conn);
+        }
+        break;
     case NGHTTP2_GOAWAY:
         conn->goaway = 1;
         conn->goaway_code = f->goaway.error_code;

@@ -305,6 +305,7 @@ struct kubemq_conn {
     uint64_t up_at;
     uint64_t last_rx_ms;
     uint64_t rx_bytes;
+    int heard; /* the server's SETTINGS came: it accepted us */
     int goaway;
     uint32_t goaway_code;
     char goaway_debug[128];
@@ -377,6 +378,7 @@ struct kubemq_client {
     struct loop_timer retry_timer;
     int outage_logged; /* "cannot connect" said since the last success */
     int ever_up;
+    int announced; /* this connection's server spoke: "connected" said */
     char last_error[256];
 
     int ready;
@@ -397,6 +399,9 @@ void kubemq_client_release(struct kubemq_client *c);
 void kubemq_client_start(struct kubemq_client *c, struct kubemq_stream *st);
 int kubemq_client_up(const struct kubemq_client *c);
 void kubemq_client_conn_up(struct kubemq_client *c, struct kubemq_conn *conn);
+/* The server's first SETTINGS: it accepted the connection (a server that
+ * refuses a client certificate after the TLS handshake never sends one). */
+void kubemq_client_conn_heard(struct kubemq_client *c, struct kubemq_conn *conn);
 void kubemq_client_conn_down(struct kubemq_client *c, struct kubemq_conn *conn, const char *why);
 /* "UNAVAILABLE (14): not connected to host:port (reason)" for a call that
  * cannot start now. */

@@ -76,13 +76,18 @@ describe('daemon: the KubeMQ wire', () => {
     // The same without a client certificate: refused by the broker, never ready, said why.
     const before = (await peers.broker.stats()).connections.tlsFailures;
     const api = await rig.freePort();
-    const bad = binding('nocert', { address: peers.broker.address, channel: 'mtls.q2', target: peers.targetProps, source: { tls: 'true', ca_file: ca.certPath } });
+    const bad = binding('nocert', { address: peers.broker.address, channel: 'mtls.q2', target: peers.targetProps, source: { tls: 'true', ca_file: ca.certPath, reconnect_interval_seconds: '1' } });
     const { d } = await startDaemon(c, peers.broker, { apiPort: api, bindings: [bad] }, { waitReady: false });
-    await rig.waitFor(async () => (await peers.broker.stats()).connections.tlsFailures > before, { what: 'a refused handshake', timeoutMs: 20000 });
+    // Two refusals at least: the retry is an attempt like the first.
+    await rig.waitFor(async () => (await peers.broker.stats()).connections.tlsFailures > before + 1, { what: 'two refused handshakes', timeoutMs: 30000 });
     const ready = await rig.httpRequest(`http://127.0.0.1:${api}/ready`);
     assert.equal(ready.status, 503);
     await rig.sleep(2000);
     assert.match(d.stderr(), /kubemq: (cannot connect to|connection to) 127\.0\.0\.1:\d+.*(tls|TLS|certificate|handshake|alert)/);
+    // Refused after the handshake, the server never spoke: never "connected",
+    // and the outage is one warning, not one per retry.
+    assert.doesNotMatch(d.stderr(), /kubemq: (re)?connected to/);
+    assert.equal((d.stderr().match(/kubemq: cannot connect to/g) || []).length, 1, d.stderr());
     await d.stop();
   });
 
