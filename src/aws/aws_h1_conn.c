@@ -389,7 +389,9 @@ static void conn_deliver(struct h1_conn *c)
     if (h->dead) {
         return;
     }
-    if (!c->ans.keep_alive) {
+    /* An answer before the whole request went out (a 413, say): the
+     * rest of it would be read as the next request. */
+    if (!c->ans.keep_alive || c->out_pos < c->out.len || c->body_pos < c->body_len) {
         aws_h1_conn_close(c);
         return;
     }

@@ -25,6 +25,7 @@
 //   Partial     {length, body} a Content-Length longer than the body, then a close
 //   Abort       the connection closed without an answer
 //   DropIdle    200 {dropped: true}, then every idle kept-alive connection closed
+//   Early       200 {early: true} at once, before the body is read (unsigned)
 // A request whose signature does not verify gets 400
 // {"__type":"InvalidSignatureException"}.
 'use strict';
@@ -143,6 +144,10 @@ async function handle(req, res) {
 }
 
 function onRequest(req, res) {
+  if (String(req.headers['x-amz-target'] || '').endsWith('.Early')) {
+    send(res, 200, { early: true });
+    return;
+  }
   handle(req, res).catch((e) => { res.statusCode = 500; res.end(String(e)); });
 }
 

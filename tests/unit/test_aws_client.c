@@ -1230,6 +1230,29 @@ static void test_http1_framings(void **state)
     printf("partial: %s\n", r.message);
     assert_non_null(strstr(r.message, "98 bytes remaining"));
     result_free(&r);
+    /* An answer while the request is still going out (12 MB): the
+     * connection is not reused, whatever the server does with the rest. */
+    {
+        struct buf b = BUF_INIT(0);
+
+        buf_append_str(&b, "{\"pad\":\"");
+        while (b.len < (12u << 20)) {
+            buf_append_str(&b, "0123456789abcdef0123456789abcdef");
+        }
+        buf_append_str(&b, "\"}");
+        memset(&r, 0, sizeof(r));
+        r.returned = 1;
+        assert_int_equal(aws_client_call(c, "Early", b.data, b.len, on_done, &r), 0);
+        assert_true(run_until(l, &r.done, 1, 60));
+        assert_int_equal(r.status, 200);
+        assert_string_equal(r.body, "{\"early\":true}");
+        result_free(&r);
+        buf_free(&b);
+        call_and_wait(l, c, "Echo", "{\"after\":\"early\"}", &r);
+        assert_int_equal(r.status, 200);
+        assert_int_equal(r.attempts, 1);
+        result_free(&r);
+    }
     call_and_wait(l, c, "Abort", "{}", &r);
     assert_int_equal(r.status, 0);
     printf("abort: %s\n", r.message);
