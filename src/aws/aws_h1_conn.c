@@ -46,27 +46,6 @@ static void conn_reset_answer(struct h1_conn *c)
     c->got_bytes = 0;
 }
 
-/* Take r off c (c is closing); r goes on: retried, or failed with msg. */
-static void conn_lost_req(struct h1_conn *c, const char *fmt, const char *detail)
-{
-    struct h1_req *r = c->req;
-
-    if (!r) {
-        return;
-    }
-    c->req = NULL;
-    r->conn = NULL;
-    if (c->reused && !c->got_bytes && !r->retried) {
-        /* The server closed a kept-alive connection as we reused it: the
-         * request never reached it, so it goes again on a new one. */
-        r->retried = 1;
-        aws_h1_wait_push_front(c->o, r);
-        aws_h1_origin_kick(c->o);
-        return;
-    }
-    aws_h1_req_fail(r, fmt, detail);
-}
-
 void aws_h1_conn_free(struct h1_conn *c)
 {
     struct h1_origin *o = c->o;
@@ -118,19 +97,19 @@ static void conn_abort(struct h1_conn *c, const char *fmt, const char *detail)
     struct h1_req *r = c->req;
     int retry = r && c->reused && !c->got_bytes && !r->retried;
 
-    if (retry) {
-        conn_lost_req(c, fmt, detail);
-        aws_h1_conn_free(c);
-        aws_h1_origin_kick(o);
-        return;
-    }
     c->req = NULL;
     if (r) {
         r->conn = NULL;
     }
     aws_h1_conn_free(c);
+    if (retry) {
+        /* The server closed a kept-alive connection as we reused it: the
+         * request never reached it, so it goes again on a new one. */
+        r->retried = 1;
+        aws_h1_wait_push_front(o, r);
+    }
     aws_h1_origin_kick(o);
-    if (r) {
+    if (r && !retry) {
         aws_h1_req_fail(r, fmt, detail);
     }
 }
@@ -140,6 +119,7 @@ static int conn_flush(struct h1_conn *c)
 {
     for (;;) {
         struct iovec iov[2];
+        struct msghdr mh;
         int n = 0;
         ssize_t w;
         size_t left;
@@ -157,7 +137,11 @@ static int conn_flush(struct h1_conn *c)
             c->out_pos = 0;
             return watch(c, LOOP_READ) < 0 ? (errno = ENOMEM, -1) : 0;
         }
-        w = writev(c->fd, iov, n);
+        /* sendmsg: writev's gather without a SIGPIPE from a closed peer */
+        memset(&mh, 0, sizeof(mh));
+        mh.msg_iov = iov;
+        mh.msg_iovlen = (size_t)n;
+        w = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
         if (w < 0) {
             if (errno == EINTR) {
                 continue;
