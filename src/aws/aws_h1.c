@@ -162,7 +162,7 @@ static struct h1_origin *origin_get(struct aws_h1 *h, const char *url, char *err
         return NULL;
     }
     if (tls && !h->ssl_ctx) {
-        h->ssl_ctx = tls_ctx_new(h->ca_file, NULL, NULL, "http/1.1", err, errlen);
+        h->ssl_ctx = tls_ctx_new(h->set.ca_file, NULL, NULL, "http/1.1", err, errlen);
         if (!h->ssl_ctx) {
             return NULL;
         }
@@ -353,6 +353,24 @@ static void on_req_timer(void *arg)
     aws_h1_leave(h);
 }
 
+/* An idle connection of o marked busy, or NULL; ones idle too long are
+ * closed on the way (the server may have dropped them). */
+static struct h1_conn *origin_take_idle(struct h1_origin *o)
+{
+    struct h1_conn *c;
+
+    while ((c = o->idle)) {
+        o->idle = c->next_idle;
+        c->next_idle = NULL;
+        c->st = AWS_H1_BUSY;
+        if (loop_now_ms(o->h->loop) - c->idle_since <= AWS_H1_IDLE_MS) {
+            return c;
+        }
+        aws_h1_conn_free(c);
+    }
+    return NULL;
+}
+
 /* Give waiting requests idle connections, or new ones up to the limit. */
 static void origin_pump(void *arg)
 {
@@ -361,17 +379,10 @@ static void origin_pump(void *arg)
 
     aws_h1_enter(h);
     while (!h->dead && o->wait_head) {
-        struct h1_conn *c = o->idle;
+        struct h1_conn *c = origin_take_idle(o);
         struct h1_req *r;
 
         if (c) {
-            o->idle = c->next_idle;
-            c->next_idle = NULL;
-            c->st = AWS_H1_BUSY;
-            if (loop_now_ms(h->loop) - c->idle_since > AWS_H1_IDLE_MS) {
-                aws_h1_conn_free(c);
-                continue;
-            }
             r = wait_pop(o);
             if (!loop_timer_armed(&r->timer)) {
                 loop_timer_start(h->loop, &r->timer, (uint64_t)r->total_ms, on_req_timer, r);
@@ -379,7 +390,7 @@ static void origin_pump(void *arg)
             aws_h1_conn_send(c, r);
             continue;
         }
-        if (o->nconns >= h->max_conns) {
+        if (o->nconns >= h->set.max_conns) {
             break;
         }
         if (origin_addrs(o) <= 0) {
@@ -400,6 +411,7 @@ static int h1_send(void *tctx, const struct aws_http_request *req, aws_http_done
     struct aws_h1 *h = tctx;
     struct h1_origin *o;
     struct h1_req *r;
+    struct h1_conn *c;
     char err[AWS_H1_ERR];
 
     if (h->dead || !req->url) {
@@ -423,8 +435,8 @@ static int h1_send(void *tctx, const struct aws_http_request *req, aws_http_done
     r->done = done;
     r->cctx = cctx;
     loop_timer_init(&r->timer);
-    r->total_ms = h->request_timeout_ms;
-    r->connect_ms = h->connect_timeout_ms;
+    r->total_ms = h->set.request_timeout_ms;
+    r->connect_ms = h->set.connect_timeout_ms;
     if (req->timeout_ms > 0) {
         r->total_ms = req->timeout_ms;
         if (req->timeout_ms < r->connect_ms) {
@@ -436,16 +448,7 @@ static int h1_send(void *tctx, const struct aws_http_request *req, aws_http_done
     }
     /* Reuse an idle connection at once (one write, no wait for the
      * round's end); anything else waits for the pump. */
-    while (o->idle && !o->wait_head) {
-        struct h1_conn *c = o->idle;
-
-        o->idle = c->next_idle;
-        c->next_idle = NULL;
-        c->st = AWS_H1_BUSY;
-        if (loop_now_ms(h->loop) - c->idle_since > AWS_H1_IDLE_MS) {
-            aws_h1_conn_free(c);
-            continue;
-        }
+    if (!o->wait_head && (c = origin_take_idle(o))) {
         loop_timer_start(h->loop, &r->timer, (uint64_t)r->total_ms, on_req_timer, r);
         aws_h1_enter(h);
         /* A failed write retries through the pump, never answers here:
@@ -479,14 +482,9 @@ struct aws_h1 *aws_h1_create(struct loop *loop, const struct aws_http_options *o
                              size_t errlen)
 {
     struct aws_h1 *h;
-    const char *ca = o->ca_file && *o->ca_file ? o->ca_file : getenv("AWS_CA_BUNDLE");
 
     if (o->http2) {
         snprintf(err, errlen, "aws http: HTTP/2 needs the libcurl transport");
-        return NULL;
-    }
-    if (ca && *ca && access(ca, R_OK) != 0) {
-        snprintf(err, errlen, "aws http: CA file '%s' is not readable", ca);
         return NULL;
     }
     h = calloc(1, sizeof(*h));
@@ -494,17 +492,12 @@ struct aws_h1 *aws_h1_create(struct loop *loop, const struct aws_http_options *o
         snprintf(err, errlen, "aws http: out of memory");
         return NULL;
     }
-    h->loop = loop;
-    h->connect_timeout_ms = o->connect_timeout_ms > 0 ? o->connect_timeout_ms : 5000;
-    h->request_timeout_ms = o->request_timeout_ms > 0 ? o->request_timeout_ms : 30000;
-    h->max_response = o->max_response_bytes ? o->max_response_bytes : AWS_HTTP_MAX_RESPONSE;
-    h->max_conns = o->max_connections > 0 ? (unsigned long)o->max_connections : 64;
-    pool_init(&h->reqs, H1_REQ_POOL, offsetof(struct h1_req, pool_next));
-    if (ca && *ca && !(h->ca_file = strdup(ca))) {
-        snprintf(err, errlen, "aws http: out of memory");
+    if (aws_http_settings_init(&h->set, o, err, errlen) != 0) {
         free(h);
         return NULL;
     }
+    h->loop = loop;
+    pool_init(&h->reqs, H1_REQ_POOL, offsetof(struct h1_req, pool_next));
     h->transport.send = h1_send;
     h->transport.tctx = h;
     return h;
@@ -526,7 +519,7 @@ static void h_free(struct aws_h1 *h)
     if (h->ssl_ctx) {
         SSL_CTX_free(h->ssl_ctx);
     }
-    free(h->ca_file);
+    aws_http_settings_free(&h->set);
     free(h);
 }
 

@@ -342,7 +342,7 @@ void aws_h1_conn_open(struct h1_origin *o, struct h1_req *r)
     c->st = AWS_H1_CONNECTING;
     loop_timer_init(&c->timer);
     buf_init(&c->out, (size_t)1 << 30);
-    aws_h1_answer_init(&c->ans, h->max_response);
+    aws_h1_answer_init(&c->ans, h->set.max_response);
     o->nconns++;
     c->next = o->conns;
     if (o->conns) {
@@ -454,7 +454,7 @@ static void conn_too_large(struct h1_conn *c)
 {
     char err[128];
 
-    snprintf(err, sizeof(err), AWS_HTTP_TOO_LARGE " %zu bytes", c->h->max_response);
+    snprintf(err, sizeof(err), AWS_HTTP_TOO_LARGE " %zu bytes", c->h->set.max_response);
     conn_abort(c, "%s", err);
 }
 

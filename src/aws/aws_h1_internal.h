@@ -84,11 +84,7 @@ struct aws_h1 {
     struct loop *loop;
     struct aws_transport transport;
     SSL_CTX *ssl_ctx; /* made at the first https origin */
-    char *ca_file;
-    long connect_timeout_ms;
-    long request_timeout_ms;
-    size_t max_response;
-    unsigned long max_conns;
+    struct aws_http_settings set;
     struct h1_origin *origins;
     int norigins;
     struct pool reqs;

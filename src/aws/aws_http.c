@@ -61,11 +61,8 @@ struct aws_http {
     CURLM *multi;
     struct loop_timer timer;
     struct aws_transport transport;
-    char *ca_file;
-    long connect_timeout_ms;
-    long request_timeout_ms;
+    struct aws_http_settings set;
     int http2;
-    size_t max_response;
     struct xfer *active; /* in flight, doubly linked */
     struct xfer *idle;   /* free list (singly linked through next) */
     size_t nidle;
@@ -73,7 +70,6 @@ struct aws_http {
      * curl, so only as many easy handles (16 KiB buffers each) exist as
      * can be on the wire. */
     struct waiting *wait_head, *wait_tail;
-    unsigned long max_conns;
     int busy; /* > 0 while dispatching into curl or callbacks */
     int dead; /* destroy was asked for while busy */
     struct aws_http_stats stats;
@@ -305,7 +301,7 @@ static struct xfer *xfer_get(struct aws_http *h)
             free(x);
             return NULL;
         }
-        buf_init(&x->resp, h->max_response);
+        buf_init(&x->resp, h->set.max_response);
     }
     x->h = h;
     x->prev = x->next = NULL;
@@ -411,7 +407,7 @@ static void finish(struct aws_http *h, struct xfer *x, CURLcode res)
         curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
         set_error_type_header(x);
     } else if (x->too_large) {
-        snprintf(msg, sizeof(msg), AWS_HTTP_TOO_LARGE " %zu bytes", h->max_response);
+        snprintf(msg, sizeof(msg), AWS_HTTP_TOO_LARGE " %zu bytes", h->set.max_response);
         terr = msg;
     } else {
         describe_error(x, res, msg, sizeof(msg));
@@ -431,7 +427,7 @@ static int start_xfer(struct aws_http *h, const struct aws_http_request *req, aw
 /* Hand waiting requests to curl as connections free up. */
 static void start_waiting(struct aws_http *h)
 {
-    while (!h->dead && h->wait_head && h->stats.in_flight < h->max_conns) {
+    while (!h->dead && h->wait_head && h->stats.in_flight < h->set.max_conns) {
         struct waiting *w = h->wait_head;
 
         h->wait_head = w->next;
@@ -496,7 +492,7 @@ static int http_send(void *tctx, const struct aws_http_request *req, aws_http_do
         return -1;
     }
     /* Credential endpoints (direct) are other hosts: never behind Kinesis. */
-    if (h->http2 || req->direct || h->stats.in_flight < h->max_conns) {
+    if (h->http2 || req->direct || h->stats.in_flight < h->set.max_conns) {
         return start_xfer(h, req, done, cctx);
     }
     w = calloc(1, sizeof(*w));
@@ -521,7 +517,7 @@ static int start_xfer(struct aws_http *h, const struct aws_http_request *req, aw
     struct xfer *x;
     CURL *e;
     size_t i;
-    long connect_ms = h->connect_timeout_ms, total_ms = h->request_timeout_ms;
+    long connect_ms = h->set.connect_timeout_ms, total_ms = h->set.request_timeout_ms;
 
     x = xfer_get(h);
     if (!x) {
@@ -581,7 +577,7 @@ static int start_xfer(struct aws_http *h, const struct aws_http_request *req, aw
         curl_easy_setopt(e, CURLOPT_PIPEWAIT, h->http2 ? 1L : 0L) != CURLE_OK) {
         goto fail;
     }
-    if (h->ca_file && curl_easy_setopt(e, CURLOPT_CAINFO, h->ca_file) != CURLE_OK) {
+    if (h->set.ca_file && curl_easy_setopt(e, CURLOPT_CAINFO, h->set.ca_file) != CURLE_OK) {
         goto fail;
     }
     if (set_method(e, req) < 0) {
@@ -606,19 +602,41 @@ fail:
 
 /* ---- lifecycle ---- */
 
+int aws_http_settings_init(struct aws_http_settings *s, const struct aws_http_options *o, char *err,
+                           size_t errlen)
+{
+    const char *ca = o->ca_file && *o->ca_file ? o->ca_file : getenv("AWS_CA_BUNDLE");
+
+    memset(s, 0, sizeof(*s));
+    if (ca && *ca && access(ca, R_OK) != 0) {
+        snprintf(err, errlen, "aws http: CA file '%s' is not readable", ca);
+        return -1;
+    }
+    if (ca && *ca && !(s->ca_file = strdup(ca))) {
+        snprintf(err, errlen, "aws http: out of memory");
+        return -1;
+    }
+    s->connect_timeout_ms = o->connect_timeout_ms > 0 ? o->connect_timeout_ms : 5000;
+    s->request_timeout_ms = o->request_timeout_ms > 0 ? o->request_timeout_ms : 30000;
+    s->max_response = o->max_response_bytes ? o->max_response_bytes : AWS_HTTP_MAX_RESPONSE;
+    s->max_conns = o->max_connections > 0 ? (unsigned long)o->max_connections : 64;
+    return 0;
+}
+
+void aws_http_settings_free(struct aws_http_settings *s)
+{
+    free(s->ca_file);
+    s->ca_file = NULL;
+}
+
 struct aws_http *aws_http_create(struct loop *loop, const struct aws_http_options *o, char *err,
                                  size_t errlen)
 {
     struct aws_http *h;
-    const char *ca = o->ca_file && *o->ca_file ? o->ca_file : getenv("AWS_CA_BUNDLE");
 
     pthread_once(&curl_once, curl_init);
     if (curl_init_rc != CURLE_OK) {
         snprintf(err, errlen, "aws http: curl_global_init: %s", curl_easy_strerror(curl_init_rc));
-        return NULL;
-    }
-    if (ca && *ca && access(ca, R_OK) != 0) {
-        snprintf(err, errlen, "aws http: CA file '%s' is not readable", ca);
         return NULL;
     }
     h = calloc(1, sizeof(*h));
@@ -628,12 +646,8 @@ struct aws_http *aws_http_create(struct loop *loop, const struct aws_http_option
     }
     h->loop = loop;
     loop_timer_init(&h->timer);
-    h->connect_timeout_ms = o->connect_timeout_ms > 0 ? o->connect_timeout_ms : 5000;
-    h->request_timeout_ms = o->request_timeout_ms > 0 ? o->request_timeout_ms : 30000;
     h->http2 = o->http2;
-    h->max_response = o->max_response_bytes ? o->max_response_bytes : AWS_HTTP_MAX_RESPONSE;
-    if (ca && *ca && !(h->ca_file = strdup(ca))) {
-        snprintf(err, errlen, "aws http: out of memory");
+    if (aws_http_settings_init(&h->set, o, err, errlen) != 0) {
         goto fail;
     }
     h->multi = curl_multi_init();
@@ -646,12 +660,11 @@ struct aws_http *aws_http_create(struct loop *loop, const struct aws_http_option
     curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
     curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
     curl_multi_setopt(h->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
-    h->max_conns = o->max_connections > 0 ? (unsigned long)o->max_connections : 64;
-    curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)h->max_conns);
+    curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)h->set.max_conns);
     /* curl's connection cache otherwise follows the number of transfers
      * attached (4 each): between bursts it shrinks and closes connections
      * that the next burst must open again. */
-    curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, (long)h->max_conns);
+    curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, (long)h->set.max_conns);
     h->transport.send = http_send;
     h->transport.tctx = h;
     return h;
@@ -675,7 +688,7 @@ static void http_free(struct aws_http *h)
     if (h->multi) {
         curl_multi_cleanup(h->multi); /* closes the cached connections */
     }
-    free(h->ca_file);
+    aws_http_settings_free(&h->set);
     free(h->fds);
     free(h);
 }

@@ -38,6 +38,21 @@ struct aws_http_options {
 
 struct aws_http;
 
+/* What both transports keep of their options, defaults applied. */
+struct aws_http_settings {
+    char *ca_file; /* ca_file, else AWS_CA_BUNDLE; NULL: system roots */
+    long connect_timeout_ms;
+    long request_timeout_ms;
+    size_t max_response;
+    unsigned long max_conns;
+};
+
+/* -1 with a message when the CA file is not readable or memory ran out.
+ * Free with aws_http_settings_free (accepts a zeroed or failed one). */
+int aws_http_settings_init(struct aws_http_settings *s, const struct aws_http_options *o, char *err,
+                           size_t errlen);
+void aws_http_settings_free(struct aws_http_settings *s);
+
 struct aws_http *aws_http_create(struct loop *loop, const struct aws_http_options *o, char *err,
                                  size_t errlen);
 /* Requests still in flight complete first with a transport error. May be
