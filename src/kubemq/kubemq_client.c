@@ -256,6 +256,7 @@ void kubemq_client_conn_up(struct kubemq_client *c, struct kubemq_conn *conn)
 
 void kubemq_client_conn_heard(struct kubemq_client *c, struct kubemq_conn *conn)
 {
+    struct kubemq_list *e;
     char peer[80];
 
     if (c->conn != conn || c->announced) {
@@ -269,6 +270,14 @@ void kubemq_client_conn_heard(struct kubemq_client *c, struct kubemq_conn *conn)
              c->address, strcmp(c->address, conn->peer) ? peer : "");
     c->ever_up = 1;
     c->outage_logged = 0;
+    /* Subscriptions written before the server spoke are subscribed now; the
+     * walk starts over after each, as its owner's callback may change the
+     * list (and must not free the client under it). */
+    kubemq_client_acquire(c);
+    for (e = c->subs.next; e != &c->subs;) {
+        e = kubemq_subscription_conn_heard(e) ? c->subs.next : e->next;
+    }
+    kubemq_client_release(c);
 }
 
 void kubemq_client_conn_down(struct kubemq_client *c, struct kubemq_conn *conn, const char *why)

@@ -414,6 +414,9 @@ void kubemq_client_down_text(const struct kubemq_client *c, char *dst, size_t n)
 void kubemq_call_shutdown(struct kubemq_list *link);
 /* kubemq_subscription.c: the connection is up (open a stream if one is due). */
 void kubemq_subscription_conn_up(struct kubemq_list *link);
+/* The server spoke on the connection: a subscription whose Subscribe went
+ * out before says "subscribed" now. 1 when it did (its owner heard). */
+int kubemq_subscription_conn_heard(struct kubemq_list *link);
 void kubemq_subscription_shutdown(struct kubemq_list *link);
 /* kubemq_queue.c */
 void kubemq_queue_shutdown(struct kubemq_list *link);

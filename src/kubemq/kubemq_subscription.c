@@ -3,7 +3,9 @@
  * A subscription is a server stream: one Subscribe message and END_STREAM,
  * then the server's requests or events until it ends. KubeMQ sends no
  * headers and no ack until the first message, so "subscribed" means the
- * Subscribe was written and the stream has not ended. When it ends (the
+ * Subscribe was written, the server has spoken on the connection (its
+ * SETTINGS: it did not refuse us after the TLS handshake) and the stream
+ * has not ended. When it ends (the
  * connection lost, the server's error, a GOAWAY) the subscription reports
  * LOST and opens a new stream after a capped exponential backoff, once
  * the connection is up; max_reconnects counts attempts in a row that did
@@ -47,6 +49,7 @@ struct kubemq_subscription {
     int closed;               /* the owner let go */
     int want_stream;          /* open one when the connection is up */
     int subscribed;
+    int written; /* the Subscribe went out before the server spoke */
     int ever_subscribed;
     int got_message;
     uint64_t started_ms;
@@ -199,14 +202,11 @@ void kubemq_subscription_conn_up(struct kubemq_list *link)
     }
 }
 
-static void on_written(void *owner, struct kubemq_stream *st)
+static void announce(struct kubemq_subscription *s)
 {
-    struct kubemq_subscription *s = owner;
     char desc[400];
 
-    if (st != s->st || s->subscribed || st->ended) {
-        return;
-    }
+    s->written = 0;
     s->subscribed = 1;
     describe(s, desc, sizeof(desc));
     s->refs++;
@@ -214,6 +214,32 @@ static void on_written(void *owner, struct kubemq_stream *st)
            s->ever_subscribed ? "resubscribed" : "subscribed", desc);
     s->ever_subscribed = 1;
     sub_release(s);
+}
+
+static void on_written(void *owner, struct kubemq_stream *st)
+{
+    struct kubemq_subscription *s = owner;
+
+    if (st != s->st || s->subscribed || st->ended) {
+        return;
+    }
+    if (!s->client->announced) {
+        s->written = 1; /* kubemq_subscription_conn_heard says it */
+        return;
+    }
+    announce(s);
+}
+
+int kubemq_subscription_conn_heard(struct kubemq_list *link)
+{
+    struct kubemq_subscription *s = KK_CONTAINER_OF(link, struct kubemq_subscription, link);
+
+    if (!s->written || s->subscribed || !s->st || s->st->ended || s->closed) {
+        s->written = 0;
+        return 0;
+    }
+    announce(s);
+    return 1;
 }
 
 static void on_message(void *owner, struct kubemq_stream *st, const unsigned char *p, size_t n)
@@ -262,6 +288,7 @@ static void on_message(void *owner, struct kubemq_stream *st, const unsigned cha
             s->paused = 1;
             s->refused_seq = seq;
             s->subscribed = 0;
+            s->written = 0;
             s->st = NULL;
             kubemq_stream_cancel(st);
             log_debug(c->log_name, "kubemq: events_store '%s' paused at sequence %llu", s->channel,
@@ -290,6 +317,7 @@ static void on_closed(void *owner, struct kubemq_stream *st, int status, const c
     }
     s->st = NULL;
     s->subscribed = 0;
+    s->written = 0;
     kubemq_stream_detach(st);
     if (s->closed) {
         return;
@@ -365,6 +393,7 @@ void kubemq_subscription_close(struct kubemq_subscription *s)
     }
     s->closed = 1;
     s->subscribed = 0;
+    s->written = 0;
     loop_timer_stop(s->client->loop, &s->timer);
     if (s->st) {
         kubemq_stream_cancel(s->st); /* the broker hands the channel to other subscribers */

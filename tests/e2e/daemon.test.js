@@ -212,6 +212,10 @@ describe('daemon: aws.kinesis methods through KubeMQ queries', () => {
     assert.match(err, /kubemq-kinesis \S+ starting: 2 bindings/);
     assert.match(err, new RegExp(`binding kinesis: started \\(source kubemq.query ${peers.broker.address.replace(/\./g, '\\.')}/query.kinesis, target aws.kinesis\\)`));
     assert.equal(linesOf(daemon.d, /\[kinesis\] .*subscribed to queries on channel 'query.kinesis'/).length, 1);
+    // "subscribed" only once the broker has spoken on the connection.
+    const at = (re) => err.split('\n').findIndex((l) => re.test(l));
+    assert.ok(at(/\[kinesis\] kubemq: connected to/) >= 0, err);
+    assert.ok(at(/\[kinesis\] kubemq: connected to/) < at(/\[kinesis\] kubemq: subscribed to queries/), err);
     assert.ok(!err.includes(AUTH), 'auth_token never logged');
     assert.ok(!err.includes(peers.targetProps.aws_secret_key), 'aws_secret_key never logged');
   });

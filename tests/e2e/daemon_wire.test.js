@@ -87,6 +87,7 @@ describe('daemon: the KubeMQ wire', () => {
     // Refused after the handshake, the server never spoke: never "connected",
     // and the outage is one warning, not one per retry.
     assert.doesNotMatch(d.stderr(), /kubemq: (re)?connected to/);
+    assert.doesNotMatch(d.stderr(), /kubemq: (re)?subscribed to/, 'refused: never subscribed');
     assert.equal((d.stderr().match(/kubemq: cannot connect to/g) || []).length, 1, d.stderr());
     await d.stop();
   });
