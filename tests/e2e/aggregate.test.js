@@ -5,7 +5,8 @@
 // library's Node module (a deaggregator we did not write): every user record exactly
 // once, byte-exact, on the shard its partition key maps to, in order per key, in far
 // fewer Kinesis records than user records (the gate counts them). Then a shard split
-// while writing, and get_records with deaggregate over aggregated and plain records.
+// while writing, get_records with deaggregate over aggregated and plain records, and
+// the same writing and reading against kinesis-local.
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const crypto = require('crypto');
@@ -84,8 +85,8 @@ function deaggregate(raw) {
   return out;
 }
 
-async function startAll(t, shards, target = {}) {
-  const kin = await rig.startKinesalite();
+async function startAll(t, shards, target = {}, startKinesis = rig.startKinesalite) {
+  const kin = await startKinesis();
   t.after(() => kin.stop());
   const gate = await rig.startGate({ upstream: kin.url, accessKey: AK, secretKey: SK, logMax: 50000 });
   t.after(() => gate.stop());
@@ -306,4 +307,45 @@ test('get_records with deaggregate: user records in order, plain records and a b
     metadata: { method: 'get_records', stream_name: s.stream, shard_id: 'shardId-000000000000', limit: '10000' },
   }, { timeoutMs: 60000 });
   assert.equal(JSON.parse(Buffer.from(plainRead.reply.data, 'base64').toString()).Records.length, raw.length);
+});
+
+test('against kinesis-local (kinesis-mock, the Kinesis LocalStack runs): 500 concurrent put_record queries aggregated on 3 shards, each once on its shard, read back deaggregated', async (t) => {
+  const s = await startAll(t, 3, {}, () => rig.startKinesisLocal());
+  const recs = Array.from({ length: 500 }, (_, i) => ({ pk: crypto.randomBytes(9).toString('hex'), data: Buffer.from(`local-${i}-${crypto.randomBytes(6).toString('hex')}`) }));
+  const replies = await Promise.all(recs.map((r) => s.put(r.pk, r.data)));
+  const byData = new Map(recs.map((r, i) => [r.data.toString(), { pk: r.pk, reply: replies[i] }]));
+
+  const map = await shardMap(s.kin, s.stream);
+  const raw = await readRaw(s.kin, s.stream);
+  const users = deaggregate(raw);
+  assert.equal(users.length, 500, `the stream holds ${users.length} user records`);
+  for (const u of users) {
+    const m = byData.get(u.data.toString());
+    assert.ok(m, 'a user record nobody sent (or not byte-exact)');
+    byData.delete(u.data.toString());
+    assert.equal(u.pk, m.pk);
+    const h = hashOf(u.pk);
+    assert.ok(map[u.shard].lo <= h && h <= map[u.shard].hi, `${u.pk} is on ${u.shard}, not the shard its key maps to`);
+    assert.equal(m.reply.shard_id, u.shard);
+    assert.equal(m.reply.sequence_number, u.seq);
+    assert.equal(m.reply.sub_sequence_number, u.sub === undefined ? undefined : String(u.sub));
+  }
+  assert.equal(byData.size, 0, 'every record once');
+  assert.ok(raw.length * 2 <= 500, `${raw.length} Kinesis records for 500 user records`);
+
+  // The daemon reads them back deaggregated, shard by shard, with Go's timestamps.
+  const back = [];
+  for (const shard of Object.keys(map)) {
+    const r = await s.client.query(s.channel, {
+      metadata: { method: 'get_records', stream_name: s.stream, shard_id: shard, limit: '10000', deaggregate: 'true' },
+    }, { timeoutMs: 60000 });
+    assert.equal(r.reply.is_error, false, r.reply.error);
+    for (const x of JSON.parse(Buffer.from(r.reply.data, 'base64').toString()).Records) {
+      assert.match(x.ApproximateArrivalTimestamp, GO_TIME);
+      back.push(Buffer.from(x.Data, 'base64').toString());
+    }
+  }
+  assert.deepEqual(back.sort(), recs.map((r) => r.data.toString()).sort());
+  const stopped = await s.d.stop();
+  assert.equal(stopped.code, 0, s.d.stderr());
 });
